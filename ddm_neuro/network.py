@@ -12,8 +12,21 @@ with private noise ``Sigma = diag(sigma_i)``, ``sigma_i^2 = a_i act(x_i) + c_i``
     dy/dt = ( -y + K phi(E y + x_perp) ) / tau + D Sigma dW_t
 
 and ``x_perp`` relaxes (rate ``1/tau``) to ``b + B u`` plus noise. In SDE
-coordinates the latent drift is ``f_net(z) = T S (-y + K phi(x)) / tau`` and the
-latent noise covariance per SDE time unit is ``T S D Sigma^2 D^T S``.
+coordinates the latent drift is ``f_net(z) = T S (-y + K phi(x)) / tau``.
+
+Private noise also moves ``x_perp`` (stationary std ``s_i = sqrt(tau sigma_i^2 / 2)``),
+and that reaches the latent through ``K phi``. Two consequences, both used by the
+fit and reported here:
+
+* the drift the network realises is the noise-averaged ``K phibar(x)``, with
+  ``phibar(x) = E[phi(x + s xi)]`` (:func:`~ddm_neuro.neurons.smoothed_phi`);
+* an impulse of neuron i's noise moves the latent by ``D_i`` directly and by
+  ``K diag(phibar') P e_i`` once its off-subspace part has relaxed, so on time
+  scales longer than ``tau`` the latent noise vectors are
+  ``V(x) = (I - K diag(phibar') E) D + K diag(phibar')`` and the latent covariance
+  per SDE time unit is ``T S V Sigma^2 V^T S`` (not just ``T S D Sigma^2 D^T S``).
+
+(These formulas assume ``W_perp = 0``, which is what :func:`ddm_neuro.fit.fit` builds.)
 
 Plain numpy arrays and JSON-able metadata only: no torch objects inside.
 """
@@ -23,7 +36,22 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .neurons import NeuronModel, make_neuron
+from .neurons import NeuronModel, make_neuron, smoothed_dphi, smoothed_phi
+
+
+def effective_noise_vectors(K, D, E, dphi, xp=np):
+    """Latent noise vectors ``V = (I - K diag(phi') E) D + K diag(phi')`` (..., d, N).
+
+    Parameters
+    ----------
+    K, D : (d, N) decoders and read-out
+    E : (N, d) encoders
+    dphi : (..., N) slope of the (noise-averaged) rate function at each neuron's input
+    """
+    Kd = K * dphi[..., None, :]
+    A = Kd @ E
+    eye = xp.eye(K.shape[0], dtype=K.dtype) if xp is np else xp.eye(K.shape[0], dtype=K.dtype)
+    return (eye - A) @ D + Kd
 
 
 @dataclass
@@ -141,8 +169,8 @@ class LatentRNN:
         return self.noise_act * self.neuron.activity(x) + self.noise_const
 
     # ------------------------------------------------------------------ latent SDE
-    def latent_drift(self, z, u=None, perp=None):
-        """Noise-free latent drift in SDE coordinates, ``T S D(-x + W phi(x) + b + B u) / tau``.
+    def latent_drift(self, z, u=None, perp=None, averaged=False):
+        """Latent drift in SDE coordinates, ``T S D(-x + W phi(x) + b + B u) / tau``.
 
         Parameters
         ----------
@@ -150,20 +178,34 @@ class LatentRNN:
         u : array (..., k), optional
         perp : array (..., N), optional
             Fluctuation off the latent subspace added to the rest state.
+        averaged : bool
+            False: the noise-free network's drift. True: averaged over the
+            network's own off-subspace fluctuations (``phi`` -> ``phibar``), the
+            drift a noisy network realises.
         """
         z = np.asarray(z, dtype=np.float64)
         x = self.neuron_inputs(z, u, perp)
-        r = self.neuron.phi(x)
+        r = smoothed_phi(self.neuron, x, self.perp_std(z, u)) if averaged else self.neuron.phi(x)
         drive = self.bias if not self.n_inputs or u is None else \
             self.bias + np.asarray(u, dtype=np.float64) @ self.input_weights.T
         dy = (-x + r @ self.weights().T + drive) @ self.readout.T / self.tau
         return self.time_scale * self.scale * dy
 
-    def latent_cov(self, z, u=None):
-        """Latent noise covariance per SDE time unit, ``T S D Sigma^2 D^T S`` (..., d, d)."""
-        x = self.neuron_inputs(np.asarray(z, dtype=np.float64), u)
+    def latent_cov(self, z, u=None, direct_only=False):
+        """Latent noise covariance per SDE time unit, ``T S V Sigma^2 V^T S`` (..., d, d).
+
+        ``direct_only=True`` gives ``T S D Sigma^2 D^T S`` (ignoring the noise
+        that returns through the off-subspace relaxation).
+        """
+        z = np.asarray(z, dtype=np.float64)
+        x = self.neuron_inputs(z, u)
         s2 = self.noise_var(x)
-        cov = np.einsum("an,...n,bn->...ab", self.readout, s2, self.readout)
+        if direct_only:
+            V = np.broadcast_to(self.readout, x.shape[:-1] + self.readout.shape)
+        else:
+            dphi = smoothed_dphi(self.neuron, x, self.perp_std(z, u))
+            V = effective_noise_vectors(self.decoders, self.readout, self.encoders, dphi)
+        cov = np.einsum("...an,...n,...bn->...ab", V, s2, V)
         return self.time_scale * cov * self.scale[:, None] * self.scale[None, :]
 
     def perp_std(self, z=None, u=None):

@@ -1,13 +1,14 @@
 r"""Diffusion matching: private noise variances whose latent covariance is the target's.
 
-Latent noise covariance per second (DESIGN §2)::
+The latent noise covariance per second (see :mod:`ddm_neuro.network`)::
 
-    C_net(x) = sum_i sigma_i^2(x) D_i D_i^T,    sigma_i^2(x) = a_i act(x_i) + c_i,  a_i, c_i >= 0
+    C_net(x) = sum_i sigma_i^2(x) V_i(x) V_i(x)^T,   sigma_i^2(x) = a_i act(x_i) + c_i,  a_i, c_i >= 0
 
-is matched to ``C*(z) = S^-1 g g^T(z) S^-1 / T`` on the training states by
-minimising ``mean ||C_net - C*||_F^2 / mean ||C*||_F^2`` over softplus-
-parametrised ``a, c`` (Adam, torch float64). Additive targets use ``a = 0``.
-Starts from uniform ``c`` (every neuron noisy, the biological default).
+with ``V`` the effective latent noise vectors (``V = D`` when only the direct
+path is counted), is matched to ``C*(z) = S^-1 g g^T(z) S^-1 / T`` on training
+states by minimising ``mean ||C_net - C*||_F^2 / mean ||C*||_F^2`` over
+softplus-parametrised ``a, c`` (Adam, torch float64), starting from uniform
+``c``: every neuron noisy, the biological default.
 """
 from __future__ import annotations
 
@@ -17,53 +18,57 @@ import torch.nn.functional as F
 
 
 def _inv_softplus(v):
-    v = np.maximum(v, 1e-300)
-    return np.where(v > 30, v, np.log(np.expm1(np.minimum(v, 30)) + 1e-300))
+    v = np.maximum(np.asarray(v, dtype=np.float64), 1e-12)
+    return np.where(v > 30, v, np.log(np.expm1(np.minimum(v, 30))))
 
 
-def fit_noise(D, act, C_target, additive, steps=400, lr=0.05):
-    """Fit ``(a, c)``.
+def fit_noise(V, act, C_target, steps=300, lr=0.05, init=None):
+    """Fit the noise parameters ``(a, c)``.
 
     Parameters
     ----------
-    D : ndarray (d, N)
-        Read-out.
-    act : ndarray (M, N)
-        Neuron activities at the training states (ignored when ``additive``).
-    C_target : ndarray (M, d, d)
-        Target latent covariance per second at those states.
-    additive : bool
+    V : array (M, d, N) or (d, N)
+        Latent noise vectors at the training states.
+    act : array (M, N)
+        Neuron activities at those states.
+    C_target : array (M, d, d)
+        Target latent covariance per second.
+    init : tuple (a, c), optional
+        Start values (default: uniform ``c`` matching the mean trace).
 
     Returns
     -------
     a, c : ndarray (N,)
     rel_error : float
-        ``sqrt(mean ||C_net - C*||^2 / mean ||C*||^2)`` at the end.
+        ``sqrt(mean ||C_net - C*||^2 / mean ||C*||^2)``.
     """
-    d, N = D.shape
-    Dt = torch.as_tensor(D)
-    outer = torch.einsum("an,bn->nab", Dt, Dt).reshape(N, d * d)  # D_i D_i^T, flattened
-    Ct = torch.as_tensor(C_target).reshape(len(C_target), d * d)
-    norm = float((Ct ** 2).sum(1).mean()) or 1.0
-    if float(Ct.abs().max()) == 0.0:
+    V = torch.as_tensor(V)
+    if V.ndim == 2:
+        V = V.expand(len(C_target), *V.shape)
+    M, d, N = V.shape
+    Ct = torch.as_tensor(C_target)
+    norm = float((Ct ** 2).sum((1, 2)).mean())
+    if norm == 0.0:
         return np.zeros(N), np.zeros(N), 0.0
-    c0 = float(torch.trace(Ct.mean(0).reshape(d, d))) / float(torch.trace(outer.sum(0).reshape(d, d)))
-    pc = torch.tensor(_inv_softplus(np.full(N, 0.8 * c0)), requires_grad=True)
-    params = [pc]
-    if not additive:
-        pa = torch.tensor(_inv_softplus(np.full(N, 0.4 * c0)), requires_grad=True)
-        params.append(pa)
-        At = torch.as_tensor(act)
-    opt = torch.optim.Adam(params, lr=lr)
+    At = torch.as_tensor(act)
+    iu = torch.triu_indices(d, d)
+    mult = torch.where(iu[0] == iu[1], 1.0, 2.0).to(torch.float64)  # off-diagonals count twice
+    outer = (V[:, iu[0], :] * V[:, iu[1], :]).transpose(1, 2).contiguous()  # (M, N, d(d+1)/2)
+    Cu = Ct[:, iu[0], iu[1]]
+    norm = float(((Cu ** 2) * mult).sum(1).mean())
+    if init is None:
+        per_unit = torch.einsum("man,man->", V, V) / M
+        c0 = float(torch.einsum("maa->", Ct) / M) / float(per_unit)
+        init = (np.full(N, 0.1 * c0), np.full(N, 0.9 * c0))
+    pa = torch.tensor(_inv_softplus(init[0]), requires_grad=True)
+    pc = torch.tensor(_inv_softplus(init[1]), requires_grad=True)
+    opt = torch.optim.Adam([pa, pc], lr=lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps, eta_min=lr * 0.01)
 
     def loss_fn():
-        c = F.softplus(pc)
-        if additive:
-            Cn = (c @ outer)[None, :]
-        else:
-            Cn = (At * F.softplus(pa) + c) @ outer
-        return ((Cn - Ct) ** 2).sum(1).mean() / norm
+        s2 = At * F.softplus(pa) + F.softplus(pc)
+        Cn = torch.bmm(s2[:, None, :], outer)[:, 0]
+        return (((Cn - Cu) ** 2) * mult).sum(1).mean() / norm
 
     for _ in range(steps):
         opt.zero_grad()
@@ -72,10 +77,7 @@ def fit_noise(D, act, C_target, additive, steps=400, lr=0.05):
         opt.step()
         sched.step()
     with torch.no_grad():
-        err = float(loss_fn()) ** 0.5
-        a = np.zeros(N) if additive else F.softplus(pa).numpy().copy()
-        c = F.softplus(pc).numpy().copy()
-    return a, c, err
+        return F.softplus(pa).numpy().copy(), F.softplus(pc).numpy().copy(), float(loss_fn()) ** 0.5
 
 
 def target_latent_cov(sde, z, scale, time_scale):

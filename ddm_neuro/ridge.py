@@ -3,8 +3,12 @@ r"""Closed-form decoders: ridge regression with the regulariser chosen on held-o
 Solves ``K = argmin sum_s ||K phi_s - Y_s||^2 + lambda ||K||^2`` (the Neural
 Engineering Framework's decoder solve). With ``G = Phi^T Phi / M = Q diag(L) Q^T``,
 ``K^T = Q diag(1/(L + lambda)) Q^T Phi^T Y / M`` for every lambda at the cost of
-one eigendecomposition; lambda (relative to ``mean(L)``) minimises the validation
-error.
+one eigendecomposition.
+
+lambda is the *largest* one (relative to ``mean(L)``) whose validation error is
+within ``max(tol, 1.5 x best)``: decoders with small norm, because every unit of
+decoder norm turns the network's off-subspace noise into latent noise (see
+:mod:`ddm_neuro.network`) and amplifies any mismatch of a simulator or chip.
 """
 from __future__ import annotations
 
@@ -36,38 +40,45 @@ def gram(features, Y, chunk=4096):
     return G / M, R / M
 
 
-def solve(G, R, phi_val=None, Y_val=None, weight=None, lambdas=RELATIVE_LAMBDAS):
-    """Decoders ``K`` (d, N) for the best regulariser on the validation rows.
+def solve(G, R, lam=None, phi_val=None, Y_val=None, weight=None, norm=1.0, tol=0.0,
+          lambdas=RELATIVE_LAMBDAS):
+    """Decoders ``K`` (d, N) for a given lambda, or one chosen on validation rows.
 
     Parameters
     ----------
     G, R : Gram matrix (N, N) and cross term (N, d)
-    phi_val, Y_val : validation features and targets (omit to use the smallest lambda
-        above the numerical floor)
+    lam : float, optional
+        Absolute lambda; when None it is chosen on ``phi_val, Y_val``.
+    phi_val, Y_val : validation features (M, N) and targets (M, d)
     weight : tensor (d,), optional
         Per-output weights of the validation error.
+    norm : float
+        The validation error is ``sqrt(mean ||(pred - Y) w||^2 / norm)``.
+    tol : float
+        Acceptable validation error (see module docstring).
 
     Returns
     -------
     K : torch.Tensor (d, N)
     lam : float
-        The chosen absolute lambda.
+        The absolute lambda used.
+    val_error : float or None
+        Validation error at that lambda.
     """
     L, Q = torch.linalg.eigh(G)
     L = L.clamp_min(0)
     QR = Q.T @ R
+    if lam is not None:
+        return (Q @ (QR / (L + lam)[:, None])).T, lam, None
     scale = float(L.mean())
-    if phi_val is None:
-        lam = 1e-8 * scale
-        return (Q @ (QR / (L + lam)[:, None])).T, lam
     PQ = phi_val @ Q
     w = torch.ones(R.shape[1], dtype=G.dtype) if weight is None else weight
-    best = (np.inf, None)
+    errs = []
     for rel in lambdas:
-        lam = float(rel) * scale
-        coef = QR / (L + lam)[:, None]
-        err = float((((PQ @ coef - Y_val) * w) ** 2).mean())
-        if err < best[0]:
-            best = (err, lam)
-    lam = best[1]
-    return (Q @ (QR / (L + lam)[:, None])).T, lam
+        coef = QR / (L + float(rel) * scale)[:, None]
+        errs.append(float((((PQ @ coef - Y_val) * w) ** 2).sum(1).mean() / norm) ** 0.5)
+    errs = np.array(errs)
+    ok = np.flatnonzero(errs <= max(tol, 1.5 * errs.min()))
+    i = int(ok.max())
+    lam = float(lambdas[i]) * scale
+    return (Q @ (QR / (L + lam)[:, None])).T, lam, float(errs[i])
