@@ -1,0 +1,193 @@
+"""The ``ddm-neuro`` command line (DESIGN §5).
+
+User mistakes end as one line on stderr and exit status 2; ``verify`` exits 1
+when a metric fails.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .errors import DDMError
+
+
+def _params(items):
+    out = {}
+    for item in items or []:
+        if "=" not in item:
+            raise DDMError(f"--param expects NAME=VALUE, got {item!r}")
+        name, value = item.split("=", 1)
+        try:
+            out[name.strip()] = float(value)
+        except ValueError:
+            raise DDMError(f"--param {name}: {value!r} is not a number") from None
+    return out
+
+
+def load_sde(source, overrides=None):
+    """A built-in name or a TOML spec path -> SDE."""
+    from .spec import load_spec
+    from .systems import SPECS, get_system
+
+    if source.endswith(".toml") or (Path(source).exists() and source not in SPECS):
+        return load_spec(source, overrides)
+    return get_system(source, **(overrides or {}))
+
+
+def cmd_systems(args):
+    from .spec import to_toml
+    from .systems import builtin_spec, list_systems
+
+    if args.show:
+        sys.stdout.write(to_toml(builtin_spec(args.show)))
+        return 0
+    width = max(map(len, list_systems()))
+    for name, desc in list_systems().items():
+        print(f"{name:<{width}}  {desc}")
+    return 0
+
+
+def print_fit_summary(model, path=None):
+    """Print the held-out errors and settings of a fitted model."""
+    f = model.meta["fit"]
+    print(f"fitted {model.meta['sde_name']}: N={model.n_neurons} {model.neuron.name} neurons, "
+          f"tau={model.tau * 1e3:g} ms, T={model.time_scale:.4g} s per SDE time unit")
+    print(f"  held-out drift error     {100 * f['drift_error']:.4f} %  (closed-form start "
+          f"{100 * f['drift_error_closed_form']:.4f} %)")
+    print(f"  held-out diffusion error {100 * f['diffusion_error']:.3f} %  (closed-form start "
+          f"{100 * f['diffusion_error_closed_form']:.3f} %)")
+    print(f"  fit wall time            {f['wall_time_s']:.1f} s" + (f"; wrote {path}" if path else ""))
+
+
+def cmd_fit(args):
+    from .fileio import check_output
+    from .fit import fit
+
+    check_output(args.output, args.force)
+    sde = load_sde(args.system, _params(args.param))
+    model = fit(sde, n_neurons=args.n, neuron=args.neuron, seed=args.seed, tau=args.tau,
+                time_scale=args.time_scale, steps=args.steps, progress=not args.quiet)
+    model.save(args.output, force=args.force)
+    print_fit_summary(model, args.output)
+    return 0
+
+
+def cmd_simulate(args):
+    from .backends import get_backend
+    from .fileio import check_output
+    from .inputs import parse_input_option
+    from .network import LatentRNN
+
+    check_output(args.output, args.force)
+    if args.duration <= 0 or args.trials < 1:
+        raise DDMError(f"--duration must be > 0 and --trials >= 1 (got {args.duration}, {args.trials})")
+    model = LatentRNN.load(args.model)
+    run = get_backend(args.backend, args.mode)
+    u = parse_input_option(args.input, model.inputs) if args.input else None
+    options = {}
+    if args.no_noise:
+        options["noise"] = False
+    if args.coupling:
+        options["coupling"] = args.coupling
+    traj = run(model, args.duration, trials=args.trials, seed=args.seed, u=u, mode=args.mode,
+               progress=not args.quiet, **options)
+    traj.save(args.output, force=args.force)
+    print(f"wrote {args.output}: {traj.trials} trial(s) x {traj.duration:g} time units "
+          f"({len(traj.t)} samples, dt={traj.dt:.3g}), backend {args.backend}, mode {args.mode}")
+    return 0
+
+
+def cmd_verify(args):
+    from .network import LatentRNN
+    from .trajectory import Trajectory
+    from .verify import run_verify
+
+    model = LatentRNN.load(args.model)
+    traj = Trajectory.load(args.trajectory)
+    return run_verify(model.sde(), traj, report_dir=args.report, delta=args.delta,
+                      model_drift=model.latent_drift, filter_tau=model.tau / model.time_scale,
+                      force=args.force, seed=args.seed)
+
+
+def cmd_demo(args):
+    from .demo import run_demo
+
+    return run_demo(args.out, force=args.force, n_neurons=args.n, duration=args.duration,
+                    trials=args.trials, quick=args.quick, progress=not args.quiet)
+
+
+def build_parser():
+    """The argument parser (exposed for documentation and tests)."""
+    p = argparse.ArgumentParser(prog="ddm-neuro", description="Drift-diffusion matching: SDE -> recurrent network.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("systems", help="list built-in systems")
+    s.add_argument("--show", metavar="NAME", help="print a built-in's spec as TOML")
+    s.set_defaults(func=cmd_systems)
+
+    s = sub.add_parser("fit", help="fit a network to an SDE")
+    s.add_argument("system", help="built-in name (see 'systems') or a .toml spec file")
+    s.add_argument("-n", type=int, default=512, help="number of neurons N (default 512)")
+    s.add_argument("--neuron", choices=["tanh", "lif"], default="tanh")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--tau", type=float, default=0.02, help="neuron time constant in seconds (default 0.02)")
+    s.add_argument("--time-scale", type=float, default=None, help="seconds per SDE time unit (default: automatic)")
+    s.add_argument("--steps", type=int, default=200, help="gradient refinement steps (0: closed form only)")
+    s.add_argument("--param", action="append", metavar="NAME=VALUE", help="override an SDE parameter")
+    s.add_argument("-o", "--output", required=True, help="model file to write (.ddm)")
+    s.add_argument("--force", action="store_true", help="overwrite an existing output")
+    s.add_argument("--quiet", action="store_true", help="no progress bars")
+    s.set_defaults(func=cmd_fit)
+
+    s = sub.add_parser("simulate", help="simulate a model and write a trajectory")
+    s.add_argument("model")
+    s.add_argument("--backend", default="torch", help="torch (default), target, or an installed plug-in")
+    s.add_argument("--mode", default="rate", help="rate (default) or spiking where the backend supports it")
+    s.add_argument("--duration", type=float, default=60.0, help="SDE time units (default 60)")
+    s.add_argument("--trials", type=int, default=1)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--input", help="inputs: NAME=VALUE or NAME=T0:V0,T1:V1 (steps in SDE time); ';' between inputs")
+    s.add_argument("--no-noise", action="store_true", help="simulate the noise-free network")
+    s.add_argument("--coupling", choices=["factored", "dense"], help="recurrent coupling (torch backend)")
+    s.add_argument("-o", "--output", required=True, help="trajectory file to write (.npz)")
+    s.add_argument("--force", action="store_true")
+    s.add_argument("--quiet", action="store_true")
+    s.set_defaults(func=cmd_simulate)
+
+    s = sub.add_parser("verify", help="check a trajectory against the model's target SDE")
+    s.add_argument("model")
+    s.add_argument("trajectory")
+    s.add_argument("--report", help="folder for report.json and figures")
+    s.add_argument("--delta", type=float, default=None, help="lag for drift/diffusion (SDE units; default automatic)")
+    s.add_argument("--seed", type=int, default=0, help="seed of the target baselines")
+    s.add_argument("--force", action="store_true")
+    s.set_defaults(func=cmd_verify)
+
+    s = sub.add_parser("demo", help="the main job: fit Lorenz, simulate, compare, verify, write figures")
+    s.add_argument("--out", default="ddm_demo", help="output folder (default ./ddm_demo)")
+    s.add_argument("--force", action="store_true")
+    s.add_argument("-n", type=int, default=512)
+    s.add_argument("--duration", type=float, default=60.0)
+    s.add_argument("--trials", type=int, default=16)
+    s.add_argument("--quick", action="store_true", help="small and short, for a smoke test")
+    s.add_argument("--quiet", action="store_true")
+    s.set_defaults(func=cmd_demo)
+    return p
+
+
+def main(argv=None):
+    """Entry point of ``ddm-neuro``; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except DDMError as exc:
+        print(f"ddm-neuro {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("ddm-neuro: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

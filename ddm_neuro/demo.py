@@ -1,0 +1,71 @@
+"""``ddm-neuro demo``: the main job on the built-in Lorenz system.
+
+Fit N tanh neurons to Lorenz (noise 1.0 per dimension), simulate the network
+and the target SDE, write the attractor figure, print the fit errors and the
+statistics table, and verify the trajectory (report.json + figures). Everything
+goes to one folder, created only when the demo succeeds.
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from .fileio import atomic_directory
+from .fit import fit
+from .plots import attractor_figure
+from .sdeint import simulate_sde
+from .simulate import network_steps, simulate_network
+from .stats import compare, format_table
+from .systems import get_system
+
+
+def run_demo(out, force=False, n_neurons=512, duration=60.0, trials=16, quick=False, progress=True):
+    """Run the demo; returns the exit status (0 when verification passes)."""
+    if quick:
+        n_neurons, duration, trials = min(n_neurons, 128), min(duration, 10.0), min(trials, 4)
+    sde = get_system("lorenz")
+    with atomic_directory(out, force=force) as tmp:
+        print(f"== fit: {sde.name}, N = {n_neurons} tanh neurons")
+        model = fit(sde, n_neurons=n_neurons, seed=0, progress=progress)
+        model.save(tmp / "model.ddm")
+        from .cli import print_fit_summary
+        print_fit_summary(model, f"{out}/model.ddm")
+
+        print(f"\n== simulate: {trials} trials x {duration:g} time units (torch, full {n_neurons}-neuron network)")
+        t0 = time.perf_counter()
+        net = simulate_network(model, duration, trials=trials, seed=1, progress=progress)
+        t_sim = time.perf_counter() - t0
+        net.save(tmp / "network.npz")
+        dt, rec = network_steps(model)
+        rng = np.random.default_rng(2)
+        targets = [simulate_sde(sde, duration, dt=dt, record_dt=rec, trials=trials, seed=rng,
+                                z0=model.init_states[rng.integers(0, len(model.init_states), trials)])
+                   for _ in range(2)]
+        targets[0].save(tmp / "target.npz")
+        print(f"  network simulation {t_sim:.1f} s ({t_sim / duration:.2f} s per time unit, {trials} trials)")
+        finite = np.isfinite(net.z).all()
+        lo, hi = sde.domain_box()
+        inside = finite and bool(np.all((net.z > lo - (hi - lo)) & (net.z < hi + (hi - lo))))
+        print(f"  trajectory finite: {finite}; stays within the domain's neighbourhood: {inside}")
+        rows = compare(net, *targets)
+        print("\n== statistics (score = |difference| / its standard error; baseline = same for two target runs)")
+        print(format_table(rows, list(sde.variables)))
+        attractor_figure(net, targets[0], tmp / "attractor.png",
+                         title=f"Lorenz: {n_neurons}-neuron network (left) vs target SDE (right)",
+                         variables=list(sde.variables))
+        status = 0 if inside else 1
+        try:
+            from .verify import verify
+        except ImportError:
+            verify = None
+        if verify is not None:
+            print("\n== verify")
+            report = verify(sde, net, model_drift=model.latent_drift,
+                            filter_tau=model.tau / model.time_scale, progress=progress)
+            print(report.table())
+            report.save(tmp / "report", traj=net)
+            status = status or (0 if report.passed else 1)
+    print(f"\nwrote {out}/: model.ddm, network.npz, target.npz, attractor.png" +
+          (", report/" if verify is not None else ""))
+    return status

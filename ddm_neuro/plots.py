@@ -1,0 +1,71 @@
+"""Figures that need no verification: the network's attractor beside the target's."""
+from __future__ import annotations
+
+import numpy as np
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def attractor_figure(network, target, path, title=None, variables=None):
+    """Phase portrait of the network's latent trajectory beside the target SDE's.
+
+    Parameters
+    ----------
+    network, target : Trajectory
+    path : str or Path
+        PNG file to write.
+    variables : list of str, optional
+        Axis labels.
+
+    Notes
+    -----
+    d = 1: time series and histograms; d = 2: phase plane; d >= 3: 3-D view of
+    the first three variables and their (x, z) projection.
+    """
+    plt = _plt()
+    d = network.dim
+    variables = variables or network.meta.get("variables") or [f"z{i}" for i in range(d)]
+    runs = [("network", network, "tab:blue"), ("target SDE", target, "tab:gray")]
+    if d == 1:
+        fig, axes = plt.subplots(1, 2, figsize=(11, 3.8), gridspec_kw={"width_ratios": [3, 1]})
+        for label, tr, col in runs:
+            axes[0].plot(tr.t, tr.z[0, :, 0], color=col, lw=0.6, label=label, alpha=0.8)
+            axes[1].hist(tr.z[..., 0].ravel(), bins=60, density=True, histtype="step", color=col,
+                         orientation="horizontal", label=label)
+        axes[0].set_xlabel("time (SDE units)")
+        axes[0].set_ylabel(variables[0])
+        axes[0].legend(loc="upper right")
+        axes[1].set_xlabel("density")
+    elif d == 2:
+        fig, axes = plt.subplots(1, 2, figsize=(10, 4.8), sharex=True, sharey=True)
+        for ax, (label, tr, col) in zip(axes, runs):
+            for i in range(min(tr.trials, 4)):
+                ax.plot(tr.z[i, :, 0], tr.z[i, :, 1], color=col, lw=0.4, alpha=0.7)
+            ax.set_title(label)
+            ax.set_xlabel(variables[0])
+        axes[0].set_ylabel(variables[1])
+    else:
+        fig = plt.figure(figsize=(12, 9))
+        for j, (label, tr, col) in enumerate(runs):
+            ax = fig.add_subplot(2, 2, j + 1, projection="3d")
+            ax.plot(tr.z[0, :, 0], tr.z[0, :, 1], tr.z[0, :, 2], color=col, lw=0.3)
+            ax.set_title(label)
+            ax.set_xlabel(variables[0])
+            ax.set_ylabel(variables[1])
+            ax.set_zlabel(variables[2])
+            ax2 = fig.add_subplot(2, 2, j + 3)
+            for i in range(min(tr.trials, 4)):
+                ax2.plot(tr.z[i, :, 0], tr.z[i, :, 2], color=col, lw=0.25, alpha=0.7)
+            ax2.set_xlabel(variables[0])
+            ax2.set_ylabel(variables[2])
+    fig.suptitle(title or "network latent vs target SDE")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
