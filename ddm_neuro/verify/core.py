@@ -1,0 +1,215 @@
+r"""``verify(sde, traj)``: does a trajectory follow the target SDE? (DESIGN §6)
+
+Steps:
+
+1. check the trajectory (dimension, sampling, finiteness, length) and choose
+   the lag :math:`\Delta` (:mod:`.checks`);
+2. simulate :data:`N_REFERENCE` independent runs of the target SDE with the
+   trajectory's length, trials, sampling, start states and input
+   (:mod:`.reference`); the read-out filter, if any, is applied to them too;
+3. compute each metric for the trajectory and for the reference runs, and
+   judge it against its baseline (:mod:`.thresholds`, :mod:`.report`):
+   drift and diffusion at lag Δ (:mod:`.increments`), stationary energy
+   distance and autocovariance (:mod:`.stationary`), and by the SDE's tags the
+   largest Lyapunov exponent (``chaotic``, needs ``model_drift``), the
+   switching rate between wells (``multistable``) and the mean rotation and
+   entropy production rate (``nonequilibrium``).
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from ..inputs import InputSignal
+from ..sdeint import as_input_signal
+from . import checks, currents, increments, lyapunov, stationary, switching
+from .basis import PolyBasis
+from .report import Report
+from .thresholds import MULTIPLES
+
+#: Number of independent target runs behind the baselines.
+N_REFERENCE = 3
+#: Blocks for standard errors of scalar statistics (trials, or chunks of trials).
+N_BLOCKS = 16
+
+
+def _blocks(z):
+    """Split runs (trials, n, d) into about :data:`N_BLOCKS` blocks (trials or chunks)."""
+    trials, n, _ = z.shape
+    per = max(1, int(np.ceil(N_BLOCKS / trials)))
+    per = min(per, max(1, n // 20))
+    edges = np.linspace(0, n, per + 1).astype(int)
+    return [z[i:i + 1, a:b] for i in range(trials) for a, b in zip(edges[:-1], edges[1:])]
+
+
+def _block_stat(fn, z):
+    """Statistic on all of ``z`` and its standard error from blocks."""
+    full = np.atleast_1d(fn(z))
+    parts = np.array([np.atleast_1d(fn(b)) for b in _blocks(z)])
+    se = parts.std(axis=0, ddof=1) / np.sqrt(len(parts)) if len(parts) > 1 else np.full_like(full, np.nan)
+    return full, se
+
+
+def _scalar_metric(report, name, fn, z, refs, description, **extra):
+    """Compare a (vector) statistic of ``z`` with reference run 0; baseline from block errors."""
+    x, se = _block_stat(fn, z)
+    (r0, se0), (r1, se1) = (_block_stat(fn, r) for r in refs[:2])
+    value = float(np.linalg.norm(x - r0))
+    baseline = float(np.sqrt(np.sum(se0 ** 2 + se1 ** 2)))
+    report.add(name, value, baseline, MULTIPLES[name], description, floor=1e-12,
+               trajectory=x.tolist(), target=r0.tolist(), baseline_pair=float(np.linalg.norm(r1 - r0)),
+               stderr=se.tolist(), **extra)
+
+
+def _signal(sde, traj):
+    if not sde.n_inputs:
+        return None
+    inp = traj.meta.get("input") if isinstance(traj.meta, dict) else None
+    return as_input_signal(sde, InputSignal.from_dict(inp) if inp else None)
+
+
+def verify(sde, traj, *, delta=None, seed=0, filter_tau=None, model_drift=None, progress=False,
+           n_reference=N_REFERENCE):
+    """Measure whether ``traj`` follows ``sde``, each metric against its target-vs-target baseline.
+
+    Parameters
+    ----------
+    sde : SDE
+        The target.
+    traj : Trajectory
+        Latent trajectory in SDE coordinates and time units (any backend).
+    delta : float, optional
+        Lag for drift and diffusion; default from the SDE's time scale (:mod:`.checks`).
+    seed : int
+        Seed of the reference runs and propagations.
+    filter_tau : float, optional
+        Time constant of a synaptic filter on the read-out (SDE units); the
+        reference runs are filtered the same way and the increment variance
+        is corrected by the exact factor.
+    model_drift : callable, optional
+        ``model_drift(z, u) -> (..., d)``: the model's noise-free latent drift.
+        Needed for the Lyapunov exponent of chaotic targets (skipped without it).
+    progress : bool
+        Show a progress bar over the stages.
+
+    Returns
+    -------
+    Report
+
+    Raises
+    ------
+    TrajectoryError
+        Dimension mismatch, irregular or missing dt, non-finite samples, too short.
+    """
+    t_start = time.perf_counter()
+    checks.check_trajectory(sde, traj)
+    ss = np.random.SeedSequence(seed)
+    rng_lag, rng_ref, rng_cells, rng_inc, rng_other = (np.random.default_rng(s) for s in ss.spawn(5))
+    delta, k = checks.choose_lag(sde, traj, delta, filter_tau, rng_lag)
+    checks.check_length(traj, k, delta)
+    signal = _signal(sde, traj)
+    u0 = None if signal is None else signal.values[0]
+    n_rec, d = traj.z.shape[1], traj.dim
+    visited = traj.z.reshape(-1, d)[::max(1, traj.z.shape[1] * traj.trials // 2000)]
+    rate = max(sde.characteristic_rate(visited, u0), 1e-6)
+    dt_int = min(0.02 / rate, traj.dt)
+    stages = ["reference runs", "increments", "stationary", "extra"]
+    bar = tqdm(total=len(stages), desc="verify", disable=not progress)
+
+    from .reference import simulate_references
+    refs = simulate_references(sde, traj.z[:, 0], n_rec, traj.dt, dt_int, n_ref=n_reference, rng=rng_ref,
+                               signal=signal, filter_tau=filter_tau)
+    bar.update()
+    report = Report()
+    report.info = {"system": sde.name, "variables": list(sde.variables), "trials": traj.trials,
+                   "duration": traj.duration, "dt": traj.dt, "delta": delta, "lag_samples": k,
+                   "filter_tau": filter_tau, "seed": seed, "n_reference": n_reference,
+                   "integration_dt": dt_int, "backend": traj.meta.get("backend"), "notes": []}
+
+    # drift and diffusion at lag delta
+    cells = increments.make_cells(refs.reshape(-1, d), d, rng_cells)
+    kappa = increments.filter_factor(delta, filter_tau)
+    inc = []
+    for run in [traj.z, *refs]:
+        pairs = increments.increment_pairs(sde, run, traj.t, k, delta, dt_int, rng_inc, signal)
+        inc.append(increments.increment_stats(*pairs, cells, kappa))
+    bar.update()
+    for name, desc in (("drift", "visit-weighted relative drift error at lag delta, noise-whitened"),
+                       ("diffusion", "visit-weighted relative error of the increment covariance at lag delta")):
+        base = float(np.sqrt(np.mean([s[name] ** 2 for s in inc[1:]])))
+        report.add(name, inc[0][name], base, MULTIPLES[name], desc,
+                   estimate=inc[0][f"{name}_estimate"], cells=inc[0]["cells_used"],
+                   increments=inc[0]["increments"])
+
+    # stationary distribution and autocorrelation
+    white = stationary.whitener(refs[0])
+    ed = stationary.energy_distance(traj.z, refs[0], white)
+    ed_b = [stationary.energy_distance(r, refs[0], white) for r in refs[1:]]
+    report.add("stationary", ed, float(np.sqrt(np.mean(np.square(ed_b)))), MULTIPLES["stationary"],
+               "energy distance of the visited distributions (whitened)")
+    lags = stationary.acf_lags(refs[0], traj.dt)
+    var_ref = refs[0].reshape(-1, d).var(0)
+    ac = stationary.acf_distance(traj.z, refs[0], lags, var_ref)
+    ac_b = [stationary.acf_distance(r, refs[0], lags, var_ref) for r in refs[1:]]
+    report.add("autocorrelation", ac, float(np.sqrt(np.mean(np.square(ac_b)))), MULTIPLES["autocorrelation"],
+               "RMS difference of normalised autocovariances", max_lag=float(lags[-1] * traj.dt))
+    bar.update()
+
+    _extra_metrics(report, sde, traj, refs, model_drift, u0, signal, rate, rng_other)
+    bar.update()
+    bar.close()
+    report.info["seconds"] = time.perf_counter() - t_start
+    report.data = {"refs": refs, "increments": inc, "lags": lags, "delta": delta, "cells": cells,
+                   "sde": sde, "model_drift": model_drift}
+    return report
+
+
+def _extra_metrics(report, sde, traj, refs, model_drift, u0, signal, rate, rng):
+    """Tag-dependent statistics: Lyapunov, switching, rotation and entropy production."""
+    d, dt = traj.dim, traj.dt
+    notes = report.info["notes"]
+    pooled = refs.reshape(-1, d)
+    if "chaotic" in sde.tags:
+        if model_drift is None:
+            notes.append("lyapunov skipped: no model drift given (the noise-free model is needed)")
+        else:
+            n = lyapunov.STARTS
+            pick = lambda z: z.reshape(-1, d)[rng.choice(z.shape[0] * z.shape[1], n, replace=False)]  # noqa: E731
+            step = lyapunov.rk4_step(rate)
+            lm = lyapunov.largest_lyapunov(lambda z: model_drift(z, u0), pick(traj.z), dt=step, rng=rng)
+            lt = lyapunov.largest_lyapunov(lambda z: sde.drift(z, u0),
+                                           np.concatenate([pick(refs[0]), pick(refs[1])]), dt=step, rng=rng)
+            la, lb = lt[:n], lt[n:]
+            se = lambda x: np.nanstd(x, ddof=1) / np.sqrt(np.isfinite(x).sum())  # noqa: E731
+            report.add("lyapunov", abs(np.nanmean(lm) - np.nanmean(la)) if np.isfinite(lm).all() else np.inf,
+                       float(np.hypot(se(la), se(lb))), MULTIPLES["lyapunov"],
+                       "largest Lyapunov exponent, noise-free model vs target (Benettin)", floor=1e-12,
+                       model=float(np.nanmean(lm)), target=float(np.nanmean(la)),
+                       baseline_pair=float(abs(np.nanmean(lb) - np.nanmean(la))), stderr=float(se(lm)))
+    if "multistable" in sde.tags:
+        if signal is not None and len(signal.times) > 1:
+            notes.append("switching skipped: the input varies in time, so the wells move")
+        else:
+            wells, scale = switching.find_wells(lambda z: sde.drift(z, u0), pooled[::max(1, len(pooled) // 5000)], rng)
+            if len(wells) < 2:
+                notes.append(f"switching skipped: {len(wells)} stable fixed point(s) found")
+            else:
+                res = [switching.switches(z, dt, wells, scale) for z in (traj.z, refs[0], refs[1])]
+                (lx, sx), (l0, s0), (l1, s1) = (switching.log_rate(c, T) for c, T, _ in res)
+                report.add("switching_rate", abs(lx - l0), float(np.hypot(s0, s1)), MULTIPLES["switching_rate"],
+                           "log switching rate between wells (core sets), Poisson errors", floor=1e-12,
+                           switches=res[0][0], target_switches=res[1][0], baseline_pair=abs(l1 - l0),
+                           wells=wells.tolist(),
+                           mean_switching_time=float(res[0][2].mean()) if len(res[0][2]) else None,
+                           target_mean_switching_time=float(res[1][2].mean()) if len(res[1][2]) else None)
+                report.data["switch_times"] = (res[0][2], res[1][2])
+    if "nonequilibrium" in sde.tags and d >= 2:
+        mu = pooled.mean(0)
+        _scalar_metric(report, "rotation", lambda z: currents.rotation(z, dt, mu), traj.z, refs,
+                       "mean rotation rate per coordinate plane (Stratonovich)")
+        basis = PolyBasis.fit_to(pooled[::max(1, len(pooled) // 20000)])
+        _scalar_metric(report, "entropy_production", lambda z: currents.entropy_production(z, dt, basis),
+                       traj.z, refs, "entropy production rate (basis fit, bias 2 n_params / T removed)",
+                       n_params=len(basis) * d)

@@ -1,0 +1,5 @@
+"""Figures of a verification report (stub)."""
+
+
+def write_figures(report, folder, traj=None, force=False):
+    return []

@@ -1,0 +1,79 @@
+r"""Stationary distribution and autocorrelation.
+
+**Energy distance** between the visited distributions of two runs, in
+coordinates whitened by the reference run's covariance:
+
+.. math:: \mathcal{E}(P, Q) = 2\,E\lVert X - Y\rVert - E\lVert X - X'\rVert - E\lVert Y - Y'\rVert,
+
+estimated (V-statistic) on up to :data:`MAX_POINTS` samples per run, taken at a
+regular stride over all trials (autocorrelated samples carry less information
+than their count; the stride only bounds the cost).
+
+**Autocovariance** of each coordinate, averaged over trials and normalised by
+the reference's variance, at lags up to :math:`3\tau_c` (:math:`\tau_c`: where
+the reference's autocorrelation first falls below :math:`1/e`), capped at a
+quarter of the trial length:
+
+.. math:: c_j(\ell) = \frac{\langle (z_j(t) - \bar z_j)(z_j(t+\ell) - \bar z_j)\rangle}{\operatorname{var}_{\mathrm{ref}}(z_j)},
+   \qquad d_{\mathrm{acf}} = \operatorname{RMS}_{j,\ell}\, (c_j - c_j^{\mathrm{ref}}).
+"""
+from __future__ import annotations
+
+import numpy as np
+from scipy.spatial.distance import cdist
+
+#: Most samples per run in the energy distance (cost is quadratic).
+MAX_POINTS = 1500
+#: Number of lags in the autocovariance comparison.
+N_LAGS = 40
+
+
+def _thin(z, n_max):
+    flat = z.reshape(-1, z.shape[-1])
+    step = max(1, len(flat) // n_max)
+    return flat[::step][:n_max]
+
+
+def whitener(ref):
+    """Mean and inverse Cholesky factor of the reference states' covariance."""
+    flat = ref.reshape(-1, ref.shape[-1])
+    mu = flat.mean(0)
+    C = np.atleast_2d(np.cov(flat, rowvar=False)) + 1e-12 * np.eye(flat.shape[1])
+    return mu, np.linalg.inv(np.linalg.cholesky(C))
+
+
+def energy_distance(a, b, white):
+    """Energy distance between the samples of runs ``a`` and ``b`` (trials, n, d), whitened."""
+    mu, Li = white
+    x = (_thin(a, MAX_POINTS) - mu) @ Li.T
+    y = (_thin(b, MAX_POINTS) - mu) @ Li.T
+    return float(2 * cdist(x, y).mean() - cdist(x, x).mean() - cdist(y, y).mean())
+
+
+def autocovariance(z, max_lag):
+    """Trial-averaged autocovariance (max_lag + 1, d), via FFT, mean removed per run."""
+    trials, n, d = z.shape
+    x = z - z.reshape(-1, d).mean(0)
+    nfft = 1 << int(np.ceil(np.log2(2 * n)))
+    F = np.fft.rfft(x, n=nfft, axis=1)
+    ac = np.fft.irfft(F * np.conj(F), n=nfft, axis=1)[:, :max_lag + 1]
+    return ac.mean(0) / (n - np.arange(max_lag + 1))[:, None]
+
+
+def acf_lags(ref, dt):
+    """Lags (in samples) for the comparison: up to 3 correlation times, at most n/4."""
+    n = ref.shape[1]
+    cap = max(2, n // 4)
+    ac = autocovariance(ref, cap)
+    rho = ac / ac[0]
+    below = np.argmax(rho < np.exp(-1), axis=0)
+    below[~(rho < np.exp(-1)).any(axis=0)] = cap
+    max_lag = int(min(cap, max(2, 3 * below.max())))
+    return np.unique(np.linspace(0, max_lag, N_LAGS).astype(int))
+
+
+def acf_distance(a, b, lags, var_ref):
+    """RMS difference of the normalised autocovariances of runs ``a`` and ``b`` at ``lags``."""
+    ca = autocovariance(a, lags[-1])[lags] / var_ref
+    cb = autocovariance(b, lags[-1])[lags] / var_ref
+    return float(np.sqrt(np.mean((ca - cb) ** 2)))
