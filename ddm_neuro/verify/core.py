@@ -27,12 +27,14 @@ from ..sdeint import as_input_signal
 from . import checks, currents, increments, lyapunov, stationary, switching
 from .basis import PolyBasis
 from .report import Report
-from .thresholds import MULTIPLES
+from .thresholds import MULTIPLES, f_multiple
 
 #: Number of independent target runs behind the baselines.
 N_REFERENCE = 3
 #: Blocks for standard errors of scalar statistics (trials, or chunks of trials).
 N_BLOCKS = 16
+#: Random splits of the reference trials behind the stationary and autocorrelation baselines.
+N_SPLITS = 12
 
 
 def _blocks(z):
@@ -61,6 +63,22 @@ def _scalar_metric(report, name, fn, z, refs, description, **extra):
     report.add(name, value, baseline, MULTIPLES[name], description, floor=1e-12,
                trajectory=x.tolist(), target=r0.tolist(), baseline_pair=float(np.linalg.norm(r1 - r0)),
                stderr=se.tolist(), **extra)
+
+
+def _split_baselines(fns, pool, trials, rng, n_splits=N_SPLITS):
+    """RMS of each pair metric between disjoint random sets of reference trials.
+
+    A set of ``trials`` trials is compared with all the other reference trials
+    (``(n_ref - 1) trials``), like the trajectory is compared with all
+    ``n_ref trials``; each split is a pair of independent target simulations
+    with the trajectory's length and sampling.
+    """
+    vals = np.zeros((n_splits, len(fns)))
+    for s in range(n_splits):
+        perm = rng.permutation(len(pool))
+        a, b = pool[perm[:trials]], pool[perm[trials:]]
+        vals[s] = [fn(a, b) for fn in fns]
+    return np.sqrt(np.mean(vals ** 2, axis=0))
 
 
 def _signal(sde, traj):
@@ -136,24 +154,34 @@ def verify(sde, traj, *, delta=None, seed=0, filter_tau=None, model_drift=None, 
         pairs = increments.increment_pairs(sde, run, traj.t, k, delta, dt_int, rng_inc, signal)
         inc.append(increments.increment_stats(*pairs, cells, kappa))
     bar.update()
+    den = float(np.mean([s["drift_den"] for s in inc[1:]]))  # the target's drift signal, shared
+    for s in inc:
+        s["drift"] = float(np.sqrt(s["drift_num"] / den))
+        s["drift_estimate"] = float(np.sqrt(max(s["drift_num"] - s["drift_bias"], 0.0) / den))
     for name, desc in (("drift", "visit-weighted relative drift error at lag delta, noise-whitened"),
                        ("diffusion", "visit-weighted relative error of the increment covariance at lag delta")):
         base = float(np.sqrt(np.mean([s[name] ** 2 for s in inc[1:]])))
-        report.add(name, inc[0][name], base, MULTIPLES[name], desc,
+        dof = inc[0]["cells_used"] * (d if name == "drift" else d * (d + 1) // 2)
+        report.add(name, inc[0][name], base, f_multiple(dof, n_reference), desc,
                    estimate=inc[0][f"{name}_estimate"], cells=inc[0]["cells_used"],
                    increments=inc[0]["increments"])
 
-    # stationary distribution and autocorrelation
-    white = stationary.whitener(refs[0])
-    ed = stationary.energy_distance(traj.z, refs[0], white)
-    ed_b = [stationary.energy_distance(r, refs[0], white) for r in refs[1:]]
-    report.add("stationary", ed, float(np.sqrt(np.mean(np.square(ed_b)))), MULTIPLES["stationary"],
-               "energy distance of the visited distributions (whitened)")
-    lags = stationary.acf_lags(refs[0], traj.dt)
-    var_ref = refs[0].reshape(-1, d).var(0)
-    ac = stationary.acf_distance(traj.z, refs[0], lags, var_ref)
-    ac_b = [stationary.acf_distance(r, refs[0], lags, var_ref) for r in refs[1:]]
-    report.add("autocorrelation", ac, float(np.sqrt(np.mean(np.square(ac_b)))), MULTIPLES["autocorrelation"],
+    # stationary distribution and autocorrelation: trajectory vs all reference runs,
+    # baseline over random splits of the reference trials into disjoint sets
+    pool = refs.reshape(-1, n_rec, d)
+    white = stationary.whitener(pool)
+    lags = stationary.acf_lags(pool, traj.dt)
+    var_ref = pool.reshape(-1, d).var(0)
+    ed_fn = lambda a, b: stationary.energy_distance(a, b, white)  # noqa: E731
+    ac_fn = lambda a, b: stationary.acf_distance(a, b, lags, var_ref)  # noqa: E731
+    ed_b, ac_b = _split_baselines((ed_fn, ac_fn), pool, traj.trials, rng_other)
+    report.add("stationary", ed_fn(traj.z, pool), ed_b, MULTIPLES["stationary"],
+               "energy distance (square root) of the visited distributions, whitened",
+               mean=traj.z.reshape(-1, d).mean(0).tolist(),
+               covariance=np.atleast_2d(np.cov(traj.z.reshape(-1, d), rowvar=False)).tolist(),
+               target_mean=pool.reshape(-1, d).mean(0).tolist(),
+               target_covariance=np.atleast_2d(np.cov(pool.reshape(-1, d), rowvar=False)).tolist())
+    report.add("autocorrelation", ac_fn(traj.z, pool), ac_b, MULTIPLES["autocorrelation"],
                "RMS difference of normalised autocovariances", max_lag=float(lags[-1] * traj.dt))
     bar.update()
 
@@ -161,8 +189,8 @@ def verify(sde, traj, *, delta=None, seed=0, filter_tau=None, model_drift=None, 
     bar.update()
     bar.close()
     report.info["seconds"] = time.perf_counter() - t_start
-    report.data = {"refs": refs, "increments": inc, "lags": lags, "delta": delta, "cells": cells,
-                   "sde": sde, "model_drift": model_drift}
+    report.data.update({"refs": refs, "increments": inc, "lags": lags, "delta": delta, "cells": cells,
+                        "sde": sde, "model_drift": model_drift})
     return report
 
 
@@ -196,14 +224,14 @@ def _extra_metrics(report, sde, traj, refs, model_drift, u0, signal, rate, rng):
             if len(wells) < 2:
                 notes.append(f"switching skipped: {len(wells)} stable fixed point(s) found")
             else:
-                res = [switching.switches(z, dt, wells, scale) for z in (traj.z, refs[0], refs[1])]
-                (lx, sx), (l0, s0), (l1, s1) = (switching.log_rate(c, T) for c, T, _ in res)
-                report.add("switching_rate", abs(lx - l0), float(np.hypot(s0, s1)), MULTIPLES["switching_rate"],
-                           "log switching rate between wells (core sets), Poisson errors", floor=1e-12,
-                           switches=res[0][0], target_switches=res[1][0], baseline_pair=abs(l1 - l0),
-                           wells=wells.tolist(),
-                           mean_switching_time=float(res[0][2].mean()) if len(res[0][2]) else None,
-                           target_mean_switching_time=float(res[1][2].mean()) if len(res[1][2]) else None)
+                rate_fn = lambda z: switching.switches(z, dt, wells, scale)[0] / (z.shape[0] * (z.shape[1] - 1) * dt)  # noqa: E731
+                res = [switching.switches(z, dt, wells, scale) for z in (traj.z, refs[0])]
+                _scalar_metric(report, "switching_rate", rate_fn, traj.z, refs,
+                               "switching rate between wells (core sets), per unit time",
+                               switches=res[0][0], target_switches=res[1][0], wells=wells.tolist(),
+                               mean_switching_time=float(res[0][2].mean()) if len(res[0][2]) else None,
+                               target_mean_switching_time=float(res[1][2].mean()) if len(res[1][2]) else None)
+                report.data["switch_times"] = (res[0][2], res[1][2])
                 report.data["switch_times"] = (res[0][2], res[1][2])
     if "nonequilibrium" in sde.tags and d >= 2:
         mu = pooled.mean(0)

@@ -19,6 +19,8 @@ standardised states), the visit-weighted relative errors are
    \qquad
    e_g^2 = \frac{\sum_b n_b \,\lVert L_b^{-1} (S_b - \hat C_b/M) L_b^{-T}/\kappa - I\rVert_F^2}{d \sum_b n_b},
 
+(numerator per increment of the run; denominator, the target's drift signal,
+averaged over the reference runs so that trajectory and baselines share it),
 with :math:`\hat C_b = L_b L_b^T` the cell's mean target covariance, :math:`S_b`
 the covariance of the residuals in the cell and :math:`\kappa` the read-out
 filter factor :math:`1 - (\tau_f/\Delta)(1 - e^{-\Delta/\tau_f})` (1 when
@@ -111,8 +113,11 @@ def increment_stats(starts, obs, tgt, cells, kappa=1.0):
     Returns
     -------
     dict
-        ``drift``, ``diffusion`` (raw, with sampling noise), ``drift_estimate``,
-        ``diffusion_estimate`` (noise subtracted), and per-cell arrays for figures:
+        ``drift_num``, ``drift_den``, ``drift_bias`` (numerator, denominator and
+        expected noise of :math:`e_f^2`, per increment: the caller normalises by
+        the reference runs' mean denominator, so that trajectory and baselines share
+        it), ``diffusion`` (raw, with sampling noise), ``diffusion_estimate``
+        (noise subtracted), and per-cell arrays for figures:
         ``cell_mean`` (d), ``cell_visits``, ``obs_mean``, ``target_mean`` (increments).
     """
     centres, mean, scale = cells
@@ -150,8 +155,7 @@ def increment_stats(starts, obs, tgt, cells, kappa=1.0):
     if n_tot == 0 or den <= 0:
         return None
     return {
-        "drift": float(np.sqrt(num / den)),
-        "drift_estimate": float(np.sqrt(max(num - bias, 0.0) / den)),
+        "drift_num": num / n_tot, "drift_den": den / n_tot, "drift_bias": bias / n_tot,
         "diffusion": float(np.sqrt(diff_num / (d * n_tot))),
         "diffusion_estimate": float(np.sqrt(max(diff_num - diff_bias, 0.0) / (d * n_tot))),
         "cells_used": len(nv), "increments": int(n_tot),

@@ -5,6 +5,8 @@ coordinates whitened by the reference run's covariance:
 
 .. math:: \mathcal{E}(P, Q) = 2\,E\lVert X - Y\rVert - E\lVert X - X'\rVert - E\lVert Y - Y'\rVert,
 
+reported as :math:`\sqrt{\mathcal{E}}` (a distance, linear in small shifts of the law),
+
 estimated (V-statistic) on up to :data:`MAX_POINTS` samples per run, taken at a
 regular stride over all trials (autocorrelated samples carry less information
 than their count; the stride only bounds the cost).
@@ -43,11 +45,12 @@ def whitener(ref):
 
 
 def energy_distance(a, b, white):
-    """Energy distance between the samples of runs ``a`` and ``b`` (trials, n, d), whitened."""
+    """Energy distance (its square root, in whitened units) between the samples of runs ``a`` and ``b`` (trials, n, d), whitened."""
     mu, Li = white
     x = (_thin(a, MAX_POINTS) - mu) @ Li.T
     y = (_thin(b, MAX_POINTS) - mu) @ Li.T
-    return float(2 * cdist(x, y).mean() - cdist(x, x).mean() - cdist(y, y).mean())
+    e = 2 * cdist(x, y).mean() - cdist(x, x).mean() - cdist(y, y).mean()
+    return float(np.sqrt(max(e, 0.0)))
 
 
 def autocovariance(z, max_lag):

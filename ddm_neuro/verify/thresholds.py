@@ -19,15 +19,32 @@ Two kinds of baseline are used:
   scalars is too noisy a yardstick; the single pair difference is reported as
   ``baseline_pair``.
 """
+import numpy as np
 
-#: multiple of the baseline per metric.
+#: Per-metric false-alarm level the multiples aim at.
+LEVEL = 0.01
+
+#: multiple of the baseline per metric (drift and diffusion: see :func:`f_multiple`).
 MULTIPLES = {
-    "drift": 1.5,
-    "diffusion": 1.5,
     "stationary": 3.0,
     "autocorrelation": 2.5,
-    "lyapunov": 3.0,
-    "switching_rate": 3.0,
-    "rotation": 3.0,
-    "entropy_production": 3.0,
+    "lyapunov": 3.5,
+    "switching_rate": 3.5,
+    "rotation": 3.5,
+    "entropy_production": 3.5,
 }
+
+
+def f_multiple(dof, n_ref, level=LEVEL):
+    r"""Multiple for a chi-square-like metric with ``dof`` degrees of freedom.
+
+    The squared drift (diffusion) error is, under the null, a scaled
+    :math:`\chi^2_\nu` with :math:`\nu` = cells x d (cells x d(d+1)/2), and the
+    squared baseline the mean of ``n_ref`` independent copies, so
+    ``(value / baseline)^2`` follows :math:`F(\nu, n_{ref}\nu)`; the multiple is
+    the square root of its ``1 - level`` quantile.
+    """
+    from scipy.stats import f
+
+    dof = max(int(dof), 1)
+    return float(np.sqrt(f.ppf(1.0 - level, dof, n_ref * dof)))

@@ -1,0 +1,147 @@
+"""Calibration of the verifier: false alarms, detection, efficiency against the KL bound, speed.
+
+Usage (single thread, niced, as recorded in benchmarks/RESULTS_verify.md)::
+
+    OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 nice -n 10 python benchmarks/verify_calibration.py --quick
+    OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 nice -n 10 python benchmarks/verify_calibration.py --full
+
+For each system a *target* trajectory (the target SDE itself, a fresh seed) is
+verified against the target: a failure is a false alarm. Then trajectories of
+deliberately wrong models (drift x 1.25, diffusion x 1.2, drift + 0.5) are
+verified: a failure is a detection. The ratio value / baseline of every metric
+under the null is stored (``--dump``) to set the pass multiples.
+
+KL bound (Girsanov): KL per unit time = 1/2 <dF^T D^-1 dF> over the stationary
+law, D = g g^T; an ideal 5 % / 95 % test needs KL T = 5.41 (two Gaussian
+log-likelihood ratios 3.29 standard deviations apart).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import numpy as np
+
+from ddm_neuro.sde import SDE
+from ddm_neuro.sdeint import default_steps, simulate_sde
+from ddm_neuro.systems import get_system
+from ddm_neuro.verify import verify
+
+#: (trials, duration) per system for false alarms / detection.
+LENGTHS = {"ou": (8, 250.0), "double_well": (8, 250.0), "lorenz": (16, 60.0)}
+QUICK_LENGTHS = {"ou": (8, 250.0), "double_well": (8, 250.0), "lorenz": (8, 20.0)}
+
+
+def wrong(sde, kind, factor):
+    """A deliberately wrong model: drift scaled, diffusion scaled, or drift shifted."""
+    if kind == "drift_scale":
+        f, g = (lambda z, u=None: factor * sde.drift(z, u)), sde.diffusion
+    elif kind == "diffusion_scale":
+        f, g = (lambda z, u=None: sde.drift(z, u)), (lambda z: factor * sde.diffusion(z))
+    else:
+        f, g = (lambda z, u=None: sde.drift(z, u) + factor), sde.diffusion
+    out = SDE.from_callables(f, g, sde.variables, name=f"{sde.name}_{kind}{factor}", domain=sde.domain)
+    out.tags = sde.tags
+    return out
+
+
+def run_case(target, model, trials, duration, seed, dump=None):
+    """Simulate ``model`` and verify it against ``target``; return the report."""
+    dt, rec = default_steps(target)
+    traj = simulate_sde(model, duration, dt=dt, record_dt=rec, trials=trials, seed=seed)
+    rep = verify(target, traj, seed=seed + 7919, model_drift=model.drift)
+    if dump is not None:
+        dump.append({k: (m["value"] / m["baseline"] if m["baseline"] > 0 else None)
+                     for k, m in rep.metrics.items()})
+    return rep
+
+
+def rates(target, model, trials, duration, pairs, seed0, dump=None):
+    """Fraction of failing reports over ``pairs`` runs, and which metrics failed."""
+    fails, by_metric = 0, {}
+    for j in range(pairs):
+        rep = run_case(target, model, trials, duration, seed0 + 1000 * j, dump)
+        fails += not rep.passed
+        for k, m in rep.metrics.items():
+            by_metric[k] = by_metric.get(k, 0) + (not m["passed"])
+    return fails / pairs, by_metric
+
+
+def kl_rate(sde, model, seed=0):
+    """Girsanov KL per unit time 1/2 <dF^T D^-1 dF> over a long target run (stationary law)."""
+    dt, rec = default_steps(sde)
+    traj = simulate_sde(sde, 2000.0, dt=dt, record_dt=rec, trials=4, seed=seed, burn_in=20.0)
+    z = traj.z.reshape(-1, sde.dim)
+    dF = model.drift(z) - sde.drift(z)
+    Di = np.linalg.inv(sde.diffusion_cov(z))
+    return 0.5 * float(np.mean(np.einsum("ni,nij,nj->n", dF, Di, dF)))
+
+
+def efficiency(name, pairs, lengths, trials, seed0):
+    """Detection rate of drift x 1.1 against total length, and the KL bound."""
+    target = get_system(name)
+    model = wrong(target, "drift_scale", 1.1)
+    kl = kl_rate(target, model)
+    rows = []
+    for dur in lengths:
+        det, _ = rates(target, model, trials, dur, pairs, seed0)
+        rows.append((trials * dur, det))
+        print(f"  {name} drift x1.1  {trials} x {dur:g} = {trials * dur:g} time units: detection {det:.0%}",
+              flush=True)
+    need = next((T for T, det in rows if det >= 0.95), None)
+    print(f"  {name}: KL rate {kl:.4g}/time unit, ideal test needs 5.41/KL = {5.41 / kl:.4g} time units; "
+          f"verifier reaches 95 % at {need if need is not None else '> ' + str(rows[-1][0])} time units", flush=True)
+    return {"kl_rate": kl, "bound": 5.41 / kl, "rows": rows, "needed": need}
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="fewer pairs and shorter Lorenz runs")
+    ap.add_argument("--full", action="store_true", help="20+ pairs everywhere (default)")
+    ap.add_argument("--pairs", type=int, default=None, help="pairs per case (default 20, quick 8)")
+    ap.add_argument("--systems", default="ou,double_well,lorenz")
+    ap.add_argument("--skip", default="", help="comma list of parts to skip: rates,efficiency,timing")
+    ap.add_argument("--dump", default=None, help="write null value/baseline ratios to this JSON file")
+    args = ap.parse_args(argv)
+    pairs = args.pairs or (8 if args.quick else 20)
+    lengths = QUICK_LENGTHS if args.quick else LENGTHS
+    skip = set(filter(None, args.skip.split(",")))
+    null_dump, out = [], {}
+    t0 = time.time()
+    if "rates" not in skip:
+        print(f"false alarms and detection, {pairs} pairs per case", flush=True)
+        for name in args.systems.split(","):
+            target = get_system(name)
+            trials, dur = lengths[name]
+            fa, fm = rates(target, target, trials, dur, pairs, 1, null_dump)
+            print(f"{name:12s} {trials} trials x {dur:g}: false alarms {fa:.0%} {fm}", flush=True)
+            out[name] = {"false_alarm": fa, "by_metric": fm}
+            for kind, fac in (("drift_scale", 1.25), ("diffusion_scale", 1.2), ("drift_shift", 0.5)):
+                det, dm = rates(target, wrong(target, kind, fac), trials, dur, pairs, 2)
+                print(f"{name:12s} {kind} {fac}: detection {det:.0%} {dm}", flush=True)
+                out[name][f"{kind}_{fac}"] = det
+    if "efficiency" not in skip:
+        print("efficiency against the KL bound (drift x 1.1)", flush=True)
+        ep = max(10, pairs) if not args.quick else 8
+        out["eff_ou"] = efficiency("ou", ep, [200.0, 400.0, 800.0] if not args.quick else [200.0, 400.0], 8, 3)
+        out["eff_dw"] = efficiency("double_well", ep, [200.0, 400.0, 800.0] if not args.quick else [200.0, 400.0],
+                                   8, 3)
+    if "timing" not in skip:
+        lor = get_system("lorenz")
+        traj = simulate_sde(lor, 60.0, trials=16, seed=11)
+        t = time.perf_counter()
+        rep = verify(lor, traj, seed=1, model_drift=lor.drift)
+        sec = time.perf_counter() - t
+        print(f"timing: 60-time-unit, 16-trial Lorenz trajectory verified in {sec:.1f} s "
+              f"({'passed' if rep.passed else 'failed'}; LLE target "
+              f"{rep.metrics['lyapunov']['target']:.3f})", flush=True)
+        out["timing_s"] = sec
+    print(f"total {time.time() - t0:.0f} s", flush=True)
+    if args.dump:
+        with open(args.dump, "w") as fh:
+            json.dump({"null_ratios": null_dump, "summary": out}, fh, indent=1)
+
+
+if __name__ == "__main__":
+    main()
