@@ -24,45 +24,15 @@ from tqdm.auto import tqdm
 
 from ..inputs import InputSignal
 from ..sdeint import as_input_signal
-from . import checks, currents, increments, lyapunov, stationary, switching
-from .basis import PolyBasis
+from . import checks, increments, stationary
+from .extras import tag_metrics
 from .report import Report
 from .thresholds import MULTIPLES, f_multiple
 
 #: Number of independent target runs behind the baselines.
 N_REFERENCE = 3
-#: Blocks for standard errors of scalar statistics (trials, or chunks of trials).
-N_BLOCKS = 16
 #: Random splits of the reference trials behind the stationary and autocorrelation baselines.
 N_SPLITS = 12
-
-
-def _blocks(z):
-    """Split runs (trials, n, d) into about :data:`N_BLOCKS` blocks (trials or chunks)."""
-    trials, n, _ = z.shape
-    per = max(1, int(np.ceil(N_BLOCKS / trials)))
-    per = min(per, max(1, n // 20))
-    edges = np.linspace(0, n, per + 1).astype(int)
-    return [z[i:i + 1, a:b] for i in range(trials) for a, b in zip(edges[:-1], edges[1:])]
-
-
-def _block_stat(fn, z):
-    """Statistic on all of ``z`` and its standard error from blocks."""
-    full = np.atleast_1d(fn(z))
-    parts = np.array([np.atleast_1d(fn(b)) for b in _blocks(z)])
-    se = parts.std(axis=0, ddof=1) / np.sqrt(len(parts)) if len(parts) > 1 else np.full_like(full, np.nan)
-    return full, se
-
-
-def _scalar_metric(report, name, fn, z, refs, description, **extra):
-    """Compare a (vector) statistic of ``z`` with reference run 0; baseline from block errors."""
-    x, se = _block_stat(fn, z)
-    (r0, se0), (r1, se1) = (_block_stat(fn, r) for r in refs[:2])
-    value = float(np.linalg.norm(x - r0))
-    baseline = float(np.sqrt(np.sum(se0 ** 2 + se1 ** 2)))
-    report.add(name, value, baseline, MULTIPLES[name], description, floor=1e-12,
-               trajectory=x.tolist(), target=r0.tolist(), baseline_pair=float(np.linalg.norm(r1 - r0)),
-               stderr=se.tolist(), **extra)
 
 
 def _split_baselines(fns, pool, trials, rng, n_splits=N_SPLITS):
@@ -185,59 +155,10 @@ def verify(sde, traj, *, delta=None, seed=0, filter_tau=None, model_drift=None, 
                "RMS difference of normalised autocovariances", max_lag=float(lags[-1] * traj.dt))
     bar.update()
 
-    _extra_metrics(report, sde, traj, refs, model_drift, u0, signal, rate, rng_other)
+    tag_metrics(report, sde, traj, refs, model_drift, u0, signal, rate, rng_other)
     bar.update()
     bar.close()
     report.info["seconds"] = time.perf_counter() - t_start
     report.data.update({"refs": refs, "increments": inc, "lags": lags, "delta": delta, "cells": cells,
                         "sde": sde, "model_drift": model_drift})
     return report
-
-
-def _extra_metrics(report, sde, traj, refs, model_drift, u0, signal, rate, rng):
-    """Tag-dependent statistics: Lyapunov, switching, rotation and entropy production."""
-    d, dt = traj.dim, traj.dt
-    notes = report.info["notes"]
-    pooled = refs.reshape(-1, d)
-    if "chaotic" in sde.tags:
-        if model_drift is None:
-            notes.append("lyapunov skipped: no model drift given (the noise-free model is needed)")
-        else:
-            n = lyapunov.STARTS
-            pick = lambda z: z.reshape(-1, d)[rng.choice(z.shape[0] * z.shape[1], n, replace=False)]  # noqa: E731
-            step = lyapunov.rk4_step(rate)
-            lm = lyapunov.largest_lyapunov(lambda z: model_drift(z, u0), pick(traj.z), dt=step, rng=rng)
-            lt = lyapunov.largest_lyapunov(lambda z: sde.drift(z, u0),
-                                           np.concatenate([pick(refs[0]), pick(refs[1])]), dt=step, rng=rng)
-            la, lb = lt[:n], lt[n:]
-            se = lambda x: np.nanstd(x, ddof=1) / np.sqrt(np.isfinite(x).sum())  # noqa: E731
-            report.add("lyapunov", abs(np.nanmean(lm) - np.nanmean(la)) if np.isfinite(lm).all() else np.inf,
-                       float(np.hypot(se(la), se(lb))), MULTIPLES["lyapunov"],
-                       "largest Lyapunov exponent, noise-free model vs target (Benettin)", floor=1e-12,
-                       model=float(np.nanmean(lm)), target=float(np.nanmean(la)),
-                       baseline_pair=float(abs(np.nanmean(lb) - np.nanmean(la))), stderr=float(se(lm)))
-    if "multistable" in sde.tags:
-        if signal is not None and len(signal.times) > 1:
-            notes.append("switching skipped: the input varies in time, so the wells move")
-        else:
-            wells, scale = switching.find_wells(lambda z: sde.drift(z, u0), pooled[::max(1, len(pooled) // 5000)], rng)
-            if len(wells) < 2:
-                notes.append(f"switching skipped: {len(wells)} stable fixed point(s) found")
-            else:
-                rate_fn = lambda z: switching.switches(z, dt, wells, scale)[0] / (z.shape[0] * (z.shape[1] - 1) * dt)  # noqa: E731
-                res = [switching.switches(z, dt, wells, scale) for z in (traj.z, refs[0])]
-                _scalar_metric(report, "switching_rate", rate_fn, traj.z, refs,
-                               "switching rate between wells (core sets), per unit time",
-                               switches=res[0][0], target_switches=res[1][0], wells=wells.tolist(),
-                               mean_switching_time=float(res[0][2].mean()) if len(res[0][2]) else None,
-                               target_mean_switching_time=float(res[1][2].mean()) if len(res[1][2]) else None)
-                report.data["switch_times"] = (res[0][2], res[1][2])
-                report.data["switch_times"] = (res[0][2], res[1][2])
-    if "nonequilibrium" in sde.tags and d >= 2:
-        mu = pooled.mean(0)
-        _scalar_metric(report, "rotation", lambda z: currents.rotation(z, dt, mu), traj.z, refs,
-                       "mean rotation rate per coordinate plane (Stratonovich)")
-        basis = PolyBasis.fit_to(pooled[::max(1, len(pooled) // 20000)])
-        _scalar_metric(report, "entropy_production", lambda z: currents.entropy_production(z, dt, basis),
-                       traj.z, refs, "entropy production rate (basis fit, bias 2 n_params / T removed)",
-                       n_params=len(basis) * d)

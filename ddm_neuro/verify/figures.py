@@ -135,8 +135,9 @@ def _drift(report, traj, refs):
                       cells[key][:, b] / delta, color="k", angles="xy", width=0.004)
             ax.set_xlim(lo[a], hi[a]), ax.set_ylim(lo[b], hi[b])
             ax.set_xlabel(names[a]), ax.set_ylabel(names[b])
-            extra = "" if d == 2 else f" (slice at the mean of the other variable)"
-            ax.set_title(f"{label} drift{extra}; black: cell increments / lag", fontsize=8)
+            other = [names[i] for i in range(d) if i not in (a, b)]
+            extra = "" if not other else f", slice {other[0]} = {fixed[3 - a - b]:.3g}"
+            ax.set_title(f"{label} drift{extra}\nblack: cell-mean increments / lag", fontsize=8)
     fig.tight_layout()
     return fig
 
