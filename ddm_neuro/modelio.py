@@ -22,7 +22,7 @@ from .fileio import atomic_write
 FORMAT = "ddm_neuro.model"
 FORMAT_VERSION = 1
 ARRAYS = ("scale", "center", "encoders", "decoders", "readout", "bias", "input_weights",
-          "noise_const", "noise_act", "init_states")
+          "noise_const", "noise_act", "noise_latent", "init_states")
 
 
 def model_id(model):
@@ -97,7 +97,8 @@ def _check_shapes(model, path):
     n, d = model.encoders.shape if model.encoders.ndim == 2 else (0, 0)
     k = len(model.inputs)
     want = {"scale": (d,), "center": (d,), "encoders": (n, d), "decoders": (d, n), "readout": (d, n),
-            "bias": (n,), "input_weights": (n, k), "noise_const": (n,), "noise_act": (n,)}
+            "bias": (n,), "input_weights": (n, k), "noise_const": (n,), "noise_act": (n,),
+            "noise_latent": (d, d)}
     for name, shape in want.items():
         if getattr(model, name).shape != shape:
             raise ModelFileError(f"{path}: array {name} has shape {getattr(model, name).shape}, expected {shape}")

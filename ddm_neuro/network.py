@@ -2,31 +2,32 @@ r"""The trained model, :class:`LatentRNN` (the hub of DESIGN §3).
 
 Network, in seconds ``t`` (DESIGN §2)::
 
-    tau dx = ( -x + W phi(x) + b + B u(t) ) dt + tau Sigma(x) dW_t,     x in R^N
+    tau dx = ( -x + W (phi(x) + eta) + b + B u(t) ) dt,      eta dt = Sigma(x) dW_t,   x in R^N
     W = E K (+ W_perp with D W_perp = 0),  D E = I_d,  y = D x,  z = S y + c
 
-with private noise ``Sigma = diag(sigma_i)``, ``sigma_i^2 = a_i act(x_i) + c_i``
-(per second). One unit of SDE time is ``T`` seconds (``time_scale``). With ``b`` and
-``B`` orthogonal to span(E) (``D b = 0``, ``D B = 0``), the latent state obeys
+Noise is **private to each neuron and enters at its output**, like the
+variability of a spike train: neuron j's output is ``phi_j(x) + eta_j`` with
+independent white ``eta_j`` of intensity ``sigma_j^2(x) = a_j act(x_j) + c_j``
+(per second; Poisson-like when ``a`` dominates). Where private noise cannot
+reach a latent direction (see :mod:`ddm_neuro.noisefit`), a shared noise
+``E L dW'`` (d sources) tops it up. In DESIGN §2's notation the noise matrix is
+``Sigma_x = [W diag(sigma) / tau, E L]``. One unit of SDE time is ``T`` seconds
+(``time_scale``).
 
-    dy/dt = ( -y + K phi(E y + x_perp) ) / tau + D Sigma dW_t
+With ``b`` and ``B`` orthogonal to span(E) (``D b = 0``, ``D B = 0``)::
 
-and ``x_perp`` relaxes (rate ``1/tau``) to ``b + B u`` plus noise. In SDE
-coordinates the latent drift is ``f_net(z) = T S (-y + K phi(x)) / tau``.
+    dy = ( -y + K phi(E y + x_perp) ) dt / tau + K diag(sigma) dW_t / tau + L dW'_t
 
-Private noise also moves ``x_perp`` (stationary std ``s_i = sqrt(tau sigma_i^2 / 2)``),
-and that reaches the latent through ``K phi``. Two consequences, both used by the
-fit and reported here:
+and, because ``W eta = E K eta`` lies in span(E), the noise never leaves the
+latent subspace: ``x_perp`` relaxes deterministically (rate ``1/tau``) to
+``b + B u``. So the latent process is exactly an Itô SDE with drift
+``f_net(z) = T S (-y + K phi(x)) / tau`` and covariance per SDE time unit
+``T S (K Sigma^2 K^T / tau^2 + L L^T) S``.
 
-* the drift the network realises is the noise-averaged ``K phibar(x)``, with
-  ``phibar(x) = E[phi(x + s xi)]`` (:func:`~ddm_neuro.neurons.smoothed_phi`);
-* an impulse of neuron i's noise moves the latent by ``D_i`` directly and by
-  ``K diag(phibar') P e_i`` once its off-subspace part has relaxed, so on time
-  scales longer than ``tau`` the latent noise vectors are
-  ``V(x) = (I - K diag(phibar') E) D + K diag(phibar')`` and the latent covariance
-  per SDE time unit is ``T S V Sigma^2 V^T S`` (not just ``T S D Sigma^2 D^T S``).
-
-(These formulas assume ``W_perp = 0``, which is what :func:`ddm_neuro.fit.fit` builds.)
+(Noise at the neurons' *inputs* would not stay there: its off-subspace part
+re-enters the latent through ``K phi`` as noise coloured on the time scale tau,
+typically ten or more times stronger than its direct part, and biases the
+drift through the curvature of ``phi``. Output noise avoids both.)
 
 Plain numpy arrays and JSON-able metadata only: no torch objects inside.
 """
@@ -36,22 +37,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .neurons import NeuronModel, make_neuron, smoothed_dphi, smoothed_phi
-
-
-def effective_noise_vectors(K, D, E, dphi, xp=np):
-    """Latent noise vectors ``V = (I - K diag(phi') E) D + K diag(phi')`` (..., d, N).
-
-    Parameters
-    ----------
-    K, D : (d, N) decoders and read-out
-    E : (N, d) encoders
-    dphi : (..., N) slope of the (noise-averaged) rate function at each neuron's input
-    """
-    Kd = K * dphi[..., None, :]
-    A = Kd @ E
-    eye = xp.eye(K.shape[0], dtype=K.dtype) if xp is np else xp.eye(K.shape[0], dtype=K.dtype)
-    return (eye - A) @ D + Kd
+from .neurons import NeuronModel, make_neuron
 
 
 @dataclass
@@ -79,7 +65,11 @@ class LatentRNN:
     input_weights : ndarray (N, k)
         B, acting on raw inputs u.
     noise_const, noise_act : ndarray (N,)
-        Private noise variances per second: ``sigma_i^2 = noise_act_i act(x_i) + noise_const_i``.
+        Private output-noise intensities: ``sigma_i^2 = noise_act_i act(x_i) + noise_const_i``
+        (output units squared times seconds).
+    noise_latent : ndarray (d, d)
+        L, shared latent noise per square-root second (lower triangular; zeros when
+        private noise suffices).
     init_states : ndarray (n0, d)
         Start states in SDE coordinates (samples of the target's visited distribution).
     sde_spec : dict or None
@@ -103,6 +93,7 @@ class LatentRNN:
     input_weights: np.ndarray
     noise_const: np.ndarray
     noise_act: np.ndarray
+    noise_latent: np.ndarray
     init_states: np.ndarray
     sde_spec: dict | None
     variables: list
@@ -165,11 +156,11 @@ class LatentRNN:
         return x if perp is None else x + perp
 
     def noise_var(self, x):
-        """Private noise variances per second ``sigma^2(x)`` (..., N)."""
+        """Private output-noise intensities ``sigma^2(x)`` (..., N)."""
         return self.noise_act * self.neuron.activity(x) + self.noise_const
 
     # ------------------------------------------------------------------ latent SDE
-    def latent_drift(self, z, u=None, perp=None, averaged=False):
+    def latent_drift(self, z, u=None, perp=None):
         """Latent drift in SDE coordinates, ``T S D(-x + W phi(x) + b + B u) / tau``.
 
         Parameters
@@ -177,45 +168,26 @@ class LatentRNN:
         z : array (..., d)
         u : array (..., k), optional
         perp : array (..., N), optional
-            Fluctuation off the latent subspace added to the rest state.
-        averaged : bool
-            False: the noise-free network's drift. True: averaged over the
-            network's own off-subspace fluctuations (``phi`` -> ``phibar``), the
-            drift a noisy network realises.
+            Deviation off the latent subspace added to the rest state.
         """
         z = np.asarray(z, dtype=np.float64)
         x = self.neuron_inputs(z, u, perp)
-        r = smoothed_phi(self.neuron, x, self.perp_std(z, u)) if averaged else self.neuron.phi(x)
+        r = self.neuron.phi(x)
         drive = self.bias if not self.n_inputs or u is None else \
             self.bias + np.asarray(u, dtype=np.float64) @ self.input_weights.T
         dy = (-x + r @ self.weights().T + drive) @ self.readout.T / self.tau
         return self.time_scale * self.scale * dy
 
-    def latent_cov(self, z, u=None, direct_only=False):
-        """Latent noise covariance per SDE time unit, ``T S V Sigma^2 V^T S`` (..., d, d).
+    def latent_cov(self, z, u=None):
+        """Latent noise covariance per SDE time unit, ``T S (K Sigma^2(x) K^T / tau^2 + L L^T) S`` (..., d, d).
 
-        ``direct_only=True`` gives ``T S D Sigma^2 D^T S`` (ignoring the noise
-        that returns through the off-subspace relaxation).
+        (``D W = K`` for the latent part; ``W_perp`` does not reach the latent.)
         """
-        z = np.asarray(z, dtype=np.float64)
-        x = self.neuron_inputs(z, u)
+        x = self.neuron_inputs(np.asarray(z, dtype=np.float64), u)
         s2 = self.noise_var(x)
-        if direct_only:
-            V = np.broadcast_to(self.readout, x.shape[:-1] + self.readout.shape)
-        else:
-            dphi = smoothed_dphi(self.neuron, x, self.perp_std(z, u))
-            V = effective_noise_vectors(self.decoders, self.readout, self.encoders, dphi)
-        cov = np.einsum("...an,...n,...bn->...ab", V, s2, V)
+        cov = np.einsum("an,...n,bn->...ab", self.decoders, s2, self.decoders) / self.tau ** 2
+        cov = cov + self.noise_latent @ self.noise_latent.T
         return self.time_scale * cov * self.scale[:, None] * self.scale[None, :]
-
-    def perp_std(self, z=None, u=None):
-        """Stationary std of each neuron's input off the latent subspace, ``sqrt(tau sigma_i^2 / 2)``.
-
-        Evaluated at the rest inputs of states ``z`` when given (..., N), else at the
-        constant part only (N,). (Diagonal approximation of ``(tau/2) P Sigma^2 P^T``.)
-        """
-        s2 = self.noise_const if z is None else self.noise_var(self.neuron_inputs(z, u))
-        return np.sqrt(self.tau * s2 / 2.0)
 
     # ------------------------------------------------------------------ files
     def save(self, path, force=False):

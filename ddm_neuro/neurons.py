@@ -102,32 +102,6 @@ class LIFRate(NeuronModel):
 
 NEURONS = {"tanh": Tanh, "lif": LIFRate}
 
-def _gauss_hermite(order):
-    """Probabilists' Gauss-Hermite nodes and weights (weights sum to 1)."""
-    nodes, weights = np.polynomial.hermite_e.hermegauss(order)
-    return nodes, weights / weights.sum()
-
-
-def smoothed_phi(neuron, x, std, xp=np, smooth=False, order=7):
-    r"""Output averaged over Gaussian input noise, :math:`\bar\phi(x) = E[\phi(x + s\xi)]`.
-
-    Computed by Gauss-Hermite quadrature of the given order; ``std`` broadcasts
-    against ``x``. With ``std = None`` this is ``phi(x)``.
-    """
-    if std is None:
-        return neuron.phi(x, xp, smooth=smooth)
-    out = 0.0
-    for node, w in zip(*_gauss_hermite(order)):
-        out = out + float(w) * neuron.phi(x + float(node) * std, xp, smooth=smooth)
-    return out
-
-
-def smoothed_dphi(neuron, x, std, xp=np, h=1e-4):
-    """Slope of :func:`smoothed_phi` by central differences."""
-    return (smoothed_phi(neuron, x + h, std, xp, smooth=True) -
-            smoothed_phi(neuron, x - h, std, xp, smooth=True)) / (2 * h)
-
-
 def make_neuron(spec):
     """Build a neuron model from a name or a ``to_dict()`` form."""
     if isinstance(spec, NeuronModel):

@@ -70,7 +70,7 @@ def visited_states(sde, rng, trials=32, records=2000, batches=4, progress=False)
     return z, u, (dt, rec)
 
 
-def training_states(z, u, sde, center, scale, n, rng, margin=0.1, fractions=(0.6, 0.25, 0.15)):
+def training_states(z, u, sde, center, scale, n, rng, margin=0.1, fractions=(0.7, 0.25, 0.05)):
     """Mix visited states, jittered states and uniform box states.
 
     Parameters
@@ -96,7 +96,8 @@ def training_states(z, u, sde, center, scale, n, rng, margin=0.1, fractions=(0.6
     zz = np.concatenate([z[ia], zj, zu])
     us = np.concatenate([u[ia], u[ij], uu])
     flag = np.concatenate([np.ones(n_a, bool), np.zeros(n_j + n_u, bool)])
-    return StateSample(zz, us, flag)
+    order = rng.permutation(n)
+    return StateSample(zz[order], us[order], flag[order])
 
 
 def held_out_states(z, u, n, rng):

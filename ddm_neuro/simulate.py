@@ -2,14 +2,16 @@ r"""Simulation of the full N-neuron network in torch (float64, batched over tria
 
 Euler–Maruyama in network time ``t = T s`` with step ``h = T dt``::
 
-    x <- x + (h / tau) (-x + W phi(x) + b + B u(s)) + sqrt(h sigma^2(x)) xi,    xi ~ N(0, I_N)
+    x <- x + (h / tau) (-x + W phi(x) + b + B u(s)) + W (sigma(x) * sqrt(h) xi) / tau + E L sqrt(h) xi'
 
-(Itô; ``sigma^2`` is per second). ``W phi`` is computed as ``E (K phi)``, O(N d)
-per step ("factored"), or with the dense ``W`` ("dense"). Only the latent
+(Itô; private output noise, see :mod:`ddm_neuro.network`). ``W v`` is computed
+as ``E (K v)``, O(N d) per step ("factored"), or with the dense ``W`` ("dense"). Only the latent
 read-out ``z = S D x + c`` is kept, at the recording interval, so memory does
 not grow with N.
 """
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import torch
@@ -57,8 +59,7 @@ def simulate_network(model, duration, *, dt=None, record_dt=None, trials=1, seed
     seed : int, optional
     z0 : array (d,) or (trials, d), optional
         Start latent states; default: drawn from ``model.init_states`` (on the
-        target's visited distribution). Off-subspace inputs start at rest plus
-        their stationary fluctuation.
+        target's visited distribution). Off-subspace inputs start at rest.
     u : None, array_like or InputSignal
         Input in SDE time.
     noise : bool
@@ -90,9 +91,6 @@ def simulate_network(model, duration, *, dt=None, record_dt=None, trials=1, seed
     z0 = np.broadcast_to(np.asarray(z0, dtype=np.float64), (trials, model.dim))
     u0 = None if signal is None else signal.values[0]
     x0 = model.neuron_inputs(z0, u0)
-    if noise:
-        zeta = rng.normal(size=x0.shape) * model.perp_std(z0, u0)
-        x0 = x0 + zeta - (zeta @ model.readout.T) @ model.encoders.T
     t = lambda a: torch.as_tensor(np.ascontiguousarray(a), dtype=torch.float64)  # noqa: E731
     x = t(x0)
     E, K, D, b = t(model.encoders), t(model.decoders), t(model.readout), t(model.bias)
@@ -100,6 +98,7 @@ def simulate_network(model, duration, *, dt=None, record_dt=None, trials=1, seed
     Wp = t(model.w_perp) if model.w_perp is not None and coupling == "factored" else None
     B = t(model.input_weights)
     na, nc = t(model.noise_act), t(model.noise_const)
+    EL = t(model.encoders @ model.noise_latent) if np.any(model.noise_latent) else None
     scale, center = t(model.scale), t(model.center)
     h = dt * model.time_scale
     a = h / model.tau
@@ -117,18 +116,21 @@ def simulate_network(model, duration, *, dt=None, record_dt=None, trials=1, seed
                 if signal is not None and len(signal.times) > 1:
                     drive = b + t(signal.at([step * dt])[0]) @ B.T
                 r = phi(x, torch)
+                if noise:  # output noise: r + eta with eta dt = sigma sqrt(h) xi, times tau / h
+                    if used == chunk:
+                        noise_buf = torch.randn((chunk,) + tuple(x.shape), generator=gen, dtype=torch.float64)
+                        shared_buf = math.sqrt(h) * torch.randn(chunk, trials, model.dim, generator=gen,
+                                                                dtype=torch.float64)
+                        used = 0
+                    r = r + torch.sqrt((nc + na * act(x, torch)) / h) * noise_buf[used]
                 rec = (r @ K.T) @ E.T if W is None else r @ W.T
                 if Wp is not None:
                     rec = rec + r @ Wp.T
-                x_new = x + a * (-x + rec + drive)
+                x = x + a * (-x + rec + drive)
                 if noise:
-                    if used == chunk:
-                        noise_buf = torch.randn((chunk,) + tuple(x.shape), generator=gen, dtype=torch.float64)
-                        used = 0
-                    s2 = nc + na * act(x, torch)
-                    x_new = x_new + torch.sqrt(h * s2) * noise_buf[used]
+                    if EL is not None:
+                        x = x + shared_buf[used] @ EL.T
                     used += 1
-                x = x_new
                 step += 1
             out[:, k] = (x @ D.T * scale + center).numpy()
             if not np.isfinite(out[:, k]).all():
