@@ -65,12 +65,17 @@ def fit_drift(z, dt, basis):
     return theta.T, np.atleast_2d(D)
 
 
-def velocity_coefficients(z, dt, basis):
-    """Stratonovich projections ``c`` (n_b, d) onto the orthonormalised basis, and total time T."""
+def velocity_coefficients(z, dt, basis, Li=None):
+    """Stratonovich projections ``c`` (n_b, d) onto the orthonormalised basis, total time T, and ``L^-1``.
+
+    ``Li`` (optional) reuses another sample's orthonormalisation, so that chunks
+    of data give coefficients of the same functions.
+    """
     a, b = lag_one(z)
     mid = basis(0.5 * (a + b))
-    G = mid.T @ mid / len(mid) + 1e-12 * np.eye(len(basis))
-    Li = np.linalg.inv(np.linalg.cholesky(G))
+    if Li is None:
+        G = mid.T @ mid / len(mid) + 1e-12 * np.eye(len(basis))
+        Li = np.linalg.inv(np.linalg.cholesky(G))
     T = len(a) * dt
     c = (mid @ Li.T).T @ (b - a) / T
-    return c, T
+    return c, T, Li
