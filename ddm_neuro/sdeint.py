@@ -4,6 +4,8 @@ r"""Euler–Maruyama integration of the target SDE (Itô), float64, batched over
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from tqdm.auto import tqdm
 
@@ -90,9 +92,10 @@ def simulate_sde(sde, duration, *, dt=None, record_dt=None, trials=1, seed=None,
         dt0, rec0 = default_steps(sde)
         dt = dt or dt0
         record_dt = record_dt or max(rec0, dt)
-    n_sub = max(1, int(round(record_dt / dt)))
+    n_rec = max(1, int(round(duration / record_dt))) + 1
+    record_dt = duration / (n_rec - 1)  # the recording covers exactly `duration`
+    n_sub = max(1, math.ceil(record_dt / dt - 1e-9))  # never coarser than the requested step
     dt = record_dt / n_sub
-    n_rec = int(round(duration / record_dt)) + 1
     n_burn = int(round(burn_in / dt))
     signal = as_input_signal(sde, u)
     z = initial_states(sde, trials, rng) if z0 is None else \
