@@ -105,9 +105,12 @@ def cmd_verify(args):
 
     model = LatentRNN.load(args.model)
     traj = Trajectory.load(args.trajectory)
+    if traj.dim != model.dim:
+        raise DDMError(f"{args.trajectory}: trajectory has {traj.dim} latent dimensions, "
+                       f"the model has {model.dim} ({', '.join(model.variables)})")
+    filter_tau = traj.meta.get("readout_filter_tau")  # set by back ends whose read-out is filtered (spiking)
     return run_verify(model.sde(), traj, report_dir=args.report, delta=args.delta,
-                      model_drift=model.latent_drift, filter_tau=model.tau / model.time_scale,
-                      force=args.force, seed=args.seed)
+                      model_drift=model.latent_drift, filter_tau=filter_tau, force=args.force, seed=args.seed)
 
 
 def cmd_demo(args):

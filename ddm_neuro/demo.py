@@ -61,8 +61,7 @@ def run_demo(out, force=False, n_neurons=512, duration=60.0, trials=16, quick=Fa
             verify = None
         if verify is not None:
             print("\n== verify")
-            report = verify(sde, net, model_drift=model.latent_drift,
-                            filter_tau=model.tau / model.time_scale, progress=progress)
+            report = verify(sde, net, model_drift=model.latent_drift, progress=progress)
             print(report.table())
             report.save(tmp / "report", traj=net)
             status = status or (0 if report.passed else 1)
