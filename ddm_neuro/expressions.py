@@ -21,8 +21,12 @@ FUNCTIONS = {
     "sin": sympy.sin, "cos": sympy.cos, "tan": sympy.tan,
     "sinh": sympy.sinh, "cosh": sympy.cosh, "tanh": sympy.tanh,
     "asin": sympy.asin, "acos": sympy.acos, "atan": sympy.atan,
-    "atan2": sympy.atan2, "abs": sympy.Abs, "sign": sympy.sign,
+    "atan2": sympy.atan2, "abs": sympy.Abs,
+    # an undefined sympy function, so printers emit a plain call (sympy's sign prints as a
+    # Python conditional that torch tensors cannot evaluate)
+    "sign": sympy.Function("sgn"),
 }
+_MAX_LITERAL_EXPONENT = 64
 #: Named constants allowed in expressions.
 CONSTANTS = {"pi": sympy.pi, "E": sympy.E}
 
@@ -35,10 +39,15 @@ _ALLOWED_NODES = (
 def _torch_namespace():
     import torch
 
-    ns = {name: getattr(torch, name) for name in
+    def tensor_fn(fn):
+        # constant sub-expressions such as sqrt(2) reach torch as Python numbers
+        return lambda *a: fn(*(x if isinstance(x, torch.Tensor) else torch.tensor(float(x), dtype=torch.float64)
+                               for x in a))
+
+    ns = {name: tensor_fn(getattr(torch, name)) for name in
           ("exp", "log", "sqrt", "sin", "cos", "tan", "sinh", "cosh", "tanh",
-           "asin", "acos", "atan", "atan2", "sign")}
-    ns.update({"Abs": torch.abs, "pi": math.pi, "E": math.e})
+           "asin", "acos", "atan", "atan2")}
+    ns.update({"Abs": tensor_fn(torch.abs), "sgn": tensor_fn(torch.sign), "pi": math.pi, "E": math.e})
     return ns
 
 
@@ -82,6 +91,8 @@ def parse(text, symbols, where):
         if isinstance(node, ast.Constant) and not isinstance(node.value, (int, float)) or \
                 isinstance(node, ast.Constant) and isinstance(node.value, bool):
             raise SpecError(f"{where}: only numbers may appear as literals ({text!r})")
+        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Pow):
+            _check_exponent(node.right, text, where)
         if isinstance(node, ast.Call):
             if not isinstance(node.func, ast.Name) or node.func.id not in FUNCTIONS:
                 name = getattr(node.func, "id", ast.unparse(node.func))
@@ -103,6 +114,16 @@ def parse(text, symbols, where):
     return sympy.sympify(expr)
 
 
+def _check_exponent(node, text, where):
+    """Refuse exponents that Python would evaluate to astronomically large numbers (``9**9**9``)."""
+    if any(isinstance(n, ast.Name) for n in ast.walk(node)):
+        return
+    inner = node.operand if isinstance(node, ast.UnaryOp) else node
+    if not isinstance(inner, ast.Constant) or abs(inner.value) > _MAX_LITERAL_EXPONENT:
+        raise SpecError(f"{where}: a constant exponent must be a number with magnitude <= "
+                        f"{_MAX_LITERAL_EXPONENT} ({text!r})")
+
+
 class CompiledVector:
     """A vector (or matrix) of sympy expressions compiled for numpy and torch.
 
@@ -115,7 +136,7 @@ class CompiledVector:
         self.exprs = list(exprs)
         self.args = list(args)
         self.constant = not any(e.free_symbols & set(args) for e in self.exprs)
-        self._np = sympy.lambdify(self.args, self.exprs, modules="numpy", dummify=True)
+        self._np = sympy.lambdify(self.args, self.exprs, modules=[{"sgn": np.sign}, "numpy"], dummify=True)
         self._torch = sympy.lambdify(self.args, self.exprs, modules=[_torch_namespace()], dummify=True)
 
     def numpy(self, *columns):

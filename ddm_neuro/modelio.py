@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import zipfile
 from pathlib import Path
 
 import numpy as np
 
-from .errors import ModelFileError
+from .errors import DDMError, ModelFileError
 from .fileio import atomic_write
 
 FORMAT = "ddm_neuro.model"
@@ -62,7 +61,10 @@ def load_model(path):
     if not path.is_file():
         raise ModelFileError(f"{path}: no such model file")
     try:
-        with np.load(path, allow_pickle=False) as data:
+        data = np.load(path, allow_pickle=False)
+        if not isinstance(data, np.lib.npyio.NpzFile):
+            raise ModelFileError(f"{path}: not a ddm_neuro model file (a single numpy array, not a model)")
+        with data:
             if "__meta__" not in data.files:
                 raise ModelFileError(f"{path}: not a ddm_neuro model file (no metadata)")
             header = json.loads(data["__meta__"].tobytes().decode())
@@ -79,18 +81,26 @@ def load_model(path):
             w_perp = data["w_perp"] if "w_perp" in data.files else None
     except ModelFileError:
         raise
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError, UnicodeDecodeError,
-            json.JSONDecodeError, zipfile.LargeZipFile) as exc:
-        raise ModelFileError(f"{path}: not a readable model file (truncated or corrupt: {exc})") from None
+    except Exception as exc:  # zip, zlib, numpy header, JSON, ...: all mean "not a readable model"
+        raise ModelFileError(f"{path}: not a readable model file (truncated, corrupt or another format: "
+                             f"{_reason(exc)})") from None
     try:
         model = LatentRNN(neuron=header["neuron"], tau=float(header["tau"]),
                           time_scale=float(header["time_scale"]), sde_spec=header.get("sde_spec"),
                           variables=list(header["variables"]), inputs=list(header.get("inputs", [])),
                           meta=dict(header.get("meta", {})), w_perp=w_perp, **arrays)
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ModelFileError(f"{path}: model metadata incomplete ({exc})") from None
+    except (KeyError, TypeError, ValueError, DDMError) as exc:
+        raise ModelFileError(f"{path}: model metadata invalid ({exc})") from None
     _check_shapes(model, path)
     return model
+
+
+def _reason(exc):
+    """A short reason that never advises loading with pickle."""
+    text = str(exc) or type(exc).__name__
+    if "pickle" in text:
+        return "it holds Python objects, which are never loaded"
+    return f"{type(exc).__name__}: {text.splitlines()[0][:120]}"
 
 
 def _check_shapes(model, path):

@@ -142,8 +142,9 @@ class SDE:
         if d != self.dim:
             raise SpecError(f"{self.name}: states have {d} columns, the SDE has {self.dim} variables")
         try:
-            f = np.asarray(self.drift(z, u))
-            g = np.asarray(self.diffusion(z))
+            with np.errstate(all="ignore"):
+                f = np.asarray(self.drift(z, u))
+                g = np.asarray(self.diffusion(z))
         except SpecError:
             raise
         except Exception as exc:  # user callables may fail in any way
@@ -160,18 +161,22 @@ class SDE:
                 raise SpecError(f"{self.name}: {label} is not finite over the {where} (at {at})")
 
     def domain_box(self):
-        """The domain as arrays ``(low, high)`` of shape (d,), or None."""
+        """The domain as arrays ``(low, high)`` of shape (d,), or None without a domain.
+
+        Variables the domain leaves out get ``[-1, 1]`` (used only for start
+        states and probes, never as a limit).
+        """
         if not self.domain:
             return None
-        lo = np.array([self.domain[v][0] for v in self.variables], dtype=float)
-        hi = np.array([self.domain[v][1] for v in self.variables], dtype=float)
+        lo = np.array([self.domain.get(v, (-1.0, 1.0))[0] for v in self.variables], dtype=float)
+        hi = np.array([self.domain.get(v, (-1.0, 1.0))[1] for v in self.variables], dtype=float)
         return lo, hi
 
     def domain_grid(self, per_dim=None):
-        """A grid over the domain (for checks and plots), or None without a domain."""
+        """A grid over the domain box (probe states in [-1, 1] without a domain)."""
         box = self.domain_box()
         if box is None:
-            return None
+            box = (-np.ones(self.dim), np.ones(self.dim))
         per_dim = per_dim or {1: 201, 2: 41, 3: 13}.get(self.dim, 5)
         axes = [np.linspace(lo, hi, per_dim) for lo, hi in zip(*box)]
         return np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, self.dim)
@@ -208,8 +213,8 @@ class SDE:
             ``drift(z, u) -> (..., d)`` for numpy ``z`` (..., d), ``u`` (..., k).
             If the SDE has no inputs, ``drift(z)`` is also accepted.
         diffusion : callable or float or array
-            ``diffusion(z) -> (..., d, m)`` or ``(..., d)`` (diagonal) or a
-            constant scalar / (d,) / (d, m) array.
+            ``diffusion(z)`` returning ``(...,)`` (isotropic), ``(..., d)``
+            (diagonal) or ``(..., d, m)``; or a constant scalar, (d,) or (d, m) array.
         variables : sequence of str
             State variable names.
 
@@ -235,19 +240,22 @@ class SDE:
             additive = False
         else:
             const = np.asarray(diffusion, dtype=np.float64)
+            if const.ndim > 2 or (const.ndim >= 1 and const.shape[0] != d):
+                raise SpecError(f"{name}: constant diffusion has shape {const.shape}, expected a scalar, "
+                                f"({d},) or ({d}, m)")
             g_user = lambda z, c=const: np.broadcast_to(c, z.shape[:-1] + c.shape)  # noqa: E731
             additive = True
-        probe = np.zeros((2, d))
+        probe = np.zeros((3, d))
         g0 = np.asarray(g_user(probe))
-        if g0.shape in ((2,), (2, d)) or g0.ndim == 0:
-            diagonal = True
-            m = d
-        elif g0.ndim == 3 and g0.shape[:2] == (2, d):
-            diagonal = False
-            m = g0.shape[2]
+        if g0.shape == (3,):         # one number per state: isotropic
+            kind, m = "scalar", d
+        elif g0.shape == (3, d):     # one number per variable: diagonal
+            kind, m = "diagonal", d
+        elif g0.ndim == 3 and g0.shape[:2] == (3, d):
+            kind, m = "full", g0.shape[2]
         else:
-            raise SpecError(f"{name}: diffusion returned shape {g0.shape} for 2 states, expected "
-                            f"(2, {d}) (diagonal) or (2, {d}, m)")
+            raise SpecError(f"{name}: diffusion returned shape {g0.shape} for 3 states, expected "
+                            f"(3,) (isotropic), (3, {d}) (diagonal) or (3, {d}, m)")
         if noise_dim is not None and noise_dim != m:
             raise SpecError(f"{name}: noise_dim={noise_dim} but diffusion has {m} columns")
 
@@ -267,9 +275,10 @@ class SDE:
         def g(z, xp):
             zn = _to_np(z)
             out = np.asarray(g_user(zn), dtype=np.float64)
-            if diagonal:
-                out = np.broadcast_to(out, zn.shape)
-                out = out[..., :, None] * np.eye(d)
+            if kind == "scalar":
+                out = np.broadcast_to(out, zn.shape[:-1])[..., None, None] * np.eye(d)
+            elif kind == "diagonal":
+                out = np.broadcast_to(out, zn.shape)[..., :, None] * np.eye(d)
             return _back(out, z, xp)
 
         sde = cls(name=name, variables=variables, drift_fn=f, diffusion_fn=g, noise_dim=m,

@@ -183,9 +183,11 @@ def sde_from_spec(spec, overrides=None):
         if len(diff) != 1:
             raise SpecError("spec: [diffusion] has 'matrix' and other keys; use one form")
         mat = diff["matrix"]
-        if not (isinstance(mat, list) and len(mat) == d and all(isinstance(r, list) for r in mat)):
-            raise SpecError(f"spec: diffusion.matrix must be a list of {d} rows (one per variable), "
-                            f"got {len(mat) if isinstance(mat, list) else type(mat).__name__}")
+        if not (isinstance(mat, list) and all(isinstance(r, list) for r in mat)):
+            raise SpecError(f"spec: diffusion.matrix must be a list of {d} rows, each a list of expressions "
+                            f"(one row per variable), got {mat!r}")
+        if len(mat) != d:
+            raise SpecError(f"spec: diffusion.matrix has {len(mat)} rows, expected {d} (one per variable {list(variables)})")
         m = len(mat[0])
         if m < 1 or any(len(r) != m for r in mat):
             raise SpecError(f"spec: diffusion.matrix rows must all have the same length >= 1, "
@@ -206,9 +208,6 @@ def sde_from_spec(spec, overrides=None):
 
     input_range = _ranges(spec, "input_range", inputs, required_all=bool(inputs))
     domain = _ranges(spec, "domain", variables, required_all=False) or None
-    if domain is not None and len(domain) != d:
-        missing = [v for v in variables if v not in domain]
-        raise SpecError(f"spec: [domain] must give a range for every variable (missing {missing})")
 
     zs, us = list(zsym.values()), list(usym.values())
     try:
@@ -232,24 +231,33 @@ def sde_from_spec(spec, overrides=None):
               tags=tuple(tags))
     sde.drift_expressions = dict(zip(variables, f_exprs))
     sde.diffusion_expressions = np.array(g_exprs, dtype=object).reshape(g_shape)
-    _check_on_domain(sde)
+    entry_names = {"drift": [f"drift.{v}" for v in variables],
+                   "diffusion": ([f"diffusion.matrix[{i}][{j}]" for i in range(d) for j in range(m)]
+                                 if "matrix" in diff else
+                                 [f"diffusion.{variables[i]}" if i == j else None for i in range(d) for j in range(d)])}
+    _check_on_domain(sde, entry_names)
     return sde
 
 
-def _check_on_domain(sde):
-    """Check shapes and finiteness on the domain grid (or a few probe states)."""
+def _check_on_domain(sde, entry_names):
+    """Check finiteness on the domain grid, naming the first entry that fails."""
     grid = sde.domain_grid()
-    where = "domain"
-    if grid is None:
-        grid = np.linspace(-1.0, 1.0, 7)[:, None] * np.ones(sde.dim)
-        where = "probe states in [-1, 1] (no [domain] given)"
+    where = "domain" if sde.domain and len(sde.domain) == sde.dim else \
+        "domain (variables without a range probed on [-1, 1])"
+    inputs = [None]
     if sde.n_inputs:
-        lo = np.array([sde.input_range[k][0] for k in sde.inputs])
-        hi = np.array([sde.input_range[k][1] for k in sde.inputs])
-        for u in (lo, hi):
-            sde.check(grid, u, where=where)
-    else:
-        sde.check(grid, where=where)
+        inputs = [np.array([sde.input_range[k][i] for k in sde.inputs]) for i in (0, 1)]
+    with np.errstate(all="ignore"):
+        for u in inputs:
+            f = sde.drift(grid, u).reshape(len(grid), -1)
+            g = sde.diffusion(grid).reshape(len(grid), -1)
+            for label, arr in (("drift", f), ("diffusion", g)):
+                bad = ~np.isfinite(arr)
+                if bad.any():
+                    row, col = np.argwhere(bad)[0]
+                    at = ", ".join(f"{v}={x:.4g}" for v, x in zip(sde.variables, grid[row]))
+                    name = entry_names[label][col] or label
+                    raise SpecError(f"{sde.name}: {name} is not finite over the {where} (at {at})")
 
 
 def to_toml(spec):

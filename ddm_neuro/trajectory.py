@@ -8,7 +8,6 @@ SDE coordinates with time in SDE units, ``dt`` (scalar, SDE units), ``meta``
 from __future__ import annotations
 
 import json
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -44,11 +43,14 @@ class Trajectory:
     spikes_i: np.ndarray | None = None
 
     def __post_init__(self):
-        self.t = np.asarray(self.t, dtype=np.float64)
-        self.z = np.asarray(self.z, dtype=np.float64)
+        try:
+            self.t = np.asarray(self.t, dtype=np.float64)
+            self.z = np.asarray(self.z, dtype=np.float64)
+            self.dt = float(self.dt)
+        except (TypeError, ValueError) as exc:
+            raise TrajectoryError(f"t, z and dt must be numeric arrays ({exc})") from None
         if self.z.ndim == 2:
             self.z = self.z[None]
-        self.dt = float(self.dt)
         validate(self)
 
     @property
@@ -83,7 +85,10 @@ class Trajectory:
         if not path.is_file():
             raise TrajectoryError(f"{path}: no such trajectory file")
         try:
-            with np.load(path, allow_pickle=False) as data:
+            data = np.load(path, allow_pickle=False)
+            if not isinstance(data, np.lib.npyio.NpzFile):
+                raise TrajectoryError(f"{path}: not a trajectory file (a single numpy array, not an .npz)")
+            with data:
                 missing = [k for k in ("t", "z", "dt", "meta") if k not in data.files]
                 if missing:
                     raise TrajectoryError(f"{path}: not a trajectory file (missing {missing})")
@@ -93,8 +98,11 @@ class Trajectory:
                 sp_i = data["spikes_i"] if "spikes_i" in data.files else None
         except TrajectoryError:
             raise
-        except (zipfile.BadZipFile, ValueError, OSError, EOFError, json.JSONDecodeError) as exc:
-            raise TrajectoryError(f"{path}: not a readable trajectory file ({exc})") from None
+        except Exception as exc:  # zip, zlib, numpy header, JSON, ...
+            text = str(exc) or type(exc).__name__
+            reason = "it holds Python objects, which are never loaded" if "pickle" in text else \
+                f"{type(exc).__name__}: {text.splitlines()[0][:120]}"
+            raise TrajectoryError(f"{path}: not a readable trajectory file ({reason})") from None
         if np.ndim(dt) != 0:
             raise TrajectoryError(f"{path}: 'dt' must be a scalar, got shape {np.shape(dt)}")
         try:
@@ -110,6 +118,8 @@ def validate(traj):
         raise TrajectoryError(f"z must have shape (trials, n, d), got {z.shape}")
     if t.ndim != 1 or len(t) != z.shape[1]:
         raise TrajectoryError(f"t has shape {t.shape} but z has {z.shape[1]} samples per trial")
+    if not np.all(np.isfinite(t)):
+        raise TrajectoryError(f"t has non-finite values (first at index {int(np.argmax(~np.isfinite(t)))})")
     if not np.isfinite(dt) or dt <= 0:
         raise TrajectoryError(f"dt must be a positive number, got {dt}")
     if len(t) > 1:

@@ -112,7 +112,7 @@ def test_truncated_file(small_model_path, tmp_path):
     raw = small_model_path.read_bytes()
     path.write_bytes(raw[: len(raw) // 2])
     msg = refused(path)
-    assert msg.startswith(f"{path}: not a readable model file (truncated or corrupt")
+    assert msg.startswith(f"{path}: not a readable model file (truncated, corrupt")
 
 
 def test_newer_format_version(small_model_path, tmp_path):
@@ -130,9 +130,6 @@ def test_not_a_zip_file(tmp_path, content):
     assert refused(path).startswith(f"{path}: not a readable model file")
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="numpy's hint 'If you trust the file you can load it unsafely using allow_pickle' "
-                          "is passed on to the user for any non-npz file")
 def test_not_a_zip_file_message_does_not_suggest_unpickling(tmp_path):
     path = tmp_path / "m.ddm"
     path.write_text("hello, I am a text file\n")
@@ -164,7 +161,7 @@ def test_missing_and_misshapen_arrays(small_model_path, tmp_path):
 def test_incomplete_metadata(small_model_path, tmp_path):
     arrays, header = read_raw(small_model_path)
     del header["tau"]
-    assert "model metadata incomplete ('tau')" in refused(write_raw(tmp_path / "m.ddm", arrays, header))
+    assert "model metadata invalid ('tau')" in refused(write_raw(tmp_path / "m.ddm", arrays, header))
 
 
 def test_missing_file(tmp_path):
@@ -219,15 +216,12 @@ def test_code_in_an_embedded_spec_never_runs(small_model_path, tmp_path):
     assert not marker.exists()
 
 
-@pytest.mark.xfail(strict=True, raises=TypeError,
-                   reason="np.load returns an ndarray for a .npy file; 'with' on it raises TypeError")
 def test_plain_npy_file_is_refused(tmp_path):
     path = tmp_path / "m.npy"
     np.save(path, np.zeros(3))
     refused(path)
 
 
-@pytest.mark.xfail(strict=True, raises=zlib.error, reason="zlib.error from a corrupt compressed member is not caught")
 def test_corrupt_compressed_member_is_refused(small_model_path, tmp_path, corrupt_deflate):
     path = tmp_path / "m.ddm"
     shutil.copy(small_model_path, path)
@@ -235,8 +229,6 @@ def test_corrupt_compressed_member_is_refused(small_model_path, tmp_path, corrup
     assert "not a readable model file" in refused(path)
 
 
-@pytest.mark.xfail(strict=True, raises=tokenize.TokenError,
-                   reason="tokenize.TokenError from an unparsable .npy header is not caught")
 def test_unparsable_array_header_is_refused(small_model_path, tmp_path, npz_with_bad_header):
     arrays, header = read_raw(small_model_path)
     arrays["__meta__"] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
@@ -246,8 +238,6 @@ def test_unparsable_array_header_is_refused(small_model_path, tmp_path, npz_with
     assert "not a readable model file" in refused(path)
 
 
-@pytest.mark.xfail(strict=True, raises=DDMError,
-                   reason="an unknown neuron model in a file raises a plain DDMError without the file name")
 def test_unknown_neuron_model_names_the_file(small_model_path, tmp_path):
     arrays, header = read_raw(small_model_path)
     path = write_raw(tmp_path / "m.ddm", arrays, dict(header, neuron={"name": "izhikevich"}))

@@ -1,4 +1,5 @@
 """SDE specs (DESIGN §4): TOML/dict -> SDE, and every refusal names the key and the problem."""
+import re
 import math
 import subprocess
 import sys
@@ -102,9 +103,6 @@ def test_inputs_broadcast_and_default_to_zero(tmp_path):
     np.testing.assert_allclose(sde.drift(Z), fhn_drift(Z, np.zeros((3, 1))), rtol=1e-12)
 
 
-@pytest.mark.xfail(strict=True, raises=SpecError,
-                   reason="DESIGN §4's example gives [domain] for v only; the library "
-                          "refuses a [domain] that does not name every variable")
 def test_design_example_verbatim_is_accepted(tmp_path):
     sde = load_spec(write(tmp_path, DESIGN_FHN))
     np.testing.assert_allclose(sde.drift(Z, U), fhn_drift(Z, U), rtol=1e-12)
@@ -171,18 +169,12 @@ def test_constants_and_functions_evaluate():
                                                  math.tanh(-0.2) + 0.5 + math.atan2(-0.2, 1)], rtol=1e-12)
 
 
-@pytest.mark.xfail(strict=True, raises=TypeError,
-                   reason="torch evaluation of exact constants like sqrt(2), log(2), exp(-1) "
-                          "calls torch.sqrt/log/exp on a Python int -> TypeError")
 @pytest.mark.parametrize("expr", ["sqrt(2)*v", "log(2) + v", "exp(-1)*v"])
 def test_torch_evaluates_exact_function_constants(expr):
     sde = sde_from_spec(spec(drift={"v": expr, "w": "-w"}))
     np.testing.assert_allclose(sde.drift_torch(torch.tensor(Z)).numpy(), sde.drift(Z), rtol=1e-12)
 
 
-@pytest.mark.xfail(strict=True, raises=RuntimeError,
-                   reason="sign() is printed as 'copysign(1, v) if v != 0' for torch: "
-                          "'Boolean value of Tensor ... is ambiguous'")
 def test_torch_evaluates_sign():
     sde = sde_from_spec(spec(drift={"v": "-sign(v)", "w": "-w"}))
     np.testing.assert_allclose(sde.drift_torch(torch.tensor(Z)).numpy(), sde.drift(Z), rtol=1e-12)
@@ -231,7 +223,7 @@ def test_missing_drift_table():
 
 def test_diffusion_matrix_with_wrong_row_count():
     msg = refused(spec(diffusion={"matrix": [["1", "0"]]}))
-    assert "diffusion.matrix" in msg and "list of 2 rows" in msg and "got 1" in msg
+    assert "diffusion.matrix has 1 rows, expected 2" in msg
 
 
 def test_diffusion_matrix_with_ragged_rows():
@@ -239,9 +231,6 @@ def test_diffusion_matrix_with_ragged_rows():
     assert "diffusion.matrix" in msg and "same length" in msg and "[2, 1]" in msg
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="rows that are not lists give 'must be a list of 2 rows ..., got 2', "
-                          "which does not say what is wrong")
 def test_diffusion_matrix_rows_that_are_not_lists_say_so():
     msg = refused(spec(diffusion={"matrix": ["1", "0"]}))
     assert "diffusion.matrix" in msg and ("str" in msg or "'1'" in msg)
@@ -257,23 +246,20 @@ def test_diagonal_diffusion_with_wrong_entries():
 @pytest.mark.parametrize("diffusion, domain, where", [
     ({"v": "log(v)", "w": "1"}, {"v": [-1.0, 1.0], "w": [0.0, 1.0]}, "domain"),
     ({"v": "log(v)", "w": "1"}, {"v": [0.0, 1.0], "w": [0.0, 1.0]}, "domain"),   # log(0) = -inf
-    ({"v": "1", "w": "1/v"}, None, "probe states"),                               # no domain: probes include 0
+    ({"v": "1", "w": "1/v"}, None, "probed on [-1, 1]"),                               # no domain: probes include 0
     ({"matrix": [["1", "sqrt(w)"], ["0", "1"]]}, {"v": [0.0, 1.0], "w": [-1.0, 1.0]}, "domain"),
 ])
 def test_diffusion_not_finite_over_the_domain(diffusion, domain, where):
     extra = {"domain": domain} if domain else {}
     msg = refused(spec(diffusion=diffusion, **extra))
-    assert "diffusion is not finite" in msg and where in msg and "(at v=" in msg
+    assert re.search(r"diffusion\.(v|w|matrix\[\d\]\[\d\]) is not finite", msg) and where in msg and "(at v=" in msg
 
 
 def test_drift_not_finite_over_the_input_range():
     msg = refused(spec(drift={"v": "-v/I", "w": "-w"}, inputs=["I"], input_range={"I": [0.0, 1.0]}))
-    assert "drift is not finite" in msg
+    assert "drift.v is not finite" in msg
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="the finiteness refusal names the table ('diffusion') but not the "
-                          "entry ('diffusion.w') as DESIGN §4 asks")
 def test_non_finite_diffusion_names_the_entry():
     msg = refused(spec(diffusion={"v": "1", "w": "1/v"}))
     assert "diffusion.w" in msg
@@ -403,9 +389,6 @@ def test_parse_accepts_numbers_and_refuses_other_literals():
         parse("1j", {}, "x")
 
 
-@pytest.mark.xfail(strict=True, raises=pytest.fail.Exception,
-                   reason="constant powers are evaluated with Python integers before any "
-                          "check: '9**9**9' in a spec (or a model file's spec) hangs the parser")
 def test_huge_constant_power_does_not_hang():
     code = ("from ddm_neuro.expressions import parse\n"
             "try:\n    parse('9**9**9', {}, 'drift.v')\nexcept Exception:\n    pass\n")
