@@ -7,6 +7,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import numpy as np
+
 from .errors import DDMError, OutputExistsError
 
 
@@ -49,3 +51,32 @@ def atomic_directory(path, force=False):
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+@contextlib.contextmanager
+def open_npz(path, error, what):
+    """Open an ``.npz`` without pickle; any failure becomes one ``error`` line naming ``path``.
+
+    Parameters
+    ----------
+    path : Path
+    error : type
+        The :class:`DDMError` subclass to raise.
+    what : str
+        "model file", "trajectory file", ... for messages.
+    """
+    if not path.is_file():
+        raise error(f"{path}: no such {what}")
+    try:
+        data = np.load(path, allow_pickle=False)
+        if not isinstance(data, np.lib.npyio.NpzFile):
+            raise error(f"{path}: not a {what} (a single numpy array, not an .npz archive)")
+        with data:
+            yield data
+    except DDMError:
+        raise
+    except Exception as exc:  # zip, zlib, numpy header, JSON, ...: all mean "not readable"
+        text = str(exc) or type(exc).__name__
+        reason = ("it holds Python objects, which are never loaded" if "pickle" in text
+                  else f"{type(exc).__name__}: {text.splitlines()[0][:120]}")
+        raise error(f"{path}: not a readable {what} (truncated, corrupt or another format: {reason})") from None

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import DDMError, ModelFileError
-from .fileio import atomic_write
+from .fileio import atomic_write, open_npz
 
 FORMAT = "ddm_neuro.model"
 FORMAT_VERSION = 1
@@ -58,32 +58,24 @@ def load_model(path):
     from .network import LatentRNN
 
     path = Path(path)
-    if not path.is_file():
-        raise ModelFileError(f"{path}: no such model file")
-    try:
-        data = np.load(path, allow_pickle=False)
-        if not isinstance(data, np.lib.npyio.NpzFile):
-            raise ModelFileError(f"{path}: not a ddm_neuro model file (a single numpy array, not a model)")
-        with data:
-            if "__meta__" not in data.files:
-                raise ModelFileError(f"{path}: not a ddm_neuro model file (no metadata)")
+    with open_npz(path, ModelFileError, "model file") as data:
+        if "__meta__" not in data.files:
+            raise ModelFileError(f"{path}: not a ddm_neuro model file (no metadata)")
+        try:
             header = json.loads(data["__meta__"].tobytes().decode())
-            if not isinstance(header, dict) or header.get("format") != FORMAT:
-                raise ModelFileError(f"{path}: not a ddm_neuro model file")
-            version = header.get("version")
-            if not isinstance(version, int) or version > FORMAT_VERSION:
-                raise ModelFileError(f"{path}: model format version {version} is newer than this "
-                                     f"ddm_neuro reads ({FORMAT_VERSION}); upgrade ddm_neuro")
-            missing = [a for a in ARRAYS if a not in data.files]
-            if missing:
-                raise ModelFileError(f"{path}: model file lacks arrays {missing}")
-            arrays = {a: data[a] for a in ARRAYS}
-            w_perp = data["w_perp"] if "w_perp" in data.files else None
-    except ModelFileError:
-        raise
-    except Exception as exc:  # zip, zlib, numpy header, JSON, ...: all mean "not a readable model"
-        raise ModelFileError(f"{path}: not a readable model file (truncated, corrupt or another format: "
-                             f"{_reason(exc)})") from None
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            raise ModelFileError(f"{path}: not a readable model file (its metadata is not JSON)") from None
+        if not isinstance(header, dict) or header.get("format") != FORMAT:
+            raise ModelFileError(f"{path}: not a ddm_neuro model file")
+        version = header.get("version")
+        if not isinstance(version, int) or version > FORMAT_VERSION:
+            raise ModelFileError(f"{path}: model format version {version} is newer than this "
+                                 f"ddm_neuro reads ({FORMAT_VERSION}); upgrade ddm_neuro")
+        missing = [a for a in ARRAYS if a not in data.files]
+        if missing:
+            raise ModelFileError(f"{path}: model file lacks arrays {missing}")
+        arrays = {a: data[a] for a in ARRAYS}
+        w_perp = data["w_perp"] if "w_perp" in data.files else None
     try:
         model = LatentRNN(neuron=header["neuron"], tau=float(header["tau"]),
                           time_scale=float(header["time_scale"]), sde_spec=header.get("sde_spec"),
@@ -93,14 +85,6 @@ def load_model(path):
         raise ModelFileError(f"{path}: model metadata invalid ({exc})") from None
     _check_shapes(model, path)
     return model
-
-
-def _reason(exc):
-    """A short reason that never advises loading with pickle."""
-    text = str(exc) or type(exc).__name__
-    if "pickle" in text:
-        return "it holds Python objects, which are never loaded"
-    return f"{type(exc).__name__}: {text.splitlines()[0][:120]}"
 
 
 def _check_shapes(model, path):

@@ -33,6 +33,22 @@ def default_steps(sde, states=None, u=None):
     return dt, 5 * dt
 
 
+def recording_grid(duration, dt, record_dt):
+    """Samples, recording interval and sub-steps covering exactly ``duration``.
+
+    ``record_dt`` is adjusted so that a whole number of intervals spans
+    ``duration``; the integration step is never coarser than ``dt``.
+
+    Returns
+    -------
+    n_rec, record_dt, n_sub, dt
+    """
+    n_rec = max(1, int(round(duration / record_dt))) + 1
+    record_dt = duration / (n_rec - 1)
+    n_sub = max(1, math.ceil(record_dt / dt - 1e-9))
+    return n_rec, record_dt, n_sub, record_dt / n_sub
+
+
 def initial_states(sde, trials, rng):
     """Start states: uniform over the domain box, or standard normal without a domain."""
     box = sde.domain_box()
@@ -92,10 +108,7 @@ def simulate_sde(sde, duration, *, dt=None, record_dt=None, trials=1, seed=None,
         dt0, rec0 = default_steps(sde)
         dt = dt or dt0
         record_dt = record_dt or max(rec0, dt)
-    n_rec = max(1, int(round(duration / record_dt))) + 1
-    record_dt = duration / (n_rec - 1)  # the recording covers exactly `duration`
-    n_sub = max(1, math.ceil(record_dt / dt - 1e-9))  # never coarser than the requested step
-    dt = record_dt / n_sub
+    n_rec, record_dt, n_sub, dt = recording_grid(duration, dt, record_dt)
     n_burn = int(round(burn_in / dt))
     signal = as_input_signal(sde, u)
     z = initial_states(sde, trials, rng) if z0 is None else \

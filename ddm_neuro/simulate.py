@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 
 from .errors import DDMError
 from .inputs import InputSignal
+from .sdeint import recording_grid
 from .trajectory import Trajectory
 
 
@@ -79,10 +80,7 @@ def simulate_network(model, duration, *, dt=None, record_dt=None, trials=1, seed
     d0, r0 = network_steps(model)
     dt = dt or d0
     record_dt = record_dt or max(r0, dt)
-    n_rec = max(1, int(round(duration / record_dt))) + 1
-    record_dt = duration / (n_rec - 1)  # the recording covers exactly `duration`
-    n_sub = max(1, math.ceil(record_dt / dt - 1e-9))  # never coarser than the requested step
-    dt = record_dt / n_sub
+    n_rec, record_dt, n_sub, dt = recording_grid(duration, dt, record_dt)
     signal = _signal(model, u)
     rng = np.random.default_rng(seed)
     gen = torch.Generator().manual_seed(int(rng.integers(2 ** 62)))

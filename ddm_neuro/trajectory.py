@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import TrajectoryError
-from .fileio import atomic_write
+from .fileio import atomic_write, open_npz
 
 
 @dataclass
@@ -82,27 +82,17 @@ class Trajectory:
     def load(cls, path):
         """Read a trajectory file, with a clear error when it is not one."""
         path = Path(path)
-        if not path.is_file():
-            raise TrajectoryError(f"{path}: no such trajectory file")
-        try:
-            data = np.load(path, allow_pickle=False)
-            if not isinstance(data, np.lib.npyio.NpzFile):
-                raise TrajectoryError(f"{path}: not a trajectory file (a single numpy array, not an .npz)")
-            with data:
-                missing = [k for k in ("t", "z", "dt", "meta") if k not in data.files]
-                if missing:
-                    raise TrajectoryError(f"{path}: not a trajectory file (missing {missing})")
-                t, z, dt = data["t"], data["z"], data["dt"]
+        with open_npz(path, TrajectoryError, "trajectory file") as data:
+            missing = [k for k in ("t", "z", "dt", "meta") if k not in data.files]
+            if missing:
+                raise TrajectoryError(f"{path}: not a trajectory file (missing {missing})")
+            t, z, dt = data["t"], data["z"], data["dt"]
+            try:
                 meta = json.loads(str(data["meta"]))
-                sp_t = data["spikes_t"] if "spikes_t" in data.files else None
-                sp_i = data["spikes_i"] if "spikes_i" in data.files else None
-        except TrajectoryError:
-            raise
-        except Exception as exc:  # zip, zlib, numpy header, JSON, ...
-            text = str(exc) or type(exc).__name__
-            reason = "it holds Python objects, which are never loaded" if "pickle" in text else \
-                f"{type(exc).__name__}: {text.splitlines()[0][:120]}"
-            raise TrajectoryError(f"{path}: not a readable trajectory file ({reason})") from None
+            except json.JSONDecodeError:
+                raise TrajectoryError(f"{path}: not a readable trajectory file ('meta' is not valid JSON)") from None
+            sp_t = data["spikes_t"] if "spikes_t" in data.files else None
+            sp_i = data["spikes_i"] if "spikes_i" in data.files else None
         if np.ndim(dt) != 0:
             raise TrajectoryError(f"{path}: 'dt' must be a scalar, got shape {np.shape(dt)}")
         try:
