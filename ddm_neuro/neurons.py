@@ -82,8 +82,9 @@ class LIFRate(NeuronModel):
         j = x - 1.0
         if smooth:
             j = s * (xp.logaddexp(j / s, xp.zeros_like(j)) if xp is not np else np.logaddexp(j / s, 0.0))
-            return 1.0 / (tau_ref + tau_m * xp.log1p(1.0 / j))
-        pos = j > 0
+            pos = j > 1e-12  # below this the rate is < 1e-3 Hz; keep gradients finite there
+        else:
+            pos = j > 0
         jj = xp.where(pos, j, xp.ones_like(j))
         return xp.where(pos, 1.0 / (tau_ref + tau_m * xp.log1p(1.0 / jj)), xp.zeros_like(j))
 

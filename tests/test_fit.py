@@ -52,3 +52,16 @@ def test_drift_matches_at_held_out_states():
     rel = np.sqrt(np.sum((f - fn) ** 2) / np.sum(f ** 2))
     assert rel < 0.03
     assert rel == pytest.approx(m.meta["fit"]["drift_error"], rel=1.0)  # same order as the reported error
+
+
+def test_lif_rate_neurons_fit_and_stay_finite():
+    """The LIF rate curve (kink at threshold) trains without NaN gradients and gives positive rates."""
+    from ddm_neuro.simulate import simulate_network
+
+    m = fit(get_system("double_well"), n_neurons=64, neuron="lif", steps=20, **SMALL)
+    assert m.neuron.name == "lif"
+    assert np.isfinite(m.meta["fit"]["drift_error"]) and m.meta["fit"]["drift_error"] < 0.1
+    x = m.neuron_inputs(m.init_states)
+    rates = m.neuron.phi(x)
+    assert rates.min() >= 0 and rates.max() < 1 / m.neuron.params["tau_ref"]
+    assert np.isfinite(simulate_network(m, 2.0, trials=2, seed=0).z).all()
