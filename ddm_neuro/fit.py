@@ -156,7 +156,7 @@ def fit(sde, config=None, **overrides):
     seeds = np.random.SeedSequence(cfg.seed).spawn(5)
     rng_sim, rng_test, rng_neur, rng_samp = (np.random.default_rng(s) for s in seeds[:4])
     gen = torch.Generator().manual_seed(int(seeds[4].generate_state(1)[0]))
-    smooth = neuron.name == "lif"
+    smooth = neuron.name == "lif"  # soft-LIF curve for gradients
 
     # 1. states, normalisation, time scale
     z_vis, u_vis, steps = visited_states(sde, rng_sim, progress=cfg.progress)
@@ -192,9 +192,9 @@ def fit(sde, config=None, **overrides):
     val = _Data(sde, both.take(val_rows[both.on_attractor[val_rows]]), norm, cfg.tau, T)  # judged where it matters
     test = held_out_states(z_test, u_test, cfg.n_test, rng_samp)
     C_noise = target_latent_cov(sde, train.z[: cfg.n_noise], scale, T)
-    # off-subspace deviations of the training inputs (fixed draws, projected off span(E0))
-    perp = torch.randn(len(train.z), N, generator=gen, dtype=torch.float64) * cfg.perp_margin
-    perp = proj(perp.T).T
+    perp = None  # off-subspace deviations of the training inputs (fixed draws, projected off span(E0))
+    if cfg.perp_margin > 0:
+        perp = proj((torch.randn(len(train.z), N, generator=gen, dtype=torch.float64) * cfg.perp_margin).T).T
 
     def features(data, E, b, Bn, rows=slice(None), smooth_=False, dev=None):
         x = _inputs(data, E, b, Bn, rows)
@@ -249,7 +249,7 @@ def fit(sde, config=None, **overrides):
             rows = torch.randint(0, M, (batch,), generator=gen)
             half = batch // 2
             E_, D_, b_, Bn_ = net.parts()
-            phi = features(train, E_, b_, Bn_, rows, smooth_=neuron.name == "lif", dev=perp)
+            phi = features(train, E_, b_, Bn_, rows, smooth_=smooth, dev=perp)
             G = phi[:half].T @ phi[:half] / half
             R = phi[:half].T @ train.target[rows[:half]] / half
             K_ = torch.linalg.solve(G + lam * eye, R).T
