@@ -66,6 +66,9 @@ def _target(model, duration, *, trials, seed, u, mode, progress, **options):
     from .sdeint import simulate_sde
     from .simulate import network_steps
 
+    unsupported = sorted(set(options) - {"dt", "record_dt"})
+    if unsupported:
+        raise DDMError(f"backend 'target' simulates the SDE itself; it does not take {unsupported}")
     sde = model.sde()
     dt, rec = network_steps(model)
     rng = __import__("numpy").random.default_rng(seed)

@@ -6,10 +6,34 @@ when a metric fails.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
 from .errors import DDMError
+
+
+def _seed(text):
+    """argparse type: a non-negative integer."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def _positive(kind):
+    def convert(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if not (math.isfinite(value) and value > 0):
+            raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
+        return value
+    return convert
 
 
 def _params(items):
@@ -80,11 +104,10 @@ def cmd_simulate(args):
     from .network import LatentRNN
 
     check_output(args.output, args.force)
-    if args.duration <= 0 or args.trials < 1:
-        raise DDMError(f"--duration must be > 0 and --trials >= 1 (got {args.duration}, {args.trials})")
     model = LatentRNN.load(args.model)
     run = get_backend(args.backend, args.mode)
-    u = parse_input_option(args.input, model.inputs) if args.input else None
+    input_range = model.sde().input_range if (args.input and model.sde_spec) else None
+    u = parse_input_option(args.input, model.inputs, input_range) if args.input else None
     options = {}
     if args.no_noise:
         options["noise"] = False
@@ -120,9 +143,16 @@ def cmd_demo(args):
                     trials=args.trials, quick=args.quick, progress=not args.quiet)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with the project's error contract: one line on stderr, exit status 2."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser():
     """The argument parser (exposed for documentation and tests)."""
-    p = argparse.ArgumentParser(prog="ddm-neuro", description="Drift-diffusion matching: SDE -> recurrent network.")
+    p = _Parser(prog="ddm-neuro", description="Drift-diffusion matching: SDE -> recurrent network.")
     sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("systems", help="list built-in systems")
@@ -133,10 +163,11 @@ def build_parser():
     s.add_argument("system", help="built-in name (see 'systems') or a .toml spec file")
     s.add_argument("-n", type=int, default=512, help="number of neurons N (default 512)")
     s.add_argument("--neuron", choices=["tanh", "lif"], default="tanh")
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--tau", type=float, default=0.02, help="neuron time constant in seconds (default 0.02)")
-    s.add_argument("--time-scale", type=float, default=None, help="seconds per SDE time unit (default: automatic)")
-    s.add_argument("--steps", type=int, default=200, help="gradient refinement steps (0: closed form only)")
+    s.add_argument("--seed", type=_seed, default=0)
+    s.add_argument("--tau", type=_positive(float), default=0.02, help="neuron time constant in seconds (default 0.02)")
+    s.add_argument("--time-scale", type=_positive(float), default=None,
+                   help="seconds per SDE time unit (default: automatic)")
+    s.add_argument("--steps", type=_seed, default=200, help="gradient refinement steps (0: closed form only)")
     s.add_argument("--param", action="append", metavar="NAME=VALUE", help="override an SDE parameter")
     s.add_argument("-o", "--output", required=True, help="model file to write (.ddm)")
     s.add_argument("--force", action="store_true", help="overwrite an existing output")
@@ -147,9 +178,10 @@ def build_parser():
     s.add_argument("model")
     s.add_argument("--backend", default="torch", help="torch (default), target, or an installed plug-in")
     s.add_argument("--mode", default="rate", help="rate (default) or spiking where the backend supports it")
-    s.add_argument("--duration", type=float, default=60.0, help="SDE time units (default 60)")
-    s.add_argument("--trials", type=int, default=1)
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--duration", type=_positive(float), default=60.0, help="SDE time units (default 60)")
+    s.add_argument("--trials", type=_positive(int), default=1)
+    s.add_argument("--seed", type=_seed, default=0,
+                   help="noise seed (default 0: repeated runs are identical unless you change it)")
     s.add_argument("--input", help="inputs: NAME=VALUE or NAME=T0:V0,T1:V1 (steps in SDE time); ';' between inputs")
     s.add_argument("--no-noise", action="store_true", help="simulate the noise-free network")
     s.add_argument("--coupling", choices=["factored", "dense"], help="recurrent coupling (torch backend)")
@@ -163,16 +195,16 @@ def build_parser():
     s.add_argument("trajectory")
     s.add_argument("--report", help="folder for report.json and figures")
     s.add_argument("--delta", type=float, default=None, help="lag for drift/diffusion (SDE units; default automatic)")
-    s.add_argument("--seed", type=int, default=0, help="seed of the target baselines")
+    s.add_argument("--seed", type=_seed, default=0, help="seed of the target baselines")
     s.add_argument("--force", action="store_true")
     s.set_defaults(func=cmd_verify)
 
     s = sub.add_parser("demo", help="the main job: fit Lorenz, simulate, compare, verify, write figures")
     s.add_argument("--out", default="ddm_demo", help="output folder (default ./ddm_demo)")
     s.add_argument("--force", action="store_true")
-    s.add_argument("-n", type=int, default=512)
-    s.add_argument("--duration", type=float, default=60.0)
-    s.add_argument("--trials", type=int, default=16)
+    s.add_argument("-n", type=_positive(int), default=512)
+    s.add_argument("--duration", type=_positive(float), default=60.0)
+    s.add_argument("--trials", type=_positive(int), default=16)
     s.add_argument("--quick", action="store_true", help="small and short, for a smoke test")
     s.add_argument("--quiet", action="store_true")
     s.set_defaults(func=cmd_demo)
@@ -181,7 +213,10 @@ def build_parser():
 
 def main(argv=None):
     """Entry point of ``ddm-neuro``; returns the exit status."""
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # --help, or a usage error already printed as one line
+        return exc.code if isinstance(exc.code, int) else 2
     try:
         return args.func(args)
     except DDMError as exc:

@@ -24,13 +24,16 @@ def run_demo(out, force=False, n_neurons=512, duration=60.0, trials=16, quick=Fa
     """Run the demo; returns the exit status (0 when verification passes)."""
     if quick:
         n_neurons, duration, trials = min(n_neurons, 128), min(duration, 10.0), min(trials, 4)
+    if trials < 2:
+        from .errors import DDMError
+        raise DDMError(f"--trials must be >= 2 (standard errors come from the trials), got {trials}")
     sde = get_system("lorenz")
     with atomic_directory(out, force=force) as tmp:
         print(f"== fit: {sde.name}, N = {n_neurons} tanh neurons")
         model = fit(sde, n_neurons=n_neurons, seed=0, progress=progress)
         model.save(tmp / "model.ddm")
         from .cli import print_fit_summary
-        print_fit_summary(model, f"{out}/model.ddm")
+        print_fit_summary(model)
 
         print(f"\n== simulate: {trials} trials x {duration:g} time units (torch, full {n_neurons}-neuron network)")
         t0 = time.perf_counter()
@@ -61,10 +64,14 @@ def run_demo(out, force=False, n_neurons=512, duration=60.0, trials=16, quick=Fa
             verify = None
         if verify is not None:
             print("\n== verify")
-            report = verify(sde, net, model_drift=model.latent_drift, progress=progress)
-            print(report.table())
-            report.save(tmp / "report", traj=net)
-            status = status or (0 if report.passed else 1)
+            if not finite:
+                print("  skipped: the network diverged (see attractor.png)")
+                status = 1
+            else:
+                report = verify(sde, net, model_drift=model.latent_drift, progress=progress)
+                print(report.table())
+                report.save(tmp / "report", traj=net)
+                status = status or (0 if report.passed else 1)
     print(f"\nwrote {out}/: model.ddm, network.npz, target.npz, attractor.png" +
           (", report/" if verify is not None else ""))
     return status

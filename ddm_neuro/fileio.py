@@ -12,6 +12,12 @@ import numpy as np
 from .errors import DDMError, OutputExistsError
 
 
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def check_output(path, force=False):
     """Refuse an existing output path unless ``force``; check the folder exists."""
     path = Path(path)
@@ -31,6 +37,7 @@ def atomic_write(path, force=False, mode="wb"):
     try:
         with os.fdopen(fd, mode) as fh:
             yield fh
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual mode
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -45,6 +52,7 @@ def atomic_directory(path, force=False):
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent or "."))
     try:
         yield tmp
+        os.chmod(tmp, 0o777 & ~_umask())
         if path.exists():
             shutil.rmtree(path)
         os.replace(tmp, path)

@@ -149,8 +149,14 @@ def fit(sde, config=None, **overrides):
     d, k, N = sde.dim, sde.n_inputs, cfg.n_neurons
     if isinstance(N, bool) or not isinstance(N, int) or N < d + k:
         raise DDMError(f"n_neurons must be an integer >= d + k = {d + k} (got {N})")
-    if not cfg.tau > 0 or (cfg.time_scale is not None and not cfg.time_scale > 0) or not cfg.ratio > 0:
-        raise DDMError(f"tau, time_scale and ratio must be positive (got {cfg.tau}, {cfg.time_scale}, {cfg.ratio})")
+    for name in ("tau", "time_scale", "ratio", "drift_tol", "lr"):
+        v = getattr(cfg, name)
+        if (v is not None or name != "time_scale") and not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
+            raise DDMError(f"{name} must be a finite number > 0 (got {v})")
+    if cfg.steps < 0 or cfg.seed < 0:
+        raise DDMError(f"steps and seed must be >= 0 (got {cfg.steps}, {cfg.seed})")
+    if sde.n_inputs and set(sde.input_range) != set(sde.inputs):
+        raise DDMError(f"{sde.name}: fitting needs an input_range for every input {list(sde.inputs)}")
     t_start = time.perf_counter()
     neuron = make_neuron(cfg.neuron)
     seeds = np.random.SeedSequence(cfg.seed).spawn(5)
@@ -163,7 +169,12 @@ def fit(sde, config=None, **overrides):
     z_test, u_test, _ = visited_states(sde, rng_test, trials=16, records=1000, batches=2)
     sde.check(z_vis, u_vis if k else None, where="visited states")
     lo, hi = np.percentile(z_vis, [0.5, 99.5], axis=0)
-    center, scale = (hi + lo) / 2, np.maximum((hi - lo) / 2, 1e-9)
+    center, scale = (hi + lo) / 2, (hi - lo) / 2
+    flat = scale <= 1e-6 * (1.0 + np.abs(center))
+    if flat.any():
+        names = [v for v, f in zip(sde.variables, flat) if f]
+        raise DDMError(f"{sde.name}: the target's visited states do not spread along {names} (the SDE settles "
+                       "on a point: nothing to fit there; give it noise or dynamics there)")
     if k:
         ulo = np.array([sde.input_range[n][0] for n in sde.inputs])
         uhi = np.array([sde.input_range[n][1] for n in sde.inputs])
@@ -268,6 +279,9 @@ def fit(sde, config=None, **overrides):
         a, c, L, noise_info = solve_noise(E, b, Bn, K)
     model = build(E, D, b, Bn, K, a, c, L)
     err, derr = model_errors(model, sde, test.z, test.u)
+    if not (math.isfinite(err) and math.isfinite(derr)):
+        raise DDMError(f"{sde.name}: the fit failed (held-out drift error {err}, diffusion error {derr}); "
+                       "check the SDE's parameters, tau and time_scale")
     bar.update()
     bar.close()
     model.meta["fit"] = {

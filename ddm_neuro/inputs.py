@@ -26,8 +26,8 @@ class InputSignal:
             self.values = self.values[:, None]
         if len(self.times) != len(self.values) or len(self.times) == 0:
             raise DDMError(f"input signal: {len(self.times)} times but {len(self.values)} values")
-        if self.times[0] != 0 or np.any(np.diff(self.times) <= 0):
-            raise DDMError("input signal: times must start at 0 and increase strictly")
+        if not np.all(np.isfinite(self.times)) or self.times[0] != 0 or np.any(np.diff(self.times) <= 0):
+            raise DDMError(f"input signal: times must be finite, start at 0 and increase strictly (got {self.times.tolist()})")
         if not np.all(np.isfinite(self.values)):
             raise DDMError("input signal: values must be finite")
 
@@ -63,10 +63,12 @@ class InputSignal:
         return cls(d["times"], d["values"])
 
 
-def parse_input_option(text, input_names):
-    """Parse ``--input`` text: ``"I=0.5"`` or ``"I=0:0,5:1"`` (time:value steps), comma-separated per channel with ';'.
+def parse_input_option(text, input_names, input_range=None):
+    """Parse ``--input`` text: ``"I=0.5"`` or ``"I=0:0,5:1"`` (time:value steps), channels separated by ';'.
 
     Returns an :class:`InputSignal` over the named channels (unnamed ones are 0).
+    Values outside ``input_range`` (``{name: (low, high)}``), where the network
+    was not fitted, are refused.
     """
     if not input_names:
         raise DDMError("--input given, but this model has no inputs")
@@ -84,6 +86,13 @@ def parse_input_option(text, input_names):
                 steps = [(0.0, float(val))]
         except ValueError:
             raise DDMError(f"--input: cannot read numbers in {part!r}") from None
+        if any(len(st) != 2 or not all(np.isfinite(st)) for st in steps):
+            raise DDMError(f"--input: each step must be TIME:VALUE with finite numbers, got {part!r}")
+        if input_range and name in input_range:
+            lo, hi = input_range[name]
+            bad = [v for _, v in steps if not lo <= v <= hi]
+            if bad:
+                raise DDMError(f"--input: {name}={bad[0]:g} is outside the fitted input_range [{lo:g}, {hi:g}]")
         per[name] = steps
     times = sorted({t for steps in per.values() for t, _ in steps} | {0.0})
     values = np.zeros((len(times), len(input_names)))

@@ -20,7 +20,11 @@ With ``b`` and ``B`` orthogonal to span(E) (``D b = 0``, ``D B = 0``)::
 
 and, because ``W eta = E K eta`` lies in span(E), the noise never leaves the
 latent subspace: ``x_perp`` relaxes deterministically (rate ``1/tau``) to
-``b + B u``. So the latent process is exactly an Itô SDE with drift
+``b + B u``. The input also has a feed-forward path, ``tau B du/dt`` (a step
+in u moves ``x`` by ``B du`` at once), so ``x_perp`` sits at ``b + B u(t)``
+and the latent sees the input without a lag of tau. ``W_perp`` (never set
+by the fit) would act on the noisy outputs too and is then not covered by
+:meth:`LatentRNN.latent_cov`. So the latent process is exactly an Itô SDE with drift
 ``f_net(z) = T S (-y + K phi(x)) / tau`` and covariance per SDE time unit
 ``T S (K Sigma^2 K^T / tau^2 + L L^T) S``.
 
@@ -175,7 +179,10 @@ class LatentRNN:
         r = self.neuron.phi(x)
         drive = self.bias if not self.n_inputs or u is None else \
             self.bias + np.asarray(u, dtype=np.float64) @ self.input_weights.T
-        dy = (-x + r @ self.weights().T + drive) @ self.readout.T / self.tau
+        rec = (r @ self.decoders.T) @ self.encoders.T  # W r = E (K r), never forming the N x N W
+        if self.w_perp is not None:
+            rec = rec + r @ self.w_perp.T
+        dy = (-x + rec + drive) @ self.readout.T / self.tau
         return self.time_scale * self.scale * dy
 
     def latent_cov(self, z, u=None):

@@ -62,11 +62,14 @@ def visited_states(sde, rng, trials=32, records=2000, batches=4, progress=False)
         else:
             us.append(np.zeros((len(z), 0)))
     z, u = np.concatenate(zs), np.concatenate(us)
-    ok = np.isfinite(z).all(axis=1)
+    box = sde.domain_box()
+    lo, hi = box if box is not None else (-np.ones(sde.dim), np.ones(sde.dim))
+    span = np.maximum(hi - lo, 1e-12)
+    ok = np.isfinite(z).all(axis=1) & np.all(np.abs(z - (hi + lo) / 2) < 1e3 * span, axis=1)
     if not ok.all():
         from .errors import SpecError
-        raise SpecError(f"{sde.name}: the target SDE diverged in simulation ({(~ok).sum()} non-finite states); "
-                        "check the drift's signs or give a [domain]")
+        raise SpecError(f"{sde.name}: the target SDE diverged in simulation ({(~ok).sum()} states non-finite or "
+                        f"beyond 1000x the domain's size); check the drift's signs and the parameters")
     return z, u, (dt, rec)
 
 

@@ -229,6 +229,8 @@ class SDE:
         inputs = tuple(inputs)
         if d < 1:
             raise SpecError("from_callables: at least one variable is needed")
+        if inputs and set(input_range or {}) != set(inputs):
+            raise SpecError(f"{name}: input_range must give (low, high) for every input {list(inputs)}")
         try:
             import inspect
             takes_u = len(inspect.signature(drift).parameters) >= 2

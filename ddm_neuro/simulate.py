@@ -5,7 +5,10 @@ Euler–Maruyama in network time ``t = T s`` with step ``h = T dt``::
     x <- x + (h / tau) (-x + W phi(x) + b + B u(s)) + W (sigma(x) * sqrt(h) xi) / tau + E L sqrt(h) xi'
 
 (Itô; private output noise, see :mod:`ddm_neuro.network`). ``W v`` is computed
-as ``E (K v)``, O(N d) per step ("factored"), or with the dense ``W`` ("dense"). Only the latent
+as ``E (K v)``, O(N d) per step ("factored"), or with the dense ``W`` ("dense").
+When the input steps, ``x`` moves by ``B (u_new - u_old)`` at once (the input's
+feed-forward path, see :mod:`ddm_neuro.network`), so the latent follows ``u``
+without the lag ``tau`` of the off-subspace relaxation. Only the latent
 read-out ``z = S D x + c`` is kept, at the recording interval, so memory does
 not grow with N.
 """
@@ -75,11 +78,18 @@ def simulate_network(model, duration, *, dt=None, record_dt=None, trials=1, seed
     """
     if coupling not in ("factored", "dense"):
         raise DDMError(f"coupling must be 'factored' or 'dense', got {coupling!r}")
-    if not duration > 0 or int(trials) < 1:
-        raise DDMError(f"duration must be > 0 and trials >= 1 (got {duration}, {trials})")
+    if not (math.isfinite(duration) and duration > 0) or int(trials) < 1:
+        raise DDMError(f"duration must be a finite number > 0 and trials >= 1 (got {duration}, {trials})")
+    for name, v in (("dt", dt), ("record_dt", record_dt)):
+        if v is not None and not (math.isfinite(v) and v > 0):
+            raise DDMError(f"{name} must be a finite number > 0 (got {v})")
     d0, r0 = network_steps(model)
     dt = dt or d0
     record_dt = record_dt or max(r0, dt)
+    if dt * model.time_scale > model.tau / 5:
+        raise DDMError(f"dt = {dt:g} SDE units is {dt * model.time_scale / model.tau:.2f} tau in network "
+                       f"time; Euler needs at most tau/5 (dt <= {model.tau / (5 * model.time_scale):.3g})")
+    seed = None if seed is None else int(seed)
     n_rec, record_dt, n_sub, dt = recording_grid(duration, dt, record_dt)
     signal = _signal(model, u)
     rng = np.random.default_rng(seed)
@@ -87,7 +97,10 @@ def simulate_network(model, duration, *, dt=None, record_dt=None, trials=1, seed
 
     if z0 is None:
         z0 = model.init_states[rng.integers(0, len(model.init_states), trials)]
-    z0 = np.broadcast_to(np.asarray(z0, dtype=np.float64), (trials, model.dim))
+    try:
+        z0 = np.broadcast_to(np.asarray(z0, dtype=np.float64), (trials, model.dim))
+    except ValueError:
+        raise DDMError(f"z0 has shape {np.shape(z0)}; expected ({model.dim},) or ({trials}, {model.dim})") from None
     u0 = None if signal is None else signal.values[0]
     x0 = model.neuron_inputs(z0, u0)
     t = lambda a: torch.as_tensor(np.ascontiguousarray(a), dtype=torch.float64)  # noqa: E731
@@ -105,7 +118,8 @@ def simulate_network(model, duration, *, dt=None, record_dt=None, trials=1, seed
 
     out = np.empty((trials, n_rec, model.dim))
     out[:, 0] = (x @ D.T * scale + center).numpy()
-    drive = b if signal is None else b + t(signal.values[0]) @ B.T
+    u_now = None if signal is None else t(signal.values[0])
+    drive = b if signal is None else b + u_now @ B.T
     bar = tqdm(total=n_rec - 1, desc="simulate torch", disable=not progress, unit="sample")
     noise_buf, used = None, chunk
     step = 0
@@ -113,7 +127,11 @@ def simulate_network(model, duration, *, dt=None, record_dt=None, trials=1, seed
         for k in range(1, n_rec):
             for _ in range(n_sub):
                 if signal is not None and len(signal.times) > 1:
-                    drive = b + t(signal.at([step * dt])[0]) @ B.T
+                    u_new = t(signal.at([step * dt])[0])
+                    if not torch.equal(u_new, u_now):  # feed-forward: off-subspace state jumps with u
+                        x = x + (u_new - u_now) @ B.T
+                        u_now = u_new
+                        drive = b + u_now @ B.T
                 r = phi(x, torch)
                 if noise:  # output noise: r + eta with eta dt = sigma sqrt(h) xi, times tau / h
                     if used == chunk:
@@ -132,13 +150,15 @@ def simulate_network(model, duration, *, dt=None, record_dt=None, trials=1, seed
                     used += 1
                 step += 1
             out[:, k] = (x @ D.T * scale + center).numpy()
-            if not np.isfinite(out[:, k]).all():
+            if not np.isfinite(out[:, k]).any():  # every trial diverged: nothing left to simulate
                 out[:, k + 1:] = np.nan
                 break
             bar.update()
     bar.close()
+    diverged = [int(i) for i in np.flatnonzero(~np.isfinite(out).all(axis=(1, 2)))]
     meta = {"backend": "torch", "mode": "rate", "coupling": coupling, "model_id": model.meta.get("model_id"),
             "system": model.meta.get("sde_name"), "variables": list(model.variables), "seed": seed,
             "duration": float(duration), "trials": int(trials), "integration_dt": dt, "noise": bool(noise),
-            "n_neurons": model.n_neurons, "input": None if signal is None else signal.to_dict()}
+            "n_neurons": model.n_neurons, "input": None if signal is None else signal.to_dict(),
+            "diverged_trials": diverged}
     return Trajectory(t=np.arange(n_rec) * record_dt, z=out, dt=record_dt, meta=meta)

@@ -44,8 +44,9 @@ def compare(run, ref_a, ref_b, lags=None):
     vals = {}
     for key, tr in (("run", run), ("a", ref_a), ("b", ref_b)):
         per, names = summary(tr, lags)
-        vals[key] = (per.mean(0), per.std(0, ddof=1) / np.sqrt(max(len(per) - 1, 1)) if len(per) > 1
-                     else np.full(per.shape[1], np.nan))
+        if len(per) < 2:
+            raise ValueError("compare needs at least 2 trials per run (standard errors come from the trials)")
+        vals[key] = (per.mean(0), per.std(0, ddof=1) / np.sqrt(len(per)))
     for i, name in enumerate(names):
         (r, sr), (a, sa), (b, sb) = vals["run"], vals["a"], vals["b"]
         rows.append({"name": name, "run": r[i], "target": a[i],

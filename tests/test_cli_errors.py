@@ -95,7 +95,9 @@ def test_fit_refuses_a_bad_spec_file(case, tmp_path, capsys):
     (["fit", "ou", "--param", "k=fast"], ["--param k", "'fast' is not a number"]),
     (["fit", "ou", "--param", "kk=2"], ["unknown parameter 'kk'", "known: k, sigma"]),
     (["fit", "ou", "--param", "k"], ["--param expects NAME=VALUE"]),
-    (["fit", "ou", "--tau", "-1"], ["tau, time_scale and ratio must be positive"]),
+    (["fit", "ou", "--tau", "-1"], ["argument --tau: must be a finite number > 0, got -1"]),
+    (["fit", "ou", "--seed", "-3"], ["argument --seed: must be >= 0, got -3"]),
+    (["fit", "ou", "--time-scale", "inf"], ["argument --time-scale: must be a finite number > 0"]),
 ])
 def test_fit_refuses_bad_options(argv, expected, tmp_path, capsys):
     err = run_failing(argv + ["-o", str(tmp_path / "out.ddm"), "--quiet"], capsys, tmp_path)
@@ -167,8 +169,10 @@ def test_simulate_refuses_an_unsupported_mode(small_model_path, tmp_path, capsys
 
 
 @pytest.mark.parametrize("options, expected", [
-    (["--duration", "0"], "--duration must be > 0"),
-    (["--trials", "0"], "--trials >= 1"),
+    (["--duration", "0"], "argument --duration: must be a finite number > 0, got 0"),
+    (["--duration", "inf"], "argument --duration: must be a finite number > 0, got inf"),
+    (["--trials", "0"], "argument --trials: must be a finite number > 0, got 0"),
+    (["--seed", "-1"], "argument --seed: must be >= 0, got -1"),
     (["--input", "I=1"], "--input given, but this model has no inputs"),
 ])
 def test_simulate_refuses_bad_options(options, expected, small_model_path, tmp_path, capsys):

@@ -26,6 +26,11 @@ def test_toml_system_fits_and_simulates_from_the_command_line(tmp_path, capsys):
     assert t.z.shape[0] == 2 and t.z.shape[2] == 2 and np.isfinite(t.z).all()
     assert t.meta["backend"] == "torch" and t.meta["input"]["times"] == [0.0, 2.0]
     assert abs(t.duration - 5.0) < 1e-9
+    # inputs outside the fitted range, or malformed steps, are refused
+    assert main(["simulate", str(model), "--input", "I=2", "-o", str(tmp_path / "x.npz"), "--quiet"]) == 2
+    assert main(["simulate", str(model), "--input", "I=0:0:1", "-o", str(tmp_path / "x.npz"), "--quiet"]) == 2
+    assert main(["simulate", str(model), "--input", "I=nan:1", "-o", str(tmp_path / "x.npz"), "--quiet"]) == 2
+    assert not (tmp_path / "x.npz").exists()
     # the target backend writes the same format, for comparisons
     tgt = tmp_path / "target.npz"
     assert main(["simulate", str(model), "--backend", "target", "--duration", "5", "-o", str(tgt), "--quiet"]) == 0
