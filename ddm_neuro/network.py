@@ -70,7 +70,7 @@ class LatentRNN:
         B, acting on raw inputs u.
     noise_const, noise_act : ndarray (N,)
         Private output-noise intensities: ``sigma_i^2 = noise_act_i act(x_i) + noise_const_i``
-        (output units squared times seconds).
+        (output units squared times seconds: ``eta dt = sigma dW``).
     noise_latent : ndarray (d, d)
         L, shared latent noise per square-root second (lower triangular; zeros when
         private noise suffices).
