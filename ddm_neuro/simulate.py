@@ -35,7 +35,8 @@ def network_steps(model):
     return dt, max(rec, dt)
 
 
-def _signal(model, u):
+def input_signal(model, u):
+    """``u`` (None, constant or :class:`InputSignal`) as an InputSignal for ``model`` (None without inputs)."""
     if not model.n_inputs:
         if u is not None:
             raise DDMError("an input was given, but this model has no inputs")
@@ -91,7 +92,7 @@ def simulate_network(model, duration, *, dt=None, record_dt=None, trials=1, seed
                        f"time; Euler needs at most tau/5 (dt <= {model.tau / (5 * model.time_scale):.3g})")
     seed = None if seed is None else int(seed)
     n_rec, record_dt, n_sub, dt = recording_grid(duration, dt, record_dt)
-    signal = _signal(model, u)
+    signal = input_signal(model, u)
     rng = np.random.default_rng(seed)
     gen = torch.Generator().manual_seed(int(rng.integers(2 ** 62)))
 

@@ -27,9 +27,8 @@ from __future__ import annotations
 import numpy as np
 
 from ddm_neuro.errors import DDMError
-from ddm_neuro.inputs import InputSignal
 from ddm_neuro.sdeint import recording_grid
-from ddm_neuro.simulate import network_steps
+from ddm_neuro.simulate import input_signal, network_steps
 from ddm_neuro.trajectory import Trajectory
 
 
@@ -42,19 +41,6 @@ def _neuron_code(neuron):
         rate = f"int(x > 1) / ({tr!r} + {tm!r}*log(1 + 1/clip(x - 1, 1e-12, 1e12)))"
         return rate, f"({rate})*{tr!r}"
     raise DDMError(f"brian2 export: neuron model {neuron.name!r} is not supported")
-
-
-def _signal(model, u):
-    if not model.n_inputs:
-        if u is not None:
-            raise DDMError("an input was given, but this model has no inputs")
-        return None
-    if u is None:
-        return InputSignal.constant(np.zeros(model.n_inputs))
-    u = u if isinstance(u, InputSignal) else InputSignal.constant(u)
-    if u.n_inputs != model.n_inputs:
-        raise DDMError(f"input has {u.n_inputs} channels, the model has {model.n_inputs}")
-    return u
 
 
 def build_rate_network(model, dt, record_dt, n_steps, *, trials=1, z0=None, u=None, noise=True,
@@ -89,7 +75,7 @@ def build_rate_network(model, dt, record_dt, n_steps, *, trials=1, z0=None, u=No
     rng = np.random.default_rng(seed)
     b2.seed(int(rng.integers(2 ** 31)))
     clock = b2.Clock(dt=h * b2.second, name=f"{name}_clock")
-    signal = _signal(model, u)
+    signal = input_signal(model, u)
     if z0 is None:
         z0 = model.init_states[rng.integers(0, len(model.init_states), trials)]
     z0 = np.broadcast_to(np.asarray(z0, dtype=np.float64), (trials, d))
@@ -191,7 +177,7 @@ def simulate(model, duration, *, trials=1, seed=None, u=None, mode="rate", progr
     y = np.asarray(monitor.y)[:, :n_rec]                        # (d * trials, n_rec)
     y = y.reshape(trials, model.dim, n_rec).transpose(0, 2, 1)
     z = y * model.scale + model.center
-    signal = _signal(model, u)
+    signal = input_signal(model, u)
     meta = {"backend": "brian2", "mode": "rate", "device": "runtime", "coupling": coupling,
             "model_id": model.meta.get("model_id"), "system": model.meta.get("sde_name"),
             "variables": list(model.variables), "seed": seed, "duration": float(duration), "trials": int(trials),
