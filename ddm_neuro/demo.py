@@ -2,8 +2,9 @@
 
 Fit N tanh neurons to Lorenz (noise 1.0 per dimension), simulate the network
 and the target SDE, write the attractor figure, print the fit errors and the
-statistics table, and verify the trajectory (report.json + figures). Everything
-goes to one folder, created only when the demo succeeds.
+statistics table, and verify the trajectory (report.json + figures); then run
+the same network in Brian2 (runtime device, when installed) and verify that
+too. Everything goes to one folder, created only when the demo succeeds.
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from .sdeint import simulate_sde
 from .simulate import network_steps, simulate_network
 from .stats import compare, format_table
 from .systems import get_system
+from .verify import verify
 
 
 def run_demo(out, force=False, n_neurons=512, duration=60.0, trials=16, quick=False, progress=True):
@@ -58,20 +60,37 @@ def run_demo(out, force=False, n_neurons=512, duration=60.0, trials=16, quick=Fa
                          title=f"Lorenz: {n_neurons}-neuron network (left) vs target SDE (right)",
                          variables=list(sde.variables))
         status = 0 if inside else 1
-        try:
-            from .verify import verify
-        except ImportError:
-            verify = None
-        if verify is not None:
-            print("\n== verify")
-            if not finite:
-                print("  skipped: the network diverged (see attractor.png)")
-                status = 1
-            else:
-                report = verify(sde, net, model_drift=model.latent_drift, progress=progress)
-                print(report.table())
-                report.save(tmp / "report", traj=net)
-                status = status or (0 if report.passed else 1)
-    print(f"\nwrote {out}/: model.ddm, network.npz, target.npz, attractor.png" +
-          (", report/" if verify is not None else ""))
+        print("\n== verify")
+        if not finite:
+            print("  skipped: the network diverged (see attractor.png)")
+            status = 1
+        else:
+            report = verify(sde, net, model_drift=model.latent_drift, progress=progress)
+            print(report.table())
+            report.save(tmp / "report", traj=net)
+            status = status or (0 if report.passed else 1)
+        status = _brian2_run(model, sde, tmp, duration, trials, quick, progress) or status
+    print(f"\nwrote {out}/: model.ddm, network.npz, target.npz, attractor.png, report/, brian2.npz, report_brian2/")
     return status
+
+
+def _brian2_run(model, sde, folder, duration, trials, quick, progress):
+    """The same network in Brian2's runtime device, verified; skipped when Brian2 is not installed."""
+    from .backends import get_backend
+    from .errors import DDMError
+
+    b_trials, b_duration = min(trials, 4), min(duration, 10.0 if quick else 30.0)
+    print(f"\n== brian2 (runtime device, rate mode): {b_trials} trials x {b_duration:g} time units")
+    try:
+        run = get_backend("brian2", "rate")
+    except DDMError as exc:
+        print(f"  skipped: {exc} (install with: pip install '.[brian2]')")
+        return 0
+    t0 = time.perf_counter()
+    traj = run(model, b_duration, trials=b_trials, seed=4, u=None, mode="rate", progress=False)
+    print(f"  simulated in {time.perf_counter() - t0:.1f} s")
+    traj.save(folder / "brian2.npz")
+    report = verify(sde, traj, model_drift=model.latent_drift, progress=progress, seed=1)
+    print(report.table())
+    report.save(folder / "report_brian2", traj=traj)
+    return 0 if report.passed else 1
