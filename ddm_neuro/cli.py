@@ -136,6 +136,23 @@ def cmd_verify(args):
                       model_drift=model.latent_drift, filter_tau=filter_tau, force=args.force, seed=args.seed)
 
 
+def cmd_export(args):
+    from .exporters import get_exporter
+    from .fileio import check_output
+    from .network import LatentRNN
+
+    check_output(args.output, args.force)
+    model = LatentRNN.load(args.model)
+    export = get_exporter(args.format)
+    options = {"trials": args.trials, "duration": args.duration, "seed": args.seed}
+    if args.no_noise:
+        options["noise"] = False
+    if args.coupling:
+        options["coupling"] = args.coupling
+    export(model, args.output, mode=args.mode, force=args.force, progress=not args.quiet, **options)
+    return 0
+
+
 def cmd_demo(args):
     from .demo import run_demo
 
@@ -184,11 +201,28 @@ def build_parser():
                    help="noise seed (default 0: repeated runs are identical unless you change it)")
     s.add_argument("--input", help="inputs: NAME=VALUE or NAME=T0:V0,T1:V1 (steps in SDE time); ';' between inputs")
     s.add_argument("--no-noise", action="store_true", help="simulate the noise-free network")
-    s.add_argument("--coupling", choices=["factored", "dense"], help="recurrent coupling (torch backend)")
+    s.add_argument("--coupling", choices=["factored", "dense"],
+                   help="recurrent coupling: factored N->d->N or dense W (default: torch factored; "
+                        "Brian2 dense up to 128 neurons, else factored)")
     s.add_argument("-o", "--output", required=True, help="trajectory file to write (.npz)")
     s.add_argument("--force", action="store_true")
     s.add_argument("--quiet", action="store_true")
     s.set_defaults(func=cmd_simulate)
+
+    s = sub.add_parser("export", help="write the network in another simulator's format (installed plug-ins)")
+    s.add_argument("model")
+    s.add_argument("--format", required=True, help="brian2-cpp, brian2-cuda, or another installed format")
+    s.add_argument("--mode", default="rate", help="rate (default) or spiking where the format supports it")
+    s.add_argument("--trials", type=_positive(int), default=1, help="independent copies side by side (default 1)")
+    s.add_argument("--duration", type=_positive(float), default=60.0,
+                   help="SDE time units: the default run (and input buffer) length; fixed for brian2-cuda")
+    s.add_argument("--seed", type=_seed, default=0, help="seed baked into formats that cannot take one per run")
+    s.add_argument("--no-noise", action="store_true", help="export the noise-free network")
+    s.add_argument("--coupling", choices=["factored", "dense"], help="recurrent coupling (default by size)")
+    s.add_argument("-o", "--output", required=True, help="folder to write")
+    s.add_argument("--force", action="store_true", help="replace an existing output folder")
+    s.add_argument("--quiet", action="store_true")
+    s.set_defaults(func=cmd_export)
 
     s = sub.add_parser("verify", help="check a trajectory against the model's target SDE")
     s.add_argument("model")

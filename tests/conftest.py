@@ -8,6 +8,20 @@ modify a model file copy it first; nobody writes to the shared one.
 import pytest
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _build_cache(tmp_path_factory):
+    """Compiled Brian2 builds go to a per-session folder, never the user's cache."""
+    import os
+
+    old = os.environ.get("DDM_NEURO_CACHE")
+    os.environ["DDM_NEURO_CACHE"] = str(tmp_path_factory.mktemp("ddm_cache"))
+    yield
+    if old is None:
+        os.environ.pop("DDM_NEURO_CACHE", None)
+    else:
+        os.environ["DDM_NEURO_CACHE"] = old
+
+
 @pytest.fixture(scope="session")
 def _small_fit(tmp_path_factory):
     from ddm_neuro.fit import fit

@@ -1,8 +1,9 @@
 """Every simulator back end on small networks: same scheme, same noise, same inputs.
 
-The torch simulator is the reference; Brian2's runtime device must integrate the
-same Euler scheme (noise-free runs agree to rounding) and inject the same noise
-(one-step residuals have the model's latent covariance, within sampling error).
+The torch simulator is the reference; Brian2's runtime device and the compiled
+C++ (cpp_standalone) must integrate the same Euler scheme (noise-free runs
+agree to rounding) and inject the same noise (one-step residuals have the
+model's latent covariance, within sampling error).
 """
 import numpy as np
 import pytest
@@ -17,7 +18,8 @@ from ddm_neuro.trajectory import Trajectory
 
 pytest.importorskip("brian2")
 SMALL = dict(steps=0, n_train=3000, n_val=1000, n_test=500, progress=False)
-BACKENDS = ["torch", "brian2"]
+BACKENDS = ["torch", "brian2", "brian2-cpp"]
+BRIAN = ["brian2", "brian2-cpp"]
 
 
 @pytest.fixture(scope="module")
@@ -25,21 +27,24 @@ def vdp():
     return fit(get_system("van_der_pol"), n_neurons=40, **SMALL)
 
 
+@pytest.mark.parametrize("backend", BRIAN)
 @pytest.mark.parametrize("coupling", ["factored", "dense"])
-def test_brian2_noise_free_matches_torch(vdp, coupling):
+def test_brian2_noise_free_matches_torch(vdp, backend, coupling):
     z0 = [[1.0, 0.5], [-1.0, 0.0]]
     a = simulate_network(vdp, 1.0, trials=2, seed=0, noise=False, z0=z0, coupling=coupling)
-    b = get_backend("brian2", "rate")(vdp, 1.0, trials=2, seed=0, u=None, mode="rate", progress=False,
-                                      noise=False, z0=z0, coupling=coupling)
-    assert b.meta["backend"] == "brian2" and b.z.shape == a.z.shape
+    b = get_backend(backend, "rate")(vdp, 1.0, trials=2, seed=0, u=None, mode="rate", progress=False,
+                                     noise=False, z0=z0, coupling=coupling)
+    assert b.meta["backend"] == backend and b.meta["coupling"] == coupling and b.z.shape == a.z.shape
     np.testing.assert_allclose(b.z, a.z, rtol=0, atol=1e-10)
 
 
-def test_brian2_inputs_match_torch():
+@pytest.mark.parametrize("backend", BRIAN)
+def test_brian2_inputs_match_torch(backend):
     model = fit(get_system("switch", sigma=0.0), n_neurons=32, **SMALL)
     cue = InputSignal([0.0, 1.0, 2.0], [[0.0], [0.8], [-0.5]])
     a = simulate_network(model, 3.0, trials=1, seed=0, z0=[-1.0], u=cue)
-    b = get_backend("brian2", "rate")(model, 3.0, trials=1, seed=0, u=cue, mode="rate", progress=False, z0=[-1.0])
+    b = get_backend(backend, "rate")(model, 3.0, trials=1, seed=0, u=cue, mode="rate", progress=False, z0=[-1.0])
+    assert np.ptp(a.z) > 0.5  # the cue moves the state: the input path is exercised
     np.testing.assert_allclose(b.z, a.z, rtol=0, atol=1e-10)
 
 

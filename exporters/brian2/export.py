@@ -1,0 +1,203 @@
+"""``ddm-neuro export --format brian2-cpp | brian2-cuda``: a self-contained Brian2 project.
+
+The project folder holds everything needed to rebuild and run the network with
+only Brian2 and numpy installed (no ddm_neuro)::
+
+    DIR/
+      README.md      what is here, how to run and rebuild it, units and conventions
+      model.npz      the network's arrays and settings (numpy .npz, no pickle)
+      export.json    how the project was built (format, device, trials, dt, ...)
+      network.py     the Brian2 script: builds the network from model.npz; `python network.py` regenerates code/
+      run.py         runs the compiled code and writes a ddm_neuro trajectory (.npz)
+      code/          the generated C++ (brian2-cpp: compiled) or CUDA (brian2-cuda: generated, compile on a GPU machine)
+
+The folder is written under a temporary name and renamed into place only when
+everything succeeded; a compiler failure keeps the generated project in
+``DIR.failed-build`` for inspection and leaves no ``DIR``.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from ddm_neuro.errors import DDMError
+from ddm_neuro.fileio import atomic_directory
+
+from . import network as _network
+from . import runner as _runner
+from .network import CompileError, NetworkError, build_project, save_spec
+from .rate import choose_coupling, model_spec, run_grid
+from .standalone import _input_buffer
+
+FORMATS = {"brian2-cpp": "cpp_standalone", "brian2-cuda": "cuda_standalone"}
+
+#: Brian2CUDA preferences that let it generate code without a GPU: no GPU or nvcc detection,
+#: a target GPU (H100: compute capability 9.0) and CUDA 13, whose nvcc refuses Brian2CUDA's
+#: default ``-std=c++11`` (nvcc keeps the last ``-std``; the host compiler's flags end in it too).
+CUDA_CODEGEN_PREFS = {
+    "devices.cuda_standalone.cuda_backend.detect_gpus": False,
+    "devices.cuda_standalone.cuda_backend.gpu_id": 0,
+    "devices.cuda_standalone.cuda_backend.compute_capability": 9.0,
+    "devices.cuda_standalone.cuda_backend.cuda_runtime_version": 13.0,
+    "devices.cuda_standalone.cuda_backend.detect_cuda": False,
+    "devices.cuda_standalone.cuda_backend.extra_compile_args_nvcc": ["-w", "-use_fast_math", "-std=c++17"],
+    "codegen.cpp.extra_compile_args_gcc": ["-w", "-O3", "-ffast-math", "-fno-finite-math-only", "-std=c++17"],
+}
+
+
+def _cuda_path():
+    """CUDA root for the generated makefile: the local nvcc's, else /usr/local/cuda."""
+    nvcc = shutil.which("nvcc")
+    return str(Path(nvcc).resolve().parent.parent) if nvcc else "/usr/local/cuda"
+
+
+def export(model, output, *, format="brian2-cpp", mode="rate", trials=1, duration=60.0, seed=0, dt=None,
+           record_dt=None, coupling=None, noise=True, force=False, progress=True, cuda_prefs=None):
+    """Write a Brian2 standalone project for ``model`` to the folder ``output``.
+
+    Parameters
+    ----------
+    model : LatentRNN
+    output : str or Path
+        Project folder; must not exist unless ``force``.
+    format : {"brian2-cpp", "brian2-cuda"}
+    mode : {"rate"}
+    trials : int
+        Independent copies simulated side by side (fixed by the build).
+    duration : float
+        SDE time units. brian2-cpp: the default run length and the length of
+        the input buffer (runs may be shorter or, without inputs, longer);
+        brian2-cuda: the simulated length (fixed by the generated code).
+    seed : int
+        brian2-cuda: the random seed baked into the code (brian2-cpp takes it per run).
+    dt, record_dt, coupling, noise
+        As for the simulators (coupling default: dense for small N, else factored).
+    cuda_prefs : dict, optional
+        Brian2 preferences for Brian2CUDA, added to :data:`CUDA_CODEGEN_PREFS`.
+
+    Returns
+    -------
+    Path
+        The project folder.
+    """
+    if format not in FORMATS:
+        raise DDMError(f"unknown export format {format!r} (brian2 formats: {', '.join(FORMATS)})")
+    if mode != "rate":
+        raise DDMError(f"export format {format!r} does not support mode {mode!r} (supports: rate)")
+    device = FORMATS[format]
+    cuda = device == "cuda_standalone"
+    if cuda:
+        try:
+            import brian2cuda  # noqa: F401
+        except ImportError as exc:
+            raise DDMError("--format brian2-cuda needs Brian2CUDA (GPL-3.0, optional): "
+                           f"pip install 'ddm_neuro[cuda]' ({exc})") from None
+    elif shutil.which("make") is None:
+        raise DDMError("--format brian2-cpp needs 'make' and a C++ compiler (g++ or clang++) on PATH")
+    coupling = choose_coupling(model, coupling, noise)
+    dt, record_dt, n_steps, _ = run_grid(model, duration, dt, record_dt)
+    arrays, info = model_spec(model)
+    build = {"trials": int(trials), "dt": dt, "record_dt": record_dt, "coupling": coupling, "noise": bool(noise),
+             "input_steps": _input_buffer(n_steps) if model.n_inputs else 0,
+             "duration": float(duration), "seed": int(seed) if cuda else None}
+    prefs = {**CUDA_CODEGEN_PREFS, "devices.cuda_standalone.cuda_backend.cuda_path": _cuda_path(),
+             **(cuda_prefs or {})} if cuda else {}
+    output = Path(output)
+    failed = output.with_name(output.name + ".failed-build")
+    with atomic_directory(output, force=force) as tmp:
+        save_spec(tmp / "model.npz", arrays, info)
+        (tmp / "export.json").write_text(json.dumps({
+            "format": format, "device": device, "mode": mode, "build": build, "model_id": info["model_id"],
+            "system": info["sde_name"], "variables": info["variables"], "inputs": info["inputs"],
+            "device_prefs": prefs or None}, indent=1))
+        shutil.copyfile(_network.__file__, tmp / "network.py")
+        shutil.copyfile(_runner.__file__, tmp / "run.py")
+        if progress:
+            print(f"export {format}: generating {'CUDA' if cuda else 'C++'} for N = {model.n_neurons}, "
+                  f"{trials} trial(s), {coupling} coupling ...", flush=True)
+        try:
+            manifest = _build(arrays, info, tmp / "code", build, device, prefs)
+        except CompileError as exc:
+            if failed.exists():
+                shutil.rmtree(failed)
+            shutil.copytree(tmp, failed)
+            raise DDMError(f"{exc}\n(the generated project is kept for inspection in {failed})") from None
+        except NetworkError as exc:
+            raise DDMError(f"export {format}: {exc}") from None
+        (tmp / "README.md").write_text(_readme(format, model, build, manifest))
+    if progress:
+        note = "compiled" if not cuda else "generated (compile and run it on a machine with a GPU)"
+        print(f"wrote {output}/: Brian2 {device} project, {note}")
+    return output
+
+
+def _build(arrays, info, code_dir, build, device, prefs):
+    opts = {k: build[k] for k in ("trials", "dt", "record_dt", "coupling", "noise", "input_steps")}
+    return build_project(arrays, info, code_dir, device=device, compile=device == "cpp_standalone",
+                         seed=build["seed"], duration=build["duration"], prefs=prefs, **opts)
+
+
+def _readme(format, model, build, manifest):
+    cuda = format == "brian2-cuda"
+    lines = [
+        f"# {model.meta.get('sde_name') or 'ddm_neuro'} network: Brian2 {manifest['device']} project",
+        "",
+        f"Exported by ddm_neuro from model `{model.meta.get('model_id')}`: a rate network of "
+        f"N = {model.n_neurons} {model.neuron.name} neurons (tau = {model.tau * 1e3:g} ms) whose "
+        f"{model.dim}-dimensional read-out follows the SDE over ({', '.join(model.variables)})"
+        + (f" with inputs ({', '.join(model.inputs)})" if model.n_inputs else "") + ".",
+        f"{build['trials']} independent trial(s) run side by side; {build['coupling']} coupling; "
+        f"noise {'on' if build['noise'] else 'off'}.",
+        "",
+        "Needs only Python with `brian2` and `numpy<2.4`"
+        + (" plus Brian2CUDA and a CUDA GPU." if cuda else " and a C++ compiler (to rebuild)."),
+        "",
+        "## Files",
+        "",
+        "* `model.npz`: the network's arrays and settings (`numpy.load(..., allow_pickle=False)`).",
+        "* `network.py`: the Brian2 script; `python network.py` regenerates `code/`"
+        + (" and compiles it." if not cuda else " (`--no-compile` to generate only)."),
+        "* `run.py`: runs the compiled code and writes the latent trajectory (`t`, `z`, `dt`, `meta`) as `.npz`.",
+        "* `code/`: the generated " + ("CUDA project (not compiled here)." if cuda else "C++ project, compiled (`code/main`)."),
+        "* `export.json`, `code/build.json`: how it was built and where the results land.",
+        "",
+        "## Run",
+        "",
+        "```",
+    ]
+    if cuda:
+        lines += ["python network.py          # on the GPU machine: generate and compile with nvcc",
+                  "python run.py -o trajectory.npz",
+                  "```", "",
+                  f"The CUDA code simulates {build['duration']:g} SDE time units with seed {build['seed']}; "
+                  "both are fixed in the generated code (regenerate with `python network.py` after editing "
+                  "`export.json`)."]
+    else:
+        lines += ["python run.py --seed 1 --duration 60 -o trajectory.npz",
+                  "python run.py --seed 2 --duration 10 --z0 " + ",".join(["0.5"] * model.dim) + " -o short.npz"]
+        if model.n_inputs:
+            lines += ["python run.py --seed 1 --duration 20 --input " + ",".join(["1.0"] * model.n_inputs)
+                      + " -o cued.npz"]
+        lines += ["```", "",
+                  "Seed, duration, start state and input are passed to the compiled binary on its command line "
+                  "(`--seed=S`, `NAME=VALUE` assignments, Brian2's `run_args` mechanism): nothing is recompiled. "
+                  "The binary is compiled for a very long run and stops at `ddm_control.t_stop`."
+                  + (f" Inputs can cover up to {build['input_steps']} integration steps." if model.n_inputs else "")]
+    lines += [
+        "",
+        "## Units and conventions",
+        "",
+        f"* One SDE time unit is T = {model.time_scale:g} s of network time; integration step "
+        f"dt = {build['dt']:g} SDE units = {build['dt'] * model.time_scale * 1e3:g} ms; read-out recorded every "
+        f"{build['record_dt']:g} SDE units.",
+        "* The SDE is Itô. The network's private noise sits at the neurons' outputs and is drawn once per step "
+        "(`randn()/sqrt(dt)`, amplitude at the step's start), integrated with Euler: Itô as well, no "
+        "Stratonovich correction needed.",
+        "* The latent state is `z = S * (D x) + c` (`readout`, `scale`, `center` in model.npz); `run.py` writes z.",
+        "",
+        "Verify a trajectory against the target SDE with ddm_neuro: "
+        "`ddm-neuro verify MODEL.ddm trajectory.npz --report report/`.",
+        "",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,176 @@
+"""Run a compiled Brian2 standalone build of a ddm_neuro network and read the latent back.
+
+Needs only numpy (no brian2, no ddm_neuro): it is copied verbatim into every
+exported project as ``run.py``, and the ``brian2-cpp`` back end runs its
+builds through the same code. A run passes the seed, the initial state, the
+inputs and the stop time on the binary's command line, so nothing is
+recompiled. Usage in an exported project::
+
+    python run.py --seed 1 --duration 60 -o trajectory.npz
+    python run.py --seed 1 --duration 20 --input 1.0 -o cue.npz       # constant input
+    python run.py --seed 1 --duration 20 --input-file u.npy -o cue.npz  # (steps, k) on the step grid
+
+The trajectory file is ddm_neuro's (``t``, ``z``, ``dt``, ``meta`` as JSON).
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+
+import numpy as np
+
+try:  # inside the package
+    from .network import initial_state, load_spec
+except ImportError:  # an exported project: network.py lies beside this file
+    from network import initial_state, load_spec
+
+
+class RunError(RuntimeError):
+    """The compiled simulation failed or its results are not what the build promised."""
+
+
+def read_manifest(code_dir):
+    """The build manifest ``build.json`` of a generated project."""
+    path = os.path.join(code_dir, "build.json")
+    if not os.path.exists(path):
+        raise RunError(f"{code_dir}: no build.json (not a ddm_neuro Brian2 build)")
+    with open(path) as fh:
+        return json.load(fh)
+
+
+def n_steps_for(duration, manifest):
+    """Integration steps and recorded samples for ``duration`` SDE units: ``(n_steps, n_rec)``."""
+    sub = int(round(manifest["record_dt"] / manifest["dt"]))
+    n_rec = int(round(float(duration) / manifest["record_dt"])) + 1
+    return (n_rec - 1) * sub, n_rec
+
+
+def run_build(code_dir, arrays, *, seed, duration, z0=None, u_steps=None, timeout=None):
+    """Run the compiled network of ``code_dir`` once; return the latent ``y`` (trials, n_rec, d).
+
+    Parameters
+    ----------
+    code_dir : str
+        A built project (``build.json``, the ``main`` binary, ``static_arrays/``).
+    arrays : dict
+        The model arrays (for the initial state and start draws).
+    seed : int
+        Seeds the start draws and the binary's random generators.
+    duration : float
+        SDE time units per trial.
+    z0 : array (trials, d) or (d,), optional
+        Latent starts; default drawn from ``init_states`` with ``seed``.
+    u_steps : array (n, k), optional
+        Input on the integration-step grid (row j applies from step j on).
+    timeout : float, optional
+        Seconds before the run is killed.
+    """
+    m = read_manifest(code_dir)
+    trials, d, k = m["trials"], m["dim"], m["n_inputs"]
+    n_steps, n_rec = n_steps_for(duration, m)
+    rng = np.random.default_rng(seed)
+    bin_seed = int(rng.integers(2 ** 31))
+    if z0 is None:
+        z0 = arrays["init_states"][rng.integers(0, len(arrays["init_states"]), trials)]
+    z0 = np.broadcast_to(np.asarray(z0, dtype=np.float64), (trials, d))
+    if k:
+        u_steps = np.zeros((1, k)) if u_steps is None else np.atleast_2d(np.asarray(u_steps, dtype=np.float64))
+        if u_steps.shape[1] != k:
+            raise RunError(f"input has {u_steps.shape[1]} channels, the network has {k}")
+        if len(u_steps) > m["input_steps"]:
+            raise RunError(f"input covers {len(u_steps)} steps; this build holds {m['input_steps']} (rebuild longer)")
+        u_full = np.concatenate([u_steps, np.repeat(u_steps[-1:], m["input_steps"] - len(u_steps), axis=0)])
+    elif u_steps is not None:
+        raise RunError("an input was given, but this network has no inputs")
+    device_args = m["device"] == "cpp_standalone"
+    if not device_args and (m["duration"] is None or abs(duration - m["duration"]) > 1e-9 * max(1.0, duration)):
+        raise RunError(f"this {m['device']} build simulates {m['duration']} time units; "
+                       f"regenerate it for {duration} (python network.py)")
+    x0, drive0 = initial_state(arrays, z0, u_full[0] if k else None)
+    h = m["dt"] * m["time_scale"]
+    binary = os.path.join(code_dir, "main")
+    if not os.path.exists(binary):
+        raise RunError(f"{code_dir}: no compiled binary 'main' (compile with: python network.py)")
+    out = tempfile.mkdtemp(prefix="run_", dir=code_dir)
+    try:
+        args = [binary, "--results_dir", out + os.sep]
+        if device_args:
+            args.append(f"--seed={bin_seed}")
+            args.append(f"{m['args']['t_stop']}={(n_steps - 0.5) * h!r}")
+        for key, value in (("x", x0), ("drive", drive0), ("u", u_full if k else None)):
+            if value is not None:
+                path = os.path.join(out, f"_in_{key}.dat")
+                np.ascontiguousarray(value, dtype=np.float64).tofile(path)
+                args.append(f"{m['args'][key]}={path}")
+        proc = subprocess.run(args, cwd=code_dir, capture_output=True, text=True, timeout=timeout)
+        if proc.returncode != 0:
+            tail = (proc.stdout + proc.stderr).strip().splitlines()[-20:]
+            raise RunError(f"the compiled simulation failed (exit {proc.returncode}):\n" + "\n".join(tail))
+        y = np.fromfile(os.path.join(out, m["results"]["y"]), dtype=np.float64)
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+    y = y.reshape(-1, trials * d)
+    if len(y) < n_rec:
+        raise RunError(f"the simulation recorded {len(y)} samples, expected {n_rec}")
+    return y[:n_rec].reshape(n_rec, trials, d).transpose(1, 0, 2)
+
+
+def write_trajectory(path, t, z, dt, meta, force=False):
+    """Write ddm_neuro's trajectory format (``t``, ``z``, ``dt``, ``meta`` JSON), atomically."""
+    if os.path.exists(path) and not force:
+        raise FileExistsError(f"{path} exists (use --force to overwrite)")
+    tmp = f"{path}.partial"
+    with open(tmp, "wb") as fh:
+        np.savez(fh, t=t, z=z, dt=np.float64(dt), meta=np.array(json.dumps(meta)))
+    os.replace(tmp, path)
+
+
+def main(argv=None):
+    """Command line of an exported project (see the module docstring)."""
+    import argparse
+
+    here = os.path.dirname(os.path.abspath(__file__))
+    with open(os.path.join(here, "export.json")) as fh:
+        export = json.load(fh)
+    ap = argparse.ArgumentParser(description="Run this exported ddm_neuro network (Brian2 standalone) "
+                                             "and write its latent trajectory.")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--duration", type=float, default=export["build"].get("duration") or 10.0,
+                    help="SDE time units per trial")
+    ap.add_argument("--z0", help="start state, comma-separated (default: drawn from the fitted region)")
+    ap.add_argument("--input", help="constant input, comma-separated (one value per input)")
+    ap.add_argument("--input-file", help=".npy array (steps, inputs) on the integration-step grid")
+    ap.add_argument("-o", "--output", required=True)
+    ap.add_argument("--force", action="store_true")
+    args = ap.parse_args(argv)
+    arrays, info = load_spec(os.path.join(here, "model.npz"))
+    code_dir = os.path.join(here, "code")
+    u = None
+    if args.input:
+        u = np.array([[float(v) for v in args.input.split(",")]])
+    elif args.input_file:
+        u = np.load(args.input_file, allow_pickle=False)
+    z0 = None if args.z0 is None else np.array([float(v) for v in args.z0.split(",")])
+    try:
+        y = run_build(code_dir, arrays, seed=args.seed, duration=args.duration, z0=z0, u_steps=u)
+    except RunError as exc:
+        raise SystemExit(f"error: {exc}")
+    m = read_manifest(code_dir)
+    z = y * arrays["scale"] + arrays["center"]
+    meta = {"backend": "brian2-cpp" if m["device"] == "cpp_standalone" else "brian2-cuda", "mode": "rate",
+            "device": m["device"], "coupling": m["coupling"], "model_id": info.get("model_id"),
+            "system": info.get("sde_name"), "variables": info.get("variables"), "seed": args.seed,
+            "duration": args.duration, "trials": m["trials"], "integration_dt": m["dt"], "noise": m["noise"],
+            "n_neurons": m["n_neurons"], "exported": True}
+    try:
+        write_trajectory(args.output, np.arange(z.shape[1]) * m["record_dt"], z, m["record_dt"], meta, args.force)
+    except FileExistsError as exc:
+        raise SystemExit(f"error: {exc}")
+    print(f"wrote {args.output}: {m['trials']} trials x {args.duration:g} time units")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,121 @@
+"""The ``brian2-cpp`` back end: the rate network as generated C++ (Brian2 ``cpp_standalone``).
+
+A build depends only on the network's structure (model arrays, trials, dt,
+record interval, coupling, noise on/off, the input buffer's length); it is
+compiled once into a cache folder and re-run for every seed, duration, start
+state and input, which reach the binary on its command line (see
+:mod:`exporters.brian2.runner`). The cache lies in ``$DDM_NEURO_CACHE`` or
+``~/.cache/ddm_neuro``; builds are written to a temporary folder and renamed
+into place, so concurrent runs never see a half-built project. A build that
+fails to compile is kept under ``failed-*`` for inspection.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ddm_neuro.errors import DDMError
+
+from . import network as _network
+from .network import CompileError, NetworkError, build_project
+from .rate import choose_coupling, input_steps, model_spec, run_grid, start_states, trajectory
+from .runner import RunError, run_build
+
+def cache_root():
+    """Folder of compiled builds: ``$DDM_NEURO_CACHE`` or ``~/.cache/ddm_neuro``, plus ``brian2_cpp``."""
+    root = os.environ.get("DDM_NEURO_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "ddm_neuro")
+    return Path(root) / "brian2_cpp"
+
+
+def _input_buffer(n_steps):
+    """Rows of the input TimedArray a build holds: a power of two >= the run's, so most runs fit."""
+    return max(1024, 1 << int(np.ceil(np.log2(n_steps + 2))))
+
+
+def build_key(arrays, info, build):
+    """Hash of everything a compiled build depends on (model, structure, Brian2 and this code)."""
+    import brian2
+
+    h = hashlib.sha256()
+    for k in sorted(arrays):
+        h.update(k.encode())
+        h.update(np.ascontiguousarray(arrays[k]).tobytes())
+    h.update(json.dumps([info, build, brian2.__version__], sort_keys=True).encode())
+    h.update(Path(_network.__file__).read_bytes())
+    return h.hexdigest()[:20]
+
+
+def ensure_build(arrays, info, build, root=None, progress=False):
+    """The folder of a compiled build for ``build`` (dict of build_project's structure arguments).
+
+    Reuses a cached build; otherwise generates and compiles one. Returns ``(path, compiled_now_seconds)``.
+    """
+    root = Path(root or cache_root())
+    path = root / build_key(arrays, info, build)
+    if (path / "build.json").exists() and (path / "main").exists():
+        return path, 0.0
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".building-", dir=root))
+    if progress:
+        print(f"brian2-cpp: generating and compiling C++ in {path} (once per network structure) ...", flush=True)
+    t0 = time.perf_counter()
+    try:
+        build_project(arrays, info, tmp, **build)
+    except CompileError as exc:
+        failed = root / f"failed-{path.name}-{int(time.time())}"
+        tmp.rename(failed)
+        raise DDMError(f"{exc}\n(the generated project is kept for inspection in {failed})") from None
+    except NetworkError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise DDMError(str(exc)) from None
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    try:
+        tmp.rename(path)
+    except OSError:  # another process finished the same build first
+        shutil.rmtree(tmp, ignore_errors=True)
+    return path, time.perf_counter() - t0
+
+
+def simulate(model, duration, *, trials=1, seed=None, u=None, mode="rate", progress=False, dt=None,
+             record_dt=None, noise=True, coupling=None, z0=None, cache=None):
+    """Run the model as compiled C++ (Brian2 ``cpp_standalone``); return the latent Trajectory.
+
+    Parameters are those of :func:`ddm_neuro.simulate.simulate_network`, plus
+    ``cache`` (the build folder's root, default :func:`cache_root`). The first
+    run of a network structure compiles it (a few seconds); later runs with
+    any seed, duration, start or input reuse the binary.
+    """
+    if mode != "rate":
+        raise DDMError(f"backend 'brian2-cpp' does not support mode {mode!r} (supports: rate)")
+    if shutil.which("make") is None:
+        raise DDMError("backend 'brian2-cpp' needs 'make' and a C++ compiler (g++ or clang++) on PATH")
+    coupling = choose_coupling(model, coupling, noise)
+    dt, record_dt, n_steps, n_rec = run_grid(model, duration, dt, record_dt)
+    arrays, info = model_spec(model)
+    u_grid = input_steps(model, u, dt, n_steps)
+    build = {"trials": int(trials), "dt": dt, "record_dt": record_dt, "coupling": coupling, "noise": bool(noise),
+             "input_steps": 0 if u_grid is None else _input_buffer(n_steps)}
+    path, compile_s = ensure_build(arrays, info, build, cache, progress)
+    if z0 is not None:
+        z0 = start_states(model, trials, None, z0)
+    run_seed = int(np.random.default_rng().integers(2 ** 62)) if seed is None else int(seed)
+    t0 = time.perf_counter()
+    try:  # the exported project's run.py makes the same call: same seed, same trajectory
+        y = run_build(str(path), arrays, seed=run_seed, duration=(n_rec - 1) * record_dt, z0=z0, u_steps=u_grid)
+    except RunError as exc:
+        raise DDMError(f"brian2-cpp: {exc}") from None
+    if progress:
+        print(f"brian2-cpp: ran {trials} x {duration:g} time units in {time.perf_counter() - t0:.1f} s"
+              + (f" (compiled in {compile_s:.1f} s)" if compile_s else " (cached build)"), flush=True)
+    return trajectory(model, y, record_dt, backend="brian2-cpp", device="cpp_standalone", coupling=coupling,
+                      seed=seed, duration=duration, trials=trials, dt=dt, noise=noise, u=u, build=path.name,
+                      compile_seconds=compile_s)
