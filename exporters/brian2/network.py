@@ -138,9 +138,10 @@ def build_network(arrays, info, *, trials, dt, record_dt, coupling="factored", n
     dt, record_dt : float
         Integration step and recording interval in SDE time units
         (the network runs at ``dt * time_scale`` seconds).
-    coupling : {"factored", "dense"}
+    coupling : {"factored", "dense", "none"}
         Recurrent coupling through the rank-d structure (O(N d) synapses) or the
-        explicit N x N matrix W (summed-variable synapses).
+        explicit N x N matrix W (summed-variable synapses); "none" leaves the
+        neurons uncoupled (the speed floor in benchmarks, not a model).
     noise : bool
         Private output noise and shared top-up on or off.
     input_steps : int
@@ -163,8 +164,8 @@ def build_network(arrays, info, *, trials, dt, record_dt, coupling="factored", n
     """
     import brian2 as b2
 
-    if coupling not in ("factored", "dense"):
-        raise NetworkError(f"coupling must be 'factored' or 'dense', got {coupling!r}")
+    if coupling not in ("factored", "dense", "none"):
+        raise NetworkError(f"coupling must be 'factored' or 'dense' ('none': benchmarks only), got {coupling!r}")
     trials = int(trials)
     if trials < 1:
         raise NetworkError(f"trials must be >= 1, got {trials}")
@@ -251,7 +252,7 @@ def build_network(arrays, info, *, trials, dt, record_dt, coupling="factored", n
             mix.connect(i=src, j=dst)
             mix.Lw = np.tile((tau * L / np.sqrt(h)).reshape(-1), trials)
             objects.append(mix)
-    else:
+    elif coupling == "dense":
         dense = b2.Synapses(neurons, neurons, "w : 1\nrec_post = w * r_pre : 1 (summed)", clock=clock,
                             name=f"{name}_dense")
         src = np.concatenate([t * N + np.repeat(np.arange(N), N) for t in range(trials)])

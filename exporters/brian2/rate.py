@@ -38,7 +38,7 @@ DENSE_MAX_NEURONS = 128
 
 def choose_coupling(model, coupling=None, noise=True):
     """``coupling`` if given, else dense for small models (W explicit) and factored for large ones."""
-    if coupling in ("factored", "dense"):
+    if coupling in ("factored", "dense", "none"):  # "none": uncoupled neurons, the speed floor in benchmarks
         return coupling
     if coupling not in (None, "auto"):
         raise DDMError(f"coupling must be 'factored', 'dense' or 'auto', got {coupling!r}")
