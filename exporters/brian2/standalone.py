@@ -34,9 +34,14 @@ def cache_root():
     return Path(root) / "brian2_cpp"
 
 
+#: Smallest input buffer of a build (steps; 8 MiB per input channel): runs up to this long,
+#: with any input, reuse the build; longer ones rebuild once with a buffer twice as long.
+MIN_INPUT_STEPS = 2 ** 20
+
+
 def _input_buffer(n_steps):
-    """Rows of the input TimedArray a build holds: a power of two >= the run's, so most runs fit."""
-    return max(1024, 1 << int(np.ceil(np.log2(n_steps + 2))))
+    """Rows of the input TimedArray a build holds: a power of two >= the run's, at least MIN_INPUT_STEPS."""
+    return max(MIN_INPUT_STEPS, 1 << int(np.ceil(np.log2(n_steps + 2))))
 
 
 def build_key(arrays, info, build):
