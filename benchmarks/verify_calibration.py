@@ -5,6 +5,10 @@ Usage (single thread, niced, as recorded in benchmarks/RESULTS_verify.md)::
     OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 nice -n 10 python benchmarks/verify_calibration.py --quick
     OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 nice -n 10 python benchmarks/verify_calibration.py --full
 
+``--jobs N`` runs the pairs of a case in N worker processes (same seeds, same
+results as serial); ``--lengths ou=8:250,lorenz=4:20`` overrides the lengths;
+``--det-pairs`` sets the pairs of the detection cases separately.
+
 For each system a *target* trajectory (the target SDE itself, a fresh seed) is
 verified against the target: a failure is a false alarm. Then trajectories of
 deliberately wrong models (drift x 1.25, diffusion x 1.2, drift + 0.5) are
@@ -54,21 +58,40 @@ def run_case(target, model, trials, duration, seed, dump=None):
     dt, rec = default_steps(target)
     dt = SIM_DT.get(target.name, dt)
     traj = simulate_sde(model, duration, dt=dt, record_dt=rec, trials=trials, seed=seed)
-    rep = verify(target, traj, seed=seed + 7919, model_drift=model.drift)
-    if dump is not None:
-        dump.append({k: (m["value"] / m["baseline"] if m["baseline"] > 0 else None)
-                     for k, m in rep.metrics.items()})
-    return rep
+    return verify(target, traj, seed=seed + 7919, model_drift=model.drift)
 
 
-def rates(target, model, trials, duration, pairs, seed0, dump=None):
-    """Fraction of failing reports over ``pairs`` runs, and which metrics failed."""
+JOBS = 1
+
+
+def _one(args):
+    """One pair in a worker: (passed, {metric: [value, baseline, threshold, passed]})."""
+    name, kind, factor, trials, duration, seed = args
+    target = get_system(name)
+    model = target if kind is None else wrong(target, kind, factor)
+    rep = run_case(target, model, trials, duration, seed)
+    return rep.passed, {k: [m["value"], m["baseline"], m["threshold"], m["passed"]] for k, m in rep.metrics.items()}
+
+
+def rates(name, kind, factor, trials, duration, pairs, seed0, dump=None):
+    """Fraction of failing reports over ``pairs`` runs of ``wrong(name, kind, factor)``
+    (the target itself when ``kind`` is None), and which metrics failed."""
+    work = [(name, kind, factor, trials, duration, seed0 + 1000 * j) for j in range(pairs)]
+    if JOBS > 1:
+        import multiprocessing as mp
+        with mp.get_context("fork").Pool(JOBS) as pool:
+            res = pool.map(_one, work)
+    else:
+        res = [_one(w) for w in work]
     fails, by_metric = 0, {}
-    for j in range(pairs):
-        rep = run_case(target, model, trials, duration, seed0 + 1000 * j, dump)
-        fails += not rep.passed
-        for k, m in rep.metrics.items():
-            by_metric[k] = by_metric.get(k, 0) + (not m["passed"])
+    for passed, mets in res:
+        fails += not passed
+        for k, m in mets.items():
+            by_metric[k] = by_metric.get(k, 0) + (not m[3])
+        if dump is not None:
+            dump.append({"system": name, "model": f"{kind}{factor}" if kind else "target", "trials": trials,
+                         "duration": duration,
+                         "metrics": mets})
     return fails / pairs, by_metric
 
 
@@ -83,7 +106,7 @@ def kl_rate(sde, model, seed=0):
     return 0.5 * float(np.mean(np.einsum("ni,nij,nj->n", dF, Di, dF)))
 
 
-def efficiency(name, pairs, lengths, trials, seed0):
+def efficiency(name, pairs, lengths, trials, seed0, dump=None):
     """Detection rate of drift x 1.1 against total length, and the KL bound."""
     target = get_system(name)
     model = wrong(target, "drift_scale", 1.1)
@@ -92,7 +115,7 @@ def efficiency(name, pairs, lengths, trials, seed0):
     for dur in lengths:
         if rows and rows[-1][1] >= 0.95:
             break
-        det, _ = rates(target, model, trials, dur, pairs, seed0)
+        det, _ = rates(name, "drift_scale", 1.1, trials, dur, pairs, seed0, dump)
         rows.append((trials * dur, det))
         print(f"  {name} drift x1.1  {trials} x {dur:g} = {trials * dur:g} time units: detection {det:.0%} ({pairs} pairs)",
               flush=True)
@@ -109,10 +132,23 @@ def main(argv=None):
     ap.add_argument("--pairs", type=int, default=None, help="pairs per case (default 20, quick 8)")
     ap.add_argument("--systems", default="ou,double_well,lorenz")
     ap.add_argument("--skip", default="", help="comma list of parts to skip: rates,efficiency,timing")
-    ap.add_argument("--dump", default=None, help="write null value/baseline ratios to this JSON file")
+    ap.add_argument("--dump", default=None, help="write every run's value/baseline/threshold to this JSON file")
+    ap.add_argument("--det-pairs", type=int, default=None, help="pairs per detection case (default: --pairs)")
+    ap.add_argument("--lengths", default="", help="overrides, e.g. ou=8:250,lorenz=4:20")
+    ap.add_argument("--eff-systems", default="ou,double_well")
+    ap.add_argument("--eff-lengths", default=None, help="durations of the efficiency sweep (8 trials), e.g. 250,500,1000")
+    ap.add_argument("--eff-pairs", type=int, default=None, help="pairs per efficiency length (default --pairs)")
+    ap.add_argument("--jobs", type=int, default=1, help="worker processes")
     args = ap.parse_args(argv)
+    global JOBS
+    JOBS = args.jobs
     pairs = args.pairs or (8 if args.quick else 20)
-    lengths = QUICK_LENGTHS if args.quick else LENGTHS
+    det_pairs = args.det_pairs or pairs
+    lengths = dict(QUICK_LENGTHS if args.quick else LENGTHS)
+    for item in filter(None, args.lengths.split(",")):
+        k, v = item.split("=")
+        tr, du = v.split(":")
+        lengths[k] = (int(tr), float(du))
     skip = set(filter(None, args.skip.split(",")))
     null_dump, out = [], {}
     t0 = time.time()
@@ -121,20 +157,22 @@ def main(argv=None):
         for name in args.systems.split(","):
             target = get_system(name)
             trials, dur = lengths[name]
-            fa, fm = rates(target, target, trials, dur, pairs, 1, null_dump)
-            print(f"{name:12s} {trials} trials x {dur:g}: false alarms {fa:.0%} {fm}", flush=True)
+            fa, fm = rates(name, None, None, trials, dur, pairs, 1, null_dump)
+            print(f"{name:12s} {trials} trials x {dur:g}: false alarms {fa:.0%} ({round(fa * pairs)}/{pairs}) {fm}",
+                  flush=True)
             out[name] = {"false_alarm": fa, "by_metric": fm}
             for kind, fac in (("drift_scale", 1.25), ("diffusion_scale", 1.2), ("drift_shift", 0.5)):
-                det, dm = rates(target, wrong(target, kind, fac), trials, dur, pairs, 2)
-                print(f"{name:12s} {kind} {fac}: detection {det:.0%} {dm}", flush=True)
+                det, dm = rates(name, kind, fac, trials, dur, det_pairs, 2, null_dump)
+                print(f"{name:12s} {kind} {fac}: detection {det:.0%} ({round(det * det_pairs)}/{det_pairs}) {dm}",
+                      flush=True)
                 out[name][f"{kind}_{fac}"] = det
     if "efficiency" not in skip:
         print("efficiency against the KL bound (drift x 1.1)", flush=True)
-        ep = pairs
-        out["eff_ou"] = efficiency("ou", ep, [250.0, 500.0, 1000.0, 2000.0] if not args.quick else [250.0, 500.0],
-                                   8, 3)
-        out["eff_dw"] = efficiency("double_well", max(10, ep // 2),
-                                   [250.0, 500.0, 1000.0] if not args.quick else [250.0, 500.0], 8, 3)
+        ep = args.eff_pairs or pairs
+        lens = ([float(x) for x in args.eff_lengths.split(",")] if args.eff_lengths
+                else [250.0, 500.0] if args.quick else [250.0, 500.0, 1000.0, 2000.0])
+        for name in filter(None, args.eff_systems.split(",")):
+            out[f"eff_{name}"] = efficiency(name, ep, lens, 8, 3, null_dump)
     if "timing" not in skip:
         lor = get_system("lorenz")
         traj = simulate_sde(lor, 60.0, trials=16, seed=11)
@@ -148,7 +186,7 @@ def main(argv=None):
     print(f"total {time.time() - t0:.0f} s", flush=True)
     if args.dump:
         with open(args.dump, "w") as fh:
-            json.dump({"null_ratios": null_dump, "summary": out}, fh, indent=1)
+            json.dump({"runs": null_dump, "summary": out}, fh)
 
 
 if __name__ == "__main__":

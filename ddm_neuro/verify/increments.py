@@ -41,7 +41,7 @@ from .reference import propagate
 #: Cells per dimension count d.
 N_CELLS = {1: 8, 2: 12, 3: 20}
 #: Noise draws per start.
-DRAWS = 4
+DRAWS = 16
 #: Most start states used per trajectory.
 MAX_STARTS = 100_000
 #: Fewest visits for a cell to count.

@@ -12,12 +12,14 @@ Two kinds of baseline are used:
 * *pair* metrics (drift, diffusion, stationary distance, autocorrelation): the
   baseline is the RMS of the metric over independent target runs, so its
   sampling noise is that of a sum of many squared terms;
-* *scalar* statistics (Lyapunov exponent, rotation, entropy production,
-  switching rate): the baseline is the expected RMS difference between two
-  independent target runs, :math:`\sqrt{\mathrm{SE}_1^2 + \mathrm{SE}_2^2}`,
-  from block (trial) standard errors, because a single difference of two
-  scalars is too noisy a yardstick; the single pair difference is reported as
-  ``baseline_pair``.
+* *scalar* statistics (rotation, entropy production, switching rate): the
+  value is the distance to the mean of the reference runs and the baseline
+  the expected RMS difference between two independent target runs,
+  :math:`\sqrt{2 s^2}`, with the one-run variance :math:`s^2` pooled from
+  block (trial or chunk) variances of all reference runs and their spread
+  (:mod:`.extras`); the single pair difference is reported as
+  ``baseline_pair``. The Lyapunov exponent keeps two reference sets of starts
+  and a plain multiple.
 """
 import numpy as np
 
@@ -29,10 +31,18 @@ MULTIPLES = {
     "stationary": 3.0,
     "autocorrelation": 2.5,
     "lyapunov": 3.5,
-    "switching_rate": 3.5,
-    "rotation": 3.5,
-    "entropy_production": 3.5,
 }
+
+
+#: Scalar statistics: pass within this many null standard deviations of the value.
+SCALAR_Z = 3.5
+
+
+def scalar_multiple(name, n_ref, z=SCALAR_Z):
+    r"""Multiple of the baseline :math:`\sqrt{2}s` for a scalar statistic compared with the
+    mean of ``n_ref`` reference runs, whose null RMS is :math:`s\sqrt{1 + 1/n_{ref}}`:
+    ``z sqrt((1 + 1/n_ref) / 2)``."""
+    return float(z * np.sqrt((1.0 + 1.0 / n_ref) / 2.0))
 
 
 def f_multiple(dof, n_ref, level=LEVEL):
