@@ -122,7 +122,8 @@ def export(model, output, *, format="brian2-cpp", mode="rate", trials=1, duratio
             if failed.exists():
                 shutil.rmtree(failed)
             shutil.copytree(tmp, failed)
-            raise DDMError(f"{exc}\n(the generated project is kept for inspection in {failed})") from None
+            raise DDMError(str(exc).replace(str(tmp), str(failed))
+                           + f"\n(the generated project is kept for inspection in {failed})") from None
         except NetworkError as exc:
             raise DDMError(f"export {format}: {exc}") from None
         (tmp / "README.md").write_text(_readme(format, model, build, manifest))
