@@ -8,8 +8,9 @@ with ``V = K / tau`` (each neuron's output reaches the latent along its decoder)
 is matched to ``C*(z) = S^-1 g g^T(z) S^-1 / T`` on training states.
 
 * The private part is linear in ``(a, c)``: a bounded least-squares problem
-  (rows: the ``d(d+1)/2`` distinct entries at each state, each state weighted by
-  ``1 / ||C*(z)||_F`` so the error is relative), solved with
+  (rows: the ``d(d+1)/2`` distinct entries at each state, whitened by the
+  target there, ``C*^(-1/2) C C*^(-1/2)``, and each state weighted by
+  ``1 / ||.||_F`` so the error is relative in every direction), solved with
   :func:`scipy.optimize.nnls`. A small Tikhonov term pulls each neuron's
   contribution towards an equal share of constant noise: every neuron noisy,
   the biological default, not the sparse solution plain NNLS would give.
@@ -50,7 +51,16 @@ def _private_lsq(V, act, C_target, prior_weight, use_act):
     return (sol[:N] if use_act else np.zeros(N)), sol[-N:]
 
 
-def fit_noise(V, act, C_target, prior_weight=1e-2, rounds=4, use_act=True):
+def _whitener(C_target, floor=1e-3):
+    """``(C* + floor tr(C*)/d I)^(-1/2)`` per state (M, d, d): makes every latent direction count alike."""
+    d = C_target.shape[-1]
+    reg = C_target + floor * np.trace(C_target, axis1=1, axis2=2)[:, None, None] / d * np.eye(d)
+    vals, vecs = np.linalg.eigh(reg)
+    vals = np.maximum(vals, vals.max(axis=1, keepdims=True) * 1e-12 + 1e-300)
+    return np.einsum("mij,mj,mkj->mik", vecs, 1.0 / np.sqrt(vals), vecs)
+
+
+def fit_noise(V, act, C_target, prior_weight=1e-2, rounds=4, use_act=True, whiten=True):
     """Fit private noise ``(a, c)`` and the shared top-up ``L``.
 
     Parameters
@@ -67,6 +77,13 @@ def fit_noise(V, act, C_target, prior_weight=1e-2, rounds=4, use_act=True):
         Alternations between the private part and the shared top-up.
     use_act : bool
         Fit the activity-dependent part ``a`` (False: ``a = 0``, for constant targets).
+    whiten : bool
+        Fit the private part in coordinates whitened by the target at each
+        state, ``C*^(-1/2) (C - C*) C*^(-1/2)``, so a direction with little
+        noise (FitzHugh-Nagumo's slow variable) is matched as closely, in
+        relative terms, as a noisy one; this is the error a likelihood-based
+        check (the verifier's diffusion test) sees. False: plain relative
+        Frobenius error.
 
     Returns
     -------
@@ -86,8 +103,11 @@ def fit_noise(V, act, C_target, prior_weight=1e-2, rounds=4, use_act=True):
     if not np.any(norms2 > 0):
         return np.zeros(N), np.zeros(N), np.zeros((d, d)), {"error": 0.0, "private_share": 1.0}
     Q = np.zeros((d, d))
+    Wh = _whitener(C_target) if whiten else None
+    Vw = Vb if Wh is None else np.einsum("mij,jn->min", Wh, V)
     for _ in range(rounds):
-        a, c = _private_lsq(Vb, act, C_target - Q, prior_weight, use_act)
+        R = C_target - Q
+        a, c = _private_lsq(Vw, act, R if Wh is None else Wh @ R @ Wh, prior_weight, use_act)
         C_priv = np.einsum("an,mn,bn->mab", V, act * a + c, V)
         vals, vecs = np.linalg.eigh((C_target - C_priv).mean(0))
         Q_new = (vecs * np.clip(vals, 0.0, None)) @ vecs.T
