@@ -26,6 +26,8 @@ def check_output(path, force=False):
     parent = path.parent if str(path.parent) else Path(".")
     if not parent.is_dir():
         raise DDMError(f"{path}: folder {parent} does not exist")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise DDMError(f"{path}: folder {parent} is not writable")
     return path
 
 
@@ -33,7 +35,10 @@ def check_output(path, force=False):
 def atomic_write(path, force=False, mode="wb"):
     """Open a temporary file beside ``path``; move it into place only on success."""
     path = check_output(path, force)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
+    except OSError as exc:
+        raise DDMError(f"{path}: cannot write there ({exc.strerror})") from None
     try:
         with os.fdopen(fd, mode) as fh:
             yield fh
@@ -49,7 +54,10 @@ def atomic_write(path, force=False, mode="wb"):
 def atomic_directory(path, force=False):
     """Build a directory under a temporary name; rename it into place only on success."""
     path = check_output(path, force)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent or "."))
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent or "."))
+    except OSError as exc:
+        raise DDMError(f"{path}: cannot write there ({exc.strerror})") from None
     try:
         yield tmp
         os.chmod(tmp, 0o777 & ~_umask())

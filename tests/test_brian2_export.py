@@ -140,23 +140,33 @@ def test_export_compiler_failure_leaves_no_project(vdp, tmp_path, capsys):
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
 
 
-def test_export_unwritable_and_unsupported(vdp, tmp_path):
+def test_export_refuses_what_it_cannot_express(vdp, tmp_path):
     from exporters.brian2.export import export
 
     with pytest.raises(DDMError, match="spiking"):
         export(vdp, tmp_path / "a", mode="spiking", progress=False)
     with pytest.raises(DDMError, match="noise_latent"):
         export(vdp, tmp_path / "b", coupling="dense", progress=False)  # shared top-up needs factored
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_export_to_a_folder_that_cannot_be_written(vdp, tmp_path):
+    from exporters.brian2.export import export
+
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    with pytest.raises(DDMError, match="does not exist"):
+        export(vdp, blocker / "proj", progress=False)
     ro = tmp_path / "ro"
     ro.mkdir()
     ro.chmod(0o500)
     try:
-        if os.access(ro, os.W_OK):
-            pytest.skip("running as a user who can write anywhere")
-        with pytest.raises(DDMError):
-            export(vdp, ro / "c", progress=False)
+        if not os.access(ro, os.W_OK):  # (root may write anywhere; then only the first case applies)
+            with pytest.raises(DDMError, match="not writable"):
+                export(vdp, ro / "proj", progress=False)
     finally:
         ro.chmod(0o700)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file", "ro"] and not list(ro.iterdir())
 
 
 def test_unknown_export_format_lists_installed(small_model_path, tmp_path, capsys):
