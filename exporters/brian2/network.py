@@ -16,6 +16,8 @@ Equations (``x`` dimensionless, ``t`` in seconds, Itô)::
     dx/dt = (-x + rec + bias + drive) / tau
     r     = phi(x) + sqrt(sigma^2(x) / dt) * randn()      once per neuron per step
     rec   = sum_k E_ik (v_k + top_k),  v_k = sum_j K_kj r_j           (factored, N -> d -> N)
+            (v: summed-variable synapses N -> d; E (v + top): each neuron reads its d latent
+             units through linked variables, no synapses)
     rec   = sum_j W_ij r_j,            W = E K                         (dense)
 
 ``phi`` is evaluated once per neuron and step (a ``run_regularly`` at the start
@@ -184,9 +186,15 @@ def build_network(arrays, info, *, trials, dt, record_dt, coupling="factored", n
     ns = {"tau_n": tau * b2.second}
 
     b_terms = "".join(f"\nB_{m} : 1 (constant)" for m in range(k))
+    if coupling == "factored":  # rec = E (v + top), read from the latent group through linked variables
+        rec = " + ".join(f"E_{q}*(lv_{q}" + (f" + lt_{q})" if shared_noise else ")") for q in range(d))
+        rec_eqs = f"rec = {rec} : 1" + "".join(f"\nE_{q} : 1 (constant)\nlv_{q} : 1 (linked)" for q in range(d))
+        rec_eqs += "".join(f"\nlt_{q} : 1 (linked)" for q in range(d)) if shared_noise else ""
+    else:  # dense: a summed variable; none: zero
+        rec_eqs = "rec : 1"
     neurons = b2.NeuronGroup(N * trials, """
         dx/dt = (-x + rec + bias + drive) / tau_n : 1
-        rec : 1
+        """ + rec_eqs + """
         bias : 1 (constant)
         drive : 1
         r : 1
@@ -225,8 +233,10 @@ def build_network(arrays, info, *, trials, dt, record_dt, coupling="factored", n
     i_n = np.repeat(pre, d)                                       # neuron j <-> latent unit k, same trial
     j_u = np.repeat(trial_of * d, d) + np.tile(np.arange(d), N * trials)
 
-    readout = b2.NeuronGroup(d * trials, "y : 1", clock=clock, order=5, name=f"{name}_readout")
-    rd = b2.Synapses(neurons, readout, "D : 1\ny_post = D * x_pre : 1 (summed)", clock=clock,
+    # the read-out is needed only when it is recorded: its summed variable runs on the recording clock
+    rec_clock = b2.Clock(dt=float(record_dt) * T * b2.second, name=f"{name}_record_clock")
+    readout = b2.NeuronGroup(d * trials, "y : 1", clock=rec_clock, order=5, name=f"{name}_readout")
+    rd = b2.Synapses(neurons, readout, "D : 1\ny_post = D * x_pre : 1 (summed)", clock=rec_clock,
                      name=f"{name}_readout_syn")
     rd.connect(i=i_n, j=j_u)
     rd.D = np.tile(D.T.reshape(-1), trials)
@@ -238,11 +248,13 @@ def build_network(arrays, info, *, trials, dt, record_dt, coupling="factored", n
                           name=f"{name}_decode")
         dec.connect(i=i_n, j=j_u)
         dec.K = np.tile(K.T.reshape(-1), trials)
-        enc = b2.Synapses(latent, neurons, "E : 1\nrec_post = E * (v_pre + top_pre) : 1 (summed)", clock=clock,
-                          name=f"{name}_encode")
-        enc.connect(i=j_u, j=i_n)
-        enc.E = np.tile(E.reshape(-1), trials)
-        objects += [latent, dec, enc]
+        # encoding without synapses: each neuron reads its trial's d latent units (linked variables)
+        for q in range(d):
+            setattr(neurons, f"E_{q}", np.tile(E[:, q], trials))
+            setattr(neurons, f"lv_{q}", b2.linked_var(latent, "v", index=trial_of * d + q))
+            if shared_noise:
+                setattr(neurons, f"lt_{q}", b2.linked_var(latent, "top", index=trial_of * d + q))
+        objects += [latent, dec]
         if shared_noise:
             latent.run_regularly("g = randn()", when="start", order=0, name=f"{name}_shared_draw")
             mix = b2.Synapses(latent, latent, "Lw : 1\ntop_post = Lw * g_pre : 1 (summed)", clock=clock,
@@ -271,8 +283,8 @@ def build_network(arrays, info, *, trials, dt, record_dt, coupling="factored", n
                               name=f"{name}_stop")
         objects.append(control)
 
-    monitor = b2.StateMonitor(readout, "y", record=True, dt=float(record_dt) * T * b2.second,
-                              when="groups", order=7, name=f"{name}_monitor")
+    monitor = b2.StateMonitor(readout, "y", record=True, clock=rec_clock, when="groups", order=7,
+                              name=f"{name}_monitor")
     objects.append(monitor)
     return {"network": b2.Network(*objects), "monitor": monitor, "neurons": neurons, "inputs": inputs,
             "control": control, "namespace": ns}
