@@ -1,7 +1,8 @@
 """Simulator back ends, by name.
 
 Each back end is a function ``run(model, duration, *, trials, seed, u, mode, progress, **options)
--> Trajectory``. The core registers ``torch`` (the rate network) and ``target``
+-> Trajectory``. The core registers ``torch`` (the rate network; mode ``spiking``: the LIF
+spiking network of :mod:`ddm_neuro.spiking`) and ``target``
 (the model's target SDE itself, for comparisons). Packages outside the core,
 such as ``exporters``, add theirs through the ``ddm_neuro.backends`` entry-point
 group, so the core never imports them.
@@ -54,8 +55,12 @@ def names():
     return sorted(_REGISTRY)
 
 
-@register("torch", modes=("rate",))
+@register("torch", modes=("rate", "spiking"))
 def _torch(model, duration, *, trials, seed, u, mode, progress, **options):
+    if mode == "spiking":  # LIF spiking network, see ddm_neuro.spiking
+        from .spiking import simulate_spiking
+
+        return simulate_spiking(model, duration, trials=trials, seed=seed, u=u, progress=progress, **options)
     from .simulate import simulate_network
 
     return simulate_network(model, duration, trials=trials, seed=seed, u=u, progress=progress, **options)
