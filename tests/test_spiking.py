@@ -39,7 +39,8 @@ def uncoupled(bias, tau=0.02, T=0.1):
     return LatentRNN(neuron="lif", tau=tau, time_scale=T, scale=np.ones(1), center=np.zeros(1), encoders=E,
                      decoders=np.zeros((1, N)), readout=D, bias=np.asarray(bias, float),
                      input_weights=np.zeros((N, 0)), noise_const=np.zeros(N), noise_act=np.zeros(N),
-                     noise_latent=np.zeros((1, 1)), init_states=np.tile(D @ bias, (4, 1)), sde_spec=None, variables=["z"])
+                     noise_latent=np.zeros((1, 1)), init_states=np.tile(D @ bias, (4, 1)), sde_spec=None,
+                     variables=["z"])
 
 
 @pytest.fixture(scope="module")
