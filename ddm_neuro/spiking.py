@@ -259,9 +259,12 @@ def spike_noise_excess(model, fano=1.0, z=None, u=None):
         ``ratio`` (largest ``u^T C_spk u / u^T C u``), ``direction`` (that unit
         ``u``, SDE coordinates), ``ratio_total`` and ``direction_total`` (the
         same for ``C_tot``), ``c_spike``, ``c_model``, ``c_total`` (d, d),
+        ``spike_var`` (``u^T C_spk u`` along ``direction``),
         ``n_needed`` (N that would bring ``ratio`` to 1 at fixed rates, ``ratio x N``),
         ``tau_needed`` (``ratio x tau``, with ``T`` chosen proportional to ``tau``
-        as the fit does) and ``tau_needed_fixed_T`` (``sqrt(ratio) x tau``).
+        as the fit does) and ``tau_needed_fixed_T`` (``sqrt(ratio) x tau``); these
+        three are None when the target has (almost) no diffusion there
+        (``ratio`` above 1e6 or infinite).
     """
     z = model.init_states if z is None else np.atleast_2d(np.asarray(z, dtype=np.float64))
     if model.n_inputs and u is None:
@@ -277,9 +280,12 @@ def spike_noise_excess(model, fano=1.0, z=None, u=None):
 
     def worst(A, C):
         d = C.shape[0]
-        reg = C + 1e-12 * max(np.trace(C), 1e-300) / d * np.eye(d)
+        if np.trace(C) <= 1e-12 * max(np.trace(A), 1e-300):     # deterministic target: any spike noise is excess
+            vals, vecs = np.linalg.eigh(A)
+            return (math.inf if vals[-1] > 0 else 0.0), vecs[:, -1]
+        reg = C + 1e-12 * np.trace(C) / d * np.eye(d)
         vals, vecs = np.linalg.eigh(reg)
-        Wh = vecs / np.sqrt(np.maximum(vals, 1e-300))           # C^(-1/2) up to rotation
+        Wh = vecs / np.sqrt(vals)                                 # C^(-1/2) up to rotation
         lam, v = np.linalg.eigh(Wh.T @ A @ Wh)
         w = Wh @ v[:, -1]                                         # A w = lam C w
         return float(lam[-1]), w / np.linalg.norm(w)
@@ -287,10 +293,13 @@ def spike_noise_excess(model, fano=1.0, z=None, u=None):
     ratio, direction = worst(c_spk, c_mod)
     ratio_t, direction_t = worst(c_tot, c_mod)
     lam = max(ratio, 1.0)
+    finite = lam < 1e6  # beyond this the target has (almost) no diffusion there: no N or tau is sensible
     return {"ratio": ratio, "direction": direction, "ratio_total": ratio_t, "direction_total": direction_t,
             "c_spike": c_spk, "c_model": c_mod, "c_total": c_tot,
-            "n_needed": int(math.ceil(lam * model.n_neurons)), "tau_needed": lam * model.tau,
-            "tau_needed_fixed_T": math.sqrt(lam) * model.tau}
+            "spike_var": float(direction @ c_spk @ direction),
+            "n_needed": int(math.ceil(lam * model.n_neurons)) if finite else None,
+            "tau_needed": lam * model.tau if finite else None,
+            "tau_needed_fixed_T": math.sqrt(lam) * model.tau if finite else None}
 
 
 def _direction_text(model, u):
@@ -320,7 +329,12 @@ def warn_spike_noise(model, fano=1.0, u=None, tolerance=1.05):
         f"{np.mean(fano):.3g} assumed" + ("; regular LIF firing is far less noisy over the latent time "
                                            "scale, see fano='regular' and measure_spike_noise"
                                            if np.mean(fano) >= 0.5 else "")
-    if ex["ratio"] > tolerance:
+    if ex["ratio"] > tolerance and ex["n_needed"] is None:
+        warnings.warn(
+            f"the target has (almost) no diffusion along {_direction_text(model, ex['direction'])}, but spikes alone "
+            f"add {ex['spike_var']:.3g} per SDE time unit there (Fano factor {fano_text}); it falls as 1/N and as "
+            f"1/tau_syn (1/tau_syn^2 at fixed T) but never vanishes", SpikeNoiseWarning, stacklevel=3)
+    elif ex["ratio"] > tolerance:
         warnings.warn(
             f"spikes alone are noisier than the target: along {_direction_text(model, ex['direction'])} "
             f"their latent diffusion is {ex['ratio']:.3g}x the target's (Fano factor {fano_text}); "

@@ -156,3 +156,11 @@ def test_bad_input_is_refused_before_simulating(small_model, ou_lif):
         simulate_spiking(ou_lif, 1.0, fano=-1.0)
     with pytest.raises(DDMError, match="coupling"):
         simulate_spiking(ou_lif, 1.0, coupling="sparse")
+
+
+def test_a_deterministic_target_gets_its_own_warning():
+    model = fit(get_system("switch", sigma=0.0), n_neurons=60, neuron="lif", **SMALL)
+    ex = spike_noise_excess(model, 1.0)
+    assert ex["ratio"] > 1e6 and ex["n_needed"] is None and ex["spike_var"] > 0
+    with pytest.warns(SpikeNoiseWarning, match=r"the target has \(almost\) no diffusion along \(m \+1\.00\)"):
+        warn_spike_noise(model, 1.0)
