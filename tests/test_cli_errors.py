@@ -163,9 +163,15 @@ def test_simulate_refuses_an_unknown_backend_listing_the_available(small_model_p
 
 
 def test_simulate_refuses_an_unsupported_mode(small_model_path, tmp_path, capsys):
+    err = run_failing(["simulate", str(small_model_path), "--mode", "burst", "--duration", "0.5",
+                       "-o", str(tmp_path / "out.npz"), "--quiet"], capsys, tmp_path)
+    assert "backend 'torch' does not support mode 'burst'" in err and "supports: rate, spiking" in err
+
+
+def test_spiking_mode_needs_a_lif_model(small_model_path, tmp_path, capsys):
     err = run_failing(["simulate", str(small_model_path), "--mode", "spiking", "--duration", "0.5",
                        "-o", str(tmp_path / "out.npz"), "--quiet"], capsys, tmp_path)
-    assert "backend 'torch' does not support mode 'spiking'" in err and "supports: rate" in err
+    assert "--neuron lif" in err
 
 
 @pytest.mark.parametrize("options, expected", [
