@@ -167,6 +167,54 @@ def test_lorenz_short_with_and_without_model():
     assert not m["passed"] and m["model"] > m["target"] * 1.1
 
 
+def test_heun_propagation_is_weak_order_two():
+    """OU from z0 = 2 over 0.5 at h = 0.05: Heun's mean is exact to O(h^2), Euler's is off by O(h)."""
+    from ddm_neuro.verify.reference import propagate
+    sde = SDE.from_callables(lambda z, u=None: -z, np.eye(1), ("x",), name="ou1")
+    sde.additive = True
+    exact = 2.0 * np.exp(-0.5)
+    se = np.sqrt((1 - np.exp(-1.0)) / 2 / 200_000)
+    for scheme, ok in (("heun", True), ("euler", False)):
+        inc = propagate(sde, np.array([[2.0]]), np.zeros(1), 0.5, 0.05, draws=200_000,
+                        rng=np.random.default_rng(0), scheme=scheme)
+        err = abs(2.0 + inc.mean() - exact)
+        assert (err < 4 * se) == ok, (scheme, err, se)
+
+
+def test_integration_follows_the_trajectory_step(ou):
+    from ddm_neuro.verify.core import choose_integration
+    traj = sim(ou, 50.0, 2, seed=0)  # Euler-Maruyama, records its step
+    assert choose_integration(ou, traj, 1.0)[:2] == ("euler", traj.meta["integration_dt"])
+    bare = Trajectory(traj.t, traj.z, traj.dt)  # no record of the step: near-exact target
+    assert choose_integration(ou, bare, 1.0)[:2] == ("heun", min(0.02, traj.dt))
+    traj.meta["integration_dt"] = 1e-5  # finer than matching is worth: Heun at the default step
+    assert choose_integration(ou, traj, 1.0)[0] == "heun"
+    assert choose_integration(ou, traj, 1.0, scheme="euler", dt_int=0.001)[:2] == ("euler", 0.001)
+
+
+def test_studentised_diffusion_is_chi_square_under_heavy_tails():
+    """Four cells, in one of them the noise level varies 100x (a heavy scale mixture): the
+    studentised statistic stays near chi-square with 4 x 3 degrees of freedom."""
+    from scipy.stats import chi2
+
+    from ddm_neuro.verify.increments import increment_stats
+    rng = np.random.default_rng(1)
+    centres = np.array([[0, 0], [10, 0], [0, 10], [10, 10.0]])
+    cells = (centres, np.zeros(2), np.ones(2))
+    n, M, stud = 2000, 16, []
+    starts = np.repeat(centres, n, axis=0)
+    for _ in range(150):
+        s = np.ones((4 * n, 1))
+        s[:n] = np.exp(rng.uniform(np.log(0.1), np.log(10.0), size=(n, 1)))
+        st = increment_stats(starts, s * rng.normal(size=(4 * n, 2)), s[:, None] * rng.normal(size=(4 * n, M, 2)),
+                             cells)
+        assert st["diffusion_cells"] == 4
+        stud.append(st["diffusion"] ** 2 * 4 * n)
+    stud = np.array(stud)
+    assert 11.0 < stud.mean() < 13.0 and 1.3 < stud.var() / stud.mean() < 2.6  # chi2(12): mean 12, var 24
+    assert np.quantile(stud, 0.99) < 1.15 * chi2.ppf(0.99, 12)
+
+
 # ---------------------------------------------------------------- bad input
 def test_dimension_mismatch(ou):
     traj = sim(get_system("double_well"), 10.0, 2, seed=0)

@@ -6,8 +6,8 @@ numpy's per-call overhead is paid once per step, not once per trial:
 .. math:: z_{n+1} = z_n + f(z_n, u(s_n))\,h + g(z_n)\sqrt{h}\,\xi_n,\qquad \xi_n\sim N(0, I_m).
 
 A read-out filtered by a synapse of time constant :math:`\tau_f` is reproduced
-by integrating :math:`\dot y = (z - y)/\tau_f` with the exact exponential
-update alongside ``z`` and recording ``y``.
+by integrating :math:`\dot y = (z - y)/\tau_f` alongside ``z`` (exactly for
+``z`` linear over each step) and recording ``y``.
 """
 from __future__ import annotations
 
@@ -29,7 +29,29 @@ def _noise_fn(sde, rng, sq):
     return noise
 
 
-def simulate_references(sde, z0, n_rec, record_dt, dt, *, n_ref, rng, signal=None, filter_tau=None):
+def _stepper(sde, rng, h, scheme):
+    """Return ``step(z, u) -> z'`` for one step of length ``h`` (input ``u`` held over the step,
+    as the piecewise-constant inputs are).
+
+    ``"euler"``: Euler–Maruyama. ``"heun"``: for additive noise the weak order-2
+    predictor–corrector (Kloeden & Platen 15.1)
+    :math:`\bar z = z + f(z)h + g\Delta W,\; z' = z + \tfrac12 (f(z) + f(\bar z))h + g\Delta W`;
+    with state-dependent noise it falls back to Euler–Maruyama.
+    """
+    noise = _noise_fn(sde, rng, np.sqrt(h))
+    if scheme == "heun" and sde.additive:
+        def step(z, u):
+            xi = noise(z)
+            f0 = sde.drift(z, u)
+            return z + 0.5 * (f0 + sde.drift(z + f0 * h + xi, u)) * h + xi
+    else:
+        def step(z, u):
+            return z + sde.drift(z, u) * h + noise(z)
+    return step
+
+
+def simulate_references(sde, z0, n_rec, record_dt, dt, *, n_ref, rng, signal=None, filter_tau=None,
+                        scheme="euler"):
     """Simulate ``n_ref`` independent target runs started from the trajectory's initial states.
 
     Parameters
@@ -41,6 +63,8 @@ def simulate_references(sde, z0, n_rec, record_dt, dt, *, n_ref, rng, signal=Non
         Samples per trial, recorded every ``record_dt`` (sample 0 is ``z0``).
     record_dt, dt : float
         Sampling interval and integration step (rounded to divide ``record_dt``).
+    scheme : {"euler", "heun"}
+        Integrator (:func:`_stepper`).
     n_ref : int
         Number of independent runs.
     rng : numpy.random.Generator
@@ -59,7 +83,8 @@ def simulate_references(sde, z0, n_rec, record_dt, dt, *, n_ref, rng, signal=Non
     z = np.tile(np.asarray(z0, dtype=np.float64), (n_ref, 1))
     y = z.copy()
     a = None if not filter_tau else np.exp(-h / filter_tau)
-    noise = _noise_fn(sde, rng, np.sqrt(h))
+    b = None if not filter_tau else 1.0 - filter_tau * (1.0 - a) / h
+    step = _stepper(sde, rng, h, scheme)
     out = np.empty((n_ref * trials, n_rec, d))
     out[:, 0] = z
     const_u = signal is None or len(signal.times) == 1
@@ -68,14 +93,14 @@ def simulate_references(sde, z0, n_rec, record_dt, dt, *, n_ref, rng, signal=Non
         for j in range(n_sub):
             if not const_u:
                 u = signal.at([((k - 1) * n_sub + j) * h])[0]
-            z = z + sde.drift(z, u) * h + noise(z)
-            if a is not None:
-                y = a * y + (1 - a) * z
+            z_old, z = z, step(z, u)
+            if a is not None:  # exact for z linear over the step (its Brownian-bridge mean)
+                y = a * y + (1 - a) * z_old + b * (z - z_old)
         out[:, k] = z if a is None else y
     return out.reshape(n_ref, trials, n_rec, d)
 
 
-def propagate(sde, starts, t_starts, delta, dt, *, draws, rng, signal=None):
+def propagate(sde, starts, t_starts, delta, dt, *, draws, rng, signal=None, scheme="euler"):
     """Propagate the target from each start state over a lag ``delta``, ``draws`` times.
 
     Parameters
@@ -88,6 +113,8 @@ def propagate(sde, starts, t_starts, delta, dt, *, draws, rng, signal=None):
         Largest integration step (the step used is ``delta / ceil(delta / dt)``).
     draws : int
         Independent noise draws per start, M.
+    scheme : {"euler", "heun"}
+        Integrator (:func:`_stepper`).
 
     Returns
     -------
@@ -100,12 +127,12 @@ def propagate(sde, starts, t_starts, delta, dt, *, draws, rng, signal=None):
     h = delta / n_sub
     z0 = np.repeat(np.asarray(starts, dtype=np.float64), draws, axis=0)
     z = z0.copy()
-    noise = _noise_fn(sde, rng, np.sqrt(h))
+    step = _stepper(sde, rng, h, scheme)
     varying = signal is not None and len(signal.times) > 1
     u = None if signal is None else signal.values[0]
     ts = np.repeat(np.asarray(t_starts, dtype=np.float64), draws)
     for j in range(n_sub):
         if varying:
             u = signal.at(ts + j * h)
-        z = z + sde.drift(z, u) * h + noise(z)
+        z = step(z, u)
     return (z - z0).reshape(S, draws, d)
