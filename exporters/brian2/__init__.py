@@ -19,7 +19,7 @@ def backend():
 
     from .rate import simulate
 
-    return simulate, ("rate",)
+    return simulate, ("rate", "spiking")
 
 
 def backend_cpp():
@@ -28,7 +28,7 @@ def backend_cpp():
 
     from .standalone import simulate
 
-    return simulate, ("rate",)
+    return simulate, ("rate", "spiking")
 
 
 def exporters():

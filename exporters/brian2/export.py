@@ -27,8 +27,8 @@ from ddm_neuro.fileio import atomic_directory
 from . import network as _network
 from . import runner as _runner
 from .network import CompileError, NetworkError, build_project, save_spec
-from .rate import choose_coupling, model_spec, run_grid
-from .standalone import _input_buffer
+from .rate import choose_coupling, model_spec
+from .standalone import _input_buffer, fixed_grid
 
 FORMATS = {"brian2-cpp": "cpp_standalone", "brian2-cuda": "cuda_standalone"}
 
@@ -96,7 +96,8 @@ def export(model, output, *, format="brian2-cpp", mode="rate", trials=1, duratio
     elif shutil.which("make") is None:
         raise DDMError("--format brian2-cpp needs 'make' and a C++ compiler (g++ or clang++) on PATH")
     coupling = choose_coupling(model, coupling, noise)
-    dt, record_dt, n_steps, _ = run_grid(model, duration, dt, record_dt)
+    dt, record_dt = fixed_grid(model, dt, record_dt)   # as the brian2-cpp back end's builds
+    n_steps = int(round(duration / record_dt)) * int(round(record_dt / dt))
     arrays, info = model_spec(model)
     build = {"trials": int(trials), "dt": dt, "record_dt": record_dt, "coupling": coupling, "noise": bool(noise),
              "input_steps": _input_buffer(n_steps) if model.n_inputs else 0,

@@ -214,33 +214,10 @@ def build_network(arrays, info, *, trials, dt, record_dt, coupling="factored", n
     neurons.run_regularly(f"r = {phi}{eta}", when="start", order=0, name=f"{name}_outputs")
     objects = [neurons]
 
-    inputs = None
-    if k:
-        u_values = np.zeros((int(input_steps), k)) if u_values is None else np.asarray(u_values, dtype=np.float64)
-        if u_values.ndim != 2 or u_values.shape[1] != k or len(u_values) < 1:
-            raise NetworkError(f"this model has {k} inputs: the input TimedArray needs shape (steps >= 1, {k}), "
-                               f"got {u_values.shape}")
-        for m in range(k):
-            setattr(neurons, f"B_{m}", np.tile(arrays["input_weights"][:, m], trials))
-        inputs = b2.TimedArray(u_values, dt=h * b2.second, name=f"{name}_u")
-        ns[f"{name}_u"] = inputs
-        Bu = " + ".join(f"B_{m}*{name}_u(t, {m})" for m in range(k))
-        neurons.run_regularly(f"x += ({Bu}) - drive\ndrive = {Bu}", when="start", order=-1,
-                              name=f"{name}_feedforward")
-
-    pre = np.arange(N * trials)
-    trial_of = np.repeat(np.arange(trials), N)
-    i_n = np.repeat(pre, d)                                       # neuron j <-> latent unit k, same trial
-    j_u = np.repeat(trial_of * d, d) + np.tile(np.arange(d), N * trials)
-
-    # the read-out is needed only when it is recorded: its summed variable runs on the recording clock
-    rec_clock = b2.Clock(dt=float(record_dt) * T * b2.second, name=f"{name}_record_clock")
-    readout = b2.NeuronGroup(d * trials, "y : 1", clock=rec_clock, order=5, name=f"{name}_readout")
-    rd = b2.Synapses(neurons, readout, "D : 1\ny_post = D * x_pre : 1 (summed)", clock=rec_clock,
-                     name=f"{name}_readout_syn")
-    rd.connect(i=i_n, j=j_u)
-    rd.D = np.tile(D.T.reshape(-1), trials)
-    objects += [readout, rd]
+    inputs = _input_path(neurons, arrays, trials, h, u_values, input_steps, ns, name, target="x")
+    trial_of, i_n, j_u = _pairs(N, d, trials)
+    readout_objs, rec_clock = _readout(neurons, D, trials, record_dt * T, i_n, j_u, name)
+    objects += readout_objs
 
     if coupling == "factored":
         latent = b2.NeuronGroup(d * trials, "v : 1\ntop : 1\ng : 1", clock=clock, order=2, name=f"{name}_latent")
@@ -273,6 +250,210 @@ def build_network(arrays, info, *, trials, dt, record_dt, coupling="factored", n
         dense.w = np.tile((E @ K).T.reshape(-1), trials)
         objects.append(dense)
 
+    return _finish(objects, neurons, inputs, readout_objs[0], rec_clock, clock, stoppable, ns, name)
+
+
+def spiking_state(arrays, x0, coupling, rng):
+    """Start values of a spiking network for neuron inputs ``x0`` (trials * N,): a dict by variable.
+
+    ``x = p + E q`` splits into the off-subspace part ``p = x - E D x`` and the
+    latent synaptic state ``q = D x`` (factored; dense keeps ``syn = E D x``
+    per neuron); membrane potentials start uniform in [0, 1) (random phases).
+    """
+    E, D = arrays["encoders"], arrays["readout"]
+    N, d = E.shape
+    X = np.asarray(x0, dtype=np.float64).reshape(-1, N)
+    q = X @ D.T
+    syn = q @ E.T
+    out = {"p": (X - syn).reshape(-1), "v": rng.uniform(0.0, 1.0, X.size)}
+    if coupling == "dense":
+        out["syn"] = syn.reshape(-1)
+    else:
+        out["q"] = q.reshape(-1)
+    return out
+
+
+def build_spiking_network(arrays, info, *, trials, dt, record_dt, coupling="factored", noise="remainder",
+                          fano=None, input_steps=0, u_values=None, state=None, drive0=None, stoppable=False,
+                          record_spikes=False, name="ddm"):
+    r"""Build the spiking (LIF) version of the network: spikes replace ``phi(x) + eta``.
+
+    Per neuron (numbers; ``t`` in seconds)::
+
+        dv/dt = (x - v) / tau_m   (unless refractory),  v > 1: spike, v <- 0, refractory tau_ref
+        x     = p + syn,           dp/dt = (-p + bias + drive) / tau
+        syn   = sum_k E_ik q_k     (factored; dense: dsyn_i/dt = -syn_i / tau, a spike of j adds W_ij / tau)
+        dq/dt = -q / tau,          a spike of neuron j adds K_kj / tau to q_k
+
+    i.e. exponential synapses with ``tau_syn = tau`` (the model's), so that the
+    latent obeys ``tau dy = (-y + K s(t)) dt``. Noise (``noise``): ``"none"``,
+    spikes only; ``"remainder"``, spikes plus private output noise
+    ``max(sigma_j^2(x) - F_j phi_j(x), 0)`` (``fano`` F, per neuron; the spikes'
+    own noise is not injected twice) plus the shared top-up; ``"model"``, all of
+    the model's noise on top of the spikes. Spikes fall on the step grid and the
+    membrane is integrated with Euler, so the realised rate curve differs a
+    little from the analytic ``phi`` (the torch simulator places spikes exactly).
+    Parameters otherwise as :func:`build_network`; ``state`` is
+    :func:`spiking_state`'s dict.
+    """
+    import brian2 as b2
+
+    neuron = info["neuron"]
+    if neuron["name"] != "lif":
+        raise NetworkError(f"spiking mode needs LIF neurons (this model has {neuron['name']!r}; "
+                           "fit with --neuron lif)")
+    if coupling not in ("factored", "dense"):
+        raise NetworkError(f"coupling must be 'factored' or 'dense', got {coupling!r}")
+    if noise not in ("none", "remainder", "model"):
+        raise NetworkError(f"noise must be 'none', 'remainder' or 'model', got {noise!r}")
+    trials = int(trials)
+    E, K, D = arrays["encoders"], arrays["decoders"], arrays["readout"]
+    N, d = E.shape
+    L = arrays["noise_latent"]
+    shared_noise = noise != "none" and bool(np.any(L))
+    if coupling == "dense" and shared_noise:
+        raise NetworkError("dense coupling cannot carry this model's shared latent noise (noise_latent != 0); "
+                           "use the factored coupling")
+    T, tau = float(info["time_scale"]), float(info["tau"])
+    h = float(dt) * T
+    if tau < 5 * h:
+        raise NetworkError(f"tau_syn = {tau * 1e3:g} ms is shorter than 5 steps of {h * 1e3:g} ms")
+    clock = b2.Clock(dt=h * b2.second, name=f"{name}_clock")
+    ns = {"tau_n": tau * b2.second, "tau_m": float(neuron["tau_m"]) * b2.second}
+    phi, act = neuron_code(neuron)
+    k = arrays["input_weights"].shape[1]
+    b_terms = "".join(f"\nB_{m} : 1 (constant)" for m in range(k))
+    if coupling == "factored":
+        syn_eqs = "syn = " + " + ".join(f"E_{q}*lq_{q}" for q in range(d)) + " : 1" + \
+            "".join(f"\nE_{q} : 1 (constant)\nlq_{q} : 1 (linked)" for q in range(d))
+    else:
+        syn_eqs = "dsyn/dt = -syn / tau_n + kick / dt : 1\nkick : 1"
+    neurons = b2.NeuronGroup(N * trials, """
+        dv/dt = (x - v) / tau_m : 1 (unless refractory)
+        dp/dt = (-p + bias + drive) / tau_n : 1
+        x = p + syn : 1
+        """ + syn_eqs + """
+        bias : 1 (constant)
+        drive : 1
+        eta : 1
+        nc : 1 (constant)
+        na : 1 (constant)
+        F : 1 (constant)""" + b_terms, threshold="v > 1", reset="v = 0",
+        refractory=float(neuron["tau_ref"]) * b2.second, method="euler", clock=clock, order=10,
+        name=f"{name}_neurons", namespace=ns)
+    state = state or spiking_state(arrays, initial_state(arrays, arrays["init_states"][
+        np.arange(trials) % len(arrays["init_states"])], np.zeros(k) if k else None)[0], coupling,
+        np.random.default_rng(0))
+    neurons.p, neurons.v = state["p"], state["v"]
+    neurons.drive = np.zeros(N * trials) if drive0 is None else drive0
+    neurons.bias = np.tile(arrays["bias"], trials)
+    neurons.nc = np.tile(arrays["noise_const"], trials)
+    neurons.na = np.tile(arrays["noise_act"], trials)
+    neurons.F = 0.0 if fano is None or noise == "model" else np.tile(np.broadcast_to(fano, (N,)), trials)
+    if noise != "none":  # output-noise kick per step, sqrt(sigma_rem^2 h) xi
+        neurons.run_regularly(f"eta = sqrt(clip(nc + na*{act} - F*{phi}, 0, inf) * dt / second) * randn()",
+                              when="start", order=0, name=f"{name}_outputs")
+    objects = [neurons]
+    inputs = _input_path(neurons, arrays, trials, h, u_values, input_steps, ns, name, target="p")
+    trial_of, i_n, j_u = _pairs(N, d, trials)
+    kick = "\nkick_post = w * eta_pre : 1 (summed)" if noise != "none" else ""
+    latent = None
+    if coupling == "factored":
+        latent = b2.NeuronGroup(d * trials, "dq/dt = -q / tau_n + (qk + qs) / dt : 1\nqk : 1\nqs : 1\ng : 1",
+                                method="euler", clock=clock, order=12, name=f"{name}_latent", namespace=ns)
+        latent.q = state["q"]  # order 12: updated after the neurons read it, as dense's syn (one Euler step)
+    readout_objs, rec_clock = _readout(neurons, D, trials, record_dt * T, i_n, j_u, name,
+                                       expr="p_pre" if latent is not None else "p_pre + syn_pre", latent=latent)
+    objects += readout_objs
+    if coupling == "factored":
+        syn = b2.Synapses(neurons, latent, "w : 1" + kick.replace("kick_post", "qk_post"), on_pre="q_post += w",
+                          clock=clock, name=f"{name}_decode")
+        syn.connect(i=i_n, j=j_u)
+        syn.w = np.tile((K / tau).T.reshape(-1), trials)
+        for q in range(d):
+            setattr(neurons, f"E_{q}", np.tile(E[:, q], trials))
+            setattr(neurons, f"lq_{q}", b2.linked_var(latent, "q", index=trial_of * d + q))
+        objects += [latent, syn]
+        if shared_noise:
+            latent.run_regularly("g = randn()", when="start", order=0, name=f"{name}_shared_draw")
+            mix = b2.Synapses(latent, latent, "Lw : 1\nqs_post = Lw * g_pre : 1 (summed)", clock=clock,
+                              name=f"{name}_shared_mix")
+            src = np.concatenate([t * d + np.tile(np.arange(d), d) for t in range(trials)])
+            dst = np.concatenate([t * d + np.repeat(np.arange(d), d) for t in range(trials)])
+            mix.connect(i=src, j=dst)
+            mix.Lw = np.tile((L * np.sqrt(h)).reshape(-1), trials)
+            objects.append(mix)
+    else:
+        neurons.syn = state["syn"]
+        syn = b2.Synapses(neurons, neurons, "w : 1" + kick, on_pre="syn_post += w", clock=clock,
+                          name=f"{name}_dense")
+        src = np.concatenate([t * N + np.repeat(np.arange(N), N) for t in range(trials)])
+        dst = np.concatenate([t * N + np.tile(np.arange(N), N) for t in range(trials)])
+        syn.connect(i=src, j=dst)
+        syn.w = np.tile((E @ K / tau).T.reshape(-1), trials)
+        objects.append(syn)
+    spikes = b2.SpikeMonitor(neurons, name=f"{name}_spikes") if record_spikes else None
+    parts = _finish(objects, neurons, inputs, readout_objs[0], rec_clock, clock, stoppable, ns, name, spikes)
+    parts["latent"] = latent
+    return parts
+
+
+def _pairs(N, d, trials):
+    """Neuron index per trial, and the (neuron j, latent unit k of its trial) pairs in neuron-major order."""
+    trial_of = np.repeat(np.arange(trials), N)
+    i_n = np.repeat(np.arange(N * trials), d)
+    j_u = np.repeat(trial_of * d, d) + np.tile(np.arange(d), N * trials)
+    return trial_of, i_n, j_u
+
+
+def _input_path(neurons, arrays, trials, h, u_values, input_steps, ns, name, target):
+    """Inputs u(t) from a TimedArray; a change of u moves ``target`` by ``B du`` at once. None without inputs."""
+    import brian2 as b2
+
+    k = arrays["input_weights"].shape[1]
+    if not k:
+        return None
+    u_values = np.zeros((int(input_steps), k)) if u_values is None else np.asarray(u_values, dtype=np.float64)
+    if u_values.ndim != 2 or u_values.shape[1] != k or len(u_values) < 1:
+        raise NetworkError(f"this model has {k} inputs: the input TimedArray needs shape (steps >= 1, {k}), "
+                           f"got {u_values.shape}")
+    for m in range(k):
+        setattr(neurons, f"B_{m}", np.tile(arrays["input_weights"][:, m], trials))
+    inputs = b2.TimedArray(u_values, dt=h * b2.second, name=f"{name}_u")
+    ns[f"{name}_u"] = inputs
+    Bu = " + ".join(f"B_{m}*{name}_u(t, {m})" for m in range(k))
+    neurons.run_regularly(f"{target} += ({Bu}) - drive\ndrive = {Bu}", when="start", order=-1,
+                          name=f"{name}_feedforward")
+    return inputs
+
+
+def _readout(neurons, D, trials, record_seconds, i_n, j_u, name, expr="x_pre", latent=None):
+    """``y = D x`` per trial as a summed variable on the recording clock (needed only when recorded).
+
+    ``expr`` is ``x`` in the synapse's terms; with ``latent`` (the factored
+    spiking network, ``x = p + E q``) the read-out is ``D p + q``, ``q`` read
+    from the latent group through a linked variable (``D E = I``).
+    """
+    import brian2 as b2
+
+    d = D.shape[0]
+    rec_clock = b2.Clock(dt=float(record_seconds) * b2.second, name=f"{name}_record_clock")
+    eqs = "y : 1" if latent is None else "yp : 1\nlq : 1 (linked)\ny = yp + lq : 1"
+    readout = b2.NeuronGroup(d * trials, eqs, clock=rec_clock, order=5, name=f"{name}_readout")
+    if latent is not None:
+        readout.lq = b2.linked_var(latent, "q")
+    target = "y_post" if latent is None else "yp_post"
+    rd = b2.Synapses(neurons, readout, f"D : 1\n{target} = D * ({expr}) : 1 (summed)", clock=rec_clock,
+                     name=f"{name}_readout_syn")
+    rd.connect(i=i_n, j=j_u)
+    rd.D = np.tile(D.T.reshape(-1), trials)
+    return [readout, rd], rec_clock
+
+
+def _finish(objects, neurons, inputs, readout, rec_clock, clock, stoppable, ns, name, spikes=None):
+    """Add the stop control (standalone) and the read-out monitor; assemble the result dict."""
+    import brian2 as b2
+
     control = None
     if stoppable:
         ns["ddm_stop_at"] = _stop_function()
@@ -282,16 +463,18 @@ def build_network(arrays, info, *, trials, dt, record_dt, coupling="factored", n
         control.run_regularly("stopped = ddm_stop_at(t, t_stop)", when="start", order=-20,
                               name=f"{name}_stop")
         objects.append(control)
-
     monitor = b2.StateMonitor(readout, "y", record=True, clock=rec_clock, when="groups", order=7,
                               name=f"{name}_monitor")
     objects.append(monitor)
+    if spikes is not None:
+        objects.append(spikes)
     return {"network": b2.Network(*objects), "monitor": monitor, "neurons": neurons, "inputs": inputs,
-            "control": control, "namespace": ns}
+            "control": control, "namespace": ns, "spikes": spikes}
 
 
 def build_project(arrays, info, directory, *, trials, dt, record_dt, coupling="factored", noise=True,
-                  input_steps=0, device="cpp_standalone", compile=True, seed=None, duration=None, prefs=None):
+                  input_steps=0, device="cpp_standalone", compile=True, seed=None, duration=None, prefs=None,
+                  mode="rate", fano=None, record_spikes=False):
     """Generate (and for C++ compile) a standalone project in ``directory``; returns its manifest.
 
     ``cpp_standalone`` builds a re-runnable binary: it is compiled for
@@ -299,8 +482,11 @@ def build_project(arrays, info, directory, *, trials, dt, record_dt, coupling="f
     and seed, initial state and inputs are command-line arguments too.
     ``cuda_standalone`` (Brian2CUDA) generates code for a fixed ``duration``
     (SDE units) and ``seed``; it is compiled and run on a machine with a GPU.
-    ``prefs`` are Brian2 preferences set for this build only. The manifest
-    (``build.json`` in ``directory``) names the result files.
+    ``prefs`` are Brian2 preferences set for this build only. ``mode="spiking"``
+    builds :func:`build_spiking_network` (``noise``: "none", "remainder" or
+    "model"; ``fano`` per neuron, fixed by the build; ``record_spikes``). The
+    manifest (``build.json`` in ``directory``) names the result files and the
+    variables a run sets.
     """
     import brian2 as b2
 
@@ -318,8 +504,13 @@ def build_project(arrays, info, directory, *, trials, dt, record_dt, coupling="f
         b2.device.activate(**opts)
         if seed is not None:
             b2.seed(int(seed))
-        parts = build_network(arrays, info, trials=trials, dt=dt, record_dt=record_dt, coupling=coupling,
-                              noise=noise, input_steps=input_steps, stoppable=not cuda)
+        if mode == "spiking":
+            parts = build_spiking_network(arrays, info, trials=trials, dt=dt, record_dt=record_dt,
+                                          coupling=coupling, noise=noise, fano=fano, input_steps=input_steps,
+                                          stoppable=not cuda, record_spikes=record_spikes)
+        else:
+            parts = build_network(arrays, info, trials=trials, dt=dt, record_dt=record_dt, coupling=coupling,
+                                  noise=noise, input_steps=input_steps, stoppable=not cuda)
         h = float(dt) * float(info["time_scale"])
         if not cuda:
             b2.device.insert_code("main", _SEED_FROM_ARGS)
@@ -328,15 +519,27 @@ def build_project(arrays, info, directory, *, trials, dt, record_dt, coupling="f
             steps = int(round(float(duration) / float(dt))) + 1
         parts["network"].run(steps * h * b2.second, namespace=parts["namespace"])
         b2.device.build(directory=directory, compile=False, run=False)
+        _relative_clock_epsilon(directory)
         mon, neurons = parts["monitor"], parts["neurons"]
+        if mode == "spiking":
+            state = {"p": f"{neurons.name}.p", "v": f"{neurons.name}.v"}
+            state.update({"q": f"{parts['latent'].name}.q"} if parts["latent"] is not None
+                         else {"syn": f"{neurons.name}.syn"})
+        else:
+            state = {"x": f"{neurons.name}.x"}
+        results = {"y": b2.device.get_array_filename(mon.variables["y"]),
+                   "t": b2.device.get_array_filename(mon.variables["t"])}
+        if parts["spikes"] is not None:
+            results.update(spikes_t=b2.device.get_array_filename(parts["spikes"].variables["t"]),
+                           spikes_i=b2.device.get_array_filename(parts["spikes"].variables["i"]))
         manifest = {
             "format": FORMAT, "version": VERSION, "device": device, "brian2_version": b2.__version__,
-            "trials": int(trials), "dt": float(dt), "time_scale": float(info["time_scale"]), "record_dt": float(record_dt), "coupling": coupling,
-            "noise": bool(noise), "input_steps": int(input_steps), "n_neurons": int(arrays["encoders"].shape[0]),
-            "dim": int(arrays["encoders"].shape[1]), "n_inputs": int(arrays["input_weights"].shape[1]),
-            "results": {"y": b2.device.get_array_filename(mon.variables["y"]),
-                        "t": b2.device.get_array_filename(mon.variables["t"])},
-            "args": {"x": f"{neurons.name}.x", "drive": f"{neurons.name}.drive",
+            "mode": mode, "trials": int(trials), "dt": float(dt), "time_scale": float(info["time_scale"]),
+            "record_dt": float(record_dt), "coupling": coupling,
+            "noise": noise if isinstance(noise, str) else bool(noise), "input_steps": int(input_steps),
+            "n_neurons": int(arrays["encoders"].shape[0]), "dim": int(arrays["encoders"].shape[1]),
+            "n_inputs": int(arrays["input_weights"].shape[1]), "results": results,
+            "args": {**state, "drive": f"{neurons.name}.drive",
                      "t_stop": None if cuda else f"{parts['control'].name}.t_stop",
                      "u": None if parts["inputs"] is None else f"{parts['inputs'].name}.values"},
             "seed": None if seed is None else int(seed), "duration": None if duration is None else float(duration),
@@ -351,6 +554,25 @@ def build_project(arrays, info, directory, *, trials, dt, record_dt, coupling="f
     if compile:
         manifest["compile_seconds"] = compile_project(directory)
     return manifest
+
+
+#: Brian2's C++ scheduler treats two clocks as simultaneous when their times differ by at most
+#: 1e-14 s (absolute); after ~50 s of network time ``i*dt`` and ``j*record_dt`` differ by more
+#: through rounding and the recording falls one step late. Its runtime device compares
+#: relative to dt; the generated code is given a relative test as well.
+_CLOCK_TEST = ("fabs(s-t)<=Clock_epsilon", "fabs(s-t)<=1e-9*minclock->dt[0]")
+
+
+def _relative_clock_epsilon(directory):
+    """Patch the generated scheduler's clock comparison to be relative (see :data:`_CLOCK_TEST`)."""
+    for fname in ("network.cpp", "network.cu"):
+        path = os.path.join(directory, fname)
+        if os.path.exists(path):
+            with open(path) as fh:
+                code = fh.read()
+            if _CLOCK_TEST[0] in code:
+                with open(path, "w") as fh:
+                    fh.write(code.replace(_CLOCK_TEST[0], _CLOCK_TEST[1]))
 
 
 def compile_project(directory, jobs=None):

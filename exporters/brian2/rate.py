@@ -13,7 +13,7 @@ from ddm_neuro.sdeint import recording_grid
 from ddm_neuro.simulate import input_signal, network_steps
 from ddm_neuro.trajectory import Trajectory
 
-from .network import NetworkError, build_network, initial_state
+from .network import NetworkError, build_network, build_spiking_network, initial_state, spiking_state
 
 
 def model_spec(model):
@@ -69,29 +69,57 @@ def start_states(model, trials, rng, z0=None):
         raise DDMError(f"z0 has shape {np.shape(z0)}; expected ({model.dim},) or ({trials}, {model.dim})") from None
 
 
-def trajectory(model, y, record_dt, *, backend, device, coupling, seed, duration, trials, dt, noise, u, **extra):
-    """Wrap a latent read-out ``y`` (trials, n_rec, d) as a Trajectory in SDE units."""
+def trajectory(model, y, record_dt, *, backend, device, coupling, seed, duration, trials, dt, noise, u,
+               mode="rate", spikes=None, **extra):
+    """Wrap a latent read-out ``y`` (trials, n_rec, d) as a Trajectory in SDE units.
+
+    ``spikes``: optional ``(t_seconds, i)`` of a spiking run, stored in SDE time units.
+    """
     signal = input_signal(model, u)
-    meta = {"backend": backend, "mode": "rate", "device": device, "coupling": coupling,
+    meta = {"backend": backend, "mode": mode, "device": device, "coupling": coupling,
             "model_id": model.meta.get("model_id"), "system": model.meta.get("sde_name"),
             "variables": list(model.variables), "seed": seed, "duration": float(duration), "trials": int(trials),
-            "integration_dt": dt, "noise": bool(noise), "n_neurons": model.n_neurons,
+            "integration_dt": dt, "noise": noise if isinstance(noise, str) else bool(noise), "n_neurons": model.n_neurons,
             "input": None if signal is None else signal.to_dict(), **extra}
-    return Trajectory(t=np.arange(y.shape[1]) * record_dt, z=y * model.scale + model.center, dt=record_dt, meta=meta)
+    sp_t, sp_i = (None, None) if spikes is None else (np.asarray(spikes[0]) / model.time_scale,
+                                                      np.asarray(spikes[1], dtype=np.int64))
+    if spikes is not None and len(sp_t):
+        meta["mean_rate_hz"] = float(len(sp_t) / (model.n_neurons * trials * (y.shape[1] - 1) * record_dt
+                                                  * model.time_scale))
+    return Trajectory(t=np.arange(y.shape[1]) * record_dt, z=y * model.scale + model.center, dt=record_dt, meta=meta,
+                      spikes_t=sp_t, spikes_i=sp_i)
+
+
+def spiking_noise(noise):
+    """``noise`` of a spiking run: True -> "remainder", False -> "none", or the string itself."""
+    return {True: "remainder", False: "none"}.get(noise, noise) if isinstance(noise, bool) else noise
 
 
 def simulate(model, duration, *, trials=1, seed=None, u=None, mode="rate", progress=False, dt=None,
-             record_dt=None, noise=True, coupling=None, z0=None):
+             record_dt=None, noise=True, coupling=None, z0=None, fano=1.0, record_spikes=False):
     """Run the model in Brian2's runtime device (numpy target); return the latent Trajectory.
 
     Parameters are those of :func:`ddm_neuro.simulate.simulate_network`; the
-    coupling defaults to :func:`choose_coupling`.
+    coupling defaults to :func:`choose_coupling`. ``mode="spiking"`` runs the
+    LIF network of :func:`exporters.brian2.network.build_spiking_network`
+    (default step 0.1 ms of network time; ``noise`` True/"remainder",
+    False/"none" or "model"; ``fano`` the spikes' Fano factor counted in
+    "remainder"; ``record_spikes`` stores ``spikes_t``, ``spikes_i``), as the
+    torch spiking simulator (:mod:`ddm_neuro.spiking`) does.
     """
     import brian2 as b2
 
-    if mode != "rate":
-        raise DDMError(f"backend 'brian2' does not support mode {mode!r} (supports: rate)")
-    coupling = choose_coupling(model, coupling, noise)
+    if mode not in ("rate", "spiking"):
+        raise DDMError(f"backend 'brian2' does not support mode {mode!r} (supports: rate, spiking)")
+    spiking = mode == "spiking"
+    if spiking:
+        from ddm_neuro.spiking import default_dt
+
+        noise = spiking_noise(noise)
+        dt = dt or default_dt(model)
+        coupling = coupling or "factored"
+    else:
+        coupling = choose_coupling(model, coupling, noise)
     dt, record_dt, n_steps, n_rec = run_grid(model, duration, dt, record_dt)
     arrays, info = model_spec(model)
     rng = np.random.default_rng(seed)
@@ -103,13 +131,22 @@ def simulate(model, duration, *, trials=1, seed=None, u=None, mode="rate", progr
     b2.prefs.codegen.target = "numpy"
     b2.seed(b2_seed)
     try:
-        parts = build_network(arrays, info, trials=trials, dt=dt, record_dt=record_dt, coupling=coupling,
-                              noise=noise, u_values=u_grid, x0=x0, drive0=drive0)
+        if spiking:
+            state = spiking_state(arrays, x0, coupling, rng)
+            parts = build_spiking_network(arrays, info, trials=trials, dt=dt, record_dt=record_dt,
+                                          coupling=coupling, noise=noise, fano=fano, u_values=u_grid, state=state,
+                                          drive0=drive0, record_spikes=record_spikes)
+        else:
+            parts = build_network(arrays, info, trials=trials, dt=dt, record_dt=record_dt, coupling=coupling,
+                                  noise=noise, u_values=u_grid, x0=x0, drive0=drive0)
     except NetworkError as exc:
         raise DDMError(str(exc)) from None
     parts["network"].run((n_steps + 1) * dt * model.time_scale * b2.second, namespace=parts["namespace"],
                          report="text" if progress else None)
     y = np.asarray(parts["monitor"].y)[:, :n_rec]                      # (d * trials, n_rec)
     y = y.reshape(trials, model.dim, n_rec).transpose(0, 2, 1)
+    spikes = None
+    if parts["spikes"] is not None:
+        spikes = (np.asarray(parts["spikes"].t / b2.second), np.asarray(parts["spikes"].i))
     return trajectory(model, y, record_dt, backend="brian2", device="runtime", coupling=coupling, seed=seed,
-                      duration=duration, trials=trials, dt=dt, noise=noise, u=u)
+                      duration=duration, trials=trials, dt=dt, noise=noise, u=u, mode=mode, spikes=spikes)

@@ -23,9 +23,9 @@ import tempfile
 import numpy as np
 
 try:  # inside the package
-    from .network import initial_state, load_spec
+    from .network import initial_state, load_spec, spiking_state
 except ImportError:  # an exported project: network.py lies beside this file
-    from network import initial_state, load_spec
+    from network import initial_state, load_spec, spiking_state
 
 
 class RunError(RuntimeError):
@@ -50,6 +50,8 @@ def n_steps_for(duration, manifest):
 
 def run_build(code_dir, arrays, *, seed, duration, z0=None, u_steps=None, timeout=None):
     """Run the compiled network of ``code_dir`` once; return the latent ``y`` (trials, n_rec, d).
+
+    A spiking build that records spikes returns ``(y, (spikes_t_seconds, spikes_i))``.
 
     Parameters
     ----------
@@ -90,6 +92,10 @@ def run_build(code_dir, arrays, *, seed, duration, z0=None, u_steps=None, timeou
         raise RunError(f"this {m['device']} build simulates {m['duration']} time units; "
                        f"regenerate it for {duration} (python network.py)")
     x0, drive0 = initial_state(arrays, z0, u_full[0] if k else None)
+    if m.get("mode", "rate") == "spiking":
+        state = spiking_state(arrays, x0, m["coupling"], rng)
+    else:
+        state = {"x": x0}
     h = m["dt"] * m["time_scale"]
     binary = os.path.join(code_dir, "main")
     if not os.path.exists(binary):
@@ -100,7 +106,7 @@ def run_build(code_dir, arrays, *, seed, duration, z0=None, u_steps=None, timeou
         if device_args:
             args.append(f"--seed={bin_seed}")
             args.append(f"{m['args']['t_stop']}={(n_steps - 0.5) * h!r}")
-        for key, value in (("x", x0), ("drive", drive0), ("u", u_full if k else None)):
+        for key, value in (*state.items(), ("drive", drive0), ("u", u_full if k else None)):
             if value is not None:
                 path = os.path.join(out, f"_in_{key}.dat")
                 np.ascontiguousarray(value, dtype=np.float64).tofile(path)
@@ -110,12 +116,20 @@ def run_build(code_dir, arrays, *, seed, duration, z0=None, u_steps=None, timeou
             tail = (proc.stdout + proc.stderr).strip().splitlines()[-20:]
             raise RunError(f"the compiled simulation failed (exit {proc.returncode}):\n" + "\n".join(tail))
         y = np.fromfile(os.path.join(out, m["results"]["y"]), dtype=np.float64)
+        spikes = None
+        if "spikes_t" in m["results"]:
+            spikes = (np.fromfile(os.path.join(out, m["results"]["spikes_t"]), dtype=np.float64),
+                      np.fromfile(os.path.join(out, m["results"]["spikes_i"]), dtype=np.int32))
     finally:
         shutil.rmtree(out, ignore_errors=True)
     y = y.reshape(-1, trials * d)
     if len(y) < n_rec:
         raise RunError(f"the simulation recorded {len(y)} samples, expected {n_rec}")
-    return y[:n_rec].reshape(n_rec, trials, d).transpose(1, 0, 2)
+    y = y[:n_rec].reshape(n_rec, trials, d).transpose(1, 0, 2)
+    if spikes is not None:
+        keep = spikes[0] <= (n_rec - 1) * m["record_dt"] * m["time_scale"] + 1e-12
+        return y, (spikes[0][keep], spikes[1][keep])
+    return y
 
 
 def write_trajectory(path, t, z, dt, meta, force=False):

@@ -25,8 +25,23 @@ from ddm_neuro.errors import DDMError
 
 from . import network as _network
 from .network import CompileError, NetworkError, build_project
-from .rate import choose_coupling, input_steps, model_spec, run_grid, start_states, trajectory
+from .rate import choose_coupling, input_steps, model_spec, run_grid, spiking_noise, start_states, trajectory
 from .runner import RunError, run_build
+
+def snap(value):
+    """``value`` to 12 significant digits: steps recomputed for another run length map to the same build."""
+    return float(f"{value:.12g}")
+
+
+def fixed_grid(model, dt=None, record_dt=None):
+    """``(dt, record_dt)`` of a build, independent of any run's length (a new duration must not rebuild).
+
+    A whole number of steps per recorded sample; a run then covers
+    ``round(duration / record_dt)`` samples.
+    """
+    dt, record_dt, _, _ = run_grid(model, 1.0, dt, record_dt)
+    return snap(dt), snap(record_dt)
+
 
 def cache_root():
     """Folder of compiled builds: ``$DDM_NEURO_CACHE`` or ``~/.cache/ddm_neuro``, plus ``brian2_cpp``."""
@@ -91,24 +106,38 @@ def ensure_build(arrays, info, build, root=None, progress=False):
 
 
 def simulate(model, duration, *, trials=1, seed=None, u=None, mode="rate", progress=False, dt=None,
-             record_dt=None, noise=True, coupling=None, z0=None, cache=None):
+             record_dt=None, noise=True, coupling=None, z0=None, cache=None, fano=1.0, record_spikes=False):
     """Run the model as compiled C++ (Brian2 ``cpp_standalone``); return the latent Trajectory.
 
-    Parameters are those of :func:`ddm_neuro.simulate.simulate_network`, plus
-    ``cache`` (the build folder's root, default :func:`cache_root`). The first
-    run of a network structure compiles it (a few seconds); later runs with
-    any seed, duration, start or input reuse the binary.
+    Parameters are those of :func:`exporters.brian2.rate.simulate` (rate or
+    spiking mode), plus ``cache`` (the build folder's root, default
+    :func:`cache_root`). The first run of a network structure compiles it (a
+    few seconds); later runs with any seed, duration, start or input reuse the
+    binary.
     """
-    if mode != "rate":
-        raise DDMError(f"backend 'brian2-cpp' does not support mode {mode!r} (supports: rate)")
+    if mode not in ("rate", "spiking"):
+        raise DDMError(f"backend 'brian2-cpp' does not support mode {mode!r} (supports: rate, spiking)")
     if shutil.which("make") is None:
         raise DDMError("backend 'brian2-cpp' needs 'make' and a C++ compiler (g++ or clang++) on PATH")
-    coupling = choose_coupling(model, coupling, noise)
-    dt, record_dt, n_steps, n_rec = run_grid(model, duration, dt, record_dt)
+    build = {"trials": int(trials)}
+    if mode == "spiking":
+        from ddm_neuro.spiking import default_dt
+
+        noise, dt, coupling = spiking_noise(noise), dt or default_dt(model), coupling or "factored"
+        F = np.broadcast_to(np.asarray(fano, dtype=np.float64), (model.n_neurons,))
+        if not (np.all(np.isfinite(F)) and np.all(F >= 0)):
+            raise DDMError("fano must be finite and >= 0 (brian2-cpp takes numbers, not 'regular')")
+        build.update(mode="spiking", fano=F.tolist(), record_spikes=bool(record_spikes))
+    else:
+        coupling = choose_coupling(model, coupling, noise)
+        noise = bool(noise)
+    dt, record_dt = fixed_grid(model, dt, record_dt)
+    n_rec = max(1, int(round(duration / record_dt))) + 1
+    n_steps = (n_rec - 1) * int(round(record_dt / dt))
     arrays, info = model_spec(model)
     u_grid = input_steps(model, u, dt, n_steps)
-    build = {"trials": int(trials), "dt": dt, "record_dt": record_dt, "coupling": coupling, "noise": bool(noise),
-             "input_steps": 0 if u_grid is None else _input_buffer(n_steps)}
+    build.update(dt=dt, record_dt=record_dt, coupling=coupling, noise=noise,
+                 input_steps=0 if u_grid is None else _input_buffer(n_steps))
     path, compile_s = ensure_build(arrays, info, build, cache, progress)
     if z0 is not None:
         z0 = start_states(model, trials, None, z0)
@@ -118,9 +147,10 @@ def simulate(model, duration, *, trials=1, seed=None, u=None, mode="rate", progr
         y = run_build(str(path), arrays, seed=run_seed, duration=(n_rec - 1) * record_dt, z0=z0, u_steps=u_grid)
     except RunError as exc:
         raise DDMError(f"brian2-cpp: {exc}") from None
+    y, spikes = y if isinstance(y, tuple) else (y, None)
     if progress:
         print(f"brian2-cpp: ran {trials} x {duration:g} time units in {time.perf_counter() - t0:.1f} s"
               + (f" (compiled in {compile_s:.1f} s)" if compile_s else " (cached build)"), flush=True)
     return trajectory(model, y, record_dt, backend="brian2-cpp", device="cpp_standalone", coupling=coupling,
-                      seed=seed, duration=duration, trials=trials, dt=dt, noise=noise, u=u, build=path.name,
-                      compile_seconds=compile_s)
+                      seed=seed, duration=duration, trials=trials, dt=dt, noise=noise, u=u, mode=mode,
+                      spikes=spikes, build=path.name, compile_seconds=compile_s)
