@@ -65,3 +65,38 @@ def test_brian2_spiking_statistics_match_torch_spiking(lif_ou):
 def test_tanh_model_cannot_spike(small_model):
     with pytest.raises(DDMError, match="--neuron lif"):
         run("brian2", small_model, 0.5)
+
+
+@CPP
+def test_spiking_export_runs_from_a_copy_and_matches_the_back_end(lif_ou, tmp_path):
+    import subprocess
+    import sys
+
+    from ddm_neuro.trajectory import Trajectory
+    from exporters.brian2.export import export
+
+    out = export(lif_ou, tmp_path / "proj", mode="spiking", trials=2, duration=1.0, progress=False)
+    assert "spiking" in (out / "README.md").read_text()
+    res = subprocess.run([sys.executable, "run.py", "--seed", "4", "--duration", "1", "-o", "t.npz"], cwd=out,
+                         capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    t = Trajectory.load(out / "t.npz")
+    ref = run("brian2-cpp", lif_ou, 1.0, seed=4, noise="remainder", record_spikes=True)
+    assert t.meta["mode"] == "spiking" and len(t.spikes_t) == len(ref.spikes_t) > 100
+    np.testing.assert_array_equal(t.z, ref.z)
+
+
+def test_spiking_export_refuses_a_tanh_model(small_model, tmp_path):
+    from exporters.brian2.export import export
+
+    with pytest.raises(DDMError, match="--neuron lif"):
+        export(small_model, tmp_path / "p", mode="spiking", progress=False)
+    assert not (tmp_path / "p").exists()
+
+
+def test_spiking_cuda_export_generates_code_without_a_gpu(lif_ou, tmp_path):
+    pytest.importorskip("brian2cuda")
+    from exporters.brian2.export import export
+
+    out = export(lif_ou, tmp_path / "cuda", format="brian2-cuda", mode="spiking", duration=0.2, progress=False)
+    assert (out / "code" / "makefile").exists() and list((out / "code").glob("code_objects/*.cu"))

@@ -21,6 +21,8 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
+
 from ddm_neuro.errors import DDMError
 from ddm_neuro.fileio import atomic_directory
 
@@ -53,7 +55,8 @@ def _cuda_path():
 
 
 def export(model, output, *, format="brian2-cpp", mode="rate", trials=1, duration=60.0, seed=0, dt=None,
-           record_dt=None, coupling=None, noise=True, force=False, progress=True, cuda_prefs=None):
+           record_dt=None, coupling=None, noise=True, force=False, progress=True, cuda_prefs=None, fano=1.0,
+           record_spikes=True):
     """Write a Brian2 standalone project for ``model`` to the folder ``output``.
 
     Parameters
@@ -62,7 +65,10 @@ def export(model, output, *, format="brian2-cpp", mode="rate", trials=1, duratio
     output : str or Path
         Project folder; must not exist unless ``force``.
     format : {"brian2-cpp", "brian2-cuda"}
-    mode : {"rate"}
+    mode : {"rate", "spiking"}
+        ``"spiking"``: the LIF network (:func:`exporters.brian2.network.build_spiking_network`;
+        ``noise`` True/"remainder", False/"none" or "model"; ``fano`` the spikes'
+        Fano factor counted in "remainder"; ``record_spikes`` adds spikes to the trajectory).
     trials : int
         Independent copies simulated side by side (fixed by the build).
     duration : float
@@ -83,8 +89,11 @@ def export(model, output, *, format="brian2-cpp", mode="rate", trials=1, duratio
     """
     if format not in FORMATS:
         raise DDMError(f"unknown export format {format!r} (brian2 formats: {', '.join(FORMATS)})")
-    if mode != "rate":
-        raise DDMError(f"export format {format!r} does not support mode {mode!r} (supports: rate)")
+    if mode not in ("rate", "spiking"):
+        raise DDMError(f"export format {format!r} does not support mode {mode!r} (supports: rate, spiking)")
+    if mode == "spiking" and model.neuron.name != "lif":
+        raise DDMError(f"spiking mode needs LIF neurons (this model has {model.neuron.name!r}; "
+                       "fit with --neuron lif)")
     device = FORMATS[format]
     cuda = device == "cuda_standalone"
     if cuda:
@@ -95,11 +104,23 @@ def export(model, output, *, format="brian2-cpp", mode="rate", trials=1, duratio
                            f"pip install 'ddm_neuro[cuda]' ({exc})") from None
     elif shutil.which("make") is None:
         raise DDMError("--format brian2-cpp needs 'make' and a C++ compiler (g++ or clang++) on PATH")
-    coupling = choose_coupling(model, coupling, noise)
+    spiking = {}
+    if mode == "spiking":
+        from ddm_neuro.spiking import default_dt
+
+        from .rate import spiking_noise
+
+        noise, dt, coupling = spiking_noise(noise), dt or default_dt(model), coupling or "factored"
+        spiking = {"mode": "spiking", "fano": np.broadcast_to(np.asarray(fano, dtype=np.float64),
+                                                              (model.n_neurons,)).tolist(),
+                   "record_spikes": bool(record_spikes)}
+    else:
+        coupling = choose_coupling(model, coupling, noise)
+        noise = bool(noise)
     dt, record_dt = fixed_grid(model, dt, record_dt)   # as the brian2-cpp back end's builds
     n_steps = int(round(duration / record_dt)) * int(round(record_dt / dt))
     arrays, info = model_spec(model)
-    build = {"trials": int(trials), "dt": dt, "record_dt": record_dt, "coupling": coupling, "noise": bool(noise),
+    build = {"trials": int(trials), "dt": dt, "record_dt": record_dt, "coupling": coupling, "noise": noise, **spiking,
              "input_steps": _input_buffer(n_steps) if model.n_inputs else 0,
              "duration": float(duration), "seed": int(seed) if cuda else None}
     prefs = {**CUDA_CODEGEN_PREFS, "devices.cuda_standalone.cuda_backend.cuda_path": _cuda_path(),
@@ -135,7 +156,8 @@ def export(model, output, *, format="brian2-cpp", mode="rate", trials=1, duratio
 
 
 def _build(arrays, info, code_dir, build, device, prefs):
-    opts = {k: build[k] for k in ("trials", "dt", "record_dt", "coupling", "noise", "input_steps")}
+    opts = {k: build[k] for k in ("trials", "dt", "record_dt", "coupling", "noise", "input_steps", "mode", "fano",
+                                  "record_spikes") if k in build}
     return build_project(arrays, info, code_dir, device=device, compile=device == "cpp_standalone",
                          seed=build["seed"], duration=build["duration"], prefs=prefs, **opts)
 
@@ -145,12 +167,13 @@ def _readme(format, model, build, manifest):
     lines = [
         f"# {model.meta.get('sde_name') or 'ddm_neuro'} network: Brian2 {manifest['device']} project",
         "",
-        f"Exported by ddm_neuro from model `{model.meta.get('model_id')}`: a rate network of "
+        f"Exported by ddm_neuro from model `{model.meta.get('model_id')}`: a "
+        f"{'spiking (LIF, exponential synapses)' if build.get('mode') == 'spiking' else 'rate'} network of "
         f"N = {model.n_neurons} {model.neuron.name} neurons (tau = {model.tau * 1e3:g} ms) whose "
         f"{model.dim}-dimensional read-out follows the SDE over ({', '.join(model.variables)})"
         + (f" with inputs ({', '.join(model.inputs)})" if model.n_inputs else "") + ".",
         f"{build['trials']} independent trial(s) run side by side; {build['coupling']} coupling; "
-        f"noise {'on' if build['noise'] else 'off'}.",
+        f"noise: {build['noise'] if isinstance(build['noise'], str) else ('on' if build['noise'] else 'off')}.",
         "",
         "Needs only Python with `brian2` and `numpy<2.4`"
         + (" plus Brian2CUDA and a CUDA GPU." if cuda else " and a C++ compiler (to rebuild)."),

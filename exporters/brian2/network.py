@@ -631,7 +631,8 @@ def main(argv=None):
     manifest = build_project(arrays, info, os.path.join(here, "code"), trials=b["trials"], dt=b["dt"],
                              record_dt=b["record_dt"], coupling=b["coupling"], noise=b["noise"],
                              input_steps=b["input_steps"], device=args.device, compile=not args.no_compile,
-                             seed=b.get("seed"), duration=b.get("duration"), prefs=prefs)
+                             seed=b.get("seed"), duration=b.get("duration"), prefs=prefs,
+                             mode=b.get("mode", "rate"), fano=b.get("fano"), record_spikes=b.get("record_spikes", False))
     print(f"built {manifest['device']} project in {os.path.join(here, 'code')}")
 
 

@@ -132,13 +132,16 @@ def run_build(code_dir, arrays, *, seed, duration, z0=None, u_steps=None, timeou
     return y
 
 
-def write_trajectory(path, t, z, dt, meta, force=False):
-    """Write ddm_neuro's trajectory format (``t``, ``z``, ``dt``, ``meta`` JSON), atomically."""
+def write_trajectory(path, t, z, dt, meta, force=False, spikes=None):
+    """Write ddm_neuro's trajectory format (``t``, ``z``, ``dt``, ``meta`` JSON; optional
+    ``spikes_t`` in SDE units, ``spikes_i``), atomically."""
     if os.path.exists(path) and not force:
         raise FileExistsError(f"{path} exists (use --force to overwrite)")
     tmp = f"{path}.partial"
+    extra = {} if spikes is None else {"spikes_t": np.asarray(spikes[0], dtype=np.float64),
+                                       "spikes_i": np.asarray(spikes[1], dtype=np.int64)}
     with open(tmp, "wb") as fh:
-        np.savez(fh, t=t, z=z, dt=np.float64(dt), meta=np.array(json.dumps(meta)))
+        np.savez(fh, t=t, z=z, dt=np.float64(dt), meta=np.array(json.dumps(meta)), **extra)
     os.replace(tmp, path)
 
 
@@ -173,14 +176,17 @@ def main(argv=None):
     except RunError as exc:
         raise SystemExit(f"error: {exc}")
     m = read_manifest(code_dir)
+    y, spikes = y if isinstance(y, tuple) else (y, None)
     z = y * arrays["scale"] + arrays["center"]
-    meta = {"backend": "brian2-cpp" if m["device"] == "cpp_standalone" else "brian2-cuda", "mode": "rate",
+    meta = {"backend": "brian2-cpp" if m["device"] == "cpp_standalone" else "brian2-cuda",
+            "mode": m.get("mode", "rate"),
             "device": m["device"], "coupling": m["coupling"], "model_id": info.get("model_id"),
             "system": info.get("sde_name"), "variables": info.get("variables"), "seed": args.seed,
             "duration": args.duration, "trials": m["trials"], "integration_dt": m["dt"], "noise": m["noise"],
             "n_neurons": m["n_neurons"], "exported": True}
     try:
-        write_trajectory(args.output, np.arange(z.shape[1]) * m["record_dt"], z, m["record_dt"], meta, args.force)
+        write_trajectory(args.output, np.arange(z.shape[1]) * m["record_dt"], z, m["record_dt"], meta, args.force,
+                         spikes=None if spikes is None else (spikes[0] / m["time_scale"], spikes[1]))
     except FileExistsError as exc:
         raise SystemExit(f"error: {exc}")
     print(f"wrote {args.output}: {m['trials']} trials x {args.duration:g} time units")
