@@ -147,6 +147,12 @@ def test_export_refuses_what_it_cannot_express(vdp, tmp_path):
         export(vdp, tmp_path / "a", mode="spiking", progress=False)
     with pytest.raises(DDMError, match="noise_latent"):
         export(vdp, tmp_path / "b", coupling="dense", progress=False)  # shared top-up needs factored
+    import copy
+
+    perp = copy.deepcopy(vdp)
+    perp.w_perp = np.zeros((vdp.n_neurons, vdp.n_neurons))
+    with pytest.raises(DDMError, match="W_perp"):
+        export(perp, tmp_path / "c", progress=False)
     assert list(tmp_path.iterdir()) == []
 
 
