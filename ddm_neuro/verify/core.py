@@ -133,6 +133,12 @@ def verify(sde, traj, *, delta=None, seed=0, filter_tau=None, model_drift=None, 
         Needed for the Lyapunov exponent of chaotic targets (skipped without it).
     progress : bool
         Show a progress bar over the stages.
+    n_reference : int
+        Independent target runs behind the baselines.
+    scheme, dt_int : optional
+        Integrator (``"euler"`` or ``"heun"``) and step of the reference runs and
+        propagations; default from the trajectory's recorded integration step
+        (:func:`choose_integration`).
 
     Returns
     -------
