@@ -62,7 +62,8 @@ def run_case(name, quick=False):
         print(f"  {backend:10s} {'PASS' if rep.passed else 'FAIL'}  simulated in {wall:.1f} s"
               + (f" (compile {traj.meta['compile_seconds']:.1f} s)" if traj.meta.get("compile_seconds") else ""),
               flush=True)
-    diff = float(np.abs(trajs["brian2"].z - trajs["brian2-cpp"].z).max())
+    n = min(trajs["brian2"].z.shape[1], trajs["brian2-cpp"].z.shape[1])   # grids agree but for the last digits
+    diff = float(np.abs(trajs["brian2"].z[:, :n] - trajs["brian2-cpp"].z[:, :n]).max())
     out["max_abs_diff_runtime_vs_cpp"] = diff
     names = list(out["torch"]["metrics"])
     print(f"  {'metric':20s}" + "".join(f"{b + ' value/base/thr':>36s}" for b in BACKENDS))

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -22,10 +23,11 @@ from pathlib import Path
 import numpy as np
 
 from ddm_neuro.errors import DDMError
+from ddm_neuro.simulate import network_steps
 
 from . import network as _network
 from .network import CompileError, NetworkError, build_project
-from .rate import choose_coupling, input_steps, model_spec, run_grid, spiking_noise, start_states, trajectory
+from .rate import choose_coupling, input_steps, model_spec, spiking_noise, start_states, trajectory
 from .runner import RunError, run_build
 
 def snap(value):
@@ -37,10 +39,16 @@ def fixed_grid(model, dt=None, record_dt=None):
     """``(dt, record_dt)`` of a build, independent of any run's length (a new duration must not rebuild).
 
     A whole number of steps per recorded sample; a run then covers
-    ``round(duration / record_dt)`` samples.
+    ``round(duration / record_dt)`` samples. For durations that are a multiple
+    of ``record_dt`` this is the torch simulator's grid exactly; otherwise
+    torch stretches ``record_dt`` to end exactly at ``duration`` and the two
+    grids differ in the last digits.
     """
-    dt, record_dt, _, _ = run_grid(model, 1.0, dt, record_dt)
-    return snap(dt), snap(record_dt)
+    d0, r0 = network_steps(model)
+    dt = dt or d0
+    record_dt = record_dt or max(r0, dt)
+    n_sub = max(1, math.ceil(record_dt / dt - 1e-9))   # as ddm_neuro.sdeint.recording_grid: dt never coarser
+    return snap(record_dt / n_sub), snap(record_dt)
 
 
 def cache_root():
