@@ -3,6 +3,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from ddm_neuro.cli import main
 from ddm_neuro.network import LatentRNN
@@ -44,3 +45,14 @@ def test_model_file_rebuilds_the_sde(tmp_path):
     assert sde.parameters["w"] == 3.0
     np.testing.assert_allclose(sde.drift(np.array([[1.0, 0.0]])), [[-1.0, 3.0]])
     json.dumps(LatentRNN.load(model).meta)  # metadata stays JSON
+
+
+def test_demo_quick_runs_every_stage_and_passes(tmp_path, capsys):
+    """The main job, small: fit, torch, Brian2 runtime and C++ runs, each verified (exit 0 = all passed)."""
+    pytest.importorskip("brian2")
+    out = tmp_path / "demo"
+    assert main(["demo", "--quick", "--out", str(out), "--quiet"]) == 0
+    text = capsys.readouterr().out
+    assert text.count("PASSED") == 3 and "skipped" not in text and "FAILED" not in text
+    for name in ("model.ddm", "attractor.png", "report", "brian2.npz", "brian2-cpp.npz", "report_brian2-cpp"):
+        assert (out / name).exists(), name
