@@ -1,0 +1,42 @@
+"""Published limits of neuromorphic chips, as presets for hardware-constrained models.
+
+Each preset gives the weight resolution, the neurons per core and, where the
+vendor states one, the fan-in per neuron. Used by the hardware constraints
+(quantisation, fan-in caps) and by the core partitioning of the graph export.
+Figures are from the vendors' published specifications:
+
+* ``loihi`` — Intel Loihi (Davies et al., IEEE Micro 2018): 1024 neurons per
+  core (compartments), synaptic weights up to 8 bits (signed, shared exponent).
+* ``loihi2`` — Intel Loihi 2 (Intel Lava docs, 2021): 8-bit weights in the
+  default dense mode, 8192 neurons per core.
+* ``xylo`` — SynSense Xylo Audio (Bos et al. 2023 / Rockpool docs): 8-bit
+  weights, 1000 hidden neurons in all, 16 inputs, recurrent fan-out of up to
+  32 targets per neuron (the fan-in cap below is its dual, as a conservative
+  prototype limit).
+* ``spinnaker`` — SpiNNaker (Furber et al. 2014): 16-bit fixed-point weights,
+  about 256 neurons per core for LIF models in sPyNNaker.
+"""
+from __future__ import annotations
+
+from .errors import DDMError
+
+PRESETS = {
+    "loihi": {"bits": 8, "core_size": 1024, "fan_in": None, "description": "Intel Loihi: 8-bit weights, 1024 neurons/core"},
+    "loihi2": {"bits": 8, "core_size": 8192, "fan_in": None, "description": "Intel Loihi 2: 8-bit weights, 8192 neurons/core"},
+    "xylo": {"bits": 8, "core_size": 1000, "fan_in": 32, "description": "SynSense Xylo: 8-bit weights, 1000 neurons, fan-in 32"},
+    "spinnaker": {"bits": 16, "core_size": 256, "fan_in": None, "description": "SpiNNaker: 16-bit weights, ~256 LIF neurons/core"},
+}
+
+
+def get_preset(name):
+    """The limits of chip ``name`` as a dict (``bits``, ``core_size``, ``fan_in``, ``description``).
+
+    Raises
+    ------
+    DDMError
+        If ``name`` is not a known preset; the message lists the known ones.
+    """
+    try:
+        return dict(PRESETS[name])
+    except KeyError:
+        raise DDMError(f"unknown hardware preset {name!r} (known: {', '.join(sorted(PRESETS))})") from None
