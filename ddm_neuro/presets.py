@@ -8,13 +8,11 @@ Figures are from the vendors' published specifications:
 * ``loihi`` — Intel Loihi (Davies et al., IEEE Micro 2018): 1024 neurons per
   core (compartments), synaptic weights up to 8 bits (signed, shared exponent).
 * ``loihi2`` — Intel Loihi 2 (Intel Lava docs, 2021): 8-bit weights in the
-  default dense mode, 8192 neurons per core.
-* ``xylo`` — SynSense Xylo Audio (Bos et al. 2023 / Rockpool docs): 8-bit
-  weights, 1000 hidden neurons in all, 16 inputs, recurrent fan-out of up to
-  32 targets per neuron (the fan-in cap below is its dual, as a conservative
-  prototype limit).
+  default dense mode, up to 8192 neurons per core.
+* ``xylo`` — SynSense Xylo (Rockpool docs): 8-bit weights, about 1000 hidden
+  neurons on the chip (one "core").
 * ``spinnaker`` — SpiNNaker (Furber et al. 2014): 16-bit fixed-point weights,
-  about 256 neurons per core for LIF models in sPyNNaker.
+  sPyNNaker's default of 256 LIF neurons per core.
 """
 from __future__ import annotations
 
@@ -23,7 +21,7 @@ from .errors import DDMError
 PRESETS = {
     "loihi": {"bits": 8, "core_size": 1024, "fan_in": None, "description": "Intel Loihi: 8-bit weights, 1024 neurons/core"},
     "loihi2": {"bits": 8, "core_size": 8192, "fan_in": None, "description": "Intel Loihi 2: 8-bit weights, 8192 neurons/core"},
-    "xylo": {"bits": 8, "core_size": 1000, "fan_in": 32, "description": "SynSense Xylo: 8-bit weights, 1000 neurons, fan-in 32"},
+    "xylo": {"bits": 8, "core_size": 1000, "fan_in": None, "description": "SynSense Xylo: 8-bit weights, ~1000 neurons"},
     "spinnaker": {"bits": 16, "core_size": 256, "fan_in": None, "description": "SpiNNaker: 16-bit weights, ~256 LIF neurons/core"},
 }
 
