@@ -1,7 +1,8 @@
 """Published limits of neuromorphic chips, as presets for hardware-constrained models.
 
-Each preset gives the weight resolution, the neurons per core and, where the
-vendor states one, the fan-in per neuron. Used by the hardware constraints
+Each preset gives the weight resolution, the neurons per core, where the
+vendor states one the fan-in per neuron, and where the chip is a single core
+its total neuron count (``max_neurons``; None: many chips can be tiled). Used by the hardware constraints
 (quantisation, fan-in caps) and by the core partitioning of the graph export.
 Figures are from the vendors' published specifications:
 
@@ -19,15 +20,15 @@ from __future__ import annotations
 from .errors import DDMError
 
 PRESETS = {
-    "loihi": {"bits": 8, "core_size": 1024, "fan_in": None, "description": "Intel Loihi: 8-bit weights, 1024 neurons/core"},
-    "loihi2": {"bits": 8, "core_size": 8192, "fan_in": None, "description": "Intel Loihi 2: 8-bit weights, 8192 neurons/core"},
-    "xylo": {"bits": 8, "core_size": 1000, "fan_in": None, "description": "SynSense Xylo: 8-bit weights, ~1000 neurons"},
-    "spinnaker": {"bits": 16, "core_size": 256, "fan_in": None, "description": "SpiNNaker: 16-bit weights, ~256 LIF neurons/core"},
+    "loihi": {"bits": 8, "core_size": 1024, "fan_in": None, "max_neurons": None, "description": "Intel Loihi: 8-bit weights, 1024 neurons/core"},
+    "loihi2": {"bits": 8, "core_size": 8192, "fan_in": None, "max_neurons": None, "description": "Intel Loihi 2: 8-bit weights, 8192 neurons/core"},
+    "xylo": {"bits": 8, "core_size": 1000, "fan_in": None, "max_neurons": 1000, "description": "SynSense Xylo: 8-bit weights, ~1000 neurons"},
+    "spinnaker": {"bits": 16, "core_size": 256, "fan_in": None, "max_neurons": None, "description": "SpiNNaker: 16-bit weights, ~256 LIF neurons/core"},
 }
 
 
 def get_preset(name):
-    """The limits of chip ``name`` as a dict (``bits``, ``core_size``, ``fan_in``, ``description``).
+    """The limits of chip ``name`` as a dict (``bits``, ``core_size``, ``fan_in``, ``max_neurons``, ``description``).
 
     Raises
     ------
