@@ -149,7 +149,16 @@ def cmd_export(args):
         options["noise"] = False
     if args.coupling:
         options["coupling"] = args.coupling
-    export(model, args.output, mode=args.mode, force=args.force, progress=not args.quiet, **options)
+    given = {name: value for name, value in (("core_size", args.core_size), ("preset", args.preset))
+             if value is not None}
+    options.update(given)
+    try:
+        export(model, args.output, mode=args.mode, force=args.force, progress=not args.quiet, **options)
+    except TypeError as exc:  # a format without core partitioning
+        flag = next((f"--{k.replace('_', '-')}" for k in given if repr(k) in str(exc)), None)
+        if flag is None:
+            raise
+        raise DDMError(f"--format {args.format} does not take {flag} (core partitioning: graphml, gexf, json)") from None
     return 0
 
 
@@ -219,6 +228,8 @@ def build_parser():
     s.add_argument("--seed", type=_seed, default=0, help="seed baked into formats that cannot take one per run")
     s.add_argument("--no-noise", action="store_true", help="export the noise-free network")
     s.add_argument("--coupling", choices=["factored", "dense"], help="recurrent coupling (default by size)")
+    s.add_argument("--core-size", type=int, help="graph formats: partition the neurons onto cores of this size")
+    s.add_argument("--preset", help="graph formats: partition for a chip (loihi, loihi2, xylo, spinnaker)")
     s.add_argument("-o", "--output", required=True, help="folder to write")
     s.add_argument("--force", action="store_true", help="replace an existing output folder")
     s.add_argument("--quiet", action="store_true")
