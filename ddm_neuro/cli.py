@@ -169,6 +169,37 @@ def cmd_demo(args):
                     trials=args.trials, quick=args.quick, progress=not args.quiet)
 
 
+def cmd_constrain(args):
+    from .fileio import check_output
+    from .hardware import constrain, preset_limits
+    from .network import LatentRNN
+
+    check_output(args.output, args.force)
+    model = LatentRNN.load(args.model)
+    bits, fan_in = args.bits, args.fan_in
+    if args.preset:
+        p_bits, p_fan_in = preset_limits(args.preset, model.n_neurons)
+        bits = p_bits if bits is None else bits
+        fan_in = p_fan_in if fan_in is None else fan_in
+    out = constrain(model, bits=bits, fan_in=fan_in, sparsity=args.sparsity, dale=args.dale,
+                    refit=not args.round_only, seed=args.seed, progress=not args.quiet)
+    out.save(args.output, force=args.force)
+    h = out.meta["hardware"]
+    limits = ", ".join(f"{k}={v}" for k, v in (("bits", bits), ("fan-in", fan_in), ("sparsity", args.sparsity),
+                                                ("dale", args.dale or None)) if v is not None)
+    print(f"constrained {model.meta.get('sde_name')} N={model.n_neurons}: {limits} "
+          f"({'quantisation-aware refit' if h['method'] == 'refit' else 'rounding only'})")
+    if h["bits"]:
+        print(f"  weights: {h['levels_used']} integer levels in [{h['level_range'][0]}, {h['level_range'][1]}] "
+              f"x scale {h['scale']:.4g}; {h['nonzero_weights']} nonzero, fan-in <= {h['max_fan_in']}")
+    else:
+        print(f"  weights: {h['nonzero_weights']} nonzero, fan-in <= {h['max_fan_in']}")
+    print(f"  held-out drift error     {100 * h['drift_error_before']:.3f} % -> {100 * h['drift_error']:.3f} %")
+    print(f"  held-out diffusion error {100 * h['diffusion_error_before']:.3f} % -> {100 * h['diffusion_error']:.3f} %")
+    print(f"  wall time {h['wall_time_s']:.1f} s; wrote {args.output}")
+    return 0
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse with the project's error contract: one line on stderr, exit status 2."""
 
@@ -243,6 +274,21 @@ def build_parser():
     s.add_argument("--seed", type=_seed, default=0, help="seed of the target baselines")
     s.add_argument("--force", action="store_true")
     s.set_defaults(func=cmd_verify)
+
+    s = sub.add_parser("constrain", help="make the weights obey hardware limits (bits, fan-in, sparsity, Dale) and refit")
+    s.add_argument("model")
+    s.add_argument("--bits", type=int, default=None, help="weight bits on one shared scale (2..32)")
+    s.add_argument("--fan-in", type=int, default=None, help="most nonzero incoming weights per neuron")
+    s.add_argument("--sparsity", type=float, default=None, help="fraction of the N x N weights kept, in (0, 1]")
+    s.add_argument("--dale", action="store_true", help="one sign per neuron's outgoing weights (Dale's law)")
+    s.add_argument("--preset", help="a chip's published limits (loihi, loihi2, xylo, spinnaker); "
+                                    "--bits/--fan-in override its values")
+    s.add_argument("--round-only", action="store_true", help="round and mask only, no quantisation-aware refit")
+    s.add_argument("--seed", type=_seed, default=0)
+    s.add_argument("-o", "--output", required=True, help="model file to write (.ddm)")
+    s.add_argument("--force", action="store_true", help="overwrite an existing output")
+    s.add_argument("--quiet", action="store_true", help="no progress bars")
+    s.set_defaults(func=cmd_constrain)
 
     s = sub.add_parser("demo", help="the main job: fit Lorenz, simulate, compare, verify, write figures")
     s.add_argument("--out", default="ddm_demo", help="output folder (default ./ddm_demo)")
