@@ -1,0 +1,271 @@
+r"""``ddm-neuro export --format nir --mode spiking``: the LIF spiking network as an NIR graph.
+
+The network (:mod:`ddm_neuro.spiking`), in seconds, with normalised LIF neurons
+(threshold 1, reset 0, **no refractory period**)::
+
+    tau   dx/dt = -x + W s(t) + b + B u(t)        s_j(t) = sum_k delta(t - t_j^k),  W = E K
+    tau_m dv/dt = x - v,       v >= 1: spike, v <- 0
+    z = S D x + c
+
+NIR 1.0's ``CubaLIF`` (``nir/ir/neuron.py``) is, for input ``S``::
+
+    tau_syn dI/dt = -I + w_in S
+    tau_mem dv/dt = (v_leak - v) + r I,        v > v_threshold: spike, v <- v_reset
+
+**Time convention (the trap).** Times are in seconds. The consumers
+integrate these equations with forward Euler at a fixed step ``dt`` and treat a
+spike as the value 1 for one step (a pulse of area ``dt``, not a delta of area
+1). Norse 1.1 (``from_nir(graph, dt=...)``, default 1 ms) computes per step::
+
+    I <- I + dt/tau_syn (-I + w_in S),   v <- v + dt/tau_mem (v_leak - v + r I),
+    spike if v > v_threshold, then v <- v_reset in the same step,
+
+and snnTorch 1.0 (``import_from_nir``, ``RSynaptic``) fixes ``dt = 1e-4`` s,
+requires ``r = tau_mem/dt`` and computes ``I <- (1 - dt/tau_syn) I + S'``,
+``v <- (1 - dt/tau_mem) v + I`` with ``S' = w_in dt/tau_syn S`` (it refuses
+other ``r``; other ``w_in`` it folds into the threshold). A file is therefore
+written **for one step dt** (default 1e-4 s, the only one snnTorch runs;
+``metadata["dt"]``), with::
+
+    r = tau_m/dt,  w_in = tau/dt     so that per step   I <- (1 - dt/tau) I + S,   v <- (1 - dt/tau_m) v + I
+
+in both consumers, and ``I = (dt/tau_m) x``. Then ``x`` steps as
+``x <- (1 - dt/tau) x + (dt/tau)(b + B u) + W s/tau`` (a spike moves ``x`` by
+``W[:, j]/tau``, as in the model) and ``v`` as the Euler step of
+``tau_m dv/dt = x - v``, if the nodes feeding ``lif`` carry::
+
+    affine:     weight = B dt^2/(tau_m tau),  bias = b dt^2/(tau_m tau)     (input u; a model without
+                inputs gets one input channel with zero weight: feed 0)
+    recurrent:  weight = W dt/(tau_m tau)                                    (spikes of the previous step)
+    readout:    weight = S D tau_m/dt,  bias = c                            z = readout(I)
+
+``tau_syn = tau`` and ``tau_mem = tau_m`` are the model's own; the continuous
+equations above hold with spikes read as pulses of height 1 and width
+``dt``. NIR edges carry spikes, but the **read-out acts on the synaptic current**
+``I`` of node ``lif`` (the state every consumer keeps): ``z = c + S D x``.
+Euler at ``dt`` against the exact integration of :mod:`ddm_neuro.spiking`
+shifts the rates by O(dt/tau_m) (spike times are rounded up to the step,
+about ``dt/2`` per interval: ~ ``r dt/2``, 2 % at 400 Hz with dt = 0.1 ms).
+
+**Noise.** NIR has no noise primitive. The metadata says what the host must
+add, as a current into the input of ``lif``, at every step::
+
+    J = recurrent.weight @ (sqrt(sigma2 dt) xi) + sqrt(dt) (dt/tau_m) E L xi',   xi ~ N(0, I_N), xi' ~ N(0, I_d)
+
+``sigma2`` (``host_noise_sigma2``, Hz, per neuron) is the model's private
+output-noise intensity minus what the spikes supply (``max(sigma^2 - F r, 0)``,
+with ``F r`` averaged over the model's start states; ``fano="regular"`` (default)
+counts regular firing over one SDE time unit, :func:`ddm_neuro.spiking.regular_fano`);
+``host_noise_latent`` is ``sqrt(dt)(dt/tau_m) E L`` premultiplied, (N, d). The
+first term is exactly a fractional spike count ``sqrt(sigma2 dt) xi`` sent
+through the recurrent weights, i.e. the model's output noise ``eta``.
+
+The graph's metadata also holds the format version, the time convention, the
+neuron and the dropped refractory period, the SDE spec, the read-out mapping,
+the time scale ``T`` (seconds of network time per SDE time unit) and the
+start states, as ``metadata["ddm_neuro"]`` (a JSON string) plus flat keys.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from ddm_neuro.errors import DDMError
+from ddm_neuro.fileio import atomic_write, check_output
+from ddm_neuro.simulate import network_steps
+from ddm_neuro.spiking import regular_fano
+
+#: Version of the layout below; readers refuse other versions.
+FORMAT_VERSION = 1
+#: snnTorch 1.0's fixed step (``snntorch/import_nir.py``): the default export step.
+SNNTORCH_DT = 1e-4
+#: Node names and NIR types of the exported graph.
+NODES = {"input": "Input", "affine": "Affine", "lif": "CubaLIF", "recurrent": "Linear",
+         "readout": "Affine", "output": "Output"}
+EDGES = [("input", "affine"), ("affine", "lif"), ("lif", "recurrent"), ("recurrent", "lif"),
+         ("lif", "readout"), ("readout", "output")]
+
+
+def check_exportable(model, dt):
+    """Refuse, with a clear :class:`DDMError`, what an NIR CubaLIF graph cannot hold.
+
+    Parameters
+    ----------
+    model : LatentRNN
+    dt : float
+        Export step, seconds.
+    """
+    if model.neuron.name != "lif":
+        raise DDMError(f"nir export needs LIF neurons (this model has {model.neuron.name!r}; fit with "
+                       "--neuron lif and tau_ref = 0)")
+    tau_ref = model.neuron.params["tau_ref"]
+    if tau_ref > 0:
+        raise DDMError(f"nir export: NIR's CubaLIF has no refractory period, but this model's LIF neurons have "
+                       f"tau_ref = {tau_ref * 1e3:g} ms; refit with tau_ref = 0, e.g. in Python "
+                       "fit(sde, neuron={'name': 'lif', 'tau_ref': 0.0})")
+    if model.w_perp is not None:
+        raise DDMError("nir export: models with W_perp (off-subspace recurrent weights) are not supported")
+    if not (isinstance(dt, (int, float)) and np.isfinite(dt) and dt > 0):
+        raise DDMError(f"nir export: dt must be a number of seconds > 0 (got {dt!r})")
+    if model.tau < 5 * dt or model.neuron.params["tau_m"] < 5 * dt:
+        raise DDMError(f"nir export: dt = {dt * 1e3:g} ms is too coarse for tau_syn = {model.tau * 1e3:g} ms and "
+                       f"tau_m = {model.neuron.params['tau_m'] * 1e3:g} ms (needs dt <= tau/5); "
+                       f"use dt = {SNNTORCH_DT:g} s")
+
+
+def host_noise(model, dt, fano="regular", noise=True):
+    """The noise the host must inject: ``(sigma2 (N,), latent (N, d))`` (see the module docstring).
+
+    Parameters
+    ----------
+    model : LatentRNN
+    dt : float
+        Export step, seconds.
+    fano : "regular" or float
+        Fano factor of the spikes, counted against the model's private noise.
+    noise : bool
+        False: no host noise (zeros).
+    """
+    N, d = model.n_neurons, model.dim
+    if not noise:
+        return np.zeros(N), np.zeros((N, d))
+    x = model.neuron_inputs(model.init_states, np.zeros(model.n_inputs) if model.n_inputs else None)
+    rate = model.neuron.phi(x)
+    if isinstance(fano, str):
+        if fano != "regular":
+            raise DDMError(f"fano must be a number >= 0 or 'regular' (got {fano!r})")
+        F = regular_fano(model, model.init_states, model.time_scale,
+                         np.zeros(model.n_inputs) if model.n_inputs else None)
+    else:
+        F = float(fano)
+        if not (np.isfinite(F) and F >= 0):
+            raise DDMError(f"fano must be a number >= 0 or 'regular' (got {fano!r})")
+    sigma2 = np.mean(model.noise_var(x) - F * rate, axis=0)
+    latent = np.sqrt(dt) * (dt / model.neuron.params["tau_m"]) * model.encoders @ model.noise_latent
+    return np.maximum(sigma2, 0.0), latent
+
+
+def build_graph(model, dt=SNNTORCH_DT, fano="regular", noise=True):
+    """The NIR graph of the spiking network (see the module docstring for every parameter).
+
+    Parameters
+    ----------
+    model : LatentRNN
+        LIF neurons with ``tau_ref = 0``.
+    dt : float
+        Step, seconds, the file is written for.
+    fano, noise
+        As :func:`host_noise`.
+
+    Returns
+    -------
+    nir.NIRGraph
+    """
+    import nir
+
+    check_exportable(model, dt)
+    N, d, k = model.n_neurons, model.dim, model.n_inputs
+    tau, tau_m = float(model.tau), float(model.neuron.params["tau_m"])
+    f32 = lambda a: np.ascontiguousarray(a, dtype=np.float32)  # noqa: E731  (what the consumers compute in)
+    ones = np.ones(N, dtype=np.float32)
+    c_in = dt * dt / (tau_m * tau)
+    B = model.input_weights if k else np.zeros((N, 1))
+    sigma2, latent = host_noise(model, dt, fano, noise)
+    nodes = {
+        "input": nir.Input(input_type=np.array([max(k, 1)])),
+        "affine": nir.Affine(weight=f32(B * c_in), bias=f32(model.bias * c_in),
+                             metadata={"role": "input u (k channels; one zero-weight channel if k = 0) and bias b, "
+                                               "scaled by dt^2/(tau_m tau)"}),
+        "lif": nir.CubaLIF(tau_syn=ones * tau, tau_mem=ones * tau_m, r=ones * (tau_m / dt), v_leak=0 * ones,
+                           v_threshold=ones, v_reset=0 * ones, w_in=ones * (tau / dt),
+                           metadata={"role": "LIF neurons, I = (dt/tau_m) x; no refractory period"}),
+        "recurrent": nir.Linear(weight=f32(model.weights() * (dt / (tau_m * tau))),
+                                metadata={"role": "W dt/(tau_m tau), spikes of the previous step"}),
+        "readout": nir.Affine(weight=f32(model.scale[:, None] * model.readout * (tau_m / dt)), bias=f32(model.center),
+                              metadata={"role": "z = weight @ I + bias, applied to the synaptic current I of "
+                                                "node 'lif' (not to its spikes)"}),
+        "output": nir.Output(output_type=np.array([d])),
+    }
+    graph = nir.NIRGraph(nodes=nodes, edges=list(EDGES), metadata=_metadata(model, dt, fano, noise, sigma2, latent))
+    return graph
+
+
+def init_current(model, dt):
+    """``(N, d + 1 + k)`` matrix ``M`` with ``I0 = M @ [z0, 1, u0]``: ``I = (dt/tau_m) (E (z0 - c)/S + P (b + B u0))``."""
+    E, D = model.encoders, model.readout
+    B = model.input_weights.reshape(model.n_neurons, model.n_inputs)
+    cols = [E / model.scale, (model.bias - E @ (D @ model.bias) - E @ (model.center / model.scale))[:, None],
+            B - E @ (D @ B)]
+    return (dt / model.neuron.params["tau_m"]) * np.concatenate(cols, axis=1)
+
+
+def _metadata(model, dt, fano, noise, sigma2, latent):
+    info = {
+        "format": "ddm_neuro-nir", "format_version": FORMAT_VERSION,
+        "time_unit": "s", "dt": dt, "time_scale": float(model.time_scale),
+        "spike_convention": "a spike is the value 1 for one step dt (area dt); the file is valid for this dt only",
+        "consumers": {"norse": f"norse.torch.from_nir(graph, dt={dt:g})",
+                      "snntorch": "snntorch.import_nir.import_from_nir(graph) (fixed dt = 1e-4 s)"},
+        "neuron": {**model.neuron.to_dict(), "tau_syn": float(model.tau), "threshold": 1.0, "reset": 0.0},
+        "refractory": "none (tau_ref = 0; NIR CubaLIF has no refractory period)",
+        "current_scale": dt / model.neuron.params["tau_m"],
+        "readout": "z = readout.weight @ I_lif + readout.bias (SDE coordinates), I_lif the synaptic current of "
+                   "node 'lif'; equals c + S D x with x = I tau_m/dt",
+        "host_noise": "each step add to the input of node 'lif' the current recurrent.weight @ "
+                      "(sqrt(host_noise_sigma2 * dt) * xi) + host_noise_latent @ xi2, xi ~ N(0, I_N), xi2 ~ N(0, I_d)",
+        "noise": {"enabled": bool(noise), "fano": fano if isinstance(fano, str) else float(fano),
+                  "remainder": "model private intensity minus the spikes' F r, averaged over the start states"},
+        "model_id": model.meta.get("model_id"), "sde_name": model.meta.get("sde_name"),
+        "sde_spec": model.sde_spec, "variables": list(model.variables), "inputs": list(model.inputs),
+        "n_neurons": model.n_neurons, "n_inputs": model.n_inputs, "dim": model.dim,
+        "record_dt": float(network_steps(model)[1]),
+        "init": "I0 = init_current @ [z0, 1, u0] (z0 in SDE coordinates): the currents at latent state z0, "
+                "off-subspace at rest; membrane potentials are free (e.g. uniform in [0, 1))",
+    }
+    return {"ddm_neuro": json.dumps(info), "format": "ddm_neuro-nir", "format_version": FORMAT_VERSION,
+            "init_current": init_current(model, dt),
+            "time_unit": "s", "dt": float(dt), "time_scale": float(model.time_scale),
+            "host_noise_sigma2": np.asarray(sigma2, dtype=np.float64),
+            "host_noise_latent": np.asarray(latent, dtype=np.float64),
+            "init_states": np.asarray(model.init_states, dtype=np.float64)}
+
+
+def export(model, output, *, mode="spiking", force=False, progress=True, dt=SNNTORCH_DT, fano="regular",
+           noise=True, trials=None, duration=None, seed=None, coupling=None):
+    """Write the spiking network of ``model`` as an NIR file (HDF5, ``nir.write``), atomically.
+
+    Parameters
+    ----------
+    model : LatentRNN
+        LIF neurons with ``tau_ref = 0``.
+    output : str or Path
+        File to write; must not exist unless ``force``.
+    mode : {"spiking"}
+        NIR holds the spiking network only.
+    dt : float
+        Step in seconds the file is written for (default 1e-4, snnTorch's).
+    fano : "regular" or float
+        Spike Fano factor counted against the model's private noise (:func:`host_noise`).
+    noise : bool
+        False: the host adds no noise (``host_noise_*`` zero).
+    trials, duration, seed, coupling
+        Accepted for the command line and ignored (an NIR graph has none of them).
+
+    Returns
+    -------
+    Path
+    """
+    import nir
+
+    if mode != "spiking":
+        raise DDMError(f"export format 'nir' holds the spiking LIF network only (got mode {mode!r}; "
+                       "use --mode spiking)")
+    output = check_output(Path(output), force)
+    graph = build_graph(model, dt=dt, fano=fano, noise=noise)
+    with atomic_write(output, force=force, mode="w+b") as fh:
+        nir.write(fh, graph)
+    if progress:
+        print(f"wrote {output}: NIR graph, {model.n_neurons} CubaLIF neurons, dt = {dt:g} s")
+    return output
