@@ -300,3 +300,23 @@ def test_export_with_preset_and_lif_traffic(small_model, tmp_path):
     assert part["totals"]["spike_messages_cross_per_s"] >= 0
     back = load_graph_json(out)  # the core attribute does not get in the way of loading
     _assert_same_model(model, back)
+
+
+def test_polish_ends_where_no_swap_lowers_the_cut():
+    from exporters.graph.partition import _cut, _polish
+
+    rng = np.random.default_rng(4)
+    n = 20
+    A = np.abs(rng.normal(size=(n, n)))
+    A = A + A.T
+    np.fill_diagonal(A, 0.0)
+    start = np.zeros(n, dtype=bool)
+    start[rng.permutation(n)[:9]] = True
+    part = _polish(A, start, candidates=n)
+    assert part.sum() == 9 and _cut(A, part) < _cut(A, start)
+    best = _cut(A, part)
+    for a in np.flatnonzero(part):  # a local optimum of pair swaps: checked by recomputing every cut
+        for b in np.flatnonzero(~part):
+            swapped = part.copy()
+            swapped[a], swapped[b] = False, True
+            assert _cut(A, swapped) >= best - 1e-12
