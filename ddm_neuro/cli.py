@@ -200,6 +200,30 @@ def cmd_constrain(args):
     return 0
 
 
+def cmd_analyze(args):
+    import json
+
+    from .analysis import analyze, save_report, table
+    from .analysis.report import check_report_folder
+    from .network import LatentRNN
+
+    if args.report:
+        check_report_folder(args.report, args.force)  # before the (long) analysis, not after
+    model = LatentRNN.load(args.model)
+    result = analyze(model, duration=args.duration, trials=args.trials, seed=args.seed, symmetric=args.symmetric,
+                     currents=args.currents, switching=args.switching, progress=not args.quiet)
+    files = save_report(result, args.report, force=args.force) if args.report else []
+    if args.json:
+        from .analysis import to_json
+
+        print(to_json(result))
+    else:
+        print(table(result))
+        if files:
+            print(f"report: {files[0]} and {len(files) - 1} figure(s) in {args.report}")
+    return 0
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse with the project's error contract: one line on stderr, exit status 2."""
 
@@ -289,6 +313,25 @@ def build_parser():
     s.add_argument("--force", action="store_true", help="overwrite an existing output")
     s.add_argument("--quiet", action="store_true", help="no progress bars")
     s.set_defaults(func=cmd_constrain)
+
+    s = sub.add_parser("analyze", help="decompose a model: W_s/W_a, reversible/irreversible drift, entropy production")
+    s.add_argument("model")
+    s.add_argument("--report", metavar="DIR", help="folder for analysis.json and PNG figures")
+    s.add_argument("--json", action="store_true", help="print the results as JSON instead of the table")
+    s.add_argument("--duration", type=_positive(float), default=100.0,
+                   help="SDE time units per trial of each run (default 100)")
+    s.add_argument("--trials", type=_positive(int), default=16, help="trials per run (default 16, at least 2)")
+    s.add_argument("--seed", type=_seed, default=0)
+    s.add_argument("--symmetric", action="store_true",
+                   help="also fit a network with symmetric W (same N, neuron, seed) and compare")
+    s.add_argument("--switching", action="store_true", help="success rate of cue pulses (input-driven models)")
+    g = s.add_mutually_exclusive_group()
+    g.add_argument("--currents", dest="currents", action="store_true", default=None,
+                   help="probability currents and entropy production (default: on for 2 or more variables)")
+    g.add_argument("--no-currents", dest="currents", action="store_false", help="skip them")
+    s.add_argument("--force", action="store_true", help="overwrite files in the report folder")
+    s.add_argument("--quiet", action="store_true", help="no progress bars")
+    s.set_defaults(func=cmd_analyze)
 
     s = sub.add_parser("demo", help="the main job: fit Lorenz, simulate, compare, verify, write figures")
     s.add_argument("--out", default="ddm_demo", help="output folder (default ./ddm_demo)")
