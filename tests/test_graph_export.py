@@ -239,6 +239,7 @@ def test_partition_covers_every_neuron_within_core_size():
 def test_partition_beats_random_on_sparse_network():
     W, group = _planted()
     part = partition_network(W, 30, seed=0)
+    assert part.objective == "synapses"  # "auto" on a sparse W
     planted = partition_figures(W, group)[0]["synapses_cross"]
     random = [partition_figures(W, random_assignment(len(W), 30, seed=s))[0]["synapses_cross"]
               for s in range(100, 120)]  # not seed 1: _planted draws its groups the same way
@@ -286,6 +287,8 @@ def test_partition_limits_errors():
         partition_network(W)
     with pytest.raises(DDMError, match="1001 neurons but preset 'xylo' holds at most 1000"):
         partition_network(np.zeros((1001, 1001)), preset="xylo")
+    with pytest.raises(DDMError, match="unknown objective 'speed'"):
+        partition_network(W, 2, objective="speed")
     with pytest.raises(DDMError, match=r"square \(N, N\)"):
         partition_network(np.ones((3, 4)), 2)
     assert partition_network(W, preset="loihi").core_size == 1024  # the preset's core size

@@ -60,7 +60,7 @@ def _write_gexf(G, fh):
 
 
 def export_graph(model, output, *, format="graphml", mode="rate", force=False, progress=True, core_size=None,
-                 preset=None, seed=0, knn=32, **options):
+                 preset=None, objective="auto", seed=0, knn=32, **options):
     """Write the network of ``model`` as a graph file (and its core partition).
 
     Parameters
@@ -78,6 +78,8 @@ def export_graph(model, output, *, format="graphml", mode="rate", force=False, p
     preset : str, optional
         Partition for a chip preset (loihi, loihi2, xylo, spinnaker); its
         limits are checked. ``core_size`` overrides its core size.
+    objective : {"auto", "synapses", "weight"}
+        What the partition keeps inside cores (:func:`.partition.partition_network`).
     seed : int
         Seed of the partition's refinement and random baseline.
     knn : int
@@ -97,7 +99,7 @@ def export_graph(model, output, *, format="graphml", mode="rate", force=False, p
     unknown = sorted(set(options) - set(IGNORED_OPTIONS))
     if unknown:
         raise DDMError(f"export {format}: unknown option(s) {', '.join(unknown)} "
-                       "(known: core_size, preset, seed, knn)")
+                       "(known: core_size, preset, objective, seed, knn)")
     output = check_output(output, force)
     part = None
     if core_size is not None or preset is not None:
@@ -107,7 +109,8 @@ def export_graph(model, output, *, format="graphml", mode="rate", force=False, p
         if progress:
             print(f"export {format}: partitioning {model.n_neurons} neurons onto cores ...", flush=True)
         rates = mean_rates(model) if model.neuron.name == "lif" else None
-        part = partition_network(model.weights(), core_size, preset=preset, rates=rates, seed=seed, knn=knn)
+        part = partition_network(model.weights(), core_size, preset=preset, rates=rates, objective=objective,
+                                  seed=seed, knn=knn)
     data = graph_data(model, mode=mode, core=None if part is None else part.core)
     if progress:
         print(f"export {format}: {model.n_neurons} neurons, {len(data.weights)} synapses -> {output}", flush=True)

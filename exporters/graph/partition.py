@@ -8,11 +8,13 @@ size ``s``, :func:`partition_network` assigns the N neurons to
 ``m = ceil(N / s)`` cores of at most ``s`` neurons (sizes differ by at most
 one) so as to keep little of the connectivity between cores.
 
-**Objective.** The cut weight ``sum_{core(i) != core(j)} |W[i, j]|``. On a
-sparse ``W`` this also keeps synapse *counts* inside cores; the fitted
-networks' ``W = E K`` is dense (every pair is connected), so for them the count
-of cross-core synapses depends only on the core sizes (``1 - sum_c s_c^2 / N^2``)
-and only the weight mass can be moved inside cores.
+**Objective.** ``"synapses"``: the number of cross-core synapses;
+``"weight"``: their weight mass ``sum_{core(i) != core(j)} |W[i, j]|``;
+``"auto"`` (default): synapses when fewer than half of the pairs are
+connected, else weight. The fitted networks' ``W = E K`` is dense (every pair
+is connected), so for them the count of cross-core synapses, and with it the
+traffic, depends only on the core sizes (``1 - sum_c s_c^2 / N^2``) and only
+the weight mass can be moved inside cores.
 
 **Method** (``"spectral-kl"``). Recursive bisection: a set of neurons that
 must fill ``m`` cores is split into parts for ``ceil(m/2)`` and
@@ -45,6 +47,7 @@ import numpy as np
 from ddm_neuro.errors import DDMError
 
 METHODS = ("spectral-kl", "random")
+OBJECTIVES = ("auto", "synapses", "weight")
 
 
 @dataclass
@@ -58,6 +61,8 @@ class Partition:
     core_size : int
         The core capacity it was built for.
     method : str
+    objective : str
+        ``"synapses"`` or ``"weight"``: what the assignment minimised across cores.
     totals : dict
         ``neurons``, ``cores``, ``synapses``, ``synapses_cross``,
         ``synapse_cross_fraction``, ``weight_cross_fraction``, and with rates
@@ -75,6 +80,7 @@ class Partition:
     core: np.ndarray
     core_size: int
     method: str
+    objective: str
     totals: dict
     cores: list
     baseline: dict | None = None
@@ -82,14 +88,15 @@ class Partition:
 
     def to_dict(self):
         """JSON-able form (``partition.json``)."""
-        return {"format": "ddm_neuro.partition", "version": 1, "method": self.method,
+        return {"format": "ddm_neuro.partition", "version": 1, "method": self.method, "objective": self.objective,
                 "core_size": self.core_size, "limits": self.limits, "totals": self.totals,
                 "random_baseline": self.baseline, "cores": self.cores, "core_of_neuron": self.core.tolist()}
 
     def summary(self):
         """A few lines for the terminal."""
         t = self.totals
-        lines = [f"partition: {t['neurons']} neurons on {t['cores']} core(s) of <= {self.core_size} ({self.method})",
+        lines = [f"partition: {t['neurons']} neurons on {t['cores']} core(s) of <= {self.core_size} "
+                 f"({self.method}, minimising cross-core {self.objective})",
                  f"  cross-core synapses {t['synapses_cross']} of {t['synapses']} "
                  f"({100 * t['synapse_cross_fraction']:.1f} %), weight mass {100 * t['weight_cross_fraction']:.1f} %"]
         if self.baseline is not None:
@@ -322,8 +329,8 @@ def partition_figures(weights, core, rates=None):
     return totals, cores
 
 
-def partition_network(weights, core_size=None, *, preset=None, rates=None, method="spectral-kl", seed=0,
-                      knn=32, baseline=True):
+def partition_network(weights, core_size=None, *, preset=None, rates=None, method="spectral-kl",
+                      objective="auto", seed=0, knn=32, baseline=True):
     """Assign neurons to cores of at most ``core_size`` neurons, keeping connectivity inside cores.
 
     Parameters
@@ -338,6 +345,9 @@ def partition_network(weights, core_size=None, *, preset=None, rates=None, metho
     rates : array (N,), optional
         Firing rates in Hz, for the cross-core traffic figures.
     method : {"spectral-kl", "random"}
+    objective : {"auto", "synapses", "weight"}
+        What to keep inside cores: synapse counts, weight mass, or (auto)
+        counts for a sparse ``W`` (under half the pairs connected), else weight.
     seed : int
         Seeds the Kernighan-Lin refinement and the random baseline.
     knn : int
@@ -362,6 +372,8 @@ def partition_network(weights, core_size=None, *, preset=None, rates=None, metho
         raise DDMError("partition: weights contain NaN or infinite values")
     if method not in METHODS:
         raise DDMError(f"partition: unknown method {method!r} (known: {', '.join(METHODS)})")
+    if objective not in OBJECTIVES:
+        raise DDMError(f"partition: unknown objective {objective!r} (known: {', '.join(OBJECTIVES)})")
     if rates is not None:
         rates = np.asarray(rates, dtype=np.float64)
         if rates.shape != (W.shape[0],) or not np.all(np.isfinite(rates)) or (rates < 0).any():
@@ -370,14 +382,17 @@ def partition_network(weights, core_size=None, *, preset=None, rates=None, metho
     check_limits(W, limits)
     n, s = W.shape[0], limits["core_size"]
     rng = np.random.default_rng(seed)
+    if objective == "auto":
+        objective = "synapses" if np.count_nonzero(W) < 0.5 * n * n else "weight"
     if method == "random":
-        core = random_assignment(n, s, seed)
+        core, objective = random_assignment(n, s, seed), "nothing"
     else:
-        A = np.abs(W) + np.abs(W).T
+        M = (W != 0).astype(np.float64) if objective == "synapses" else np.abs(W)
+        A = M + M.T
         np.fill_diagonal(A, 0.0)  # a self-synapse is inside its core whatever the assignment
         core = np.zeros(n, dtype=np.int64)
         _assign(A, np.arange(n), _balanced_sizes(n, math.ceil(n / s)), core, 0, max(int(knn), 1), rng)
     totals, cores = partition_figures(W, core, rates)
     base = partition_figures(W, random_assignment(n, s, seed), rates)[0] if baseline else None
-    return Partition(core=core, core_size=s, method=method, totals=totals, cores=cores, baseline=base,
+    return Partition(core=core, core_size=s, method=method, objective=objective, totals=totals, cores=cores, baseline=base,
                      limits=limits)
