@@ -182,7 +182,7 @@ def cmd_constrain(args):
         bits = p_bits if bits is None else bits
         fan_in = p_fan_in if fan_in is None else fan_in
     out = constrain(model, bits=bits, fan_in=fan_in, sparsity=args.sparsity, dale=args.dale,
-                    refit=not args.round_only, seed=args.seed, progress=not args.quiet)
+                    refit=not args.round_only, seed=args.seed, steps=args.steps, progress=not args.quiet)
     out.save(args.output, force=args.force)
     h = out.meta["hardware"]
     limits = ", ".join(f"{k}={v}" for k, v in (("bits", bits), ("fan-in", fan_in), ("sparsity", args.sparsity),
@@ -308,6 +308,8 @@ def build_parser():
     s.add_argument("--preset", help="a chip's published limits (loihi, loihi2, xylo, spinnaker); "
                                     "--bits/--fan-in override its values")
     s.add_argument("--round-only", action="store_true", help="round and mask only, no quantisation-aware refit")
+    s.add_argument("--steps", type=_seed, default=300,
+                   help="gradient steps of the refit (default 300; 0: compensated rounding only)")
     s.add_argument("--seed", type=_seed, default=0)
     s.add_argument("-o", "--output", required=True, help="model file to write (.ddm)")
     s.add_argument("--force", action="store_true", help="overwrite an existing output")
