@@ -323,3 +323,23 @@ def test_polish_ends_where_no_swap_lowers_the_cut():
             swapped = part.copy()
             swapped[a], swapped[b] = False, True
             assert _cut(A, swapped) >= best - 1e-12
+
+
+def test_bad_mode_refused_before_partitioning(small_model, tmp_path, monkeypatch):
+    import exporters.graph.partition as partition
+
+    def fail(*args, **kwargs):
+        raise AssertionError("partitioned before checking the mode")
+
+    monkeypatch.setattr(partition, "partition_network", fail)
+    with pytest.raises(DDMError, match="spiking mode needs LIF"):
+        _export(small_model, tmp_path / "net.json", "json", mode="spiking", core_size=4)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_json_file_is_the_node_link_form(small_model, tmp_path):
+    from exporters.graph.build import graph_data, to_node_link
+
+    model = _with_w_perp(small_model)
+    out = _export(model, tmp_path / "net.json", "json")  # written edge by edge
+    assert json.loads(out.read_text()) == json.loads(json.dumps(to_node_link(graph_data(model))))

@@ -119,6 +119,15 @@ def mean_rates(model):
     return np.asarray(model.neuron.phi(x), dtype=np.float64).reshape(-1, model.n_neurons).mean(axis=0)
 
 
+def check_mode(model, mode):
+    """Refuse an unknown mode, and spiking mode for a model without LIF neurons."""
+    if mode not in MODES:
+        raise DDMError(f"graph export: unknown mode {mode!r} (supports: {', '.join(MODES)})")
+    if mode == "spiking" and model.neuron.name != "lif":
+        raise DDMError(f"spiking mode needs LIF neurons (this model has {model.neuron.name!r}; "
+                       "fit with --neuron lif)")
+
+
 def graph_data(model, mode="rate", core=None):
     """Describe ``model`` as :class:`GraphData` (see the module docstring for every attribute).
 
@@ -136,12 +145,8 @@ def graph_data(model, mode="rate", core=None):
     """
     from ddm_neuro.modelio import model_id
 
-    if mode not in MODES:
-        raise DDMError(f"graph export: unknown mode {mode!r} (supports: {', '.join(MODES)})")
+    check_mode(model, mode)
     lif = model.neuron.name == "lif"
-    if mode == "spiking" and not lif:
-        raise DDMError(f"spiking mode needs LIF neurons (this model has {model.neuron.name!r}; "
-                       "fit with --neuron lif)")
     W = model.weights()
     n, d, k = model.n_neurons, model.dim, model.n_inputs
     wp = None if model.w_perp is None else np.asarray(model.w_perp, dtype=np.float64)

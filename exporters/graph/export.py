@@ -29,10 +29,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
+
 from ddm_neuro.errors import DDMError
 from ddm_neuro.fileio import atomic_write, check_output
 
-from .build import graph_data, mean_rates, to_networkx, to_node_link
+from .build import GraphData, check_mode, graph_data, mean_rates, to_networkx, to_node_link
 
 FORMATS = ("graphml", "gexf", "json")
 #: Options the command line passes to every exporter that do not apply to a graph.
@@ -57,6 +59,28 @@ def _write_gexf(G, fh):
         meta = ET.SubElement(writer.xml, "meta")
     ET.SubElement(meta, "description").text = json.dumps(G.graph)
     writer.write(fh)
+
+
+def _write_json(data, fh, chunk=65536):
+    """Write :func:`~.build.to_node_link` of ``data`` to ``fh``, the edges in chunks (no list of N^2 dicts)."""
+    head = to_node_link(GraphData(data.graph, data.nodes, data.sources[:0], data.targets[:0], data.weights[:0],
+                                  None if data.w_perp is None else data.w_perp[:0]))
+    text = json.dumps(head)
+    fh.write(text[:text.rindex("[")].encode("utf-8") + b"[")  # up to the empty edge list
+    fmt = float.__repr__ if np.all(np.isfinite(data.weights)) and (
+        data.w_perp is None or np.all(np.isfinite(data.w_perp))) else json.dumps  # repr = json.dumps on finite floats
+    for start in range(0, len(data.weights), chunk):
+        stop = min(start + chunk, len(data.weights))
+        if data.w_perp is None:
+            parts = (f'{{"source": {s}, "target": {t}, "weight": {fmt(w)}}}' for s, t, w in
+                     zip(data.sources[start:stop].tolist(), data.targets[start:stop].tolist(),
+                         data.weights[start:stop].tolist()))
+        else:
+            parts = (f'{{"source": {s}, "target": {t}, "weight": {fmt(w)}, "w_perp": {fmt(p)}}}' for s, t, w, p in
+                     zip(data.sources[start:stop].tolist(), data.targets[start:stop].tolist(),
+                         data.weights[start:stop].tolist(), data.w_perp[start:stop].tolist()))
+        fh.write(((", " if start else "") + ", ".join(parts)).encode("utf-8"))
+    fh.write(b"]}")
 
 
 def export_graph(model, output, *, format="graphml", mode="rate", force=False, progress=True, core_size=None,
@@ -100,6 +124,7 @@ def export_graph(model, output, *, format="graphml", mode="rate", force=False, p
     if unknown:
         raise DDMError(f"export {format}: unknown option(s) {', '.join(unknown)} "
                        "(known: core_size, preset, objective, seed, knn)")
+    check_mode(model, mode)
     output = check_output(output, force)
     part = None
     if core_size is not None or preset is not None:
@@ -115,8 +140,7 @@ def export_graph(model, output, *, format="graphml", mode="rate", force=False, p
     if progress:
         print(f"export {format}: {model.n_neurons} neurons, {len(data.weights)} synapses -> {output}", flush=True)
     if format == "json":
-        text = json.dumps(to_node_link(data))
-        writer = lambda fh: fh.write(text.encode("utf-8"))  # noqa: E731
+        writer = lambda fh: _write_json(data, fh)  # noqa: E731
     else:
         import networkx as nx
 
