@@ -173,7 +173,7 @@ def test_cli_json_keys(small_model_path, capsys):
 
 def test_cli_report_folder_is_never_overwritten(small_model_path, tmp_path, capsys):
     rep = tmp_path / "rep"
-    args = ["analyze", str(small_model_path), "--report", str(rep), "--duration", "10", "--trials", "4", "--quiet"]
+    args = ["analyze", str(small_model_path), "--report", str(rep), "--duration", "5", "--trials", "4", "--quiet"]
     assert main(args) == 0
     names = sorted(p.name for p in rep.iterdir())
     assert names == ["analysis.json", "connectivity.png", "connectivity_fields.png", "drift_decomposition.png",
@@ -204,3 +204,17 @@ def test_bad_input_messages(small_model_path, well_model_path, capsys):
     assert main(["analyze", str(well_model_path), "--json", "--duration", "5", "--trials", "2", "--quiet"]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert "entropy_production_rate" not in doc and "network" in doc["connectivity"]
+
+
+def test_switching_on_an_input_driven_model():
+    memory = pytest.importorskip("ddm_neuro.memory")
+    sde = get_system("switch")
+    model = fit(sde, n_neurons=32, steps=0, seed=1, **SMALL)
+    r = analyze(model, sde, duration=16.0, trials=8, seed=2, switching=True).results
+    sw = r["switching"]
+    assert sw["protocol"]["n_pulses"] == 2 and sw["network"]["n"] == sw["target"]["n"] == 16
+    n = sw["network"]["n"]
+    k_net, k_tgt = (round(sw[key]["rate"] * n) for key in ("network", "target"))
+    _, _, score = memory.compare_proportions(k_net, n, k_tgt, n)
+    assert abs(score) < 4, sw
+    assert "entropy_production_rate" not in r  # 1-D: currents off without asking

@@ -72,7 +72,7 @@ def symmetric_counterpart(model, sde, progress=False):
 
 
 def analyze(model, sde=None, *, duration=100.0, trials=16, seed=0, symmetric=False, symmetric_model=None,
-            currents=None, switching=False, progress=False):
+            currents=None, switching=False, epr_degree=None, progress=False):
     """Decompose a fitted network: connectivity parts, drift split, entropy production.
 
     Parameters
@@ -95,6 +95,8 @@ def analyze(model, sde=None, *, duration=100.0, trials=16, seed=0, symmetric=Fal
         for d = 1; True on a 1-D system is an error.
     switching : bool
         Success rate of cue pulses (input-driven models only, :mod:`ddm_neuro.memory`).
+    epr_degree : int, optional
+        Degree of the entropy-production basis (default :func:`.entropy.degree_for`).
     progress : bool
 
     Returns
@@ -146,7 +148,7 @@ def analyze(model, sde=None, *, duration=100.0, trials=16, seed=0, symmetric=Fal
                                 "max_asymmetry": float(np.abs(symmetric_model.weights()
                                                               - symmetric_model.weights().T).max())}
     if currents:
-        _currents(res, data, model, sde, run_a, duration, trials, (s_b, s_net, s_sym), rng, progress)
+        _currents(res, data, model, sde, run_a, duration, trials, (s_b, s_net, s_sym), rng, progress, epr_degree)
     elif d == 1:
         res["notes"].append("currents off: a 1-D system is in detailed balance (no probability current)")
     if switching:
@@ -154,7 +156,7 @@ def analyze(model, sde=None, *, duration=100.0, trials=16, seed=0, symmetric=Fal
     return Analysis(res, data)
 
 
-def _currents(res, data, model, sde, run_a, duration, trials, seeds, rng, progress):
+def _currents(res, data, model, sde, run_a, duration, trials, seeds, rng, progress, degree):
     """Entropy production, rotation and the reversible/irreversible split (fills ``res`` and ``data``)."""
     s_b, s_net, s_sym = seeds
     from ..backends import get_backend
@@ -172,7 +174,7 @@ def _currents(res, data, model, sde, run_a, duration, trials, seeds, rng, progre
         runs["symmetric_fit"], lost = _run_network(sym, duration, trials, s_sym, progress, "symmetric fit")
         if lost:
             res["notes"].append(f"symmetric fit: {lost} of {trials} trial(s) diverged and were left out")
-    basis = entropy.make_basis(run_a.z)
+    basis = entropy.make_basis(run_a.z, degree)
     mu = run_a.z.reshape(-1, sde.dim).mean(0)
     stats = {k: entropy.run_statistics(z, dt, basis, mu) for k, z in runs.items()}
     a, b = stats["target_a"], stats["target_b"]
@@ -185,7 +187,7 @@ def _currents(res, data, model, sde, run_a, duration, trials, seeds, rng, progre
            "network": stats["network"]["entropy_production"],
            "network_stderr": stats["network"]["entropy_production_stderr"],
            "closed_form": entropy.closed_form_epr(sde) if not sde.n_inputs else None,
-           "n_basis": len(basis)}
+           "n_basis": len(basis), "basis_degree": max(sum(p) for p in basis.powers)}
     if "symmetric_fit" in stats:
         epr["symmetric_fit"] = stats["symmetric_fit"]["entropy_production"]
         epr["symmetric_fit_stderr"] = stats["symmetric_fit"]["entropy_production_stderr"]
@@ -232,7 +234,7 @@ def _switching(model, sde, duration, trials, seed, progress):
                        "a switching analysis needs two or more")
     lo, hi = (np.array([sde.input_range[k][i] for k in sde.inputs]) for i in (0, 1))
     amplitude = float(np.max(np.abs(np.concatenate([lo, hi]))))
-    width, gap = 1.0, 4.0
+    width, gap = 2.0, 4.0  # SDE time units; long enough for the built-in switch to cross
     n_pulses = max(1, int((duration - gap) // (width + gap)))
     proto = memory.cue_protocol(n_pulses, amplitude, width, gap, seed=rng, n_inputs=model.n_inputs)
     from ..backends import get_backend
