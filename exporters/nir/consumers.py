@@ -86,10 +86,14 @@ class _HostNoise:
     """Per-step noise current into node ``lif`` (see :mod:`.export`)."""
 
     def __init__(self, net, trials, gen, enabled, dtype):
-        w = torch.as_tensor(np.asarray(net.graph.nodes["recurrent"].weight, dtype=np.float64), dtype=dtype)
-        amp = torch.as_tensor(np.sqrt(net.host_sigma2 * net.dt), dtype=dtype)
-        self.private = enabled and bool(torch.any(amp > 0))
-        self.w_amp = (w * amp).T.contiguous()                  # (N, N): xi @ (W diag(amp))^T
+        # recurrent.weight @ (amp * xi), through a rank factorisation of W diag(amp) (W = E K has rank d:
+        # O(N d) per step instead of O(N^2); exact up to rounding)
+        wa = np.asarray(net.graph.nodes["recurrent"].weight, dtype=np.float64) * np.sqrt(net.host_sigma2 * net.dt)
+        self.private = enabled and bool(np.any(wa != 0))
+        U, sv, Vt = np.linalg.svd(wa, full_matrices=False)
+        r = max(1, int(np.sum(sv > 1e-7 * sv[0]))) if sv[0] > 0 else 1
+        self.right = torch.as_tensor(Vt[:r].T * sv[:r], dtype=dtype)   # xi @ right @ left = xi @ (W diag(amp))^T
+        self.left = torch.as_tensor(U[:, :r].T, dtype=dtype)
         lat = torch.as_tensor(net.host_latent, dtype=dtype)
         self.latent = lat.T.contiguous() if enabled and bool(torch.any(lat != 0)) else None
         self.shape, self.d, self.gen, self.dtype = (trials, net.n_neurons), net.dim, gen, dtype
@@ -101,7 +105,7 @@ class _HostNoise:
     def __call__(self):
         J = 0.0
         if self.private:
-            J = torch.randn(self.shape, generator=self.gen, dtype=self.dtype) @ self.w_amp
+            J = (torch.randn(self.shape, generator=self.gen, dtype=self.dtype) @ self.right) @ self.left
         if self.latent is not None:
             J = J + torch.randn((self.shape[0], self.d), generator=self.gen, dtype=self.dtype) @ self.latent
         return J
@@ -184,7 +188,7 @@ def run_norse(path, duration, *, dt=None, record_dt=None, trials=1, seed=None, n
     from norse.torch.functional.leaky_integrator_box import LIBoxState
     from norse.torch.functional.lif_box import LIFBoxFeedForwardState
 
-    t = lambda a: torch.as_tensor(np.asarray(a), dtype=dtype)  # noqa: E731
+    t = lambda a: torch.as_tensor(np.array(a), dtype=dtype)  # noqa: E731  (a copy: broadcast views are read-only)
     state = GraphExecutorState(state={"lif": ((LIBoxState(v=t(I0)), LIFBoxFeedForwardState(v=t(v0))),)},
                                cache={"recurrent": torch.zeros(trials, net.n_neurons, dtype=dtype)})
     x_in = t(np.broadcast_to(u_graph, (trials, net.n_inputs)))
@@ -258,7 +262,7 @@ def run_snntorch(path, duration, *, dt=None, record_dt=None, trials=1, seed=None
                        f"(got {type(neuron).__name__}, {type(affine).__name__})")
     dtype = torch.float32
     host = _HostNoise(net, trials, gen, noise, dtype)
-    t = lambda a: torch.as_tensor(np.asarray(a), dtype=dtype)  # noqa: E731
+    t = lambda a: torch.as_tensor(np.array(a), dtype=dtype)  # noqa: E731  (a copy: broadcast views are read-only)
     syn, mem = t(I0), t(v0)
     spk = torch.zeros(trials, net.n_neurons, dtype=dtype)
     x_in = t(np.broadcast_to(u_graph, (trials, net.n_inputs)))

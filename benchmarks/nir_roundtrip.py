@@ -1,0 +1,100 @@
+"""Issue 6: the NIR round trip through a third-party simulator, verified against the target SDE.
+
+For Lorenz (noise 1.0) and the double well (c = 1), a spiking LIF model with
+no refractory period (``tau_ref = 0``, NIR's CubaLIF has none) is fitted,
+exported with ``exporters.nir`` (dt = 1e-4 s), loaded by Norse's ``from_nir``
+(and, with ``--consumers norse,snntorch``, by snnTorch's NIR converters),
+simulated there with the host noise the file's metadata asks for, read back
+as a Trajectory and verified with :func:`ddm_neuro.verify.verify`. Printed:
+fit errors, the host noise, every metric's value / baseline / threshold /
+pass, the mean firing rate and the wall time.
+
+    OMP_NUM_THREADS=1 python benchmarks/nir_roundtrip.py [--systems lorenz,double_well]
+        [--n 1000] [--consumers norse] [--lorenz 8x30] [--double-well 8x100] [--models DIR]
+
+``--models DIR`` keeps the fitted models (``DIR/<system>_<N>.ddm``) and reuses them.
+"""
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ddm_neuro.fit import fit
+from ddm_neuro.network import LatentRNN
+from ddm_neuro.systems import get_system
+from ddm_neuro.verify import verify
+from exporters.nir.consumers import run_norse, run_snntorch
+from exporters.nir.export import export
+from exporters.nir.layout import read_network
+
+SYSTEMS = {"lorenz": lambda: get_system("lorenz", noise=1.0), "double_well": lambda: get_system("double_well", c=1.0)}
+CONSUMERS = {"norse": run_norse, "snntorch": run_snntorch}
+NEURON = {"name": "lif", "tau_ref": 0.0, "max_rates": (200.0, 400.0)}
+
+
+def _shape(text):
+    trials, duration = text.lower().split("x")
+    return int(trials), float(duration)
+
+
+def get_model(name, n, models):
+    path = Path(models) / f"{name}_{n}.ddm" if models else None
+    if path is not None and path.exists():
+        return LatentRNN.load(path), 0.0
+    t0 = time.perf_counter()
+    model = fit(SYSTEMS[name](), n_neurons=n, neuron=NEURON, seed=0, progress=False)
+    if path is not None:
+        model.save(path)
+    return model, time.perf_counter() - t0
+
+
+def run_case(name, n, trials, duration, consumers, models, workdir):
+    sde = SYSTEMS[name]()
+    model, fit_s = get_model(name, n, models)
+    f = model.meta["fit"]
+    path = export(model, Path(workdir) / f"{name}_{n}.nir", force=True, progress=False)
+    net = read_network(path)
+    print(f"\n### {name}: N = {n}, LIF tau_ref = 0, T = {model.time_scale:.4g} s per SDE unit, fit "
+          f"{fit_s:.0f} s (0: cached), drift error {100 * f['drift_error']:.3f} %, diffusion error "
+          f"{100 * f['diffusion_error']:.3f} %; NIR dt = {net.dt:g} s; host noise sigma2 mean "
+          f"{net.host_sigma2.mean():.4g} Hz (model private {model.noise_const.mean():.4g} Hz), shared top-up "
+          f"{'yes' if np.any(net.host_latent) else 'none'}; {trials} trials x {duration:g} SDE units "
+          f"({duration * model.time_scale:.3g} s network time, {int(round(duration * model.time_scale / net.dt))} "
+          f"steps)", flush=True)
+    results = {}
+    for consumer in consumers:
+        t0 = time.perf_counter()
+        traj = CONSUMERS[consumer](path, duration, trials=trials, seed=11, noise=True)
+        wall = time.perf_counter() - t0
+        rep = verify(sde, traj, model_drift=model.latent_drift, seed=5)
+        results[consumer] = rep
+        print(f"  {consumer}: {'PASS' if rep.passed else 'FAIL'}; simulated in {wall:.0f} s, mean rate "
+              f"{traj.meta['mean_rate_hz']:.1f} Hz, diverged trials {traj.meta['diverged_trials']}", flush=True)
+        print(f"    {'metric':22s}{'value':>12s}{'baseline':>12s}{'threshold':>12s}  pass")
+        for m, x in rep.metrics.items():
+            print(f"    {m:22s}{x['value']:12.4g}{x['baseline']:12.4g}{x['threshold']:12.4g}  "
+                  f"{'yes' if x['passed'] else 'NO'}", flush=True)
+    return results
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--systems", default="lorenz,double_well")
+    ap.add_argument("--n", type=int, default=1000)
+    ap.add_argument("--consumers", default="norse")
+    ap.add_argument("--lorenz", type=_shape, default=(8, 30.0), help="TRIALSxDURATION (default 8x30)")
+    ap.add_argument("--double-well", type=_shape, default=(8, 100.0), help="TRIALSxDURATION (default 8x100)")
+    ap.add_argument("--models", help="folder to keep and reuse fitted models")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(1)
+    shapes = {"lorenz": args.lorenz, "double_well": args.double_well}
+    with tempfile.TemporaryDirectory() as work:
+        for name in args.systems.split(","):
+            run_case(name, args.n, *shapes[name], args.consumers.split(","), args.models, work)
+
+
+if __name__ == "__main__":
+    main()
