@@ -29,6 +29,8 @@ def model_id(model):
     h = hashlib.sha256()
     for name in ARRAYS:
         h.update(np.ascontiguousarray(getattr(model, name), dtype=np.float64).tobytes())
+    if model.w_perp is not None:  # absent: the same id as before W_perp existed
+        h.update(np.ascontiguousarray(model.w_perp, dtype=np.float64).tobytes())
     return h.hexdigest()[:12]
 
 

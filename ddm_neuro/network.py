@@ -23,8 +23,10 @@ latent subspace: ``x_perp`` relaxes deterministically (rate ``1/tau``) to
 ``b + B u``. The input also has a feed-forward path, ``tau B du/dt`` (a step
 in u moves ``x`` by ``B du`` at once), so ``x_perp`` sits at ``b + B u(t)``
 and the latent sees the input without a lag of tau. ``W_perp`` (never set
-by the fit) would act on the noisy outputs too and is then not covered by
-:meth:`LatentRNN.latent_cov`. So the latent process is exactly an Itô SDE with drift
+by the fit; hardware constraints, :mod:`ddm_neuro.hardware`, make one) moves
+``x_perp`` to a fixed point that depends on ``y`` (:meth:`LatentRNN.settle`,
+used by :meth:`LatentRNN.neuron_inputs`) and acts on the noisy outputs too,
+which is then not covered by :meth:`LatentRNN.latent_cov`. So the latent process is exactly an Itô SDE with drift
 ``f_net(z) = T S (-y + K phi(x)) / tau`` and covariance per SDE time unit
 ``T S (K Sigma^2 K^T / tau^2 + L L^T) S``.
 
@@ -155,9 +157,36 @@ class LatentRNN:
         return drive - (drive @ self.readout.T) @ self.encoders.T
 
     def neuron_inputs(self, z, u=None, perp=None):
-        """Neuron inputs ``x = E y + x_perp*`` (+ ``perp``) at latent states z, (..., N)."""
+        """Neuron inputs ``x = E y + x_perp*`` (+ ``perp``) at latent states z, (..., N).
+
+        With ``W_perp``, ``x_perp*`` is the off-subspace fixed point at each ``y``,
+        ``x_perp* = P (b + B u) + W_perp phi(E y + x_perp*)`` (see :meth:`settle`).
+        """
         x = self.to_latent(z) @ self.encoders.T + self.rest_inputs(u)
+        if self.w_perp is not None:
+            x = self.settle(x)[0]
         return x if perp is None else x + perp
+
+    def settle(self, x, tol=1e-9, max_iter=500):
+        """Move ``x`` off the subspace to ``x + v`` with ``v = W_perp phi(x + v)``; ``(x + v, converged)``.
+
+        Damped fixed-point iteration (``v <- (v + W_perp phi(x + v)) / 2``
+        after 50 plain steps): it converges wherever the off-subspace dynamics
+        ``tau dv = (-v + W_perp phi(x + v)) dt`` are locally stable.
+        """
+        if self.w_perp is None:
+            return x, True
+        v = np.zeros_like(x)
+        step = 1.0
+        for it in range(max_iter):
+            new = self.neuron.phi(x + v) @ self.w_perp.T
+            change = np.max(np.abs(new - v), initial=0.0)
+            v = v + step * (new - v)
+            if change <= tol * (1.0 + np.max(np.abs(v), initial=0.0)):
+                return x + v, True
+            if it == 50:
+                step = 0.5
+        return x + v, False
 
     def noise_var(self, x):
         """Private output-noise intensities ``sigma^2(x)`` (..., N)."""
