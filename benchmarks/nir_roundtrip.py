@@ -1,6 +1,6 @@
 """Issue 6: the NIR round trip through a third-party simulator, verified against the target SDE.
 
-For Lorenz (noise 1.0) and the double well (c = 1), a spiking LIF model with
+For Lorenz (noise 1.0) and the double well (built-in default, additive noise), a spiking LIF model with
 no refractory period (``tau_ref = 0``, NIR's CubaLIF has none) is fitted,
 exported with ``exporters.nir`` (dt = 1e-4 s), loaded by Norse's ``from_nir``
 (and, with ``--consumers norse,snntorch``, by snnTorch's NIR converters),
@@ -30,7 +30,7 @@ from exporters.nir.consumers import run_norse, run_snntorch
 from exporters.nir.export import export
 from exporters.nir.layout import read_network
 
-SYSTEMS = {"lorenz": lambda: get_system("lorenz", noise=1.0), "double_well": lambda: get_system("double_well", c=1.0)}
+SYSTEMS = {"lorenz": lambda: get_system("lorenz", noise=1.0), "double_well": lambda: get_system("double_well")}
 CONSUMERS = {"norse": run_norse, "snntorch": run_snntorch}
 NEURON = {"name": "lif", "tau_ref": 0.0, "max_rates": (200.0, 400.0)}
 

@@ -233,3 +233,27 @@ def test_host_noise_current_has_the_models_latent_diffusion(model, nir_path):
     # the host noise is the model's private intensity minus what regular spikes supply (small)
     assert np.all(net.host_sigma2 <= model.noise_const * (1 + 1e-12))
     assert net.host_sigma2.mean() > 0.9 * model.noise_const.mean()
+
+
+def test_simulate_backend_runs_the_model_through_nir(model):
+    from exporters.nir.backend import make_simulate
+
+    run = make_simulate("norse")
+    h = SNNTORCH_DT / model.time_scale
+    tr = run(model, 50 * h, trials=2, seed=1, record_dt=10 * h)
+    assert tr.meta["backend"] == "norse" and tr.meta["noise"] == "host" and tr.z.shape == (2, 6, model.dim)
+    with pytest.raises(DDMError, match="spiking network only"):
+        run(model, 0.1, mode="rate")
+    with pytest.raises(DDMError, match="no inputs"):
+        run(model, 0.1, u=[1.0])
+
+
+@pytest.mark.slow
+def test_norse_round_trip_passes_verify(model, nir_path):
+    """OU through NIR and Norse with the host noise: the verifier (baselines from the target SDE) passes."""
+    from ddm_neuro.verify import verify
+    from exporters.nir.consumers import run_norse
+
+    tr = run_norse(nir_path, 100.0, trials=4, seed=3)
+    rep = verify(model.sde(), tr, model_drift=model.latent_drift, seed=1)
+    assert rep.passed, {k: v for k, v in rep.metrics.items() if not v["passed"]}
