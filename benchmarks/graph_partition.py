@@ -15,10 +15,12 @@ for an N = ``--export-n`` model, and the JSON load time.
 
     python benchmarks/graph_partition.py                      # N = 2048, ~2-3 min on one core
     python benchmarks/graph_partition.py --model lorenz.ddm   # an existing model
+    python benchmarks/graph_partition.py --n 256 --memory     # quick; with the exports' peak memory
 """
 import argparse
 import tempfile
 import time
+import tracemalloc
 from pathlib import Path
 
 import numpy as np
@@ -57,6 +59,7 @@ def main():
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--fan-in", type=int, default=64, help="inputs kept per neuron in the sparsified W")
     ap.add_argument("--export-n", type=int, default=512, help="model size for the export costs (0: skip)")
+    ap.add_argument("--memory", action="store_true", help="also measure the exports' peak Python memory")
     args = ap.parse_args()
 
     if args.model:
@@ -93,7 +96,13 @@ def main():
                 t0 = time.perf_counter()
                 out = export_graph(small, Path(tmp) / f"net.{fmt}", format=fmt, progress=False)
                 seconds = time.perf_counter() - t0
-                print(f"  {fmt:<8} {seconds:6.1f} s  {out.stat().st_size / 1e6:7.1f} MB")
+                text = f"  {fmt:<8} {seconds:6.1f} s  {out.stat().st_size / 1e6:7.1f} MB file"
+                if args.memory:  # a second export under tracemalloc (several times slower)
+                    tracemalloc.start()
+                    export_graph(small, out, format=fmt, progress=False, force=True)
+                    text += f"  {tracemalloc.get_traced_memory()[1] / 1e6:7.0f} MB peak Python memory"
+                    tracemalloc.stop()
+                print(text)
             t0 = time.perf_counter()
             load_graph_json(Path(tmp) / "net.json")
             print(f"  load_graph_json {time.perf_counter() - t0:.1f} s")
