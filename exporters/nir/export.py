@@ -23,7 +23,9 @@ spike as the value 1 for one step (a pulse of area ``dt``, not a delta of area
 and snnTorch 1.0 (``import_from_nir``, ``RSynaptic``) fixes ``dt = 1e-4`` s,
 requires ``r = tau_mem/dt`` and computes ``I <- (1 - dt/tau_syn) I + S'``,
 ``v <- (1 - dt/tau_mem) v + I`` with ``S' = w_in dt/tau_syn S`` (it refuses
-other ``r``; other ``w_in`` it folds into the threshold). A file is therefore
+other ``r``; other ``w_in`` it folds into the threshold; its reset to zero
+takes effect one step after the spike, like a refractory period of one step).
+A file is therefore
 written **for one step dt** (default 1e-4 s, the only one snnTorch runs;
 ``metadata["dt"]``), with::
 
@@ -193,7 +195,10 @@ def build_graph(model, dt=SNNTORCH_DT, fano="regular", noise=True):
 
 
 def init_current(model, dt):
-    """``(N, d + 1 + k)`` matrix ``M`` with ``I0 = M @ [z0, 1, u0]``: ``I = (dt/tau_m) (E (z0 - c)/S + P (b + B u0))``."""
+    """The ``(N, d + 1 + k)`` matrix ``M`` with ``I0 = M @ [z0, 1, u0]``.
+
+    ``I0 = (dt/tau_m) (E (z0 - c)/S + P (b + B u0))``, ``P = I - E D``: the latent at z0, the rest at rest.
+    """
     E, D = model.encoders, model.readout
     B = model.input_weights.reshape(model.n_neurons, model.n_inputs)
     cols = [E / model.scale, (model.bias - E @ (D @ model.bias) - E @ (model.center / model.scale))[:, None],

@@ -105,7 +105,8 @@ def read_network(path):
     try:
         graph = nir.read(path)
     except Exception as exc:  # h5py, KeyError, ValueError, ...: all mean "not a readable NIR file"
-        _fail(path, f"not a readable NIR file ({type(exc).__name__}: {str(exc).splitlines()[0][:120] if str(exc) else ''})")
+        text = str(exc).splitlines()[0][:120] if str(exc) else ""
+        _fail(path, f"not a readable NIR file ({type(exc).__name__}: {text})")
     found = {name: type(node).__name__ for name, node in graph.nodes.items()}
     if found != NODES:
         missing = sorted(set(NODES) - set(found))
