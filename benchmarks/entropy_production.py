@@ -79,6 +79,12 @@ def run(system, n, duration, trials, seed, steps, fit_size):
             line += f"{c[0]:>10.4g} ± {c[1]:<5.2g}{c[2]:>10.3f}{c[3]:>12d}"
         print(line)
     if cyc:
+        from ddm_neuro.memory import risken_current
+
+        p = sde.parameters
+        J = risken_current(lambda th: p["omega"] - p["a"] * np.sin(p["K"] * th), p["sigma"] ** 2 / 2)
+        print(f"   reference, radius pinned at 1 (Risken): cycle rate J = {J:.4g}, EPR = 4 pi omega J / sigma^2 = "
+              f"{4 * np.pi * p['omega'] * J / p['sigma'] ** 2:.4g} (approximate: the radius fluctuates)")
         c = cyc["target_b"]
         print(f"   (target B cycle rate {c[0]:.4g} ± {c[1]:.2g}; target row = mean of A and B for EPR and rotation, "
               "run A for cycling)")

@@ -144,10 +144,30 @@ def test_symmetric_fit_is_symmetric_and_does_not_cycle(rot_models, rot_analysis)
     r = rot_analysis.results
     e, rot = r["entropy_production_rate"], r["rotation"]
     assert e["network"] - e["symmetric_fit"] > 4 * np.hypot(e["network_stderr"], e["symmetric_fit_stderr"]), e
-    assert e["symmetric_fit"] < 0.1 * e["network"], e
+    assert e["symmetric_fit"] < 0.25 * e["network"], e  # "far below": a non-normal real drift leaves some
     assert abs(rot["symmetric_fit"][0]) < 4 * rot["symmetric_fit_stderr"][0] + 0.1 * abs(rot["network"][0]), rot
     assert r["connectivity"]["symmetric_fit"]["asymmetry"] < 1e-6
     assert r["connectivity"]["network"]["asymmetry"] > 0.1
+
+
+def _winding(model, duration=5.0):
+    """Total angle (rad) the noise-free latent turns around its end point, from three starts."""
+    from ddm_neuro.simulate import simulate_network
+
+    z0 = np.array([[2.0, 0.0], [0.0, -2.0], [-1.5, 1.5]])
+    v = simulate_network(model, duration, trials=3, z0=z0, noise=False, seed=0).z
+    v = v - v[:, -1:, :]
+    theta = np.unwrap(np.arctan2(v[..., 1], v[..., 0]), axis=1)
+    far = np.linalg.norm(v, axis=-1) > 1e-3 * np.linalg.norm(v[:, :1], axis=-1)  # before the angle is rounding
+    return np.array([abs(t[k][-1] - t[k][0]) for t, k in zip(theta, far)])
+
+
+def test_symmetric_fit_cannot_cycle(rot_models):
+    """Noise-free: the ordinary fit turns w t (~2 rad per time unit) until it has decayed; the symmetric
+    one (Jacobian -I + M E^T phi' E, real spectrum) never completes half a turn."""
+    _, net, sym = rot_models
+    assert np.all(_winding(net) > 2 * np.pi)
+    assert np.all(_winding(sym) < np.pi)
 
 
 def test_analyze_refuses_bad_settings(small_model):
@@ -218,3 +238,23 @@ def test_switching_on_an_input_driven_model():
     _, _, score = memory.compare_proportions(k_net, n, k_tgt, n)
     assert abs(score) < 4, sw
     assert "entropy_production_rate" not in r  # 1-D: currents off without asking
+
+
+@pytest.mark.slow
+def test_example_runs_quick(tmp_path, capsys):
+    """examples/decompositions.py --quick: fits, analyses, writes the report and prints the EPR table."""
+    import runpy
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "examples" / "decompositions.py"
+    argv = sys.argv
+    sys.argv = [str(script), "--out", str(tmp_path / "dec"), "--quick"]
+    try:
+        with pytest.raises(SystemExit) as exc:
+            runpy.run_path(str(script), run_name="__main__")
+    finally:
+        sys.argv = argv
+    assert exc.value.code == 0
+    assert "entropy production rate" in capsys.readouterr().out
+    assert (tmp_path / "dec" / "analysis.json").is_file()

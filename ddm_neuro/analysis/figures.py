@@ -143,9 +143,13 @@ def _fields(analysis):
     fig, axes = plt.subplots(len(models), 2, figsize=(9, 4.2 * len(models)), squeeze=False)
     for r, (name, model) in enumerate(models):
         parts = drift_contributions(model, pts)
+        top = max(float(np.abs(v).max()) for v in parts.values())
         for c, p in enumerate(("symmetric", "antisymmetric")):
             ax = axes[r, c]
-            _stream(ax, xs, ys, parts[p], a, b, mask, COLORS[name])
+            if np.abs(parts[p]).max() <= 1e-9 * top:  # W_a of a symmetric W: rounding noise only
+                ax.text(0.5, 0.5, f"W_{p[0]} = 0", transform=ax.transAxes, ha="center", va="center")
+            else:
+                _stream(ax, xs, ys, parts[p], a, b, mask, COLORS[name])
             ax.plot(states[:2000, a], states[:2000, b], ".", ms=1, color="0.75", zorder=0)
             ax.set_xlabel(names[a]), ax.set_ylabel(names[b])
             ax.set_title(f"{LABELS[name]}: drift from W_{p[0]}{_slice_note(analysis, a, b)}", fontsize=9)
