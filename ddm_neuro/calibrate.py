@@ -1,0 +1,389 @@
+r"""Drift-diffusion matching of the *spiking* network: calibration in the loop.
+
+A rate fit is not enough for a spiking network (issue 5). The rate model's
+latent obeys ``tau dy = (-y + K phi(x)) dt``; the spiking network's obeys
+exactly ``tau dy = (-y + K s(t)) dt`` (plus injected noise), and the spike
+trains ``s`` are not ``phi(x)``: a neuron's membrane filters its input,
+regular firing locks to the input's changes, and the rate curve a simulator
+realises at its step may differ from the analytic one. On Lorenz (N = 2000,
+LIF, noise-free) the rate network stays chaotic while the spiking one spirals
+into C+ within ten time units (``benchmarks/spiking_lorenz.py``).
+
+**Estimator** (:func:`bin_errors`, any back end, no spikes needed). Over a
+window ``[t_a, t_b]`` of the recorded path the latent equation holds exactly::
+
+    tau (y_b - y_a) / (t_b - t_a) = mean over the window of (K s - y)
+
+so ``tau (dy/L - mean f_y)``, with ``f_y`` averaged along the same path by
+the trapezoid rule, is the window average of ``K s - y - tau f_y``: the
+network's drift error, without the finite-lag bias of increments compared
+with the drift at one point. Spike noise of regularly firing neurons is a
+bounded jitter, so its share falls as 1/L; windows of ``2 tau`` are used.
+Regressed on a polynomial basis of the window's mean state
+(:func:`drift_residual`), ``T S e(z) / tau`` is the network's drift minus the
+target's in SDE units; its RMS over the target's attractor relative to
+``rms |f|`` is the **systematic drift error** (:func:`systematic_drift_error`).
+An Euler-integrated network's own O(h) discretisation error is part of what
+it measures (it is part of how that network behaves).
+
+**Refit** (:func:`calibrate_spiking`). Each round simulates the current
+spiking network with recorded spikes, measures the rate curve its neurons
+realise (:func:`effective_rate`: spikes counted over windows against
+``integral phi(x(t)) dt``, pooled over neurons by predicted rate — all neurons
+share one normalised LIF curve), and re-solves the decoders (ridge, the
+fit's lambda; encoders, gains and biases kept) with that curve, on training
+states mixing the target's (with the fit's margins) and the spiking
+network's. It stops when the measured error no longer falls, keeping the
+best round; the noise is refitted for the new decoders.
+
+**What it achieves (measured, ``benchmarks/spiking_lorenz.py``; see
+``benchmarks/RESULTS_spiking.md``).** On deterministic Lorenz with N = 2000
+the systematic error falls only from about 8.8 % to 8.1 %, and the network
+still collapses: the realised rate curve is not the main cause. Spikes lag
+``phi(x(t))`` by 1–3 ms, and the spiral around C+ decays in the spiking
+network (growth -0.05 per time unit, bimodal over membrane phases: -0.18 or
++0.07) where the target grows at 0.094 and the rate network at 0.17. A
+calibration that targets the spiral's growth (the network's linearisation
+at C±) is the next step.
+
+Use the same simulator and step for calibration and for the runs it is meant
+for (``meta["spiking_calibration"]`` records them).
+"""
+from __future__ import annotations
+
+import copy
+import math
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from . import ridge
+from .errors import DDMError
+from .noisefit import fit_noise, target_latent_cov
+from .sampling import training_states, visited_states
+from .verify.basis import PolyBasis
+
+
+def default_degree(d):
+    """Polynomial degree of the error regression: 5 (d = 1), 4 (d = 2), 3 (d >= 3)."""
+    return {1: 5, 2: 4}.get(d, 3)
+
+
+def _u_at(model, traj, times):
+    """Inputs at ``times`` (SDE units) from the trajectory's recorded input signal, or None."""
+    spec = traj.meta.get("input")
+    if not model.n_inputs:
+        return None
+    if spec is None:
+        return np.zeros((len(times), model.n_inputs))
+    from .inputs import InputSignal
+
+    return np.asarray(InputSignal.from_dict(spec).at(times), dtype=np.float64).reshape(len(times), -1)
+
+
+def bin_errors(model, sde, traj, lag=None):
+    """Per window of ``lag``: the mean state over it and the latent drift error averaged over it.
+
+    Parameters
+    ----------
+    model : LatentRNN
+    sde : SDE
+        The target.
+    traj : Trajectory
+        A run of the network (any back end; spikes are not needed).
+    lag : int, optional
+        Window length in recording steps (default :func:`default_lag`).
+
+    Returns
+    -------
+    zm : ndarray (M, d)
+        Mean state over each window (all trials).
+    e : ndarray (M, d)
+        ``tau (dy / L - mean f_y)`` over the window, ``y`` units: the window
+        average of ``K s - y - tau f_y``.
+    """
+    trials, n, d = traj.z.shape
+    k = default_lag(model, traj) if lag is None else int(lag)
+    if k < 1 or n <= k:
+        raise DDMError(f"calibration run too short: {n} samples for windows of {k}")
+    u = _u_at(model, traj, traj.t)
+    fz = sde.drift(traj.z.reshape(-1, d), None if u is None else np.tile(u, (trials, 1))).reshape(trials, n, d)
+    m = (n - 1) // k
+    idx = np.arange(m) * k
+    cs_f = np.concatenate([np.zeros((trials, 1, d)), np.cumsum(0.5 * (fz[:, 1:] + fz[:, :-1]), axis=1)], axis=1)
+    cs_z = np.concatenate([np.zeros((trials, 1, d)), np.cumsum(0.5 * (traj.z[:, 1:] + traj.z[:, :-1]), axis=1)],
+                          axis=1)
+    L = k * traj.dt
+    mean_f = (cs_f[:, idx + k] - cs_f[:, idx]) / k
+    zm = (cs_z[:, idx + k] - cs_z[:, idx]) / k
+    dz = (traj.z[:, idx + k] - traj.z[:, idx]) / L
+    e = (dz - mean_f) * (model.tau / (model.scale * model.time_scale))
+    return zm.reshape(-1, d), e.reshape(-1, d)
+
+
+def default_lag(model, traj):
+    """Window of the error estimate: about ``2 tau`` of network time, at least one recording step.
+
+    Spike noise of regularly firing neurons is a bounded jitter, so the
+    estimate's noise falls as 1/L; the drift error is compared along the same
+    path, so a window longer than the recording step adds no finite-lag bias
+    (it only smooths ``e(z)`` along the path).
+    """
+    return max(1, int(round(2 * model.tau / (traj.dt * model.time_scale))))
+
+
+class DriftResidual:
+    """A polynomial fit ``e(z) = psi(z) C`` of the spiking network's latent drift error (``y`` units).
+
+    Attributes
+    ----------
+    basis : PolyBasis
+    coef : ndarray (n_basis, d)
+    se : ndarray (n_basis, d)
+        Standard errors of the coefficients (from the residuals, bins treated
+        as independent; an underestimate where errors are correlated over bins).
+    """
+
+    def __init__(self, basis, coef, se):
+        self.basis, self.coef, self.se = basis, coef, se
+
+    def __call__(self, z):
+        return self.basis(z) @ self.coef
+
+
+def drift_residual(model, sde, traj, degree=None, lag=None):
+    """Regress the windowed latent drift error of a run (:func:`bin_errors`) on a polynomial basis.
+
+    Returns
+    -------
+    DriftResidual
+    """
+    z0, e = bin_errors(model, sde, traj, lag)
+    keep = np.isfinite(z0).all(1) & np.isfinite(e).all(1)
+    z0, e = z0[keep], e[keep]
+    basis = PolyBasis.fit_to(z0, default_degree(model.dim) if degree is None else degree)
+    P = basis(z0)
+    if len(P) < 4 * P.shape[1]:
+        raise DDMError(f"calibration run too short: {len(P)} bins for {P.shape[1]} basis functions")
+    coef, *_ = np.linalg.lstsq(P, e, rcond=None)
+    res = e - P @ coef
+    cov = np.linalg.pinv(P.T @ P)
+    se = np.sqrt(np.outer(np.diag(cov), (res ** 2).mean(0)))
+    return DriftResidual(basis, coef, se)
+
+
+def systematic_drift_error(model, sde, residual, z):
+    """RMS of the spiking network's drift error ``T S e(z) / tau`` over states ``z``, relative to ``rms |f|``."""
+    err = residual(z) * (model.scale * model.time_scale / model.tau)
+    f = sde.drift(z, np.zeros((len(z), model.n_inputs)) if model.n_inputs else None)
+    return float(math.sqrt((err ** 2).sum(1).mean() / (f ** 2).sum(1).mean()))
+
+
+def _training(model, sde, visited, n, rng):
+    """Training states: the target's (with the fit's margins) and the spiking network's visited states."""
+    z_vis, u_vis, _ = visited_states(sde, rng, trials=16, records=1000, batches=2)
+    n_spk = min(len(visited), n // 4)
+    sample = training_states(z_vis, u_vis, sde, model.center, model.scale, n - n_spk, rng)
+    z = np.concatenate([sample.z, visited[rng.choice(len(visited), n_spk, replace=False)]])
+    u = np.concatenate([sample.u, np.zeros((n_spk, sample.u.shape[1]))]) if model.n_inputs else None
+    return z, u, z_vis
+
+
+RATE_EDGES = np.array([0.0, 2.0, 5.0, 10.0, 20.0, 35.0, 50.0, 75.0, 100.0, 150.0, 200.0, 300.0, np.inf])
+SUB_EDGES = np.array([0.6, 0.8, 0.9, 0.95, 1.0])
+
+
+class EffectiveRate:
+    """The rate curve the spiking network realises: ``phi_eff(x) = c(phi(x)) phi(x)`` (+ ``a(x)`` below threshold).
+
+    ``c`` is the ratio of spikes counted to ``integral phi(x(t)) dt`` over
+    windows, pooled over all neurons by the predicted rate (``RATE_EDGES``,
+    linear interpolation between bin centres); ``a`` the rate of windows whose
+    predicted rate is zero, by their mean input (``SUB_EDGES``, threshold 1).
+    All neurons share the normalised LIF curve, so one correction serves all.
+    """
+
+    def __init__(self, neuron, rate_centres, ratio, sub_centres, sub_rate):
+        self.neuron = neuron
+        self.rate_centres, self.ratio = rate_centres, ratio
+        self.sub_centres, self.sub_rate = sub_centres, sub_rate
+
+    def __call__(self, x, xp=np):
+        x = np.asarray(x)
+        r = self.neuron.phi(x)
+        out = r * np.interp(r, self.rate_centres, self.ratio)
+        if len(self.sub_centres):
+            out = out + np.where(r > 0, 0.0, np.interp(x, self.sub_centres, self.sub_rate, left=0.0, right=0.0))
+        return out
+
+    def to_dict(self):
+        """JSON-able form (for the model's meta)."""
+        return {"rate_hz": self.rate_centres.tolist(), "ratio": self.ratio.tolist(),
+                "sub_threshold_x": self.sub_centres.tolist(), "sub_threshold_rate_hz": self.sub_rate.tolist()}
+
+
+def effective_rate(model, traj, window=None):
+    """Measure the realised rate curve of a spiking run (recorded spikes needed).
+
+    Parameters
+    ----------
+    model : LatentRNN
+    traj : Trajectory
+        With ``spikes_t``, ``spikes_i``; inputs ``x(t)`` are rebuilt from ``z(t)``
+        (exact for the torch and Brian2 spiking networks: off the latent
+        subspace ``x`` sits at ``b + B u``).
+    window : int, optional
+        Window in recording steps (default about ``tau``).
+
+    Returns
+    -------
+    EffectiveRate
+    """
+    if traj.spikes_t is None:
+        raise DDMError("measuring the realised rate curve needs recorded spikes (record_spikes=True)")
+    trials, n, d = traj.z.shape
+    N = model.n_neurons
+    k = window or max(1, int(round(model.tau / (traj.dt * model.time_scale))))
+    m = (n - 1) // k
+    h = traj.dt * model.time_scale
+    u = _u_at(model, traj, traj.t)
+    pred_all, cnt_all, xm_all = [], [], []
+    for i in range(trials):
+        x = model.neuron_inputs(traj.z[i], u)
+        ph = model.neuron.phi(x)
+        cs = np.concatenate([np.zeros((1, N)), np.cumsum(0.5 * (ph[1:] + ph[:-1]), axis=0) * h])
+        cx = np.concatenate([np.zeros((1, N)), np.cumsum(0.5 * (x[1:] + x[:-1]), axis=0)])
+        idx = np.arange(m) * k
+        pred_all.append((cs[idx + k] - cs[idx]).ravel())
+        xm_all.append(((cx[idx + k] - cx[idx]) / k).ravel())
+        sel = (traj.spikes_i // N) == i
+        w = (traj.spikes_t[sel] / (k * traj.dt)).astype(np.int64)
+        ok = w < m
+        cnt_all.append(np.bincount(w[ok] * N + traj.spikes_i[sel][ok] % N, minlength=m * N).astype(float))
+    pred, cnt, xm = (np.concatenate(a) for a in (pred_all, cnt_all, xm_all))
+    L = k * h
+    rate = pred / L
+    centres, ratio = [], []
+    for lo, hi in zip(RATE_EDGES[:-1], RATE_EDGES[1:]):
+        s = (rate > lo) & (rate <= hi)
+        if s.sum() >= 50 and pred[s].sum() > 20:
+            centres.append(float(np.average(rate[s], weights=pred[s])))
+            ratio.append(float(cnt[s].sum() / pred[s].sum()))
+    if not centres:
+        raise DDMError("calibration run too short: no window with enough predicted spikes")
+    sub_c, sub_r = [], []
+    zero = pred == 0
+    for lo, hi in zip(SUB_EDGES[:-1], SUB_EDGES[1:]):
+        s = zero & (xm > lo) & (xm <= hi)
+        if s.sum() >= 50:
+            sub_c.append(float(xm[s].mean()))
+            sub_r.append(float(cnt[s].sum() / (s.sum() * L)))
+    return EffectiveRate(model.neuron, np.array(centres), np.array(ratio), np.array(sub_c), np.array(sub_r))
+
+
+def refit_decoders(model, sde, z, u, lam, rate=None):
+    """Decoders of ``model``'s neurons for ``y + tau f_y`` with the rate curve ``rate`` (ridge, lambda ``lam``).
+
+    Parameters
+    ----------
+    rate : callable, optional
+        ``rate(x)`` in Hz; default the model's ``phi``.
+
+    Returns a copy of ``model`` with the new decoders and its noise refitted.
+    """
+    y = (z - model.center) / model.scale
+    f = sde.drift(z, u)
+    target = torch.as_tensor(y + f * (model.tau / (model.scale * model.time_scale)))
+    x = model.neuron_inputs(z, u)
+    phi = torch.as_tensor(rate(x) if rate is not None else model.neuron.phi(x))
+    G, R = ridge.gram(lambda rows: phi[rows], target)
+    K, _, _ = ridge.solve(G, R, lam)
+    new = copy.deepcopy(model)
+    new.decoders = K.numpy().copy()
+    n_noise = min(300, len(z))
+    C = target_latent_cov(sde, z[:n_noise], model.scale, model.time_scale)
+    if sde.additive:
+        a, c, L, _ = fit_noise(new.decoders / model.tau, np.zeros((1, model.n_neurons)), C[:1], use_act=False)
+    else:
+        act = model.neuron.activity(model.neuron_inputs(z[:n_noise], None if u is None else u[:n_noise]))
+        a, c, L, _ = fit_noise(new.decoders / model.tau, act, C)
+    new.noise_act, new.noise_const, new.noise_latent = np.asarray(a), np.asarray(c), np.asarray(L)
+    return new
+
+
+def calibrate_spiking(model, sde, *, rounds=4, duration=4.0, trials=16, dt=None, noise="none",
+                      coupling="factored", seed=0, degree=None, n_train=20000, progress=False):
+    """Calibrate a LIF model's spiking network in the loop (torch simulator).
+
+    Parameters
+    ----------
+    model : LatentRNN
+        A LIF model (``fit --neuron lif``).
+    sde : SDE
+        Its target.
+    rounds : int
+        Most simulate-measure-refit rounds.
+    duration, trials : float, int
+        Each round's spiking runs (SDE units), started from the model's
+        stored attractor states.
+    dt : float, optional
+        Integration step of the spiking simulator (SDE units; default 0.1 ms).
+    noise : {"none", "remainder"}
+        Noise of the calibration runs: as in the runs the model is meant for.
+    seed : int
+    degree : int, optional
+        Degree of the error regression (default :func:`default_degree`).
+
+    Returns
+    -------
+    LatentRNN
+        The best round's model; ``meta["spiking_calibration"]`` holds each
+        round's measured systematic drift error (relative, on the target's
+        attractor) and the settings.
+    """
+    from .spiking import simulate_spiking
+
+    if model.neuron.name != "lif":
+        raise DDMError(f"spiking calibration needs LIF neurons (this model has {model.neuron.name!r}; "
+                       "fit with --neuron lif)")
+    if int(rounds) < 1:
+        raise DDMError(f"rounds must be >= 1 (got {rounds})")
+    rng = np.random.default_rng(seed)
+    lam = float(model.meta.get("fit", {}).get("ridge_lambda") or 0.0)
+    if lam <= 0:
+        raise DDMError("the model records no ridge lambda (meta.fit.ridge_lambda); refit it with ddm_neuro.fit")
+    history, best, rates = [], None, []
+    current = model
+    z_train = u_train = z_eval = None
+    bar = tqdm(total=rounds, desc="calibrate spiking", disable=not progress)
+    for r in range(int(rounds)):
+        starts = current.init_states[rng.choice(len(current.init_states), trials)]
+        traj = simulate_spiking(current, duration, trials=trials, seed=int(rng.integers(2 ** 31)), z0=starts,
+                                dt=dt, noise=noise, coupling=coupling, record_spikes=True)
+        res = drift_residual(current, sde, traj, degree)
+        if z_eval is None:
+            z_train, u_train, z_vis = _training(current, sde, traj.z.reshape(-1, model.dim), n_train, rng)
+            z_eval = z_vis[rng.choice(len(z_vis), min(5000, len(z_vis)), replace=False)]
+        err = systematic_drift_error(current, sde, res, z_eval)
+        history.append({"round": r, "systematic_drift_error": err, "mean_rate_hz": traj.meta["mean_rate_hz"]})
+        bar.update()
+        bar.set_postfix(err=f"{err:.3g}")
+        if best is None or err < best[0]:
+            best = (err, current, r)
+        elif r - best[2] >= 1:
+            break
+        if r == rounds - 1:
+            break
+        rate = effective_rate(current, traj)
+        rates.append(rate.to_dict())
+        current = refit_decoders(model, sde, z_train, u_train, lam, rate)
+    bar.close()
+    out = copy.deepcopy(best[1])
+    out.meta["spiking_calibration"] = {
+        "simulator": "torch", "dt": dt, "noise": noise, "coupling": coupling, "duration": duration,
+        "trials": trials, "rounds": history, "best_round": best[2], "degree": degree, "seed": seed,
+        "systematic_drift_error": best[0], "rate_curves": rates,
+        "systematic_drift_error_uncalibrated": history[0]["systematic_drift_error"],
+    }
+    return out

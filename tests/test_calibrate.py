@@ -1,0 +1,85 @@
+"""Measurements behind the spiking calibration (:mod:`ddm_neuro.calibrate`).
+
+* The windowed drift-error estimator is unbiased: on a noise-free *rate*
+  network, whose drift error is known exactly, it recovers that error.
+* The realised rate curve of neurons at constant input is the analytic one
+  (the torch simulator places spikes exactly), within the count's resolution.
+* One calibration round runs end to end and records what it measured.
+"""
+import numpy as np
+import pytest
+
+from ddm_neuro.calibrate import (bin_errors, calibrate_spiking, drift_residual, effective_rate,
+                                 systematic_drift_error)
+from ddm_neuro.errors import DDMError
+from ddm_neuro.fit import fit
+from ddm_neuro.network import LatentRNN
+from ddm_neuro.simulate import simulate_network
+from ddm_neuro.spiking import simulate_spiking
+from ddm_neuro.systems import get_system
+
+SMALL = dict(steps=0, n_train=10000, n_val=1000, n_test=500, progress=False)
+
+
+@pytest.fixture(scope="module")
+def vdp():
+    sde = get_system("van_der_pol", sigma=0.0)
+    return sde, fit(sde, n_neurons=60, neuron="lif", seed=1, **SMALL)
+
+
+def test_window_estimator_recovers_a_rate_networks_known_drift_error(vdp):
+    sde, model = vdp
+    h = model.meta["fit"]["integration_dt"]
+    # recorded at every integration step: the estimator's trapezoid rule then differs from the Euler
+    # path only by a boundary term (f_end - f_start) / (2 k)
+    traj = simulate_network(model, 20.0, trials=4, seed=0, noise=False, dt=h, record_dt=h)
+    zm, e = bin_errors(model, sde, traj)
+    # exact: the Euler network's increments are left sums of its latent drift T S (K phi - y) / tau;
+    # the estimator compares them with the trapezoid average of the target's drift along the same path
+    z = traj.z
+    f_net = model.latent_drift(z.reshape(-1, 2)).reshape(z.shape)
+    f = sde.drift(z.reshape(-1, 2)).reshape(z.shape)
+    k = round(2 * model.tau / (traj.dt * model.time_scale))
+    m = (z.shape[1] - 1) // k
+    trap = lambda a: (a[:, 1:] + a[:, :-1]).sum(1) / (2 * (a.shape[1] - 1))  # noqa: E731
+    ex = np.stack([f_net[:, i * k:(i + 1) * k].mean(1) - trap(f[:, i * k:(i + 1) * k + 1])
+                   for i in range(m)], 1).reshape(-1, 2)
+    got = e * (model.scale * model.time_scale / model.tau)
+    scale = np.sqrt((ex ** 2).mean())
+    assert scale > 0
+    assert np.sqrt(((got - ex) ** 2).mean()) < 1e-6 * scale
+    res = drift_residual(model, sde, traj)
+    assert 0 < systematic_drift_error(model, sde, res, z.reshape(-1, 2)) < 1
+
+
+def test_realised_rate_curve_at_constant_input_is_the_analytic_one():
+    N, T = 40, 0.1
+    x0 = np.linspace(1.05, 4.0, N)
+    E = np.random.default_rng(0).normal(size=(N, 1)) * 0.1
+    model = LatentRNN(neuron="lif", tau=0.02, time_scale=T, scale=np.ones(1), center=np.zeros(1), encoders=E,
+                      decoders=np.zeros((1, N)), readout=E.T / (E[:, 0] @ E[:, 0]), bias=x0,
+                      input_weights=np.zeros((N, 0)), noise_const=np.zeros(N), noise_act=np.zeros(N),
+                      noise_latent=np.zeros((1, 1)), init_states=np.zeros((1, 1)), sde_spec={}, variables=["z"])
+    traj = simulate_spiking(model, 20.0, trials=1, seed=0, z0=np.zeros(1), noise="none", record_spikes=True)
+    curve = effective_rate(model, traj)
+    n_spikes = len(traj.spikes_t)
+    assert n_spikes > 1000
+    # a regular train's count over a window is off by at most one spike: per bin ratio error <= windows/predicted
+    assert np.all(np.abs(curve.ratio - 1) < 0.05), curve.to_dict()
+    assert np.allclose(curve(x0), model.neuron.phi(x0), rtol=0.05)
+
+
+def test_calibration_round_trip_records_its_measurements(vdp):
+    sde, model = vdp
+    cal = calibrate_spiking(model, sde, rounds=2, duration=12.0, trials=4, seed=0)
+    info = cal.meta["spiking_calibration"]
+    assert 1 <= len(info["rounds"]) <= 2
+    assert info["systematic_drift_error"] == min(r["systematic_drift_error"] for r in info["rounds"])
+    assert cal.decoders.shape == model.decoders.shape and np.isfinite(cal.decoders).all()
+
+
+def test_calibration_refuses_a_tanh_model():
+    sde = get_system("ou")
+    model = fit(sde, n_neurons=20, seed=0, **SMALL)
+    with pytest.raises(DDMError, match="LIF"):
+        calibrate_spiking(model, sde, rounds=1)
