@@ -10,9 +10,11 @@ fit errors, the host noise, every metric's value / baseline / threshold /
 pass, the mean firing rate and the wall time.
 
     OMP_NUM_THREADS=1 python benchmarks/nir_roundtrip.py [--systems lorenz,double_well]
-        [--n 1000] [--consumers norse] [--lorenz 8x30] [--double-well 8x100] [--models DIR]
+        [--n 1000] [--consumers norse] [--lorenz 8x30] [--double-well 8x100] [--models DIR] [--step-matched]
 
 ``--models DIR`` keeps the fitted models (``DIR/<system>_<N>.ddm``) and reuses them.
+``--step-matched`` fits with the ``tau_ref`` the consumer's step supplies and exports
+with ``step_matched=True`` (see :mod:`exporters.nir.export`).
 """
 import argparse
 import tempfile
@@ -27,12 +29,14 @@ from ddm_neuro.network import LatentRNN
 from ddm_neuro.systems import get_system
 from ddm_neuro.verify import verify
 from exporters.nir.consumers import run_norse, run_snntorch
-from exporters.nir.export import export
+from exporters.nir.export import STEP_TAU_REF, export
 from exporters.nir.layout import read_network
 
 SYSTEMS = {"lorenz": lambda: get_system("lorenz", noise=1.0), "double_well": lambda: get_system("double_well")}
 CONSUMERS = {"norse": run_norse, "snntorch": run_snntorch}
 NEURON = {"name": "lif", "tau_ref": 0.0, "max_rates": (200.0, 400.0)}
+#: The step (s) of the exported files: snnTorch's fixed one.
+DT = 1e-4
 
 
 def _shape(text):
@@ -40,24 +44,27 @@ def _shape(text):
     return int(trials), float(duration)
 
 
-def get_model(name, n, models):
-    path = Path(models) / f"{name}_{n}.ddm" if models else None
+def get_model(name, n, models, tau_ref=0.0):
+    path = Path(models) / (f"{name}_{n}.ddm" if not tau_ref else f"{name}_{n}_tref{tau_ref:g}.ddm") if models else None
     if path is not None and path.exists():
         return LatentRNN.load(path), 0.0
     t0 = time.perf_counter()
-    model = fit(SYSTEMS[name](), n_neurons=n, neuron=NEURON, seed=0, progress=False)
+    model = fit(SYSTEMS[name](), n_neurons=n, neuron={**NEURON, "tau_ref": tau_ref}, seed=0, progress=False)
     if path is not None:
         model.save(path)
     return model, time.perf_counter() - t0
 
 
-def run_case(name, n, trials, duration, consumers, models, workdir):
+def run_case(name, n, trials, duration, consumers, models, workdir, step_matched=False):
     sde = SYSTEMS[name]()
-    model, fit_s = get_model(name, n, models)
+    tau_ref = STEP_TAU_REF[consumers[0]] * DT if step_matched else 0.0
+    model, fit_s = get_model(name, n, models, tau_ref)
     f = model.meta["fit"]
-    path = export(model, Path(workdir) / f"{name}_{n}.nir", force=True, progress=False)
+    path = export(model, Path(workdir) / f"{name}_{n}.nir", dt=DT, force=True, progress=False,
+                  step_matched=step_matched)
     net = read_network(path)
-    print(f"\n### {name}: N = {n}, LIF tau_ref = 0, T = {model.time_scale:.4g} s per SDE unit, fit "
+    print(f"\n### {name}: N = {n}, LIF tau_ref = {tau_ref * 1e3:g} ms"
+          f"{f' (step_matched for {consumers[0]})' if step_matched else ''}, T = {model.time_scale:.4g} s per SDE unit, fit "
           f"{fit_s:.0f} s (0: cached), drift error {100 * f['drift_error']:.3f} %, diffusion error "
           f"{100 * f['diffusion_error']:.3f} %; NIR dt = {net.dt:g} s; host noise sigma2 mean "
           f"{net.host_sigma2.mean():.4g} Hz (model private {model.noise_const.mean():.4g} Hz), shared top-up "
@@ -88,12 +95,15 @@ def main(argv=None):
     ap.add_argument("--lorenz", type=_shape, default=(8, 30.0), help="TRIALSxDURATION (default 8x30)")
     ap.add_argument("--double-well", type=_shape, default=(8, 100.0), help="TRIALSxDURATION (default 8x100)")
     ap.add_argument("--models", help="folder to keep and reuse fitted models")
+    ap.add_argument("--step-matched", action="store_true",
+                    help="fit with the tau_ref the step supplies (dt/2 Norse, 3 dt/2 snnTorch; first consumer) "
+                         "and export with step_matched=True")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     shapes = {"lorenz": args.lorenz, "double_well": args.double_well}
     with tempfile.TemporaryDirectory() as work:
         for name in args.systems.split(","):
-            run_case(name, args.n, *shapes[name], args.consumers.split(","), args.models, work)
+            run_case(name, args.n, *shapes[name], args.consumers.split(","), args.models, work, args.step_matched)
 
 
 if __name__ == "__main__":

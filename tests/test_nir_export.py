@@ -257,3 +257,23 @@ def test_norse_round_trip_passes_verify(model, nir_path):
     tr = run_norse(nir_path, 100.0, trials=4, seed=3)
     rep = verify(model.sde(), tr, model_drift=model.latent_drift, seed=1)
     assert rep.passed, {k: v for k, v in rep.metrics.items() if not v["passed"]}
+
+
+def test_step_matched_export(model, tmp_path):
+    """``step_matched``: refuses tau_ref = 0, accepts dt/2 (Norse) and 3 dt/2 (snnTorch); exact-decay constants."""
+    from ddm_neuro.network import LatentRNN
+
+    dt = SNNTORCH_DT
+    with pytest.raises(DDMError, match=r"fit with tau_ref = dt/2 = 0.05 ms \(Norse\) or 3 dt/2 = 0.15 ms"):
+        export(model, tmp_path / "a.nir", step_matched=True, progress=False)
+    half = LatentRNN(**{**model.__dict__, "neuron": {**LIF0, "tau_ref": dt / 2}})
+    out = export(half, tmp_path / "b.nir", step_matched=True, progress=False)
+    net = read_network(out)
+    lif = net.graph.nodes["lif"]
+    assert np.allclose(1 - dt / lif.tau_mem, math.exp(-dt / model.neuron.params["tau_m"]), rtol=1e-6)
+    assert np.allclose(1 - dt / lif.tau_syn, math.exp(-dt / model.tau), rtol=1e-6)
+    assert net.info["step_matched"] == "norse"
+    z0 = model.init_states[:5]
+    assert np.allclose(net.readout(net.initial_current(z0)), z0, atol=1e-5 * np.abs(z0).max())
+    with pytest.raises(DDMError, match="no refractory period"):
+        export(half, tmp_path / "c.nir", progress=False)

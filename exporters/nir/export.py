@@ -49,6 +49,20 @@ Euler at ``dt`` against the exact integration of :mod:`ddm_neuro.spiking`
 shifts the rates by O(dt/tau_m) (spike times are rounded up to the step,
 about ``dt/2`` per interval: ~ ``r dt/2``, 2 % at 400 Hz with dt = 0.1 ms).
 
+**Matching the step (``step_matched=True``).** The consumers' Euler step biases
+the rate curve: the threshold is tested at the end of a step and the membrane
+restarts from 0 there, losing half a step per interval on average (Norse;
+snnTorch's late reset loses a step more), and ``1 - dt/tau_m`` decays faster
+than ``exp(-dt/tau_m)``. Where the drift is a small difference of large
+terms (Lorenz: ``T/tau`` ~ 28), a rate bias of ``r dt/2`` becomes a drift bias of
+several per cent. ``step_matched`` writes for the discretisation instead: the
+model is fitted with ``tau_ref = dt/2`` (Norse) or ``3 dt/2`` (snnTorch), which the
+step supplies (no refractory period is written), and the file's time constants
+are ``dt/(1 - exp(-dt/tau))``, so each Euler step decays exactly; then the mean
+inter-spike interval is the fitted ``tau_ref + tau_m log(1 + 1/(x - 1))``. The
+weights follow with ``dt/tau_m`` replaced by ``a_m = dt/tau_mem`` (file), ``dt/tau``
+in the affine by ``a_s = dt/tau_syn``; spikes still move ``x`` by ``W/tau``.
+
 **Noise.** NIR has no noise primitive. The metadata says what the host must
 add, as a current into the input of ``lif``, at every step::
 
@@ -90,7 +104,12 @@ EDGES = [("input", "affine"), ("affine", "lif"), ("lif", "recurrent"), ("recurre
          ("lif", "readout"), ("readout", "output")]
 
 
-def check_exportable(model, dt):
+#: ``tau_ref`` (in steps) that the consumers' discretisation supplies: Norse's threshold test at the end of
+#: a step loses half a step per interval on average; snnTorch's reset one step late loses a step more.
+STEP_TAU_REF = {"norse": 0.5, "snntorch": 1.5}
+
+
+def check_exportable(model, dt, step_matched=False):
     """Refuse, with a clear :class:`DDMError`, what an NIR CubaLIF graph cannot hold.
 
     Parameters
@@ -98,26 +117,53 @@ def check_exportable(model, dt):
     model : LatentRNN
     dt : float
         Export step, seconds.
+    step_matched : bool
+        Accept ``tau_ref = dt/2`` (Norse) or ``3 dt/2`` (snnTorch), which the step supplies.
+
+    Returns
+    -------
+    str or None
+        With ``step_matched``: the consumer the model's ``tau_ref`` matches.
     """
     if model.neuron.name != "lif":
         raise DDMError(f"nir export needs LIF neurons (this model has {model.neuron.name!r}; fit with "
                        "--neuron lif and tau_ref = 0)")
+    if not (isinstance(dt, (int, float)) and np.isfinite(dt) and dt > 0):
+        raise DDMError(f"nir export: dt must be a number of seconds > 0 (got {dt!r})")
     tau_ref = model.neuron.params["tau_ref"]
-    if tau_ref > 0:
+    matched = None
+    if step_matched:
+        matched = next((c for c, k in STEP_TAU_REF.items() if abs(tau_ref - k * dt) <= 1e-6 * dt), None)
+        if matched is None:
+            raise DDMError(f"nir export, step_matched: the model's tau_ref = {tau_ref * 1e3:g} ms is not what the "
+                           f"step dt = {dt * 1e3:g} ms supplies; fit with tau_ref = dt/2 = {dt * 500:g} ms (Norse) "
+                           f"or 3 dt/2 = {dt * 1500:g} ms (snnTorch)")
+    elif tau_ref > 0:
         raise DDMError(f"nir export: NIR's CubaLIF has no refractory period, but this model's LIF neurons have "
                        f"tau_ref = {tau_ref * 1e3:g} ms; refit with tau_ref = 0, e.g. in Python "
                        "fit(sde, neuron={'name': 'lif', 'tau_ref': 0.0})")
     if model.w_perp is not None:
         raise DDMError("nir export: models with W_perp (off-subspace recurrent weights) are not supported")
-    if not (isinstance(dt, (int, float)) and np.isfinite(dt) and dt > 0):
-        raise DDMError(f"nir export: dt must be a number of seconds > 0 (got {dt!r})")
     if model.tau < 5 * dt or model.neuron.params["tau_m"] < 5 * dt:
         raise DDMError(f"nir export: dt = {dt * 1e3:g} ms is too coarse for tau_syn = {model.tau * 1e3:g} ms and "
                        f"tau_m = {model.neuron.params['tau_m'] * 1e3:g} ms (needs dt <= tau/5); "
                        f"use dt = {SNNTORCH_DT:g} s")
+    return matched
 
 
-def host_noise(model, dt, fano="regular", noise=True):
+def step_constants(model, dt, step_matched=False):
+    """``(tau_syn, tau_mem, a_s, a_m)`` written to the file: time constants and ``a = dt/tau`` per step.
+
+    Default: the model's ``tau`` and ``tau_m``. ``step_matched``: ``dt/(1 - exp(-dt/tau))``, so that
+    the consumers' Euler decay ``1 - dt/tau_file`` equals the exact ``exp(-dt/tau)``.
+    """
+    tau, tau_m = float(model.tau), float(model.neuron.params["tau_m"])
+    if step_matched:
+        tau, tau_m = dt / -np.expm1(-dt / tau), dt / -np.expm1(-dt / tau_m)
+    return tau, tau_m, dt / tau, dt / tau_m
+
+
+def host_noise(model, dt, fano="regular", noise=True, step_matched=False):
     """The noise the host must inject: ``(sigma2 (N,), latent (N, d))`` (see the module docstring).
 
     Parameters
@@ -129,6 +175,8 @@ def host_noise(model, dt, fano="regular", noise=True):
         Fano factor of the spikes, counted against the model's private noise.
     noise : bool
         False: no host noise (zeros).
+    step_matched : bool
+        As :func:`build_graph`.
     """
     N, d = model.n_neurons, model.dim
     if not noise:
@@ -145,11 +193,11 @@ def host_noise(model, dt, fano="regular", noise=True):
         if not (np.isfinite(F) and F >= 0):
             raise DDMError(f"fano must be a number >= 0 or 'regular' (got {fano!r})")
     sigma2 = np.mean(model.noise_var(x) - F * rate, axis=0)
-    latent = np.sqrt(dt) * (dt / model.neuron.params["tau_m"]) * model.encoders @ model.noise_latent
+    latent = np.sqrt(dt) * step_constants(model, dt, step_matched)[3] * model.encoders @ model.noise_latent
     return np.maximum(sigma2, 0.0), latent
 
 
-def build_graph(model, dt=SNNTORCH_DT, fano="regular", noise=True):
+def build_graph(model, dt=SNNTORCH_DT, fano="regular", noise=True, step_matched=False):
     """The NIR graph of the spiking network (see the module docstring for every parameter).
 
     Parameters
@@ -160,6 +208,11 @@ def build_graph(model, dt=SNNTORCH_DT, fano="regular", noise=True):
         Step, seconds, the file is written for.
     fano, noise
         As :func:`host_noise`.
+    step_matched : bool
+        Write for the consumers' discretisation rather than the continuous model: the model must be
+        fitted with ``tau_ref = dt/2`` (Norse) or ``3 dt/2`` (snnTorch), the refractory-like delay
+        that the step supplies (no refractory period is written), and ``tau_syn``, ``tau_mem`` become
+        ``dt/(1 - exp(-dt/tau))`` (exact decay per Euler step). See the module docstring.
 
     Returns
     -------
@@ -167,34 +220,34 @@ def build_graph(model, dt=SNNTORCH_DT, fano="regular", noise=True):
     """
     import nir
 
-    check_exportable(model, dt)
+    matched = check_exportable(model, dt, step_matched)
     N, d, k = model.n_neurons, model.dim, model.n_inputs
-    tau, tau_m = float(model.tau), float(model.neuron.params["tau_m"])
+    tau_s, tau_mf, a_s, a_m = step_constants(model, dt, step_matched)
     f32 = lambda a: np.ascontiguousarray(a, dtype=np.float32)  # noqa: E731  (what the consumers compute in)
     ones = np.ones(N, dtype=np.float32)
-    c_in = dt * dt / (tau_m * tau)
+    c_in = a_m * a_s
     B = model.input_weights if k else np.zeros((N, 1))
-    sigma2, latent = host_noise(model, dt, fano, noise)
+    sigma2, latent = host_noise(model, dt, fano, noise, step_matched)
     nodes = {
         "input": nir.Input(input_type=np.array([max(k, 1)])),
         "affine": nir.Affine(weight=f32(B * c_in), bias=f32(model.bias * c_in),
                              metadata={"role": "input u (k channels; one zero-weight channel if k = 0) and bias b, "
                                                "scaled by dt^2/(tau_m tau)"}),
-        "lif": nir.CubaLIF(tau_syn=ones * tau, tau_mem=ones * tau_m, r=ones * (tau_m / dt), v_leak=0 * ones,
-                           v_threshold=ones, v_reset=0 * ones, w_in=ones * (tau / dt),
-                           metadata={"role": "LIF neurons, I = (dt/tau_m) x; no refractory period"}),
-        "recurrent": nir.Linear(weight=f32(model.weights() * (dt / (tau_m * tau))),
-                                metadata={"role": "W dt/(tau_m tau), spikes of the previous step"}),
-        "readout": nir.Affine(weight=f32(model.scale[:, None] * model.readout * (tau_m / dt)), bias=f32(model.center),
+        "lif": nir.CubaLIF(tau_syn=ones * tau_s, tau_mem=ones * tau_mf, r=ones * (tau_mf / dt), v_leak=0 * ones,
+                           v_threshold=ones, v_reset=0 * ones, w_in=ones * (tau_s / dt),
+                           metadata={"role": "LIF neurons, I = (dt/tau_mem) x; no refractory period"}),
+        "recurrent": nir.Linear(weight=f32(model.weights() * (a_m / model.tau)),
+                                metadata={"role": "W dt/(tau_mem tau), spikes of the previous step"}),
+        "readout": nir.Affine(weight=f32(model.scale[:, None] * model.readout / a_m), bias=f32(model.center),
                               metadata={"role": "z = weight @ I + bias, applied to the synaptic current I of "
                                                 "node 'lif' (not to its spikes)"}),
         "output": nir.Output(output_type=np.array([d])),
     }
-    graph = nir.NIRGraph(nodes=nodes, edges=list(EDGES), metadata=_metadata(model, dt, fano, noise, sigma2, latent))
+    graph = nir.NIRGraph(nodes=nodes, edges=list(EDGES), metadata=_metadata(model, dt, fano, noise, sigma2, latent, matched, a_m))
     return graph
 
 
-def init_current(model, dt):
+def init_current(model, dt, step_matched=False):
     """The ``(N, d + 1 + k)`` matrix ``M`` with ``I0 = M @ [z0, 1, u0]``.
 
     ``I0 = (dt/tau_m) (E (z0 - c)/S + P (b + B u0))``, ``P = I - E D``: the latent at z0, the rest at rest.
@@ -203,10 +256,10 @@ def init_current(model, dt):
     B = model.input_weights.reshape(model.n_neurons, model.n_inputs)
     cols = [E / model.scale, (model.bias - E @ (D @ model.bias) - E @ (model.center / model.scale))[:, None],
             B - E @ (D @ B)]
-    return (dt / model.neuron.params["tau_m"]) * np.concatenate(cols, axis=1)
+    return step_constants(model, dt, step_matched)[3] * np.concatenate(cols, axis=1)
 
 
-def _metadata(model, dt, fano, noise, sigma2, latent):
+def _metadata(model, dt, fano, noise, sigma2, latent, matched, a_m):
     info = {
         "format": "ddm_neuro-nir", "format_version": FORMAT_VERSION,
         "time_unit": "s", "dt": dt, "time_scale": float(model.time_scale),
@@ -214,8 +267,11 @@ def _metadata(model, dt, fano, noise, sigma2, latent):
         "consumers": {"norse": f"norse.torch.from_nir(graph, dt={dt:g})",
                       "snntorch": "snntorch.import_nir.import_from_nir(graph) (fixed dt = 1e-4 s)"},
         "neuron": {**model.neuron.to_dict(), "tau_syn": float(model.tau), "threshold": 1.0, "reset": 0.0},
-        "refractory": "none (tau_ref = 0; NIR CubaLIF has no refractory period)",
-        "current_scale": dt / model.neuron.params["tau_m"],
+        "refractory": "none (tau_ref = 0; NIR CubaLIF has no refractory period)" if matched is None else
+                      f"none written; the model's tau_ref = {STEP_TAU_REF[matched]:g} dt is supplied by {matched}'s "
+                      "step (step_matched: tau_syn, tau_mem are dt/(1 - exp(-dt/tau)))",
+        "step_matched": matched,
+        "current_scale": a_m,
         "readout": "z = readout.weight @ I_lif + readout.bias (SDE coordinates), I_lif the synaptic current of "
                    "node 'lif'; equals c + S D x with x = I tau_m/dt",
         "host_noise": "each step add to the input of node 'lif' the current recurrent.weight @ "
@@ -230,7 +286,7 @@ def _metadata(model, dt, fano, noise, sigma2, latent):
                 "off-subspace at rest; membrane potentials are free (e.g. uniform in [0, 1))",
     }
     return {"ddm_neuro": json.dumps(info), "format": "ddm_neuro-nir", "format_version": FORMAT_VERSION,
-            "init_current": init_current(model, dt),
+            "init_current": init_current(model, dt, matched is not None),
             "time_unit": "s", "dt": float(dt), "time_scale": float(model.time_scale),
             "host_noise_sigma2": np.asarray(sigma2, dtype=np.float64),
             "host_noise_latent": np.asarray(latent, dtype=np.float64),
@@ -238,7 +294,7 @@ def _metadata(model, dt, fano, noise, sigma2, latent):
 
 
 def export(model, output, *, mode="spiking", force=False, progress=True, dt=SNNTORCH_DT, fano="regular",
-           noise=True, trials=None, duration=None, seed=None, coupling=None):
+           noise=True, step_matched=False, trials=None, duration=None, seed=None, coupling=None):
     """Write the spiking network of ``model`` as an NIR file (HDF5, ``nir.write``), atomically.
 
     Parameters
@@ -255,6 +311,8 @@ def export(model, output, *, mode="spiking", force=False, progress=True, dt=SNNT
         Spike Fano factor counted against the model's private noise (:func:`host_noise`).
     noise : bool
         False: the host adds no noise (``host_noise_*`` zero).
+    step_matched : bool
+        Write for the consumer's step (:func:`build_graph`).
     trials, duration, seed, coupling
         Accepted for the command line and ignored (an NIR graph has none of them).
 
@@ -268,7 +326,7 @@ def export(model, output, *, mode="spiking", force=False, progress=True, dt=SNNT
         raise DDMError(f"export format 'nir' holds the spiking LIF network only (got mode {mode!r}; "
                        "use --mode spiking)")
     output = check_output(Path(output), force)
-    graph = build_graph(model, dt=dt, fano=fano, noise=noise)
+    graph = build_graph(model, dt=dt, fano=fano, noise=noise, step_matched=step_matched)
     with atomic_write(output, force=force, mode="w+b") as fh:
         nir.write(fh, graph)
     if progress:
