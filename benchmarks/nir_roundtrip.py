@@ -64,7 +64,8 @@ def run_case(name, n, trials, duration, consumers, models, workdir, step_matched
                   step_matched=step_matched)
     net = read_network(path)
     print(f"\n### {name}: N = {n}, LIF tau_ref = {tau_ref * 1e3:g} ms"
-          f"{f' (step_matched for {consumers[0]})' if step_matched else ''}, T = {model.time_scale:.4g} s per SDE unit, fit "
+          f"{f' (step_matched for {consumers[0]})' if step_matched else ''}, "
+          f"T = {model.time_scale:.4g} s per SDE unit, fit "
           f"{fit_s:.0f} s (0: cached), drift error {100 * f['drift_error']:.3f} %, diffusion error "
           f"{100 * f['diffusion_error']:.3f} %; NIR dt = {net.dt:g} s; host noise sigma2 mean "
           f"{net.host_sigma2.mean():.4g} Hz (model private {model.noise_const.mean():.4g} Hz), shared top-up "

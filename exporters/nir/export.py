@@ -243,7 +243,8 @@ def build_graph(model, dt=SNNTORCH_DT, fano="regular", noise=True, step_matched=
                                                 "node 'lif' (not to its spikes)"}),
         "output": nir.Output(output_type=np.array([d])),
     }
-    graph = nir.NIRGraph(nodes=nodes, edges=list(EDGES), metadata=_metadata(model, dt, fano, noise, sigma2, latent, matched, a_m))
+    meta = _metadata(model, dt, fano, noise, sigma2, latent, matched, a_m)
+    graph = nir.NIRGraph(nodes=nodes, edges=list(EDGES), metadata=meta)
     return graph
 
 
