@@ -42,8 +42,17 @@ quantised decoders.
 **Methods.** *Rounding only*: ``W_q = s round(clip(W/s, -q, q))`` after the
 masks and the Dale projection, with ``s`` the best (lowest drift error on
 validation states) of a few fractions of ``max|W| / q`` (clipping the largest
-weights can pay at low bit widths). *Quantisation-aware refit*: Adam on real
-weights ``W_r`` (starting from the masked ``W``) and the biases ``b``; the
+weights can pay at low bit widths). The refit has two stages.
+*1. Compensated rounding* (closed form): every neuron's recurrent input
+``W phi(x)`` on the training states is kept as well as the grid allows,
+``min ||(W_q - W) Phi||``, column by column with the optimal-brain-surgeon
+error update (the scheme of GPTQ, Frantar et al. 2023): a column's rounding
+(or pruning, or Dale) error is spread over the columns not yet fixed, through
+the inverse Gram matrix of the rates ``H = Phi Phi^T / M`` (damped by 1 % of
+its mean diagonal). Keeping the full input keeps both ``K' phi`` and the
+``x_perp`` feedback; plain rounding's feedback error dominates its drift
+error. Each trial scale is tried. *2. Quantisation-aware refit*: Adam on real
+weights ``W_r`` (starting from the best of stage 1) and the biases ``b``; the
 forward pass uses ``W_q = Q(W_r)`` with ``s`` fixed, the backward pass the
 straight-through estimator (``dQ/dW_r = 1`` inside the clip range); the
 loss is the fit's relative drift error
@@ -53,8 +62,9 @@ loss is the fit's relative drift error
 graph). Masks stay fixed (fan-in, sparsity: the largest ``|W_ij|`` are kept);
 Dale's law is kept by projection after every step (weights of the wrong sign
 set to zero; each column's sign is that of ``sum_i W_ij |W_ij|``). The
-snapshot with the lowest validation error is kept, and rounding if the refit
-did not beat it. Biases and input weights stay real numbers.
+snapshot with the lowest validation error (``x_perp`` settled to convergence)
+is kept; ``meta["hardware"]["method"]`` says which stage won (``"round"``,
+``"compensated"`` or ``"refit"``). Biases and input weights stay real numbers.
 
 A scale search cannot make every weight round to zero (the largest weight
 maps to at least level 1), so a too-small bit width shows as a large drift
@@ -73,6 +83,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .errors import DDMError
+from .network import settle_perp
 from .noisefit import fit_noise, target_latent_cov
 from .presets import get_preset
 from .sampling import held_out_states, training_states, visited_states
@@ -130,7 +141,8 @@ def _check_args(model, bits, fan_in, sparsity, dale, max_drift_error):
     if fan_in is not None and (isinstance(fan_in, bool) or not isinstance(fan_in, (int, np.integer))
                                or not 1 <= fan_in <= N):
         raise DDMError(f"fan_in must be an integer from 1 to N = {N} (got {fan_in!r})")
-    if sparsity is not None and not (isinstance(sparsity, (int, float)) and 0 < sparsity <= 1):
+    if sparsity is not None and (isinstance(sparsity, bool) or not isinstance(sparsity, (int, float))
+                                 or not 0 < sparsity <= 1):
         raise DDMError(f"sparsity (fraction of weights kept) must be in (0, 1] (got {sparsity!r})")
     if not (isinstance(max_drift_error, (int, float)) and max_drift_error > 0):
         raise DDMError(f"max_drift_error must be > 0 (got {max_drift_error!r})")
@@ -152,6 +164,32 @@ def _mask(W, fan_in, sparsity):
         glob[flat] = True
         keep &= glob.reshape(W.shape)
     return keep
+
+
+def _column(w, j, keep, col_sign, dale, s, q):
+    """Column ``j`` of the constrained matrix: masked, Dale-projected, rounded to the grid (numpy)."""
+    w = w * keep[:, j]
+    if dale:
+        w = np.where(w * col_sign[j] < 0, 0.0, w)
+    return w if q is None else s * np.clip(np.rint(w / s), -q, q)
+
+
+def _compensated(W, H, column):
+    """Constrain ``W`` column by column, spreading each column's error over the later ones.
+
+    Minimises ``||(W_q - W) Phi||`` for rates ``Phi`` with Gram matrix ``H``
+    greedily (the optimal-brain-surgeon update, as in GPTQ): after column j
+    is fixed, its error ``e`` moves the remaining columns by
+    ``-e U[j, j+1:] / U[j, j]`` with ``U`` the upper Cholesky factor of ``H^-1``.
+    """
+    W = np.array(W, dtype=np.float64)
+    U = np.linalg.cholesky(np.linalg.inv(H)).T
+    out = np.empty_like(W)
+    for j in range(W.shape[1]):
+        out[:, j] = column(W[:, j], j)
+        err = (W[:, j] - out[:, j]) / U[j, j]
+        W[:, j + 1:] -= np.outer(err, U[j, j + 1:])
+    return out
 
 
 class _Problem:
@@ -177,9 +215,15 @@ class _Problem:
         Kq = self.D @ Wq
         Wp = Wq - self.E @ Kq
         phi = lambda x: self.neuron.phi(x, torch, smooth=smooth)  # noqa: E731
-        v = 0.0
-        for _ in range(self.n_fp):
-            v = phi(base + v) @ Wp.T
+        if self.n_fp is None:  # to convergence, as LatentRNN.settle (no gradient)
+            x, ok = settle_perp(base.detach().numpy(), Wp.detach().numpy(), self.neuron.phi)
+            if not ok:
+                return torch.full_like(self.F[rows], math.inf)
+            v = torch.as_tensor(x) - base
+        else:
+            v = 0.0
+            for _ in range(self.n_fp):
+                v = phi(base + v) @ Wp.T
         dy = -self.Y[rows] + phi(base + v) @ Kq.T + drive @ self.D.T
         return dy * self.out - self.F[rows]
 
@@ -195,8 +239,8 @@ def _quantise(Wr, s, q):
 
 
 def constrain(model, sde=None, *, bits=None, fan_in=None, sparsity=None, dale=False, refit=True, seed=0,
-              steps=300, lr=0.05, batch=1024, n_train=12000, n_val=2000, n_test=5000, n_fp=3,
-              max_drift_error=0.5, progress=False):
+              steps=300, lr=0.05, batch=1024, n_train=12000, n_val=2000, n_test=5000, n_fp=8,
+              records=1000, max_drift_error=0.5, progress=False):
     """Make the recurrent weights obey hardware limits; refit so the latent SDE survives.
 
     See the module docstring for the equations and methods.
@@ -226,6 +270,9 @@ def constrain(model, sde=None, *, bits=None, fan_in=None, sparsity=None, dale=Fa
         Training, validation (snapshot selection) and held-out (reported) states.
     n_fp : int
         Fixed-point iterations for ``x_perp`` inside the refit's loss.
+    records : int
+        Samples per trial of the two target simulations (16 trials each) behind
+        the training and the held-out states.
     max_drift_error : float
         Refuse a result whose held-out relative drift error is larger.
     progress : bool
@@ -256,12 +303,12 @@ def constrain(model, sde=None, *, bits=None, fan_in=None, sparsity=None, dale=Fa
     gen = torch.Generator().manual_seed(int(seeds[3].generate_state(1)[0]))
 
     # states: training (+ validation) and held-out, from independent runs of the target
-    z_vis, u_vis, _ = visited_states(sde, rng_train, trials=16, records=1000, batches=2)
-    z_out, u_out, _ = visited_states(sde, rng_test, trials=16, records=1000, batches=2)
+    z_vis, u_vis, _ = visited_states(sde, rng_train, trials=16, records=records, batches=2)
+    z_out, u_out, _ = visited_states(sde, rng_test, trials=16, records=records, batches=2)
     both = training_states(z_vis, u_vis, sde, model.center, model.scale, n_train + n_val, rng_samp)
     train = _Problem(model, sde, both.take(np.arange(n_train)), n_fp)
     val_rows = np.arange(n_train, n_train + n_val)
-    val = _Problem(model, sde, both.take(val_rows[both.on_attractor[val_rows]]), n_fp)
+    val = _Problem(model, sde, both.take(val_rows[both.on_attractor[val_rows]]), None)
     test = held_out_states(z_out, u_out, n_test, rng_samp)
     before = model_errors(model, sde, test.z, test.u)
 
@@ -288,22 +335,36 @@ def constrain(model, sde=None, *, bits=None, fan_in=None, sparsity=None, dale=Fa
     def quant(Wr, s):
         return project(Wr) if q is None else _quantise(project(Wr), s, q)
 
-    with torch.no_grad():
-        if q is None:
-            s = None
-            val_round = float(val.loss(tt(Wm), b0))
-        else:
-            tried = []
-            for frac in SCALE_FRACTIONS:
-                s_try = frac * wmax / q
-                tried.append((float(val.loss(quant(tt(Wm), s_try), b0)), s_try))
-            val_round, s = min(tried)
-    Wq_round = quant(tt(Wm), s).detach()
+    def candidates(Wr):
+        """``(validation loss, W_q, scale)`` of rounding ``Wr`` at each trial scale (one if unquantised)."""
+        with torch.no_grad():
+            scales = [None] if q is None else [frac * wmax / q for frac in SCALE_FRACTIONS]
+            return [(float(val.loss(quant(Wr, s_), b0)), quant(Wr, s_), s_) for s_ in scales]
+
+    val_round, Wq_round, s = min(candidates(tt(Wm)), key=lambda c: c[0])
     best = (val_round, Wq_round, b0, "round")
 
-    # quantisation-aware refit
+    if refit:
+        # 1. compensated rounding: every neuron's recurrent input W phi kept on the training states
+        with torch.no_grad():
+            x = train.Y @ train.E.T + (b0 - (b0 @ train.D.T) @ train.E.T)
+            if train.U is not None:
+                drive = train.U @ train.B.T
+                x = x + drive - (drive @ train.D.T) @ train.E.T
+            phi = model.neuron.phi(x, torch).numpy()
+        H = phi.T @ phi / len(phi)
+        H += 0.01 * np.mean(np.diag(H)) * np.eye(len(H))
+        trials = []
+        for s_ in ([None] if q is None else [frac * wmax / q for frac in SCALE_FRACTIONS]):
+            Wc = tt(_compensated(Wm, H, lambda w, j, s_=s_: _column(w, j, keep, col_sign, dale, s_, q)))
+            with torch.no_grad():
+                trials.append((float(val.loss(Wc, b0)), Wc, s_))
+        v_c, Wc, s_c = min(trials, key=lambda c: c[0])
+        if v_c < best[0]:
+            best, s = (v_c, Wc, b0, "compensated"), s_c
     if refit and steps > 0:
-        Wr = torch.nn.Parameter(tt(Wm).clone())
+        # 2. quantisation-aware refit (straight-through estimator), from the best start
+        Wr = torch.nn.Parameter(best[1].clone())
         b = torch.nn.Parameter(b0.clone())
         nz = Wm[Wm != 0]
         unit = s if s is not None else float(np.sqrt(np.mean(nz ** 2)))
@@ -338,15 +399,15 @@ def constrain(model, sde=None, *, bits=None, fan_in=None, sparsity=None, dale=Fa
     after = model_errors(out, sde, test.z, test.u)
     limits = ", ".join(f"{k}={v}" for k, v in (("bits", bits), ("fan_in", fan_in), ("sparsity", sparsity),
                                                 ("dale", dale or None)) if v is not None)
-    hint = _hint(bits, fan_in, sparsity, dale, after[0], max_drift_error)
+    hint = lambda: _hint(bits, fan_in, sparsity, dale, after[0], max_drift_error)  # noqa: E731
     if not converged or not np.isfinite(after[0]):
         raise DDMError(f"unrepresentable under {limits}: the constrained network has no stable state off the "
-                       f"latent subspace (x_perp does not settle); {hint}")
+                       f"latent subspace (x_perp does not settle); {hint()}")
     if after[0] > max_drift_error:
         raise DDMError(f"unrepresentable under {limits}: held-out drift error {100 * after[0]:.0f} % after "
                        f"{'quantisation-aware refit' if refit else 'rounding only'} (limit "
-                       f"{100 * max_drift_error:.0f} %); {hint}")
-    Wfin = out.weights()
+                       f"{100 * max_drift_error:.0f} %); {hint()}")
+    Wfin = Wq.numpy()  # the chip's matrix (out.weights() reassembles it to rounding)
     hw = {"bits": bits, "scale": s, "max_level": q, "fan_in": fan_in, "sparsity": sparsity, "dale": bool(dale),
           "method": method, "refit_requested": bool(refit), "steps": int(steps) if refit else 0, "seed": int(seed),
           "drift_error_before": before[0], "diffusion_error_before": before[1],
@@ -382,9 +443,11 @@ def _build(model, sde, Wq, b, z_noise, u_noise):
 def _hint(bits, fan_in, sparsity, dale, err, limit):
     """What to loosen: the next bit width estimated from the error halving per bit, or the other limits."""
     parts = []
-    if bits:
-        extra = max(1, math.ceil(math.log2(err / limit))) if math.isfinite(err) and err > 0 else 2
+    if bits and math.isfinite(err) and math.isfinite(limit) and err > limit:
+        extra = max(1, math.ceil(math.log2(err / limit)))
         parts.append(f"use >= {min(32, bits + extra)} bits (estimate: the error about halves per extra bit)")
+    elif bits:
+        parts.append(f"use more than {bits} bits")
     if fan_in is not None:
         parts.append("a larger fan-in")
     if sparsity is not None:

@@ -46,6 +46,42 @@ import numpy as np
 from .neurons import NeuronModel, make_neuron
 
 
+def settle_perp(x, w_perp, phi, tol=1e-9, max_iter=500, accept=1e-4):
+    """Solve ``v = W_perp phi(x + v)`` for each row of ``x`` (..., N); return ``(x + v, settled)``.
+
+    The iteration ``v <- v + a (W_perp phi(x + v) - v)`` is the Euler step
+    ``a tau`` of the off-subspace dynamics ``tau dv = (-v + W_perp phi(x + v)) dt``;
+    each state's ``a`` halves when its update changes direction (an
+    overshoot: steep slopes such as the LIF curve's at threshold) and grows
+    back by 1.2 (at most 1) otherwise. A state stops when its update is below
+    ``tol (1 + max|v|)``; ``settled`` is False when, after ``max_iter`` steps,
+    some state's update is still above ``accept (1 + max|v|)`` (no stable rest
+    state off the subspace) or not finite. (Neurons held at the LIF threshold,
+    where the rate curve's slope is infinite, can keep a state chattering at
+    about 1e-4 of its input scale; that counts as settled.)
+    """
+    shape = np.shape(x)
+    x = np.asarray(x, dtype=np.float64).reshape(-1, shape[-1])
+    v = np.zeros_like(x)
+    step = np.ones(len(x))
+    last = np.zeros_like(x)
+    live = np.arange(len(x))
+    change = np.zeros(0)
+    for _ in range(max_iter):
+        delta = phi(x[live] + v[live]) @ w_perp.T - v[live]
+        flip = np.sum(delta * last[live], axis=1) < 0
+        step[live] = np.where(flip, 0.5 * step[live], np.minimum(1.0, 1.2 * step[live]))
+        v[live] += step[live, None] * delta
+        last[live] = delta
+        change = np.max(np.abs(delta), axis=1) / (1.0 + np.max(np.abs(v[live]), axis=1))
+        keep = np.isfinite(change) & (change > tol)
+        live, change = live[keep], change[keep]
+        if not len(live):
+            break
+    ok = bool(np.all(np.isfinite(v))) and not np.any(change > accept)
+    return (x + v).reshape(shape), ok
+
+
 @dataclass
 class LatentRNN:
     """A rate network whose latent read-out implements an SDE.
@@ -170,23 +206,11 @@ class LatentRNN:
     def settle(self, x, tol=1e-9, max_iter=500):
         """Move ``x`` off the subspace to ``x + v`` with ``v = W_perp phi(x + v)``; ``(x + v, converged)``.
 
-        Damped fixed-point iteration (``v <- (v + W_perp phi(x + v)) / 2``
-        after 50 plain steps): it converges wherever the off-subspace dynamics
-        ``tau dv = (-v + W_perp phi(x + v)) dt`` are locally stable.
+        See :func:`settle_perp`.
         """
         if self.w_perp is None:
             return x, True
-        v = np.zeros_like(x)
-        step = 1.0
-        for it in range(max_iter):
-            new = self.neuron.phi(x + v) @ self.w_perp.T
-            change = np.max(np.abs(new - v), initial=0.0)
-            v = v + step * (new - v)
-            if change <= tol * (1.0 + np.max(np.abs(v), initial=0.0)):
-                return x + v, True
-            if it == 50:
-                step = 0.5
-        return x + v, False
+        return settle_perp(x, self.w_perp, self.neuron.phi, tol=tol, max_iter=max_iter)
 
     def noise_var(self, x):
         """Private output-noise intensities ``sigma^2(x)`` (..., N)."""
