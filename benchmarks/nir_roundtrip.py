@@ -11,6 +11,7 @@ pass, the mean firing rate and the wall time.
 
     OMP_NUM_THREADS=1 python benchmarks/nir_roundtrip.py [--systems lorenz,double_well]
         [--n 1000] [--consumers norse] [--lorenz 8x30] [--double-well 8x100] [--models DIR] [--step-matched]
+        [--rate-curve]
 
 ``--models DIR`` keeps the fitted models (``DIR/<system>_<N>.ddm``) and reuses them.
 ``--step-matched`` fits with the ``tau_ref`` the consumer's step supplies and exports
@@ -55,6 +56,41 @@ def get_model(name, n, models, tau_ref=0.0):
     return model, time.perf_counter() - t0
 
 
+def euler_rate_curve(tau_m=0.02, dt=DT, seconds=2.0):
+    """Mean relative error of the rate curve that the consumers' Euler step realises, 50-400 Hz.
+
+    300 neurons with constant inputs spread over the rates (the spread averages out the staircase
+    of whole-step intervals), random start phases, ``seconds`` of network time, per variant:
+    default export (tau_ref = 0, the model's tau_m) and step_matched (tau_ref = dt/2 Norse, 3 dt/2
+    snnTorch; exact-decay tau_mem), each with Norse's reset in the step or snnTorch's one step later.
+    """
+    from ddm_neuro.neurons import make_neuron
+
+    r_target = np.linspace(50.0, 400.0, 300)
+    print(f"Rate curve realised by the consumers' Euler step (dt = {dt:g} s, tau_m = {tau_m:g} s), "
+          "relative to the fitted curve, over 50-400 Hz:")
+    for consumer, late in (("norse", False), ("snntorch", True)):
+        for matched in (False, True):
+            tau_ref = STEP_TAU_REF[consumer] * dt if matched else 0.0
+            tau_file = dt / -np.expm1(-dt / tau_m) if matched else tau_m
+            x = 1 + 1 / np.expm1((1 / r_target - tau_ref) / tau_m)
+            a = dt / tau_file
+            v = np.random.default_rng(0).uniform(0, 1, x.shape)
+            count, fired = np.zeros_like(x), np.zeros(x.shape, dtype=bool)
+            for _ in range(int(round(seconds / dt))):
+                v = (1 - a) * v + a * x
+                if late:
+                    v[fired] = 0.0
+                fired = v > 1.0
+                count += fired
+                if not late:
+                    v[fired] = 0.0
+            rel = count / seconds / make_neuron({**NEURON, "tau_ref": tau_ref}).phi(x) - 1
+            label = f"step_matched (tau_ref {STEP_TAU_REF[consumer]:g} dt)" if matched else "default"
+            print(f"  {consumer:9s} {label:30s} mean {100 * rel.mean():+.3f} %, "
+                  f"mean |error| {100 * np.abs(rel).mean():.3f} %", flush=True)
+
+
 def run_case(name, n, trials, duration, consumers, models, workdir, step_matched=False):
     sde = SYSTEMS[name]()
     tau_ref = STEP_TAU_REF[consumers[0]] * DT if step_matched else 0.0
@@ -96,14 +132,17 @@ def main(argv=None):
     ap.add_argument("--lorenz", type=_shape, default=(8, 30.0), help="TRIALSxDURATION (default 8x30)")
     ap.add_argument("--double-well", type=_shape, default=(8, 100.0), help="TRIALSxDURATION (default 8x100)")
     ap.add_argument("--models", help="folder to keep and reuse fitted models")
+    ap.add_argument("--rate-curve", action="store_true", help="also print the Euler rate-curve bias (seconds)")
     ap.add_argument("--step-matched", action="store_true",
                     help="fit with the tau_ref the step supplies (dt/2 Norse, 3 dt/2 snnTorch; first consumer) "
                          "and export with step_matched=True")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     shapes = {"lorenz": args.lorenz, "double_well": args.double_well}
+    if args.rate_curve:
+        euler_rate_curve()
     with tempfile.TemporaryDirectory() as work:
-        for name in args.systems.split(","):
+        for name in filter(None, args.systems.split(",")):
             run_case(name, args.n, *shapes[name], args.consumers.split(","), args.models, work, args.step_matched)
 
 
