@@ -343,3 +343,12 @@ def test_json_file_is_the_node_link_form(small_model, tmp_path):
     model = _with_w_perp(small_model)
     out = _export(model, tmp_path / "net.json", "json")  # written edge by edge
     assert json.loads(out.read_text()) == json.loads(json.dumps(to_node_link(graph_data(model))))
+
+
+def test_cli_core_size_refused_by_formats_without_partitioning(small_model_path, tmp_path, capsys):
+    pytest.importorskip("brian2")
+    out = tmp_path / "proj"
+    assert main(["export", str(small_model_path), "--format", "brian2-cpp", "-o", str(out), "--core-size", "4",
+                 "--quiet"]) == 2
+    assert "--format brian2-cpp does not take --core-size" in capsys.readouterr().err
+    assert not out.exists()
