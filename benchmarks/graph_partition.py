@@ -10,7 +10,8 @@ destination core; synaptic events/s). The fitted W is dense, so synapse counts
 (and hence traffic) do not depend on the assignment; the same figures are
 printed for W sparsified to each neuron's ``--fan-in`` strongest inputs, where
 they do, with the partition minimising cross-core synapses (the default for a
-sparse W) and cross-core weight mass (the default for a dense W). Last, the export cost (wall time, file size) of the three formats
+sparse W) and cross-core weight mass (the default for a dense W). Last, the
+export cost (wall time, file size) of the three formats
 for an N = ``--export-n`` model, and the JSON load time.
 
     python benchmarks/graph_partition.py                      # N = 2048, ~2-3 min on one core
@@ -45,7 +46,8 @@ def sparsify(W, fan_in):
 def row(label, p, seconds=None):
     t, b = p.totals, p.baseline
     time_text = f"{seconds:7.1f}" if seconds is not None else " " * 7
-    print(f"  {label:<40}{t['cores']:>6}{100 * t['synapse_cross_fraction']:>9.1f} %{100 * b['synapse_cross_fraction']:>7.1f} %"
+    print(f"  {label:<40}{t['cores']:>6}"
+          f"{100 * t['synapse_cross_fraction']:>9.1f} %{100 * b['synapse_cross_fraction']:>7.1f} %"
           f"{100 * t['weight_cross_fraction']:>9.1f} %{100 * b['weight_cross_fraction']:>7.1f} %"
           f"{t['spike_messages_cross_per_s']:>11.3g}{b['spike_messages_cross_per_s']:>11.3g}"
           f"{t['synaptic_events_cross_per_s']:>11.3g}{b['synaptic_events_cross_per_s']:>11.3g}  {time_text}")

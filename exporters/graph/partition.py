@@ -299,11 +299,12 @@ def partition_figures(weights, core, rates=None):
     count_cc = onehot.T @ syn.astype(np.float64) @ onehot
     mass_cc = onehot.T @ mass @ onehot
     n_syn, total_mass = int(syn.sum()), float(mass.sum())
+    cross_pairs = core[:, None] != core[None, :]
     inside = int(round(np.trace(count_cc)))
     cross = n_syn - inside
     totals = {"neurons": n, "cores": m, "synapses": n_syn, "synapses_cross": cross,
               "synapse_cross_fraction": cross / n_syn if n_syn else 0.0,
-              "weight_cross_fraction": float((total_mass - np.trace(mass_cc)) / total_mass) if total_mass else 0.0}
+              "weight_cross_fraction": float(mass[cross_pairs].sum() / total_mass) if total_mass else 0.0}
     cores = []
     for c in range(m):
         cores.append({"core": c, "neurons": int(onehot[:, c].sum()),
@@ -315,7 +316,7 @@ def partition_figures(weights, core, rates=None):
                       "weight_out": float(mass_cc[:, c].sum() - mass_cc[c, c])})
     if rates is not None:
         r = np.asarray(rates, dtype=np.float64)
-        cross_syn = syn & (core[:, None] != core[None, :])
+        cross_syn = syn & cross_pairs
         totals["synaptic_events_cross_per_s"] = float(cross_syn.sum(axis=0) @ r)
         # targets of source j in each core: (m, N); a packet per other core with >= 1 target
         reach = (onehot.T @ syn.astype(np.float64)) > 0
@@ -394,5 +395,5 @@ def partition_network(weights, core_size=None, *, preset=None, rates=None, metho
         _assign(A, np.arange(n), _balanced_sizes(n, math.ceil(n / s)), core, 0, max(int(knn), 1), rng)
     totals, cores = partition_figures(W, core, rates)
     base = partition_figures(W, random_assignment(n, s, seed), rates)[0] if baseline else None
-    return Partition(core=core, core_size=s, method=method, objective=objective, totals=totals, cores=cores, baseline=base,
-                     limits=limits)
+    return Partition(core=core, core_size=s, method=method, objective=objective, totals=totals, cores=cores,
+                     baseline=base, limits=limits)
