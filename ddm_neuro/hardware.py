@@ -293,6 +293,10 @@ def constrain(model, sde=None, *, bits=None, fan_in=None, sparsity=None, dale=Fa
     from .fit import model_errors
 
     _check_args(model, bits, fan_in, sparsity, dale, max_drift_error)
+    for name, v, low in (("steps", steps, 0), ("batch", batch, 1), ("n_train", n_train, 100), ("n_val", n_val, 10),
+                         ("n_test", n_test, 10), ("n_fp", n_fp, 0), ("records", records, 10)):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < low:
+            raise DDMError(f"{name} must be an integer >= {low} (got {v!r})")
     if sde is None:
         sde = model.sde()
     if sde.dim != model.dim or sde.n_inputs != model.n_inputs:
