@@ -65,6 +65,13 @@ def run(system, n, duration, trials, seed, steps, fit_size):
     print(f"   closed form EPR: {'none' if e['closed_form'] is None else format(e['closed_form'], '.4g')}; "
           f"target A {e['target_runs'][0]:.4g}, target B {e['target_runs'][1]:.4g}: |A - B| = {e['baseline']:.3g} "
           f"(expected spread {e['baseline_spread']:.2g})")
+    for name, label in (("network", "network"), ("symmetric_fit", "symmetric W")):
+        c = r["connectivity"][name]
+        v, sh = c["vorticity"], c["drift_shares"]
+        print(f"   {label}: ||W_a||/||W|| = {c['asymmetry']:.3g}; latent vorticity (x/y) {v['total'][0]:.4g} = "
+              f"W_s {v['symmetric'][0]:.4g} + W_a {v['antisymmetric'][0]:.4g}; drift projection shares leak "
+              f"{sh['leak']['projection_share']:.3f}, W_s {sh['symmetric']['projection_share']:.3f}, "
+              f"W_a {sh['antisymmetric']['projection_share']:.3f}")
     head = f"   {'run':<14}{'EPR':>18}{'EPR (field)':>13}{'rotation':>18}"
     head += f"{'cycle rate':>18}{'fwd frac':>10}{'transitions':>12}" if cyc else ""
     print(head)

@@ -258,3 +258,17 @@ def test_example_runs_quick(tmp_path, capsys):
     assert exc.value.code == 0
     assert "entropy production rate" in capsys.readouterr().out
     assert (tmp_path / "dec" / "analysis.json").is_file()
+
+
+def test_vorticity_of_the_parts_adds_up(rot_models):
+    """The parts' vorticities sum to the drift's, the leak has none, and a symmetric W's W_a has none."""
+    from ddm_neuro.analysis.connectivity import vorticity
+
+    sde, net, sym = rot_models
+    z = net.init_states
+    v = vorticity(net, z)
+    assert v["leak"][0] == pytest.approx(0.0, abs=1e-6 * abs(v["symmetric"][0]))
+    assert v["total"][0] == pytest.approx(v["symmetric"][0] + v["antisymmetric"][0])
+    # the network's drift turns like the target's: vorticity w = 2 (held-out drift error ~0.1 %)
+    assert v["total"][0] == pytest.approx(2.0, rel=10 * net.meta["fit"]["drift_error"] + 1e-3)
+    assert vorticity(sym, z)["antisymmetric"][0] == pytest.approx(0.0, abs=1e-9)

@@ -14,10 +14,17 @@ Each part's contribution to the latent drift (SDE units; see
 .. math:: f_{part}(z) = T S D W_{part} \phi(x) / \tau,
 
 and the leak and drive give ``T S D (-x + b + B u) / tau``, so
-``f_leak + f_s + f_a`` is the network's latent drift exactly. Two summaries on
+``f_leak + f_s + f_a`` is the network's latent drift exactly. Summaries on
 a set of states: ``rms_ratio = sqrt(mean |f_part|^2 / mean |f|^2)`` (size of
-the part) and ``projection_share = mean(f_part . f) / mean |f|^2`` (the shares
-sum to 1 over leak, symmetric and antisymmetric).
+the part), ``projection_share = mean(f_part . f) / mean |f|^2`` (the shares
+sum to 1 over leak, symmetric and antisymmetric), and the mean **vorticity**
+of each part in each coordinate plane (i, j),
+``(d_i f_j - d_j f_i) / 2`` averaged over the states: linear in the field, so
+the parts' vorticities add up to the drift's, and the leak's is 0. It says
+which part of ``W`` makes the latent state turn (for the rotational OU the
+drift's vorticity is w). The shares are blurred by large opposite terms:
+``W_s`` and ``W_a`` each carry half of ``D W^T phi`` with opposite signs,
+including its constant part, and both cancel most of the leak.
 """
 from __future__ import annotations
 
@@ -117,6 +124,31 @@ def drift_shares(fields):
                 "projection_share": float(np.mean(np.sum(v * total, -1)) / norm)} for k, v in fields.items()}
 
 
+def vorticity(model, z, u=None, eps=1e-4):
+    """Mean vorticity ``(d_i f_j - d_j f_i) / 2`` of each part per plane (i < j), central differences.
+
+    Returns
+    -------
+    dict
+        ``{"leak", "symmetric", "antisymmetric", "total"}``, each a list of
+        d (d - 1) / 2 floats (empty for d = 1).
+    """
+    z = np.atleast_2d(np.asarray(z, dtype=np.float64))
+    d = z.shape[1]
+    h = eps * np.maximum(z.std(0), 1e-6) if len(z) > 1 else np.full(d, eps)
+    jac = {}  # part -> (M, d, d) with jac[..., a, b] = d f_a / d z_b
+    for j in range(d):
+        step = np.zeros(d)
+        step[j] = h[j]
+        up, down = drift_contributions(model, z + step, u), drift_contributions(model, z - step, u)
+        for k in up:
+            jac.setdefault(k, np.zeros((len(z), d, d)))[:, :, j] = (up[k] - down[k]) / (2 * h[j])
+    out = {k: [float(np.mean(J[:, b, a] - J[:, a, b]) / 2) for a in range(d) for b in range(a + 1, d)]
+           for k, J in jac.items()}
+    out["total"] = [sum(out[k][i] for k in PARTS) for i in range(len(out["leak"]))]
+    return out
+
+
 def connectivity_summary(model, z, u=None):
     """Spectra, norms, asymmetry and drift shares of ``W_s`` and ``W_a`` on states ``z`` (JSON-ready dict)."""
     spec = part_spectra(model)
@@ -124,5 +156,6 @@ def connectivity_summary(model, z, u=None):
     d = model.dim
     top = lambda e: [[float(v.real), float(v.imag)] for v in e[:2 * d]]  # noqa: E731
     return {"frobenius": spec["frobenius"], "asymmetry": spec["asymmetry"], "drift_shares": shares,
+            "vorticity": vorticity(model, z, u),
             "eigenvalues": {k: top(v) for k, v in spec["eigenvalues"].items()},
             "constraint": model.meta.get("fit", {}).get("constraint")}

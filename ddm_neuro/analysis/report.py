@@ -36,6 +36,14 @@ def table(analysis):
         cells = [f"{sh[p]['projection_share']:.3f} / {sh[p]['rms_ratio']:.3f}" for p in ("leak", "symmetric",
                                                                                        "antisymmetric")]
         lines.append(f"  {name:<15}{c['asymmetry']:>14.3g}" + "".join(f"{x:>16}" for x in cells))
+    planes = [f"{a}/{b}" for i, a in enumerate(r["variables"]) for b in r["variables"][i + 1:]]
+    if planes:
+        lines.append(f"  latent vorticity (d_i f_j - d_j f_i)/2, mean over visited states, per plane {', '.join(planes)}:")
+        for name, c in r["connectivity"].items():
+            v = c["vorticity"]
+            cells = ", ".join(f"{p} {v[p][0]:.3g}" if len(planes) == 1 else f"{p} {[round(x, 3) for x in v[p]]}"
+                              for p in ("total", "symmetric", "antisymmetric"))
+            lines.append(f"    {name:<15}{cells}")
     if "symmetric_fit" in r:
         f = r["symmetric_fit"]
         lines.append(f"  symmetric fit: held-out drift error {100 * f['drift_error']:.2f} % "
