@@ -204,7 +204,8 @@ def _currents(res, data, model, sde, run_a, duration, trials, seeds, rng, progre
     res["rotation"] = rot
     # drift decomposition: each process with its own drift, noise and stationary density
     target_z = np.concatenate([run_a.z, run_b.z])
-    procs = {"target": (sde.drift, sde.diffusion_cov, target_z), "network": (model.latent_drift, model.latent_cov, net_z)}
+    procs = {"target": (sde.drift, sde.diffusion_cov, target_z),
+             "network": (model.latent_drift, model.latent_cov, net_z)}
     if sym is not None:
         procs["symmetric_fit"] = (sym.latent_drift, sym.latent_cov, runs["symmetric_fit"])
     dec, dens = {}, {}

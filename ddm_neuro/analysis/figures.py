@@ -194,7 +194,8 @@ def _epr(analysis):
     ro = analysis.results["rotation"]
     keys = [k for k in ("target", "network", "symmetric_fit") if k in e]
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    for ax, src, title in ((axes[0], e, "entropy production rate"), (axes[1], ro, f"mean rotation {'/'.join(ro['planes'][0])}")):
+    panels = ((axes[0], e, "entropy production rate"), (axes[1], ro, f"mean rotation {'/'.join(ro['planes'][0])}"))
+    for ax, src, title in panels:
         vals = [src[k] if np.ndim(src[k]) == 0 else src[k][0] for k in keys]
         ses = [src[f"{k}_stderr"] if np.ndim(src[f"{k}_stderr"]) == 0 else src[f"{k}_stderr"][0] for k in keys]
         ax.bar(range(len(keys)), vals, yerr=2 * np.asarray(ses), color=[COLORS[k] for k in keys], capsize=4)

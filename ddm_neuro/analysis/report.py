@@ -38,7 +38,8 @@ def table(analysis):
         lines.append(f"  {name:<15}{c['asymmetry']:>14.3g}" + "".join(f"{x:>16}" for x in cells))
     planes = [f"{a}/{b}" for i, a in enumerate(r["variables"]) for b in r["variables"][i + 1:]]
     if planes:
-        lines.append(f"  latent vorticity (d_i f_j - d_j f_i)/2, mean over visited states, per plane {', '.join(planes)}:")
+        lines.append(f"  latent vorticity (d_i f_j - d_j f_i)/2, mean over visited states, "
+                     f"per plane {', '.join(planes)}:")
         for name, c in r["connectivity"].items():
             v = c["vorticity"]
             cells = ", ".join(f"{p} {v[p][0]:.3g}" if len(planes) == 1 else f"{p} {[round(x, 3) for x in v[p]]}"
@@ -70,7 +71,8 @@ def table(analysis):
             if "symmetric_fit" in ro:
                 row += f", symmetric {_fmt(ro['symmetric_fit'][i], ro['symmetric_fit_stderr'][i])}"
             lines.append(row)
-        lines.append("drift = reversible (D grad log p / 2 + div D / 2) + irreversible (current / p), on visited states")
+        lines.append("drift = reversible (D grad log p / 2 + div D / 2) + irreversible (current / p), "
+                     "on visited states")
         lines.append(f"  {'':<15}{'reversible':>12}{'irreversible':>14}{'EPR from field':>16}")
         for name, dcm in r["decomposition"].items():
             lines.append(f"  {name:<15}{dcm['reversible_share']:>12.3f}{dcm['irreversible_share']:>14.3f}"
