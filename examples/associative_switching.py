@@ -82,7 +82,8 @@ def success_figure(results, path):
     fig, ax = plt.subplots(figsize=(6.5, 4))
     names = list(results)
     x = np.arange(len(names))
-    for k, (attr, se, label) in enumerate([("rate", "se", "all pulses"), ("switch_rate", "switch_se", "had to switch")]):
+    bars = [("rate", "se", "all pulses"), ("switch_rate", "switch_se", "had to switch")]
+    for k, (attr, se, label) in enumerate(bars):
         vals = [getattr(results[n], attr) for n in names]
         errs = [getattr(results[n], se) for n in names]
         ax.bar(x + (k - 0.5) * 0.38, vals, 0.38, yerr=errs, capsize=4, label=label)
@@ -129,7 +130,8 @@ def main(argv=None):
             traj.save(out / f"{name}.npz")
             print(f"   {name}: {time.perf_counter() - t0:.1f} s")
         tgt = runs["target"][1]
-        print(f"\n{'run':<11} {'success':>8} {'SE':>6} {'had to switch':>13} {'success':>8} {'SE':>6} {'z vs target':>11}")
+        print(f"\n{'run':<11} {'success':>8} {'SE':>6} {'had to switch':>13} {'success':>8} {'SE':>6} "
+              f"{'z vs target':>11}")
         for name, (_, r) in runs.items():
             z = compare_proportions(int(r.success[r.moved].sum()), max(r.n_moved, 1),
                                     int(tgt.success[tgt.moved].sum()), max(tgt.n_moved, 1))[2]
