@@ -231,6 +231,7 @@ def test_host_noise_current_has_the_models_latent_diffusion(model, nir_path):
     sd = np.sqrt((want ** 2 + np.outer(np.diag(want), np.diag(want))) / n)   # std of a sample covariance
     assert np.all(np.abs(got - want) < 5 * sd)
     # the host noise is the model's private intensity minus what regular spikes supply (small)
+    assert np.all(net.host_rate_coef == 0)                                    # tau_ref = 0: no activity term
     assert np.all(net.host_sigma2 <= model.noise_const * (1 + 1e-12))
     assert net.host_sigma2.mean() > 0.9 * model.noise_const.mean()
 
@@ -277,3 +278,9 @@ def test_step_matched_export(model, tmp_path):
     assert np.allclose(net.readout(net.initial_current(z0)), z0, atol=1e-5 * np.abs(z0).max())
     with pytest.raises(DDMError, match="no refractory period"):
         export(half, tmp_path / "c.nir", progress=False)
+    # activity-dependent private noise (activity = phi tau_ref): the host evaluates the rate curve at I
+    half.noise_act = np.linspace(0.0, 2e5, model.n_neurons)
+    net = read_network(export(half, tmp_path / "d.nir", step_matched=True, progress=False))
+    assert np.allclose(net.host_rate_coef, half.noise_act * dt / 2)
+    x0 = half.neuron_inputs(z0)
+    assert np.allclose(net.rate(net.initial_current(z0)), half.neuron.phi(x0), rtol=1e-6, atol=1e-6)

@@ -83,29 +83,36 @@ def _start(net, trials, seed, z0, u0):
 
 
 class _HostNoise:
-    """Per-step noise current into node ``lif`` (see :mod:`.export`)."""
+    """Per-step noise current into node ``lif`` (see :mod:`.export`), from the synaptic currents I."""
 
     def __init__(self, net, trials, gen, enabled, dtype):
-        # recurrent.weight @ (amp * xi), through a rank factorisation of W diag(amp) (W = E K has rank d:
+        # recurrent.weight @ (amp * xi) through a rank factorisation of W (W = E K has rank d:
         # O(N d) per step instead of O(N^2); exact up to rounding)
-        wa = np.asarray(net.graph.nodes["recurrent"].weight, dtype=np.float64) * np.sqrt(net.host_sigma2 * net.dt)
-        self.private = enabled and bool(np.any(wa != 0))
-        U, sv, Vt = np.linalg.svd(wa, full_matrices=False)
+        W = np.asarray(net.graph.nodes["recurrent"].weight, dtype=np.float64)
+        self.private = enabled and bool(np.any(net.host_sigma2 > 0) or np.any(net.host_rate_coef != 0))
+        U, sv, Vt = np.linalg.svd(W, full_matrices=False)
         r = max(1, int(np.sum(sv > 1e-7 * sv[0]))) if sv[0] > 0 else 1
-        self.right = torch.as_tensor(Vt[:r].T * sv[:r], dtype=dtype)   # xi @ right @ left = xi @ (W diag(amp))^T
+        self.right = torch.as_tensor(Vt[:r].T * sv[:r], dtype=dtype)   # xi @ right @ left = xi @ W^T
         self.left = torch.as_tensor(U[:, :r].T, dtype=dtype)
+        self.const = torch.as_tensor(net.host_sigma2 * net.dt, dtype=dtype)
+        self.coef = torch.as_tensor(net.host_rate_coef * net.dt, dtype=dtype) \
+            if np.any(net.host_rate_coef != 0) else None
         lat = torch.as_tensor(net.host_latent, dtype=dtype)
         self.latent = lat.T.contiguous() if enabled and bool(torch.any(lat != 0)) else None
-        self.shape, self.d, self.gen, self.dtype = (trials, net.n_neurons), net.dim, gen, dtype
+        self.net, self.shape, self.d, self.gen, self.dtype = net, (trials, net.n_neurons), net.dim, gen, dtype
+        self.amp = torch.sqrt(torch.clamp(self.const, min=0.0))
 
     @property
     def active(self):
         return self.private or self.latent is not None
 
-    def __call__(self):
+    def __call__(self, current=None):
+        """The current J for this step; ``current`` (trials, N): the synaptic currents I before it."""
         J = 0.0
         if self.private:
-            J = (torch.randn(self.shape, generator=self.gen, dtype=self.dtype) @ self.right) @ self.left
+            amp = self.amp if self.coef is None else \
+                torch.sqrt(torch.clamp(self.const + self.coef * self.net.rate(current, torch), min=0.0))
+            J = ((amp * torch.randn(self.shape, generator=self.gen, dtype=self.dtype)) @ self.right) @ self.left
         if self.latent is not None:
             J = J + torch.randn((self.shape[0], self.d), generator=self.gen, dtype=self.dtype) @ self.latent
         return J
@@ -200,7 +207,7 @@ def run_norse(path, duration, *, dt=None, record_dt=None, trials=1, seed=None, n
         with torch.no_grad():
             for r in range(1, n_rec):
                 for _ in range(n_sub):
-                    current["J"] = host() if host.active else None
+                    current["J"] = host(state.state["lif"][0][0].v) if host.active else None
                     _, state = module(x_in, state)
                     n_spikes += int(state.cache["lif"].sum())
                     steps += 1
@@ -275,7 +282,7 @@ def run_snntorch(path, duration, *, dt=None, record_dt=None, trials=1, seed=None
         try:
             for r in range(1, n_rec):
                 for _ in range(n_sub):
-                    cur = drive + host() if host.active else drive
+                    cur = drive + host(syn) if host.active else drive
                     spk, syn, mem = neuron(cur, spk, syn, mem)
                     n_spikes += int(spk.sum())
                     steps += 1

@@ -68,10 +68,13 @@ add, as a current into the input of ``lif``, at every step::
 
     J = recurrent.weight @ (sqrt(sigma2 dt) xi) + sqrt(dt) (dt/tau_m) E L xi',   xi ~ N(0, I_N), xi' ~ N(0, I_d)
 
-``sigma2`` (``host_noise_sigma2``, Hz, per neuron) is the model's private
-output-noise intensity minus what the spikes supply (``max(sigma^2 - F r, 0)``,
-with ``F r`` averaged over the model's start states; ``fano="regular"`` (default)
-counts regular firing over one SDE time unit, :func:`ddm_neuro.spiking.regular_fano`);
+``sigma2 = max(host_noise_sigma2 + host_noise_rate_coef * phi(x), 0)`` (Hz, per
+neuron, at the neuron's input ``x = I/current_scale``, ``phi`` the fitted rate
+curve) is the model's private output-noise intensity ``noise_const +
+noise_act tau_ref phi(x)`` minus what the spikes supply (``F r``, averaged over
+the model's start states; ``fano="regular"`` (default) counts regular firing
+over one SDE time unit, :func:`ddm_neuro.spiking.regular_fano`); with
+``tau_ref = 0`` the rate term vanishes and the intensity is constant;
 ``host_noise_latent`` is ``sqrt(dt)(dt/tau_m) E L`` premultiplied, (N, d). The
 first term is exactly a fractional spike count ``sqrt(sigma2 dt) xi`` sent
 through the recurrent weights, i.e. the model's output noise ``eta``.
@@ -164,7 +167,12 @@ def step_constants(model, dt, step_matched=False):
 
 
 def host_noise(model, dt, fano="regular", noise=True, step_matched=False):
-    """The noise the host must inject: ``(sigma2 (N,), latent (N, d))`` (see the module docstring).
+    """The noise the host must inject: ``(sigma2 (N,), rate_coef (N,), latent (N, d))``.
+
+    Private intensity per neuron, Hz: ``max(sigma2 + rate_coef * phi(x), 0)`` with ``phi`` the fitted
+    rate curve at the neuron's input ``x`` (``rate_coef = noise_act * tau_ref``, the model's
+    activity-dependent part; zero when ``tau_ref = 0``), ``sigma2 = noise_const - <F r>`` (the spikes'
+    share averaged over the start states); ``latent`` is ``sqrt(dt) a_m E L`` (see the module docstring).
 
     Parameters
     ----------
@@ -180,21 +188,22 @@ def host_noise(model, dt, fano="regular", noise=True, step_matched=False):
     """
     N, d = model.n_neurons, model.dim
     if not noise:
-        return np.zeros(N), np.zeros((N, d))
-    x = model.neuron_inputs(model.init_states, np.zeros(model.n_inputs) if model.n_inputs else None)
+        return np.zeros(N), np.zeros(N), np.zeros((N, d))
+    u0 = np.zeros(model.n_inputs) if model.n_inputs else None
+    x = model.neuron_inputs(model.init_states, u0)
     rate = model.neuron.phi(x)
     if isinstance(fano, str):
         if fano != "regular":
             raise DDMError(f"fano must be a number >= 0 or 'regular' (got {fano!r})")
-        F = regular_fano(model, model.init_states, model.time_scale,
-                         np.zeros(model.n_inputs) if model.n_inputs else None)
+        F = regular_fano(model, model.init_states, model.time_scale, u0)
     else:
         F = float(fano)
         if not (np.isfinite(F) and F >= 0):
             raise DDMError(f"fano must be a number >= 0 or 'regular' (got {fano!r})")
-    sigma2 = np.mean(model.noise_var(x) - F * rate, axis=0)
+    sigma2 = model.noise_const - np.mean(F * rate, axis=0)
+    rate_coef = model.noise_act * model.neuron.params["tau_ref"]        # activity = phi tau_ref
     latent = np.sqrt(dt) * step_constants(model, dt, step_matched)[3] * model.encoders @ model.noise_latent
-    return np.maximum(sigma2, 0.0), latent
+    return sigma2, rate_coef, latent
 
 
 def build_graph(model, dt=SNNTORCH_DT, fano="regular", noise=True, step_matched=False):
@@ -227,7 +236,7 @@ def build_graph(model, dt=SNNTORCH_DT, fano="regular", noise=True, step_matched=
     ones = np.ones(N, dtype=np.float32)
     c_in = a_m * a_s
     B = model.input_weights if k else np.zeros((N, 1))
-    sigma2, latent = host_noise(model, dt, fano, noise, step_matched)
+    sigma2, rate_coef, latent = host_noise(model, dt, fano, noise, step_matched)
     nodes = {
         "input": nir.Input(input_type=np.array([max(k, 1)])),
         "affine": nir.Affine(weight=f32(B * c_in), bias=f32(model.bias * c_in),
@@ -243,7 +252,7 @@ def build_graph(model, dt=SNNTORCH_DT, fano="regular", noise=True, step_matched=
                                                 "node 'lif' (not to its spikes)"}),
         "output": nir.Output(output_type=np.array([d])),
     }
-    meta = _metadata(model, dt, fano, noise, sigma2, latent, matched, a_m)
+    meta = _metadata(model, dt, fano, noise, (sigma2, rate_coef, latent), matched, a_m)
     graph = nir.NIRGraph(nodes=nodes, edges=list(EDGES), metadata=meta)
     return graph
 
@@ -260,7 +269,8 @@ def init_current(model, dt, step_matched=False):
     return step_constants(model, dt, step_matched)[3] * np.concatenate(cols, axis=1)
 
 
-def _metadata(model, dt, fano, noise, sigma2, latent, matched, a_m):
+def _metadata(model, dt, fano, noise, host, matched, a_m):
+    sigma2, rate_coef, latent = host
     info = {
         "format": "ddm_neuro-nir", "format_version": FORMAT_VERSION,
         "time_unit": "s", "dt": dt, "time_scale": float(model.time_scale),
@@ -276,7 +286,10 @@ def _metadata(model, dt, fano, noise, sigma2, latent, matched, a_m):
         "readout": "z = readout.weight @ I_lif + readout.bias (SDE coordinates), I_lif the synaptic current of "
                    "node 'lif'; equals c + S D x with x = I tau_m/dt",
         "host_noise": "each step add to the input of node 'lif' the current recurrent.weight @ "
-                      "(sqrt(host_noise_sigma2 * dt) * xi) + host_noise_latent @ xi2, xi ~ N(0, I_N), xi2 ~ N(0, I_d)",
+                      "(sqrt(s2 * dt) * xi) + host_noise_latent @ xi2, xi ~ N(0, I_N), xi2 ~ N(0, I_d), with "
+                      "s2 = max(host_noise_sigma2 + host_noise_rate_coef * phi(x), 0) (Hz), x = I / current_scale",
+        "rate_curve": {"tau_m": model.neuron.params["tau_m"], "tau_ref": model.neuron.params["tau_ref"],
+                       "phi": "1 / (tau_ref + tau_m log(1 + 1/(x - 1))) for x > 1, else 0 (Hz)"},
         "noise": {"enabled": bool(noise), "fano": fano if isinstance(fano, str) else float(fano),
                   "remainder": "model private intensity minus the spikes' F r, averaged over the start states"},
         "model_id": model.meta.get("model_id"), "sde_name": model.meta.get("sde_name"),
@@ -290,6 +303,7 @@ def _metadata(model, dt, fano, noise, sigma2, latent, matched, a_m):
             "init_current": init_current(model, dt, matched is not None),
             "time_unit": "s", "dt": float(dt), "time_scale": float(model.time_scale),
             "host_noise_sigma2": np.asarray(sigma2, dtype=np.float64),
+            "host_noise_rate_coef": np.asarray(rate_coef, dtype=np.float64),
             "host_noise_latent": np.asarray(latent, dtype=np.float64),
             "init_states": np.asarray(model.init_states, dtype=np.float64)}
 

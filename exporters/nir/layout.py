@@ -37,7 +37,8 @@ class NIRNetwork:
         Step (seconds) the file was written for.
     n_neurons, dim, n_inputs : int
         N, d and the width of the graph input (``max(k, 1)``).
-    host_sigma2 : ndarray (N,)
+    host_sigma2, host_rate_coef : ndarray (N,)
+        Private host noise ``max(host_sigma2 + host_rate_coef * phi(x), 0)`` (Hz).
     host_latent : ndarray (N, d)
     init_current : ndarray (N, d + 1 + k)
         ``I0 = init_current @ [z0, 1, u0]``: synaptic currents at latent state z0.
@@ -52,6 +53,7 @@ class NIRNetwork:
     dim: int
     n_inputs: int
     host_sigma2: np.ndarray
+    host_rate_coef: np.ndarray
     host_latent: np.ndarray
     init_current: np.ndarray
     init_states: np.ndarray
@@ -60,6 +62,14 @@ class NIRNetwork:
     def time_scale(self):
         """T, seconds of network time per SDE time unit."""
         return float(self.info["time_scale"])
+
+    def rate(self, current, xp=np):
+        """The fitted rate curve ``phi(x)`` (Hz) at ``x = I / current_scale``, for the host noise."""
+        rc = self.info["rate_curve"]
+        j = current / float(self.info["current_scale"]) - 1.0
+        pos = j > 0
+        jj = xp.where(pos, j, xp.ones_like(j))
+        return xp.where(pos, 1.0 / (rc["tau_ref"] + rc["tau_m"] * xp.log1p(1.0 / jj)), xp.zeros_like(j))
 
     def readout(self, current):
         """Latent ``z = readout.weight @ I + readout.bias`` for synaptic currents I (..., N), numpy."""
@@ -139,6 +149,7 @@ def read_network(path):
               "readout.weight": (np.shape(graph.nodes["readout"].weight), (d, n)),
               "readout.bias": (np.shape(graph.nodes["readout"].bias), (d,)),
               "metadata host_noise_sigma2": (np.shape(meta.get("host_noise_sigma2")), (n,)),
+              "metadata host_noise_rate_coef": (np.shape(meta.get("host_noise_rate_coef")), (n,)),
               "metadata host_noise_latent": (np.shape(meta.get("host_noise_latent")), (n, d)),
               "metadata init_current": (np.shape(meta.get("init_current")), (n, d + 1 + int(info.get("n_inputs", -1))))}
     bad = [f"{name} has shape {got}, expected {want}" for name, (got, want) in shapes.items() if tuple(got) != want]
@@ -156,6 +167,7 @@ def read_network(path):
         _fail(path, f"CubaLIF parameters break the exported convention (dt = {dt:g} s): {', '.join(bad)} fails")
     return NIRNetwork(path=path, graph=graph, info=info, dt=dt, n_neurons=n, dim=d, n_inputs=k,
                       host_sigma2=np.asarray(meta["host_noise_sigma2"], dtype=np.float64),
+                      host_rate_coef=np.asarray(meta["host_noise_rate_coef"], dtype=np.float64),
                       host_latent=np.asarray(meta["host_noise_latent"], dtype=np.float64),
                       init_current=np.asarray(meta["init_current"], dtype=np.float64),
                       init_states=np.asarray(meta["init_states"], dtype=np.float64))
