@@ -264,8 +264,9 @@ def constrain(model, sde=None, *, bits=None, fan_in=None, sparsity=None, dale=Fa
     seed : int
         Seeds the target simulations, state sampling and minibatches.
     steps, lr, batch : int, float, int
-        Adam steps, learning rate (in units of the weight step ``s``, or of the
-        rms weight without quantisation) and minibatch size of the refit.
+        Adam steps, learning rate and minibatch size of the refit. The
+        learning rate is in units of the weight step ``s`` (times
+        ``2^((k-8)/2)`` below 8 bits), or of the rms weight without quantisation.
     n_train, n_val, n_test : int
         Training, validation (snapshot selection) and held-out (reported) states.
     n_fp : int
@@ -371,7 +372,9 @@ def constrain(model, sde=None, *, bits=None, fan_in=None, sparsity=None, dale=Fa
         Wr = torch.nn.Parameter(best[1].clone())
         b = torch.nn.Parameter(b0.clone())
         nz = Wm[Wm != 0]
-        unit = s if s is not None else float(np.sqrt(np.mean(nz ** 2)))
+        # Adam's step in weight units: lr x the grid step, shrunk by sqrt(2) per bit below 8 (coarse grids
+        # want fewer flips per step; chosen on Lorenz N = 512, see benchmarks/RESULTS_quantization.md)
+        unit = s * min(1.0, 2.0 ** ((bits - 8) / 2)) if s is not None else float(np.sqrt(np.mean(nz ** 2)))
         opt = torch.optim.Adam([{"params": [Wr], "lr": lr * unit},
                                 {"params": [b], "lr": lr * 0.02 * float(np.sqrt(np.mean(model.bias ** 2)) + 1e-3)}])
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps, eta_min=0.0)
