@@ -459,12 +459,24 @@ def visit_sequence(traj, centres, *, core=0.35):
                        rate, se, total)
 
 
-def angular_current(traj, centre=(0.0, 0.0), variables=(0, 1)):
+def angular_current(traj, centre=(0.0, 0.0), variables=(0, 1), max_jump=math.pi / 2):
     """Mean angular velocity ``<dθ/dt>`` around ``centre`` in the plane of two variables.
 
     θ is unwrapped along each trial; the velocity is ``(θ(end) - θ(0)) / duration``
     per trial, averaged over trials. It equals ``2π J``, ``J`` the stationary
     probability current around the circle (counter-clockwise positive).
+
+    Parameters
+    ----------
+    traj : Trajectory
+    centre : (float, float)
+    variables : (int, int)
+        The two coordinates of the plane.
+    max_jump : float
+        Largest change of θ between samples accepted (radians, at most π). A step
+        near π is ambiguous (the state passed close to the centre, or the sampling
+        is too coarse) and is refused; with ``max_jump = π`` every step is read as
+        the shorter turn.
 
     Returns
     -------
@@ -474,7 +486,7 @@ def angular_current(traj, centre=(0.0, 0.0), variables=(0, 1)):
     Raises
     ------
     DDMError
-        When the sampling is too coarse to unwrap θ (a step of more than π/2).
+        When θ changes by more than ``max_jump`` between two samples.
     """
     i, j = variables
     if traj.dim < 2 or not (0 <= i < traj.dim and 0 <= j < traj.dim) or i == j:
@@ -484,9 +496,13 @@ def angular_current(traj, centre=(0.0, 0.0), variables=(0, 1)):
         raise DDMError("angular_current: the trajectory has non-finite values (a diverged trial)")
     theta = np.arctan2(traj.z[..., j] - centre[1], traj.z[..., i] - centre[0])
     jumps = np.abs(np.angle(np.exp(1j * np.diff(theta, axis=1))))
-    if jumps.size and jumps.max() > math.pi / 2:
-        raise DDMError(f"angular_current: θ moves by up to {jumps.max():.2f} rad between samples "
-                       "(record more finely, or the state passes too close to the centre)")
+    if not 0 < max_jump <= math.pi:
+        raise DDMError(f"max_jump must be in (0, π] (got {max_jump})")
+    if jumps.size and jumps.max() > max_jump:
+        raise DDMError(f"angular_current: θ moves by up to {jumps.max():.2f} rad between samples, over "
+                       f"max_jump = {max_jump:.2f} ({int(np.sum(jumps > max_jump))} steps; record more finely, "
+                       "or the state passes too close to the centre: max_jump=math.pi reads each step as the "
+                       "shorter turn)")
     theta = np.unwrap(theta, axis=1)
     v = (theta[:, -1] - theta[:, 0]) / traj.duration
     se = float(v.std(ddof=1) / math.sqrt(len(v))) if len(v) > 1 else float("nan")

@@ -169,6 +169,10 @@ def test_angular_current_of_a_rotation(omega):
     coarse = Trajectory(t=t[::300], z=traj.z[:, ::300], dt=3.0)
     with pytest.raises(DDMError, match="between samples"):
         angular_current(coarse, centre=(0.3, -0.2))
+    # max_jump = π reads each step as the shorter turn (for ω = -1.3, |ω| dt > π: aliased)
+    v_alias, _ = angular_current(coarse, centre=(0.3, -0.2), max_jump=math.pi)
+    step = np.angle(np.exp(1j * omega * 3.0))
+    assert v_alias == pytest.approx(step / 3.0, rel=1e-9)
 
 
 # --------------------------------------------------------------------------- Risken's closed form
