@@ -55,7 +55,7 @@ def _cuda_path():
 
 
 def export(model, output, *, format="brian2-cpp", mode="rate", trials=1, duration=60.0, seed=0, dt=None,
-           record_dt=None, coupling=None, noise=True, force=False, progress=True, cuda_prefs=None, fano=1.0,
+           record_dt=None, coupling=None, noise=True, force=False, progress=True, cuda_prefs=None, fano="regular",
            record_spikes=True):
     """Write a Brian2 standalone project for ``model`` to the folder ``output``.
 
@@ -108,12 +108,10 @@ def export(model, output, *, format="brian2-cpp", mode="rate", trials=1, duratio
     if mode == "spiking":
         from ddm_neuro.spiking import default_dt
 
-        from .rate import spiking_noise
+        from .rate import spiking_fano, spiking_noise
 
         noise, dt, coupling = spiking_noise(noise), dt or default_dt(model), coupling or "factored"
-        spiking = {"mode": "spiking", "fano": np.broadcast_to(np.asarray(fano, dtype=np.float64),
-                                                              (model.n_neurons,)).tolist(),
-                   "record_spikes": bool(record_spikes)}
+        spiking = {"mode": "spiking", "fano": spiking_fano(model, fano), "record_spikes": bool(record_spikes)}
     else:
         coupling = choose_coupling(model, coupling, noise)
         noise = bool(noise)

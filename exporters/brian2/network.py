@@ -273,6 +273,29 @@ def spiking_state(arrays, x0, coupling, rng):
     return out
 
 
+#: One step of the LIF membrane, exact for the input ``x`` held over the step (as the torch
+#: simulator, :mod:`ddm_neuro.spiking`): ``v`` relaxes to ``x`` over the part of the step that is
+#: not refractory (``rr``: refractory time left); a crossing is placed at its exact time
+#: ``ts = tau_m log((x - v)/(x - 1))``, the neuron resets to 0, is refractory for ``tau_r`` from
+#: then, and integrates what is left of the step; the spike's synaptic kick is weighted by its
+#: decay to the step's end, ``ws = exp(-(dt - s)/tau_n)``. So the rate at constant input is the
+#: analytic ``phi(x)`` at any step (Euler with a threshold on the grid realises a different
+#: curve). At most one spike per step (the step must not exceed ``tau_r``).
+LIF_STEP = """
+a = clip(dt - rr, 0*second, dt)
+rr = clip(rr - dt, 0*second, rr)
+vend = x + (v - x)*exp(-a/tau_m)
+cross = int(x > 1)*int(vend > 1)*int(a > 0*second)
+ts = tau_m*log(clip((x - v)/clip(x - 1, 1e-12, 1e12), 1, 1e12))
+s_spk = dt - a + ts
+rem = dt - s_spk - tau_r
+v = (1 - cross)*vend + cross*x*(1 - exp(-clip(rem, 0*second, dt)/tau_m))
+rr = (1 - cross)*rr + cross*clip(-rem, 0*second, tau_r)
+ws = cross*exp(-clip(dt - s_spk, 0*second, dt)/tau_n)
+sp = cross
+"""
+
+
 def build_spiking_network(arrays, info, *, trials, dt, record_dt, coupling="factored", noise="remainder",
                           fano=None, input_steps=0, u_values=None, state=None, drive0=None, stoppable=False,
                           record_spikes=False, name="ddm"):
@@ -281,6 +304,7 @@ def build_spiking_network(arrays, info, *, trials, dt, record_dt, coupling="fact
     Per neuron (numbers; ``t`` in seconds)::
 
         dv/dt = (x - v) / tau_m   (unless refractory),  v > 1: spike, v <- 0, refractory tau_ref
+                                  (integrated exactly over each step: LIF_STEP)
         x     = p + syn,           dp/dt = (-p + bias + drive) / tau
         syn   = sum_k E_ik q_k     (factored; dense: dsyn_i/dt = -syn_i / tau, a spike of j adds W_ij / tau)
         dq/dt = -q / tau,          a spike of neuron j adds K_kj / tau to q_k
@@ -288,11 +312,15 @@ def build_spiking_network(arrays, info, *, trials, dt, record_dt, coupling="fact
     i.e. exponential synapses with ``tau_syn = tau`` (the model's), so that the
     latent obeys ``tau dy = (-y + K s(t)) dt``. Noise (``noise``): ``"none"``,
     spikes only; ``"remainder"``, spikes plus private output noise
-    ``max(sigma_j^2(x) - F_j phi_j(x), 0)`` (``fano`` F, per neuron; the spikes'
+    ``max(sigma_j^2(x) - F_j phi_j(x), 0)`` (``fano`` F, per neuron, or
+    ``"regular"``: periodic firing counted over one SDE time unit, ``F r = f (1 - f) / T``
+    with ``f`` the fractional part of ``r T``, as :mod:`ddm_neuro.spiking`; the spikes'
     own noise is not injected twice) plus the shared top-up; ``"model"``, all of
-    the model's noise on top of the spikes. Spikes fall on the step grid and the
-    membrane is integrated with Euler, so the realised rate curve differs a
-    little from the analytic ``phi`` (the torch simulator places spikes exactly).
+    the model's noise on top of the spikes. Spike times are exact inside a step and
+    the membrane is integrated exactly (``LIF_STEP``), as in the torch simulator, so
+    the realised rate at constant input is the analytic ``phi`` at any step; the
+    spike itself is delivered at the end of its step (Brian2's synapses act on the
+    step grid), weighted by its decay since its exact time.
     Parameters otherwise as :func:`build_network`; ``state`` is
     :func:`spiking_state`'s dict.
     """
@@ -302,8 +330,8 @@ def build_spiking_network(arrays, info, *, trials, dt, record_dt, coupling="fact
     if neuron["name"] != "lif":
         raise NetworkError(f"spiking mode needs LIF neurons (this model has {neuron['name']!r}; "
                            "fit with --neuron lif)")
-    if coupling not in ("factored", "dense"):
-        raise NetworkError(f"coupling must be 'factored' or 'dense', got {coupling!r}")
+    if coupling not in ("factored", "dense", "none"):
+        raise NetworkError(f"coupling must be 'factored', 'dense' or 'none', got {coupling!r}")
     if noise not in ("none", "remainder", "model"):
         raise NetworkError(f"noise must be 'none', 'remainder' or 'model', got {noise!r}")
     trials = int(trials)
@@ -319,17 +347,27 @@ def build_spiking_network(arrays, info, *, trials, dt, record_dt, coupling="fact
     if tau < 5 * h:
         raise NetworkError(f"tau_syn = {tau * 1e3:g} ms is shorter than 5 steps of {h * 1e3:g} ms")
     clock = b2.Clock(dt=h * b2.second, name=f"{name}_clock")
-    ns = {"tau_n": tau * b2.second, "tau_m": float(neuron["tau_m"]) * b2.second}
+    ns = {"tau_n": tau * b2.second, "tau_m": float(neuron["tau_m"]) * b2.second, "T_unit": T}
     phi, act = neuron_code(neuron)
     k = arrays["input_weights"].shape[1]
     b_terms = "".join(f"\nB_{m} : 1 (constant)" for m in range(k))
     if coupling == "factored":
         syn_eqs = "syn = " + " + ".join(f"E_{q}*lq_{q}" for q in range(d)) + " : 1" + \
             "".join(f"\nE_{q} : 1 (constant)\nlq_{q} : 1 (linked)" for q in range(d))
-    else:
+    elif coupling == "dense":
         syn_eqs = "dsyn/dt = -syn / tau_n + kick / dt : 1\nkick : 1"
+    else:  # "none": the same neurons, uncoupled (the speed floor in benchmarks)
+        syn_eqs = "syn : 1"
+    tau_ref = float(neuron["tau_ref"])
+    if tau_ref < h:
+        raise NetworkError(f"Brian2 spiking places at most one spike per neuron per step: the step "
+                           f"({h * 1e3:g} ms) must not exceed tau_ref ({tau_ref * 1e3:g} ms)")
+    ns["tau_r"] = tau_ref * b2.second
     neurons = b2.NeuronGroup(N * trials, """
-        dv/dt = (x - v) / tau_m : 1 (unless refractory)
+        v : 1
+        rr : second
+        ws : 1
+        sp : 1
         dp/dt = (-p + bias + drive) / tau_n : 1
         x = p + syn : 1
         """ + syn_eqs + """
@@ -338,9 +376,9 @@ def build_spiking_network(arrays, info, *, trials, dt, record_dt, coupling="fact
         eta : 1
         nc : 1 (constant)
         na : 1 (constant)
-        F : 1 (constant)""" + b_terms, threshold="v > 1", reset="v = 0",
-        refractory=float(neuron["tau_ref"]) * b2.second, method="euler", clock=clock, order=10,
-        name=f"{name}_neurons", namespace=ns)
+        F : 1 (constant)""" + b_terms, threshold="sp > 0.5", reset="sp = 0",
+        method="euler", clock=clock, order=10, name=f"{name}_neurons", namespace=ns)
+    neurons.run_regularly(LIF_STEP, when="groups", order=9, name=f"{name}_lif")
     state = state or spiking_state(arrays, initial_state(arrays, arrays["init_states"][
         np.arange(trials) % len(arrays["init_states"])], np.zeros(k) if k else None)[0], coupling,
         np.random.default_rng(0))
@@ -349,9 +387,14 @@ def build_spiking_network(arrays, info, *, trials, dt, record_dt, coupling="fact
     neurons.bias = np.tile(arrays["bias"], trials)
     neurons.nc = np.tile(arrays["noise_const"], trials)
     neurons.na = np.tile(arrays["noise_act"], trials)
-    neurons.F = 0.0 if fano is None or noise == "model" else np.tile(np.broadcast_to(fano, (N,)), trials)
+    regular = isinstance(fano, str) and fano == "regular" and noise != "model"
+    neurons.F = 0.0 if fano is None or noise == "model" or regular else np.tile(np.broadcast_to(fano, (N,)), trials)
+    if regular:  # regular firing counted over one SDE time unit T: F r = f (1 - f) / T, f = frac(r T)
+        spk = f"(({phi})*T_unit - floor(({phi})*T_unit)) * (1 - (({phi})*T_unit - floor(({phi})*T_unit))) / T_unit"
+    else:
+        spk = f"F*{phi}"
     if noise != "none":  # output-noise kick per step, sqrt(sigma_rem^2 h) xi
-        neurons.run_regularly(f"eta = sqrt(clip(nc + na*{act} - F*{phi}, 0, inf) * dt / second) * randn()",
+        neurons.run_regularly(f"eta = sqrt(clip(nc + na*{act} - {spk}, 0, inf) * dt / second) * randn()",
                               when="start", order=0, name=f"{name}_outputs")
     objects = [neurons]
     inputs = _input_path(neurons, arrays, trials, h, u_values, input_steps, ns, name, target="p")
@@ -366,7 +409,7 @@ def build_spiking_network(arrays, info, *, trials, dt, record_dt, coupling="fact
                                        expr="p_pre" if latent is not None else "p_pre + syn_pre", latent=latent)
     objects += readout_objs
     if coupling == "factored":
-        syn = b2.Synapses(neurons, latent, "w : 1" + kick.replace("kick_post", "qk_post"), on_pre="q_post += w",
+        syn = b2.Synapses(neurons, latent, "w : 1" + kick.replace("kick_post", "qk_post"), on_pre="q_post += w * ws_pre",
                           clock=clock, name=f"{name}_decode")
         syn.connect(i=i_n, j=j_u)
         syn.w = np.tile((K / tau).T.reshape(-1), trials)
@@ -383,9 +426,9 @@ def build_spiking_network(arrays, info, *, trials, dt, record_dt, coupling="fact
             mix.connect(i=src, j=dst)
             mix.Lw = np.tile((L * np.sqrt(h)).reshape(-1), trials)
             objects.append(mix)
-    else:
+    elif coupling == "dense":
         neurons.syn = state["syn"]
-        syn = b2.Synapses(neurons, neurons, "w : 1" + kick, on_pre="syn_post += w", clock=clock,
+        syn = b2.Synapses(neurons, neurons, "w : 1" + kick, on_pre="syn_post += w * ws_pre", clock=clock,
                           name=f"{name}_dense")
         src = np.concatenate([t * N + np.repeat(np.arange(N), N) for t in range(trials)])
         dst = np.concatenate([t * N + np.tile(np.arange(N), N) for t in range(trials)])

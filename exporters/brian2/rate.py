@@ -95,8 +95,24 @@ def spiking_noise(noise):
     return {True: "remainder", False: "none"}.get(noise, noise) if isinstance(noise, bool) else noise
 
 
+def spiking_fano(model, fano):
+    """``fano`` of a spiking build: ``"regular"`` or a list of N numbers >= 0 (a clear error otherwise)."""
+    if isinstance(fano, str):
+        if fano != "regular":
+            raise DDMError(f"fano must be a number >= 0, N of them, or 'regular' (got {fano!r})")
+        return fano
+    try:
+        F = np.broadcast_to(np.asarray(fano, dtype=np.float64), (model.n_neurons,))
+    except ValueError:
+        raise DDMError(f"fano must be a number >= 0, {model.n_neurons} of them, or 'regular' "
+                       f"(got shape {np.shape(fano)})") from None
+    if not (np.all(np.isfinite(F)) and np.all(F >= 0)):
+        raise DDMError("fano must be finite and >= 0, or 'regular'")
+    return F.tolist()
+
+
 def simulate(model, duration, *, trials=1, seed=None, u=None, mode="rate", progress=False, dt=None,
-             record_dt=None, noise=True, coupling=None, z0=None, fano=1.0, record_spikes=False):
+             record_dt=None, noise=True, coupling=None, z0=None, fano="regular", record_spikes=False):
     """Run the model in Brian2's runtime device (numpy target); return the latent Trajectory.
 
     Parameters are those of :func:`ddm_neuro.simulate.simulate_network`; the
@@ -104,8 +120,8 @@ def simulate(model, duration, *, trials=1, seed=None, u=None, mode="rate", progr
     LIF network of :func:`exporters.brian2.network.build_spiking_network`
     (default step 0.1 ms of network time; ``noise`` True/"remainder",
     False/"none" or "model"; ``fano`` the spikes' Fano factor counted in
-    "remainder"; ``record_spikes`` stores ``spikes_t``, ``spikes_i``), as the
-    torch spiking simulator (:mod:`ddm_neuro.spiking`) does.
+    "remainder", default ``"regular"``; ``record_spikes`` stores ``spikes_t``,
+    ``spikes_i``), as the torch spiking simulator (:mod:`ddm_neuro.spiking`) does.
     """
     import brian2 as b2
 
@@ -118,6 +134,7 @@ def simulate(model, duration, *, trials=1, seed=None, u=None, mode="rate", progr
         noise = spiking_noise(noise)
         dt = dt or default_dt(model)
         coupling = coupling or "factored"
+        fano = spiking_fano(model, fano)
     else:
         coupling = choose_coupling(model, coupling, noise)
     dt, record_dt, n_steps, n_rec = run_grid(model, duration, dt, record_dt)
@@ -148,5 +165,6 @@ def simulate(model, duration, *, trials=1, seed=None, u=None, mode="rate", progr
     spikes = None
     if parts["spikes"] is not None:
         spikes = (np.asarray(parts["spikes"].t / b2.second), np.asarray(parts["spikes"].i))
+    extra = {"fano": fano if isinstance(fano, str) or len(set(fano)) > 1 else fano[0]} if spiking else {}
     return trajectory(model, y, record_dt, backend="brian2", device="runtime", coupling=coupling, seed=seed,
-                      duration=duration, trials=trials, dt=dt, noise=noise, u=u, mode=mode, spikes=spikes)
+                      duration=duration, trials=trials, dt=dt, noise=noise, u=u, mode=mode, spikes=spikes, **extra)

@@ -27,7 +27,8 @@ from ddm_neuro.simulate import network_steps
 
 from . import network as _network
 from .network import CompileError, NetworkError, build_project
-from .rate import choose_coupling, input_steps, model_spec, spiking_noise, start_states, trajectory
+from .rate import (choose_coupling, input_steps, model_spec, spiking_fano, spiking_noise, start_states,
+                   trajectory)
 from .runner import RunError, run_build
 
 def snap(value):
@@ -114,7 +115,7 @@ def ensure_build(arrays, info, build, root=None, progress=False):
 
 
 def simulate(model, duration, *, trials=1, seed=None, u=None, mode="rate", progress=False, dt=None,
-             record_dt=None, noise=True, coupling=None, z0=None, cache=None, fano=1.0, record_spikes=False):
+             record_dt=None, noise=True, coupling=None, z0=None, cache=None, fano="regular", record_spikes=False):
     """Run the model as compiled C++ (Brian2 ``cpp_standalone``); return the latent Trajectory.
 
     Parameters are those of :func:`exporters.brian2.rate.simulate` (rate or
@@ -132,10 +133,7 @@ def simulate(model, duration, *, trials=1, seed=None, u=None, mode="rate", progr
         from ddm_neuro.spiking import default_dt
 
         noise, dt, coupling = spiking_noise(noise), dt or default_dt(model), coupling or "factored"
-        F = np.broadcast_to(np.asarray(fano, dtype=np.float64), (model.n_neurons,))
-        if not (np.all(np.isfinite(F)) and np.all(F >= 0)):
-            raise DDMError("fano must be finite and >= 0 (brian2-cpp takes numbers, not 'regular')")
-        build.update(mode="spiking", fano=F.tolist(), record_spikes=bool(record_spikes))
+        build.update(mode="spiking", fano=spiking_fano(model, fano), record_spikes=bool(record_spikes))
     else:
         coupling = choose_coupling(model, coupling, noise)
         noise = bool(noise)
@@ -161,4 +159,6 @@ def simulate(model, duration, *, trials=1, seed=None, u=None, mode="rate", progr
               + (f" (compiled in {compile_s:.1f} s)" if compile_s else " (cached build)"), flush=True)
     return trajectory(model, y, record_dt, backend="brian2-cpp", device="cpp_standalone", coupling=coupling,
                       seed=seed, duration=duration, trials=trials, dt=dt, noise=noise, u=u, mode=mode,
-                      spikes=spikes, build=path.name, compile_seconds=compile_s)
+                      spikes=spikes, build=path.name, compile_seconds=compile_s,
+                      **({"fano": build["fano"] if isinstance(build["fano"], str) or len(set(build["fano"])) > 1
+                          else build["fano"][0]} if mode == "spiking" else {}))

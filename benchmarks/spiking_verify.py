@@ -1,0 +1,105 @@
+"""Issue 5: spiking networks verified against the target SDE, in torch and Brian2 cpp_standalone.
+
+For rotational OU, the double well (state-dependent diffusion), stochastic Lorenz
+(noise 1.0) and a TOML-spec system (FitzHugh-Nagumo, examples/, constant input),
+a LIF model is fitted, simulated as a spiking network (exponential synapses,
+remainder noise: the model's diffusion minus what the spikes supply) with the
+torch simulator and with Brian2's generated C++, and each run is verified.
+Printed: each metric's value, baseline and threshold; for the double well also
+the switching-time distribution against a target run of the same length
+(two-sample Kolmogorov-Smirnov statistic and p-value).
+
+    OMP_NUM_THREADS=1 python benchmarks/spiking_verify.py [--systems ou_rot,double_well] [--backends torch,brian2-cpp] [--quick]
+"""
+import argparse
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from scipy.stats import ks_2samp
+
+from ddm_neuro.backends import get_backend
+from ddm_neuro.fit import fit
+from ddm_neuro.inputs import InputSignal
+from ddm_neuro.sdeint import simulate_sde
+from ddm_neuro.spec import load_spec
+from ddm_neuro.systems import get_system
+from ddm_neuro.verify import verify
+from ddm_neuro.verify.switching import find_wells, switches
+
+ROOT = Path(__file__).resolve().parents[1]
+#: name: (SDE factory, N, trials, duration, input)
+CASES = {
+    "ou_rot": (lambda: get_system("ou_rot"), 1000, 8, 250.0, None),
+    "double_well": (lambda: get_system("double_well", c=1.0), 1000, 8, 250.0, None),
+    "fitzhugh_nagumo": (lambda: load_spec(ROOT / "examples" / "fitzhugh_nagumo.toml"), 1000, 8, 250.0, [0.5]),
+    "lorenz": (lambda: get_system("lorenz"), 2000, 16, 60.0, None),
+}
+
+
+def switching_ks(sde, traj, seed):
+    """KS test of switching times, spiking run vs a target run of the same trials, length and sampling."""
+    target = simulate_sde(sde, traj.t[-1], trials=traj.trials, seed=seed, record_dt=traj.dt)
+    rng = np.random.default_rng(seed)
+    wells, scale = find_wells(sde.drift, target.z.reshape(-1, sde.dim), rng)
+    _, _, w_net = switches(traj.z, traj.dt, wells, scale)
+    _, _, w_tgt = switches(target.z, target.dt, wells, scale)
+    ks = ks_2samp(w_net, w_tgt)
+    return len(w_net), len(w_tgt), float(np.mean(w_net)), float(np.mean(w_tgt)), float(ks.statistic), float(ks.pvalue)
+
+
+def run_case(name, backends, quick=False):
+    make, n, trials, duration, u = CASES[name]
+    if quick:
+        n, trials, duration = min(n, 300), 4, duration / 10
+    sde = make()
+    t0 = time.perf_counter()
+    model = fit(sde, n_neurons=n, neuron="lif", seed=0, progress=False)
+    f = model.meta["fit"]
+    print(f"\n### {name}: N = {n} LIF, fit {time.perf_counter() - t0:.0f} s, drift error {100 * f['drift_error']:.3f} %, "
+          f"diffusion error {100 * f['diffusion_error']:.3f} %; {trials} trials x {duration:g} time units", flush=True)
+    signal = None if u is None else InputSignal.constant(np.asarray(u, dtype=float))
+    reports = {}
+    for backend in backends:
+        t0 = time.perf_counter()
+        traj = get_backend(backend, "spiking")(model, duration, trials=trials, seed=11, u=signal, mode="spiking",
+                                               progress=False)
+        wall = time.perf_counter() - t0
+        rep = verify(sde, traj, model_drift=model.latent_drift, seed=5,
+                     filter_tau=traj.meta.get("readout_filter_tau"))
+        reports[backend] = rep
+        print(f"  {backend:10s} {'PASS' if rep.passed else 'FAIL'}  simulated in {wall:.1f} s, "
+              f"mean rate {traj.meta.get('mean_rate_hz', float('nan')):.1f} Hz", flush=True)
+        if "multistable" in sde.tags:
+            n_net, n_tgt, m_net, m_tgt, ks, p = switching_ks(sde, traj, seed=7)
+            print(f"    switching times: {n_net} (mean {m_net:.2f}) vs target {n_tgt} (mean {m_tgt:.2f}); "
+                  f"KS D = {ks:.3f}, p = {p:.3f}", flush=True)
+    names = list(next(iter(reports.values())).metrics)
+    print(f"  {'metric':20s}" + "".join(f"{b + ' value/base/thr':>36s}" for b in backends))
+    for m in names:
+        row = f"  {m:20s}"
+        for b in backends:
+            x = reports[b].metrics.get(m)
+            row += (f"{x['value']:12.4g}{x['baseline']:11.4g}{x['threshold']:11.4g}{'  ' if x['passed'] else ' X'}"
+                    if x else f"{'-':>36s}")
+        print(row, flush=True)
+    return {b: r.passed for b, r in reports.items()}
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--systems", default=",".join(CASES))
+    ap.add_argument("--backends", default="torch,brian2-cpp")
+    ap.add_argument("--quick", action="store_true", help="small networks, a tenth of the length")
+    args = ap.parse_args(argv)
+    os.environ.setdefault("DDM_NEURO_CACHE", tempfile.mkdtemp(prefix="ddm_cache_"))
+    backends = args.backends.split(",")
+    results = {name: run_case(name, backends, args.quick) for name in args.systems.split(",")}
+    print("\nsummary: " + ", ".join(f"{k}: " + "/".join("pass" if v[b] else "FAIL" for b in backends)
+                                    for k, v in results.items()) + f"  ({'/'.join(backends)})")
+
+
+if __name__ == "__main__":
+    main()
