@@ -11,7 +11,7 @@ pass, the mean firing rate and the wall time.
 
     OMP_NUM_THREADS=1 python benchmarks/nir_roundtrip.py [--systems lorenz,double_well]
         [--n 1000] [--consumers norse] [--lorenz 8x30] [--double-well 8x100] [--models DIR] [--step-matched]
-        [--rate-curve]
+        [--rate-curve] [--fano regular|F]
 
 ``--models DIR`` keeps the fitted models (``DIR/<system>_<N>.ddm``) and reuses them.
 ``--step-matched`` fits with the ``tau_ref`` the consumer's step supplies and exports
@@ -34,7 +34,15 @@ from exporters.nir.export import STEP_TAU_REF, export
 from exporters.nir.layout import read_network
 
 SYSTEMS = {"lorenz": lambda: get_system("lorenz", noise=1.0), "double_well": lambda: get_system("double_well")}
-CONSUMERS = {"norse": run_norse, "snntorch": run_snntorch}
+def run_torch(path, duration, *, trials, seed, noise, model=None, fano="regular"):
+    """The reference: the same model in the torch spiking simulator (exact spike times) at the same step."""
+    from ddm_neuro.spiking import simulate_spiking
+
+    return simulate_spiking(model, duration, dt=DT / model.time_scale, trials=trials, seed=seed,
+                            noise="remainder" if noise else "none", fano=fano)
+
+
+CONSUMERS = {"norse": run_norse, "snntorch": run_snntorch, "torch": run_torch}
 NEURON = {"name": "lif", "tau_ref": 0.0, "max_rates": (200.0, 400.0)}
 #: The step (s) of the exported files: snnTorch's fixed one.
 DT = 1e-4
@@ -91,13 +99,13 @@ def euler_rate_curve(tau_m=0.02, dt=DT, seconds=2.0):
                   f"mean |error| {100 * np.abs(rel).mean():.3f} %", flush=True)
 
 
-def run_case(name, n, trials, duration, consumers, models, workdir, step_matched=False):
+def run_case(name, n, trials, duration, consumers, models, workdir, step_matched=False, fano="regular"):
     sde = SYSTEMS[name]()
-    tau_ref = STEP_TAU_REF[consumers[0]] * DT if step_matched else 0.0
+    tau_ref = STEP_TAU_REF.get(consumers[0], 0.5) * DT if step_matched else 0.0    # torch: Norse's model
     model, fit_s = get_model(name, n, models, tau_ref)
     f = model.meta["fit"]
     path = export(model, Path(workdir) / f"{name}_{n}.nir", dt=DT, force=True, progress=False,
-                  step_matched=step_matched)
+                  step_matched=step_matched, fano=fano)
     net = read_network(path)
     print(f"\n### {name}: N = {n}, LIF tau_ref = {tau_ref * 1e3:g} ms"
           f"{f' (step_matched for {consumers[0]})' if step_matched else ''}, "
@@ -105,13 +113,15 @@ def run_case(name, n, trials, duration, consumers, models, workdir, step_matched
           f"{fit_s:.0f} s (0: cached), drift error {100 * f['drift_error']:.3f} %, diffusion error "
           f"{100 * f['diffusion_error']:.3f} %; NIR dt = {net.dt:g} s; host noise sigma2 mean "
           f"{net.host_sigma2.mean():.4g} Hz (model private {model.noise_const.mean():.4g} Hz), shared top-up "
-          f"{'yes' if np.any(net.host_latent) else 'none'}; {trials} trials x {duration:g} SDE units "
+          f"{'yes' if np.any(net.host_latent) else 'none'}, spike Fano factor counted: {fano}; "
+          f"{trials} trials x {duration:g} SDE units "
           f"({duration * model.time_scale:.3g} s network time, {int(round(duration * model.time_scale / net.dt))} "
           f"steps)", flush=True)
     results = {}
     for consumer in consumers:
         t0 = time.perf_counter()
-        traj = CONSUMERS[consumer](path, duration, trials=trials, seed=11, noise=True)
+        extra = {"model": model, "fano": fano} if consumer == "torch" else {}
+        traj = CONSUMERS[consumer](path, duration, trials=trials, seed=11, noise=True, **extra)
         wall = time.perf_counter() - t0
         rep = verify(sde, traj, model_drift=model.latent_drift, seed=5)
         results[consumer] = rep
@@ -128,10 +138,13 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--systems", default="lorenz,double_well")
     ap.add_argument("--n", type=int, default=1000)
-    ap.add_argument("--consumers", default="norse")
+    ap.add_argument("--consumers", default="norse",
+                    help="norse, snntorch and/or torch (the reference: ddm_neuro's spiking simulator, no NIR)")
     ap.add_argument("--lorenz", type=_shape, default=(8, 30.0), help="TRIALSxDURATION (default 8x30)")
     ap.add_argument("--double-well", type=_shape, default=(8, 100.0), help="TRIALSxDURATION (default 8x100)")
     ap.add_argument("--models", help="folder to keep and reuse fitted models")
+    ap.add_argument("--fano", default="regular", type=lambda v: v if v == "regular" else float(v),
+                    help="spike Fano factor counted against the private noise: 'regular' (default) or a number")
     ap.add_argument("--rate-curve", action="store_true", help="also print the Euler rate-curve bias (seconds)")
     ap.add_argument("--step-matched", action="store_true",
                     help="fit with the tau_ref the step supplies (dt/2 Norse, 3 dt/2 snnTorch; first consumer) "
@@ -143,7 +156,8 @@ def main(argv=None):
         euler_rate_curve()
     with tempfile.TemporaryDirectory() as work:
         for name in filter(None, args.systems.split(",")):
-            run_case(name, args.n, *shapes[name], args.consumers.split(","), args.models, work, args.step_matched)
+            run_case(name, args.n, *shapes[name], args.consumers.split(","), args.models, work, args.step_matched,
+                     args.fano)
 
 
 if __name__ == "__main__":
