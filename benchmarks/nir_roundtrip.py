@@ -34,7 +34,7 @@ from exporters.nir.export import STEP_TAU_REF, export
 from exporters.nir.layout import read_network
 
 SYSTEMS = {"lorenz": lambda: get_system("lorenz", noise=1.0), "double_well": lambda: get_system("double_well")}
-def run_torch(path, duration, *, trials, seed, noise, model=None, fano="regular"):
+def run_torch(path, duration, *, trials, seed, noise, model=None, fano=1.0):
     """The reference: the same model in the torch spiking simulator (exact spike times) at the same step."""
     from ddm_neuro.spiking import simulate_spiking
 
@@ -99,7 +99,7 @@ def euler_rate_curve(tau_m=0.02, dt=DT, seconds=2.0):
                   f"mean |error| {100 * np.abs(rel).mean():.3f} %", flush=True)
 
 
-def run_case(name, n, trials, duration, consumers, models, workdir, step_matched=False, fano="regular"):
+def run_case(name, n, trials, duration, consumers, models, workdir, step_matched=False, fano=1.0):
     sde = SYSTEMS[name]()
     tau_ref = STEP_TAU_REF.get(consumers[0], 0.5) * DT if step_matched else 0.0    # torch: Norse's model
     model, fit_s = get_model(name, n, models, tau_ref)
@@ -143,8 +143,8 @@ def main(argv=None):
     ap.add_argument("--lorenz", type=_shape, default=(8, 30.0), help="TRIALSxDURATION (default 8x30)")
     ap.add_argument("--double-well", type=_shape, default=(8, 100.0), help="TRIALSxDURATION (default 8x100)")
     ap.add_argument("--models", help="folder to keep and reuse fitted models")
-    ap.add_argument("--fano", default="regular", type=lambda v: v if v == "regular" else float(v),
-                    help="spike Fano factor counted against the private noise: 'regular' (default) or a number")
+    ap.add_argument("--fano", default=1.0, type=lambda v: v if v == "regular" else float(v),
+                    help="spike Fano factor counted against the private noise: a number (default 1) or 'regular'")
     ap.add_argument("--rate-curve", action="store_true", help="also print the Euler rate-curve bias (seconds)")
     ap.add_argument("--step-matched", action="store_true",
                     help="fit with the tau_ref the step supplies (dt/2 Norse, 3 dt/2 snnTorch; first consumer) "

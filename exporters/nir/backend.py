@@ -35,7 +35,7 @@ def make_simulate(consumer):
     runner = {"norse": consumers.run_norse, "snntorch": consumers.run_snntorch}[consumer]
 
     def simulate(model, duration, *, trials=1, seed=None, u=None, mode="spiking", progress=False, noise=True,
-                 record_dt=None, z0=None, dt=SNNTORCH_DT, fano="regular"):
+                 record_dt=None, z0=None, dt=SNNTORCH_DT, fano=1.0):
         if mode != "spiking":
             raise DDMError(f"backend {consumer!r} runs the spiking network only (use --mode spiking)")
         if noise not in (True, False):

@@ -72,8 +72,12 @@ add, as a current into the input of ``lif``, at every step::
 neuron, at the neuron's input ``x = I/current_scale``, ``phi`` the fitted rate
 curve) is the model's private output-noise intensity ``noise_const +
 noise_act tau_ref phi(x)`` minus what the spikes supply (``F r``, averaged over
-the model's start states; ``fano="regular"`` (default) counts regular firing
-over one SDE time unit, :func:`ddm_neuro.spiking.regular_fano`); with
+the model's start states; ``fano=1`` (default, as :func:`ddm_neuro.spiking.simulate_spiking`)
+counts Poisson-like spikes, which is what they look like at lags shorter than an
+inter-spike interval, where the verifier measures the diffusion; ``fano="regular"``
+counts regular firing over one SDE time unit, :func:`ddm_neuro.spiking.regular_fano`,
+far less: on the double well it left the diffusion ~2 % too high, see
+``benchmarks/RESULTS_nir.md``); with
 ``tau_ref = 0`` the rate term vanishes and the intensity is constant;
 ``host_noise_latent`` is ``sqrt(dt)(dt/tau_m) E L`` premultiplied, (N, d). The
 first term is exactly a fractional spike count ``sqrt(sigma2 dt) xi`` sent
@@ -166,7 +170,7 @@ def step_constants(model, dt, step_matched=False):
     return tau, tau_m, dt / tau, dt / tau_m
 
 
-def host_noise(model, dt, fano="regular", noise=True, step_matched=False):
+def host_noise(model, dt, fano=1.0, noise=True, step_matched=False):
     """The noise the host must inject: ``(sigma2 (N,), rate_coef (N,), latent (N, d))``.
 
     Private intensity per neuron, Hz: ``max(sigma2 + rate_coef * phi(x), 0)`` with ``phi`` the fitted
@@ -206,7 +210,7 @@ def host_noise(model, dt, fano="regular", noise=True, step_matched=False):
     return sigma2, rate_coef, latent
 
 
-def build_graph(model, dt=SNNTORCH_DT, fano="regular", noise=True, step_matched=False):
+def build_graph(model, dt=SNNTORCH_DT, fano=1.0, noise=True, step_matched=False):
     """The NIR graph of the spiking network (see the module docstring for every parameter).
 
     Parameters
@@ -308,7 +312,7 @@ def _metadata(model, dt, fano, noise, host, matched, a_m):
             "init_states": np.asarray(model.init_states, dtype=np.float64)}
 
 
-def export(model, output, *, mode="spiking", force=False, progress=True, dt=SNNTORCH_DT, fano="regular",
+def export(model, output, *, mode="spiking", force=False, progress=True, dt=SNNTORCH_DT, fano=1.0,
            noise=True, step_matched=False, trials=None, duration=None, seed=None, coupling=None):
     """Write the spiking network of ``model`` as an NIR file (HDF5, ``nir.write``), atomically.
 
