@@ -49,7 +49,11 @@ def fixed_grid(model, dt=None, record_dt=None):
     dt = dt or d0
     record_dt = record_dt or max(r0, dt)
     n_sub = max(1, math.ceil(record_dt / dt - 1e-9))   # as ddm_neuro.sdeint.recording_grid: dt never coarser
-    return snap(record_dt / n_sub), snap(record_dt)
+    record_dt = snap(record_dt)
+    # dt derived from the snapped record_dt, not snapped itself: snapping record_dt / 7 to 12 digits made
+    # 7 dt differ from record_dt by ~1e-12 relative, and after ~1000 steps the scheduler's clocks fell
+    # out of step (the last sample went missing)
+    return record_dt / n_sub, record_dt
 
 
 def cache_root():
