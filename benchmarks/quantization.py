@@ -9,7 +9,7 @@ and diffusion errors (as ``ddm_neuro.fit.model_errors``, on the same held-out
 states of an independent target simulation for every row), the integer levels
 used, the wall time of the constrain call, and whether a torch rate simulation
 of ``trials x duration`` passes ``verify`` against the target SDE (with the
-failing metrics named; the Lyapunov-exponent check is run for the float model
+failing metrics named with value / threshold; the Lyapunov-exponent check is run for the float model
 only, see ``check``).
 
     python benchmarks/quantization.py                          # N=512, bits 8 6 4, 16 x 60
@@ -38,7 +38,8 @@ def check(model, sde, args):
     # settles x_perp (tens of N x N products per state), hours at N = 512 on one core: skipped there.
     drift = model.latent_drift if model.w_perp is None else None
     rep = verify(sde, traj, model_drift=drift, seed=2)
-    failed = [name for name, m in rep.metrics.items() if not m["passed"]]
+    failed = [f"{name} {m['value'] / m['threshold']:.2g}x" if m["threshold"] > 0 else name
+              for name, m in rep.metrics.items() if not m["passed"]]
     return bool(rep.passed), ",".join(failed) or "-", time.perf_counter() - t0
 
 
