@@ -94,8 +94,8 @@ def associative(args):
             res[b] = (switching_success(traj, p, [-1.0, 1.0]), wall, traj.meta.get("compile_seconds"))
         tgt = res["target"][0]
         for b, (r, wall, comp) in res.items():
-            zz = compare_proportions(int(r.success[r.moved].sum()), r.n_moved,
-                                     int(tgt.success[tgt.moved].sum()), tgt.n_moved)[2] if b != "target" else float("nan")
+            zz = float("nan") if b == "target" else compare_proportions(
+                int(r.success[r.moved].sum()), r.n_moved, int(tgt.success[tgt.moved].sum()), tgt.n_moved)[2]
             extra = f" (compile {comp:.0f} s)" if comp else ""
             print(f"{b:<11} {r.rate:8.3f} {r.se:6.3f} {r.n_moved:6d} {r.switch_rate:12.3f} {r.switch_se:6.3f} "
                   f"{r.switch_se_trials:10.3f} {zz:11.2f} {wall:7.1f}{extra}")
@@ -146,7 +146,7 @@ def episodic(args):
         centres = ring_centres(K, a, om)
         out = {}
         for b in ("torch", "target"):
-            traj, wall = timed(run, b, model, args.ring_duration, trials=args.ring_trials, seed=4, **steps)
+            traj, wall = timed(run, b, model, args.ring_duration, trials=args.ring_trials, seed=args.ring_seed, **steps)
             vis = visit_sequence(traj, centres)
             theta = np.arctan2(traj.z[..., 1], traj.z[..., 0])
             n_amb = int(np.sum(np.abs(np.angle(np.exp(1j * np.diff(theta, axis=1)))) > math.pi / 2))
@@ -155,8 +155,8 @@ def episodic(args):
             out[b] = (vis, v, se, wall, float(np.mean(r[r > 0.5] ** -2.0)))
             if n_amb:
                 print(f"{b}: {n_amb} sample steps turn by more than π/2 (passes near the centre)")
-        print(f"{args.ring_trials} trials x {args.ring_duration:g} time units each, run seed 4, Euler step "
-              f"{traj.meta.get('integration_dt'):.2g}")
+        print(f"{args.ring_trials} trials x {args.ring_duration:g} time units each, run seed {args.ring_seed}, "
+              f"Euler step {traj.meta.get('integration_dt'):.2g}")
         print(f"{'run':<7} {'trans':>6} {'forward':>8} {'SE':>6} {'cycles/unit':>11} {'SE':>7} {'dwell':>6} "
               f"{'SE':>5} {'<dθ/dt>':>8} {'SE':>7} {'<r^-2>':>7} {'wall s':>7}   (<r^-2> over r > 0.5)")
         for b, (vis, v, se, wall, mr) in out.items():
@@ -184,6 +184,7 @@ def main():
     ap.add_argument("--spont-duration", type=float, default=500.0)
     ap.add_argument("--ring-duration", type=float, default=250.0)
     ap.add_argument("--ring-trials", type=int, default=16)
+    ap.add_argument("--ring-seed", type=int, default=4, help="seed of the ring runs (network and target)")
     ap.add_argument("--cases", default="stiff,default,weak", help="ring cases for part (b)")
     ap.add_argument("--no-brian2", action="store_true")
     ap.add_argument("--quick", action="store_true", help="small sizes (a smoke run, not a measurement)")
