@@ -246,6 +246,8 @@ def test_simulate_backend_runs_the_model_through_nir(model):
         run(model, 0.1, mode="rate")
     with pytest.raises(DDMError, match="no inputs"):
         run(model, 0.1, u=[1.0])
+    with pytest.raises(DDMError, match="--coupling does not apply"):
+        run(model, 0.1, coupling="dense")
 
 
 @pytest.mark.slow

@@ -35,7 +35,10 @@ def make_simulate(consumer):
     runner = {"norse": consumers.run_norse, "snntorch": consumers.run_snntorch}[consumer]
 
     def simulate(model, duration, *, trials=1, seed=None, u=None, mode="spiking", progress=False, noise=True,
-                 record_dt=None, z0=None, dt=SNNTORCH_DT, fano=1.0):
+                 record_dt=None, z0=None, dt=SNNTORCH_DT, fano=1.0, coupling=None):
+        if coupling is not None:
+            raise DDMError(f"backend {consumer!r}: the NIR graph has one dense recurrent Linear; "
+                           f"--coupling does not apply (got {coupling!r})")
         if mode != "spiking":
             raise DDMError(f"backend {consumer!r} runs the spiking network only (use --mode spiking)")
         if noise not in (True, False):
