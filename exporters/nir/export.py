@@ -46,8 +46,9 @@ equations above hold with spikes read as pulses of height 1 and width
 ``dt``. NIR edges carry spikes, but the **read-out acts on the synaptic current**
 ``I`` of node ``lif`` (the state every consumer keeps): ``z = c + S D x``.
 Euler at ``dt`` against the exact integration of :mod:`ddm_neuro.spiking`
-shifts the rates by O(dt/tau_m) (spike times are rounded up to the step,
-about ``dt/2`` per interval: ~ ``r dt/2``, 2 % at 400 Hz with dt = 0.1 ms).
+shifts the rates by O(r dt) (spike times are rounded up to the step): at
+dt = 0.1 ms by -0.86 % on average over 50-400 Hz in Norse and -3.0 % in
+snnTorch (``benchmarks/nir_roundtrip.py --rate-curve``).
 
 **Matching the step (``step_matched=True``).** The consumers' Euler step biases
 the rate curve: the threshold is tested at the end of a step and the membrane
