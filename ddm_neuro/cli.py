@@ -97,6 +97,21 @@ def cmd_fit(args):
     return 0
 
 
+def cmd_convert(args):
+    from .convert import convert
+    from .fileio import check_output
+    from .network import LatentRNN
+
+    check_output(args.output, args.force)
+    model = LatentRNN.load(args.model)
+    out = convert(model, neuron=args.neuron, steps=args.steps, seed=args.seed, progress=not args.quiet)
+    out.save(args.output, force=args.force)
+    print(f"converted {args.model} ({model.neuron.name}, held-out drift error "
+          f"{100 * model.meta.get('fit', {}).get('drift_error', float('nan')):.4f} %) to {args.neuron}:")
+    print_fit_summary(out, args.output)
+    return 0
+
+
 def cmd_simulate(args):
     from .backends import get_backend
     from .fileio import check_output
@@ -254,6 +269,16 @@ def build_parser():
     s.add_argument("--force", action="store_true", help="overwrite an existing output")
     s.add_argument("--quiet", action="store_true", help="no progress bars")
     s.set_defaults(func=cmd_fit)
+
+    s = sub.add_parser("convert", help="refit a tanh model with LIF neurons (for spiking), keeping its tuning")
+    s.add_argument("model")
+    s.add_argument("--neuron", choices=["lif"], default="lif")
+    s.add_argument("--steps", type=_seed, default=200, help="gradient refinement steps of the refit")
+    s.add_argument("--seed", type=_seed, default=None, help="default: the model's own fit seed")
+    s.add_argument("-o", "--output", required=True, help="model file to write (.ddm)")
+    s.add_argument("--force", action="store_true")
+    s.add_argument("--quiet", action="store_true")
+    s.set_defaults(func=cmd_convert)
 
     s = sub.add_parser("simulate", help="simulate a model and write a trajectory")
     s.add_argument("model")

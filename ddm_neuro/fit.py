@@ -71,6 +71,10 @@ class FitConfig:
         largest lambda within ``max(drift_tol, 1.5 x best)`` is taken).
     steps, batch, lr, resolve_every : int, int, float, int
         Gradient refinement (``steps = 0``: closed form only).
+    tuning : dict or None
+        Start from given tuning instead of random: ``{"directions": (N, d + k)
+        unit encoders, "intercepts": (N,)}`` in normalised latent units (see
+        :func:`ddm_neuro.convert.convert`); gains are drawn as usual.
     progress : bool
     """
 
@@ -91,6 +95,7 @@ class FitConfig:
     batch: int = 4096
     lr: float = 1e-2
     resolve_every: int = 250
+    tuning: dict | None = None
     progress: bool = True
 
 
@@ -189,8 +194,15 @@ def fit(sde, config=None, **overrides):
 
     # 2. neurons
     enc = rng_neur.normal(size=(N, d + k))
+    theta = None
+    if cfg.tuning is not None:
+        enc = np.array(cfg.tuning["directions"], dtype=np.float64)
+        theta = np.asarray(cfg.tuning["intercepts"], dtype=np.float64)
+        if enc.shape != (N, d + k) or theta.shape != (N,):
+            raise DDMError(f"tuning: directions must be ({N}, {d + k}) and intercepts ({N},), got "
+                           f"{enc.shape} and {theta.shape}")
     enc /= np.linalg.norm(enc, axis=1, keepdims=True)
-    gain, bias = neuron.init_gain_bias(rng_neur, N)
+    gain, bias = neuron.init_gain_bias(rng_neur, N, theta)
     E0 = torch.as_tensor(gain[:, None] * enc[:, :d])
     D0 = torch.linalg.pinv(E0)
     proj = lambda v: v - E0 @ (D0 @ v)  # noqa: E731
@@ -285,7 +297,9 @@ def fit(sde, config=None, **overrides):
     bar.update()
     bar.close()
     model.meta["fit"] = {
-        "config": asdict(cfg), "drift_error": err, "diffusion_error": derr,
+        "config": {**asdict(cfg), "tuning": None if cfg.tuning is None else
+                   {"source": str(cfg.tuning.get("source", "given"))}},
+        "drift_error": err, "diffusion_error": derr,
         "drift_error_closed_form": err0, "diffusion_error_closed_form": derr0,
         "ridge_lambda": lam, "wall_time_s": time.perf_counter() - t_start,
         "private_noise_share": noise_info["private_share"],

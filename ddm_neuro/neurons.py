@@ -31,8 +31,16 @@ class NeuronModel:
         """JSON form: ``{"name": ..., **params}``."""
         return {"name": self.name, **self.params}
 
-    def init_gain_bias(self, rng, n):
+    def init_gain_bias(self, rng, n, theta=None):
         """Random gains and biases so that ``x = gain (e . y - theta) + offset``.
+
+        Parameters
+        ----------
+        rng : numpy Generator
+        n : int
+        theta : ndarray (n,), optional
+            Intercepts (where each neuron's tuning turns on, along its encoder);
+            default uniform in [-0.95, 0.95].
 
         Returns
         -------
@@ -55,9 +63,9 @@ class Tanh(NeuronModel):
         """Activity in [0, 1], ``(1 + tanh x)/2``."""
         return 0.5 * (1.0 + xp.tanh(x))
 
-    def init_gain_bias(self, rng, n):
+    def init_gain_bias(self, rng, n, theta=None):
         gain = np.exp(rng.uniform(np.log(0.5), np.log(4.0), n))
-        theta = rng.uniform(-0.95, 0.95, n)
+        theta = rng.uniform(-0.95, 0.95, n) if theta is None else np.asarray(theta, dtype=np.float64)
         return gain, -gain * theta
 
 
@@ -92,10 +100,11 @@ class LIFRate(NeuronModel):
         """Rate as a fraction of the maximum ``1/tau_ref``."""
         return self.phi(x, xp) * self.params["tau_ref"]
 
-    def init_gain_bias(self, rng, n):
+    def init_gain_bias(self, rng, n, theta=None):
         tau_m, tau_ref = self.params["tau_m"], self.params["tau_ref"]
         rmax = rng.uniform(*self.params["max_rates"], n)
-        theta = rng.uniform(-0.95, 0.95, n)
+        theta = rng.uniform(-0.95, 0.95, n) if theta is None else np.clip(np.asarray(theta, dtype=np.float64),
+                                                                          -0.99, 0.99)
         jmax = 1.0 / np.expm1((1.0 / rmax - tau_ref) / tau_m)
         gain = jmax / (1.0 - theta)
         return gain, 1.0 - gain * theta
