@@ -19,10 +19,13 @@ import argparse
 import math
 import time
 
+import numpy as np
+
 from ddm_neuro.errors import DDMError
-from ddm_neuro.fit import fit
+from ddm_neuro.fit import fit, model_errors
 from ddm_neuro.hardware import constrain
 from ddm_neuro.network import LatentRNN
+from ddm_neuro.sampling import visited_states
 from ddm_neuro.simulate import simulate_network
 from ddm_neuro.systems import get_system
 from ddm_neuro.verify import verify
@@ -41,6 +44,14 @@ def check(model, sde, args):
     failed = [f"{name} {m['value'] / m['threshold']:.2g}x" if m["threshold"] > 0 else name
               for name, m in rep.metrics.items() if not m["passed"]]
     return bool(rep.passed), ",".join(failed) or "-", time.perf_counter() - t0
+
+
+def unsettled_drift_error(m, sde, z):
+    """Relative drift error with ``x_perp`` left at ``P b`` (the feedback through ``W_perp`` ignored)."""
+    x = m.to_latent(z) @ m.encoders.T + m.rest_inputs()
+    dy = (-x + m.neuron.phi(x) @ m.weights().T + m.bias) @ m.readout.T / m.tau
+    f = sde.drift(z)
+    return math.sqrt(np.sum((m.time_scale * m.scale * dy - f) ** 2) / np.sum(f ** 2))
 
 
 def verdict_text(ok, failed, secs):
@@ -72,6 +83,7 @@ def main():
         rows += [(k, "round", dict(refit=False)), (k, "compensated", dict(steps=0)),
                  (k, "refit", dict(steps=args.steps))]
     float_done = False
+    rounded, starred = {}, False
     for bits, label, kw in rows:
         t1 = time.perf_counter()
         try:
@@ -86,13 +98,23 @@ def main():
             verdict = "" if args.no_verify else verdict_text(*check(model, sde, args))
             print(f"{'float':>5} {'fitted':<12}{100 * h['drift_error_before']:>10.3f}%"
                   f"{100 * h['diffusion_error_before']:>14.3f}%{'-':>8}{'-':>10}{'-':>10}  {verdict}", flush=True)
+        if label == "round":
+            rounded.setdefault(bits, m)
         shown = label if h["method"] == label or label == "round" else f"{label}*"
+        starred |= shown.endswith("*")
         verdict = ""
         if not args.no_verify and label != "compensated":
             verdict = verdict_text(*check(m, sde, args))
         print(f"{bits:>5} {shown:<12}{100 * h['drift_error']:>10.3f}%{100 * h['diffusion_error']:>14.3f}%"
               f"{h['levels_used']:>8}{h['scale']:>10.3g}{wall:>10.1f}  {verdict}", flush=True)
-    print("* the refit did not beat its start on the validation states; the best start was kept")
+    if starred:
+        print("* the refit did not beat its start on the validation states; the best start was kept")
+    z, _, _ = visited_states(sde, np.random.default_rng(9), trials=16, records=1000, batches=2)
+    z = z[np.random.default_rng(1).choice(len(z), 3000, replace=False)]
+    for bits, m in rounded.items():
+        print(f"x_perp feedback, {bits} bits rounding only, 3000 other held-out states: drift error "
+              f"{100 * model_errors(m, sde, z)[0]:.2f} % with x_perp settled (latent_drift), "
+              f"{100 * unsettled_drift_error(m, sde, z):.2f} % with x_perp left at P b")
 
 
 if __name__ == "__main__":
