@@ -258,7 +258,8 @@ def spiking_state(arrays, x0, coupling, rng):
 
     ``x = p + E q`` splits into the off-subspace part ``p = x - E D x`` and the
     latent synaptic state ``q = D x`` (factored; dense keeps ``syn = E D x``
-    per neuron); membrane potentials start uniform in [0, 1) (random phases).
+    per neuron; uncoupled, ``"none"``, keeps all of ``x`` in ``p``); membrane
+    potentials start uniform in [0, 1) (random phases).
     """
     E, D = arrays["encoders"], arrays["readout"]
     N, d = E.shape
@@ -268,8 +269,10 @@ def spiking_state(arrays, x0, coupling, rng):
     out = {"p": (X - syn).reshape(-1), "v": rng.uniform(0.0, 1.0, X.size)}
     if coupling == "dense":
         out["syn"] = syn.reshape(-1)
-    else:
+    elif coupling == "factored":
         out["q"] = q.reshape(-1)
+    else:  # "none": no synapses; the whole input is the constant part
+        out["p"] = X.reshape(-1)
     return out
 
 
