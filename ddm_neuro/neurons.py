@@ -79,8 +79,8 @@ class LIFRate(NeuronModel):
             raise DDMError(f"lif: tau_m must be > 0 and tau_ref >= 0 (got {tau_m}, {tau_ref})")
         lo, hi = max_rates
         if not 0 < lo <= hi < 1.0 / max(tau_ref, 1e-12):
-            raise DDMError(f"lif: max_rates must satisfy 0 < low <= high < 1/tau_ref = {1/tau_ref:.0f} Hz "
-                           f"(got {lo}, {hi})")
+            limit = f"1/tau_ref = {1 / tau_ref:.0f} Hz" if tau_ref > 0 else "infinity"
+            raise DDMError(f"lif: max_rates must satisfy 0 < low <= high < {limit} (got {lo}, {hi})")
         super().__init__(tau_m=float(tau_m), tau_ref=float(tau_ref), max_rates=[float(lo), float(hi)],
                          smoothing=float(smoothing))
 
@@ -97,8 +97,10 @@ class LIFRate(NeuronModel):
         return xp.where(pos, 1.0 / (tau_ref + tau_m * xp.log1p(1.0 / jj)), xp.zeros_like(j))
 
     def activity(self, x, xp=np):
-        """Rate as a fraction of the maximum ``1/tau_ref``."""
-        return self.phi(x, xp) * self.params["tau_ref"]
+        """Rate as a fraction of the maximum ``1/tau_ref`` (without a refractory period: of the
+        highest ``max_rates``, so activity-dependent noise still works)."""
+        tau_ref = self.params["tau_ref"]
+        return self.phi(x, xp) * (tau_ref if tau_ref > 0 else 1.0 / self.params["max_rates"][1])
 
     def init_gain_bias(self, rng, n, theta=None):
         tau_m, tau_ref = self.params["tau_m"], self.params["tau_ref"]

@@ -87,7 +87,8 @@ def neuron_code(neuron):
     if name == "lif":
         tm, tr = float(neuron["tau_m"]), float(neuron["tau_ref"])
         rate = f"int(x > 1) / ({tr!r} + {tm!r}*log(1 + 1/clip(x - 1, 1e-12, 1e12)))"
-        return rate, f"({rate})*{tr!r}"
+        per = tr if tr > 0 else 1.0 / float(neuron["max_rates"][1])   # as ddm_neuro.neurons.LIFRate.activity
+        return rate, f"({rate})*{per!r}"
     raise NetworkError(f"brian2 export: neuron model {name!r} is not supported (tanh, lif)")
 
 

@@ -175,8 +175,8 @@ def host_noise(model, dt, fano=1.0, noise=True, step_matched=False):
     """The noise the host must inject: ``(sigma2 (N,), rate_coef (N,), latent (N, d))``.
 
     Private intensity per neuron, Hz: ``max(sigma2 + rate_coef * phi(x), 0)`` with ``phi`` the fitted
-    rate curve at the neuron's input ``x`` (``rate_coef = noise_act * tau_ref``, the model's
-    activity-dependent part; zero when ``tau_ref = 0``), ``sigma2 = noise_const - <F r>`` (the spikes'
+    rate curve at the neuron's input ``x`` (``rate_coef = noise_act * activity / phi``, the model's
+    activity-dependent part: ``tau_ref``, or ``1 / max rate`` when ``tau_ref = 0``), ``sigma2 = noise_const - <F r>`` (the spikes'
     share averaged over the start states); ``latent`` is ``sqrt(dt) a_m E L`` (see the module docstring).
 
     Parameters
@@ -206,7 +206,8 @@ def host_noise(model, dt, fano=1.0, noise=True, step_matched=False):
         if not (np.isfinite(F) and F >= 0):
             raise DDMError(f"fano must be a number >= 0 or 'regular' (got {fano!r})")
     sigma2 = model.noise_const - np.mean(F * rate, axis=0)
-    rate_coef = model.noise_act * model.neuron.params["tau_ref"]        # activity = phi tau_ref
+    probe = np.full(1, 2.0)   # activity = phi x const (tau_ref, or 1 / max rate without a refractory period)
+    rate_coef = model.noise_act * float(model.neuron.activity(probe)[0] / model.neuron.phi(probe)[0])
     latent = np.sqrt(dt) * step_constants(model, dt, step_matched)[3] * model.encoders @ model.noise_latent
     return sigma2, rate_coef, latent
 
