@@ -50,7 +50,7 @@ def switching_ks(sde, traj, seed):
     return len(w_net), len(w_tgt), float(np.mean(w_net)), float(np.mean(w_tgt)), float(ks.statistic), float(ks.pvalue)
 
 
-def run_case(name, backends, quick=False):
+def run_case(name, backends, quick=False, fano="regular"):
     make, n, trials, duration, u = CASES[name]
     if quick:
         n, trials, duration = min(n, 300), 4, duration / 10
@@ -65,7 +65,7 @@ def run_case(name, backends, quick=False):
     for backend in backends:
         t0 = time.perf_counter()
         traj = get_backend(backend, "spiking")(model, duration, trials=trials, seed=11, u=signal, mode="spiking",
-                                               progress=False)
+                                               progress=False, fano=fano)
         wall = time.perf_counter() - t0
         rep = verify(sde, traj, model_drift=model.latent_drift, seed=5,
                      filter_tau=traj.meta.get("readout_filter_tau"))
@@ -93,10 +93,12 @@ def main(argv=None):
     ap.add_argument("--systems", default=",".join(CASES))
     ap.add_argument("--backends", default="torch,brian2-cpp")
     ap.add_argument("--quick", action="store_true", help="small networks, a tenth of the length")
+    ap.add_argument("--fano", default="regular", help="spikes' Fano factor counted in the remainder noise")
     args = ap.parse_args(argv)
     os.environ.setdefault("DDM_NEURO_CACHE", tempfile.mkdtemp(prefix="ddm_cache_"))
     backends = args.backends.split(",")
-    results = {name: run_case(name, backends, args.quick) for name in args.systems.split(",")}
+    fano = args.fano if args.fano == "regular" else float(args.fano)
+    results = {name: run_case(name, backends, args.quick, fano) for name in args.systems.split(",")}
     print("\nsummary: " + ", ".join(f"{k}: " + "/".join("pass" if v[b] else "FAIL" for b in backends)
                                     for k, v in results.items()) + f"  ({'/'.join(backends)})")
 
