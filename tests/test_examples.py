@@ -4,7 +4,8 @@ Each example runs with ``--quick`` in a fresh process, as a user would run it,
 into a folder under ``tmp_path``; it must exit 0 and write its figures
 (non-empty PNG files). ``--quick`` sizes take 5-15 s of CPU each (fit a few
 dozen neurons, short runs, no Brian2 compile). ``examples/decompositions.py``
-is checked the same way when it exists.
+is checked the same way when it exists (marked slow, as its author's own
+quick-run test is).
 """
 import os
 import subprocess
@@ -31,7 +32,11 @@ def _run(script, *args, timeout=600):
                           timeout=timeout, env=env, cwd=str(EXAMPLES.parent))
 
 
-@pytest.mark.parametrize("script", list(FIGURES))
+# decompositions.py is another author's; its own quick run is marked slow (tests/test_analysis.py), so here too
+SCRIPTS = [pytest.param(s, marks=pytest.mark.slow) if s == "decompositions.py" else s for s in FIGURES]
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
 def test_example_runs_quick_and_writes_its_figures(script, tmp_path):
     if not (EXAMPLES / script).exists():
         pytest.skip(f"examples/{script} does not exist (yet)")
