@@ -38,7 +38,7 @@ def check(model, sde, args):
     if traj.meta["diverged_trials"]:
         return False, f"{len(traj.meta['diverged_trials'])} trials diverged", time.perf_counter() - t0
     # The Lyapunov check integrates the model's noise-free latent drift (~1e5 calls); with W_perp every call
-    # settles x_perp (tens of N x N products per state), hours at N = 512 on one core: skipped there.
+    # settles x_perp (tens of N x N products per state), an estimated 20+ min at N = 512 on one core: skipped.
     drift = model.latent_drift if model.w_perp is None else None
     rep = verify(sde, traj, model_drift=drift, seed=2)
     failed = [f"{name} {m['value'] / m['threshold']:.2g}x" if m["threshold"] > 0 else name
