@@ -147,7 +147,11 @@ def cmd_verify(args):
         raise DDMError(f"{args.trajectory}: trajectory has {traj.dim} latent dimensions, "
                        f"the model has {model.dim} ({', '.join(model.variables)})")
     filter_tau = traj.meta.get("readout_filter_tau")  # set by back ends whose read-out is filtered (spiking)
-    return run_verify(model.sde(), traj, report_dir=args.report, delta=args.delta,
+    sde = model.sde()
+    if model.w_perp is not None and "chaotic" in sde.tags:
+        print(f"note: {args.model} has hardware-constrained weights (W_perp): the Lyapunov check settles the "
+              "off-latent state at every drift evaluation and can take many minutes at N >= 512", file=sys.stderr)
+    return run_verify(sde, traj, report_dir=args.report, delta=args.delta,
                       model_drift=model.latent_drift, filter_tau=filter_tau, force=args.force, seed=args.seed)
 
 
