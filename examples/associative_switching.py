@@ -27,7 +27,6 @@ Full run: a few minutes on one shared core (compiling the C++ ~30 s of it);
 
     python examples/associative_switching.py [--out DIR] [--quick] [--force]
 """
-import argparse
 import sys
 import time
 
@@ -40,19 +39,13 @@ from ddm_neuro.fit import fit
 from ddm_neuro.memory import compare_proportions, cue_protocol, switching_success
 from ddm_neuro.systems import get_system
 
+from _common import fit_options, parse_args, pyplot, save  # examples/_common.py
 
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def switching_figure(protocol, runs, path, window=80.0):
     """Cue (top) and latent m of each run (below), first trial, first ``window`` time units."""
-    plt = _plt()
+    plt = pyplot()
     fig, axes = plt.subplots(2, 1, figsize=(11, 5.5), sharex=True, gridspec_kw={"height_ratios": [1, 3]})
     t = np.linspace(0, min(window, protocol.duration), 2000)
     axes[0].step(t, protocol.signal.at(t)[:, 0], where="post", color="k", lw=1)
@@ -71,14 +64,12 @@ def switching_figure(protocol, runs, path, window=80.0):
     axes[1].set_xlabel("time (SDE units)")
     axes[1].legend(loc="upper right", fontsize=8)
     fig.suptitle("cue-driven switching: pulses (green +, red -) push m between the wells")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save(fig, path)
 
 
 def success_figure(results, path):
     """Bar chart: success among all pulses and among pulses that had to move the state, +-1 SE."""
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.5, 4))
     names = list(results)
     x = np.arange(len(names))
@@ -91,20 +82,14 @@ def success_figure(results, path):
     ax.set_ylim(0, 1.05)
     ax.set_ylabel("success rate (+-1 binomial SE)")
     ax.legend(loc="lower right")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save(fig, path)
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", default="switching_out", help="output folder (created; default switching_out)")
-    ap.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run, not a measurement")
-    ap.add_argument("--force", action="store_true", help="replace an existing output folder")
-    args = ap.parse_args(argv)
+    args = parse_args(__doc__, "switching_out", argv)
     t_start = time.perf_counter()
     n, pulses, trials = (48, 8, 2) if args.quick else (256, 60, 4)
-    small = dict(steps=0, n_train=3000, n_val=1000, n_test=500, n_noise=100) if args.quick else {}
+    small = fit_options(args)
     sde = get_system("switch")
     with atomic_directory(args.out, force=args.force) as out:
         print(f"== fit {sde.name} with its input u: N = {n} tanh neurons, seed 0")

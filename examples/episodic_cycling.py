@@ -23,7 +23,6 @@ Full run (8 trials x 200 time units): a few minutes on one shared core;
 
     python examples/episodic_cycling.py [--out DIR] [--quick] [--force]
 """
-import argparse
 import math
 import sys
 import time
@@ -39,23 +38,17 @@ from ddm_neuro.memory import (angular_current, compare_proportions, ring_angle_d
 from ddm_neuro.plots import attractor_figure
 from ddm_neuro.systems import get_system
 
+from _common import fit_options, parse_args, pyplot, save  # examples/_common.py
+
 PARAMS = dict(lam=10.0, omega=1.8)  # over the built-in ring's K = 3, a = 2, sigma = 0.3
 # Euler step: the default (1.5e-4, from the drift's rates over the whole domain box) is set by the radial
 # rate ~ lam r^2 in the box's corners; on the ring the fastest rate is 2 lam = 20, so 5e-4 is ample
 STEPS = dict(dt=5e-4, record_dt=5e-3)
 
 
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
 
 def angle_figure(runs, visits, K, path, trials=3):
-    plt = _plt()
+    plt = pyplot()
     fig, axes = plt.subplots(2, 1, figsize=(11, 6), sharex=True)
     colours = {"network": "tab:blue", "target": "tab:gray"}
     for name, traj in runs.items():
@@ -75,13 +68,11 @@ def angle_figure(runs, visits, K, path, trials=3):
     axes[1].set_xlabel("time (SDE units)")
     axes[1].legend(loc="upper right", fontsize=8)
     fig.suptitle("directed cycling through the wells (forward = counter-clockwise)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save(fig, path)
 
 
 def visits_figure(visits, path):
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     names = list(visits)
     x = np.arange(3)
@@ -91,13 +82,11 @@ def visits_figure(visits, path):
     ax.set_xticks(x, ["forward k→k+1", "backward k→k-1", "other"])
     ax.set_ylabel("transitions")
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save(fig, path)
 
 
 def density_figure(runs, h, D, path):
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4))
     bins = np.linspace(0, 2 * math.pi, 73)
     for name, traj in runs.items():
@@ -109,20 +98,14 @@ def density_figure(runs, h, D, path):
     ax.set_xlabel("θ")
     ax.set_ylabel("stationary density")
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save(fig, path)
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", default="cycling_out", help="output folder (created; default cycling_out)")
-    ap.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run, not a measurement")
-    ap.add_argument("--force", action="store_true", help="replace an existing output folder")
-    args = ap.parse_args(argv)
+    args = parse_args(__doc__, "cycling_out", argv)
     t_start = time.perf_counter()
     n, trials, duration = (64, 2, 10.0) if args.quick else (256, 8, 200.0)
-    small = dict(steps=0, n_train=3000, n_val=1000, n_test=500, n_noise=100) if args.quick else {}
+    small = fit_options(args)
     sde = get_system("ring", **PARAMS)
     P = {k: float(v) for k, v in sde.parameters.items()}
     K, a, om, sig, lam = P["K"], P["a"], P["omega"], P["sigma"], P["lam"]

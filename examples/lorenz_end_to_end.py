@@ -18,7 +18,6 @@ smoke tests only (so small a network is not expected to pass verification).
 
     python examples/lorenz_end_to_end.py [--out DIR] [--quick] [--force]
 """
-import argparse
 import sys
 import time
 from pathlib import Path
@@ -33,15 +32,13 @@ from ddm_neuro.plots import attractor_figure
 from ddm_neuro.systems import get_system
 from ddm_neuro.verify import verify
 
+from _common import fit_options, parse_args  # examples/_common.py
+
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", default="lorenz_out", help="output folder (created; default lorenz_out)")
-    ap.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run, not a result")
-    ap.add_argument("--force", action="store_true", help="replace an existing output folder")
-    args = ap.parse_args(argv)
+    args = parse_args(__doc__, "lorenz_out", argv)
     n, trials, duration = (64, 2, 4.0) if args.quick else (512, 8, 40.0)
-    small = dict(steps=0, n_train=3000, n_val=1000, n_test=500, n_noise=100) if args.quick else {}
+    small = fit_options(args)
     t_start = time.perf_counter()
     sde = get_system("lorenz")
     status = 0

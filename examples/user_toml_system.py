@@ -20,7 +20,6 @@ run, not a measurement (so small a network is not expected to pass verification)
 
     python examples/user_toml_system.py [--spec FILE.toml] [--out DIR] [--quick] [--force]
 """
-import argparse
 import sys
 import time
 from pathlib import Path
@@ -34,20 +33,14 @@ from ddm_neuro.plots import attractor_figure
 from ddm_neuro.spec import load_spec
 from ddm_neuro.verify import verify
 
+from _common import fit_options, parse_args, pyplot, save  # examples/_common.py
+
 HERE = Path(__file__).resolve().parent
 
 
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
 
 def response_figure(net, tgt, signal, names, path):
-    plt = _plt()
+    plt = pyplot()
     fig, axes = plt.subplots(2, 1, figsize=(11, 5), sharex=True, gridspec_kw={"height_ratios": [1, 3]})
     axes[0].step(net.t, signal.at(net.t)[:, 0], where="post", color="k", lw=1)
     axes[0].set_ylabel(names["input"])
@@ -57,21 +50,15 @@ def response_figure(net, tgt, signal, names, path):
     axes[1].set_xlabel("time (SDE units)")
     axes[1].legend(loc="upper left", fontsize=8)
     fig.suptitle("response to a step of the input (trial 1)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save(fig, path)
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--spec", default=str(HERE / "fitzhugh_nagumo.toml"), help="SDE spec (TOML)")
-    ap.add_argument("--out", default="toml_out", help="output folder (created; default toml_out)")
-    ap.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run, not a result")
-    ap.add_argument("--force", action="store_true", help="replace an existing output folder")
-    args = ap.parse_args(argv)
+    args = parse_args(__doc__, "toml_out", argv, extra=lambda ap: ap.add_argument(
+        "--spec", default=str(HERE / "fitzhugh_nagumo.toml"), help="SDE spec (TOML)"))
     t_start = time.perf_counter()
     n, trials, rest, duration = (64, 2, 5.0, 20.0) if args.quick else (256, 8, 40.0, 200.0)
-    small = dict(steps=0, n_train=3000, n_val=1000, n_test=500, n_noise=100) if args.quick else {}
+    small = fit_options(args)
     sde = load_spec(args.spec)
     if sde.n_inputs != 1:
         raise DDMError(f"{args.spec}: this example steps one input; the spec has {sde.n_inputs} "
