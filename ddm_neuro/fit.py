@@ -129,6 +129,15 @@ class _Structure(torch.nn.Module):
         return E, D, self.b - E @ (D @ self.b), self.Bn - E @ (D @ self.Bn)
 
 
+def input_normalisation(sde):
+    """``(u_center, u_scale)``: the inputs' range mapped to [-1, 1] (empty arrays without inputs)."""
+    if not sde.n_inputs:
+        return np.zeros(0), np.ones(0)
+    ulo = np.array([sde.input_range[n][0] for n in sde.inputs])
+    uhi = np.array([sde.input_range[n][1] for n in sde.inputs])
+    return (uhi + ulo) / 2, (uhi - ulo) / 2
+
+
 def _inputs(data, E, b, Bn, rows=slice(None)):
     return data.y[rows] @ E.T + data.un[rows] @ Bn.T + b
 
@@ -180,13 +189,8 @@ def fit(sde, config=None, **overrides):
         names = [v for v, f in zip(sde.variables, flat) if f]
         raise DDMError(f"{sde.name}: the target's visited states do not spread along {names} (the SDE settles "
                        "on a point: nothing to fit there; give it noise or dynamics there)")
-    if k:
-        ulo = np.array([sde.input_range[n][0] for n in sde.inputs])
-        uhi = np.array([sde.input_range[n][1] for n in sde.inputs])
-        u_center, u_scale = (uhi + ulo) / 2, (uhi - ulo) / 2
-    else:
-        u_center, u_scale = np.zeros(0), np.ones(0)
-    norm = (center, scale, u_center, u_scale)
+    norm = (center, scale, *input_normalisation(sde))
+    u_center, u_scale = norm[2:]
     f_vis = sde.drift(z_vis, u_vis if k else None)
     y_vis = (z_vis - center) / scale
     T = cfg.time_scale or cfg.tau * math.sqrt(np.mean(np.sum((f_vis / scale) ** 2, 1)) /

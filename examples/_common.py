@@ -36,3 +36,29 @@ def save(fig, path):
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     pyplot().close(fig)
+
+
+def fit_and_save(sde, n, out, small, where=""):
+    """Fit ``sde`` with ``n`` tanh neurons (seed 0), print its held-out errors, save ``out/model.ddm``."""
+    from ddm_neuro.fit import fit
+
+    print(f"== fit {sde.name}: N = {n} tanh neurons, seed 0")
+    model = fit(sde, n_neurons=n, seed=0, progress=False, **small)
+    f = model.meta["fit"]
+    print(f"   held-out drift error {f['drift_error']:.2%}{where}, diffusion error {f['diffusion_error']:.2%}, "
+          f"fit {f['wall_time_s']:.1f} s")
+    model.save(out / "model.ddm")
+    return model
+
+
+def run(main):
+    """Run ``main()`` as a script: its return value is the exit status; a DDMError is one line and exit 2."""
+    import sys
+
+    from ddm_neuro.errors import DDMError
+
+    try:
+        sys.exit(main())
+    except DDMError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)

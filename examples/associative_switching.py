@@ -27,7 +27,6 @@ Full run: a few minutes on one shared core (compiling the C++ ~30 s of it);
 
     python examples/associative_switching.py [--out DIR] [--quick] [--force]
 """
-import sys
 import time
 
 import numpy as np
@@ -35,11 +34,10 @@ import numpy as np
 from ddm_neuro.backends import get_backend
 from ddm_neuro.errors import DDMError
 from ddm_neuro.fileio import atomic_directory
-from ddm_neuro.fit import fit
 from ddm_neuro.memory import compare_proportions, cue_protocol, switching_success
 from ddm_neuro.systems import get_system
 
-from _common import fit_options, parse_args, pyplot, save  # examples/_common.py
+from _common import fit_and_save, fit_options, parse_args, pyplot, run, save  # examples/_common.py
 
 
 
@@ -92,12 +90,7 @@ def main(argv=None):
     small = fit_options(args)
     sde = get_system("switch")
     with atomic_directory(args.out, force=args.force) as out:
-        print(f"== fit {sde.name} with its input u: N = {n} tanh neurons, seed 0")
-        model = fit(sde, n_neurons=n, seed=0, progress=False, **small)
-        f = model.meta["fit"]
-        print(f"   held-out drift error {f['drift_error']:.2%} (over u in [-1, 1]), diffusion error "
-              f"{f['diffusion_error']:.2%}")
-        model.save(out / "model.ddm")
+        model = fit_and_save(sde, n, out, small, where=" (over u in [-1, 1])")
         protocol = cue_protocol(pulses, 0.8, 2.0, 3.0, seed=1)
         print(f"== cue protocol: {pulses} pulses, u = +-0.8 for 2, then 0 for 3 ({protocol.duration:g} time units), "
               f"{trials} trials")
@@ -130,8 +123,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except DDMError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
+    run(main)

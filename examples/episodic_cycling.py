@@ -24,13 +24,11 @@ Full run (8 trials x 200 time units): a few minutes on one shared core;
     python examples/episodic_cycling.py [--out DIR] [--quick] [--force]
 """
 import math
-import sys
 import time
 
 import numpy as np
 
 from ddm_neuro.backends import get_backend
-from ddm_neuro.errors import DDMError
 from ddm_neuro.fileio import atomic_directory
 from ddm_neuro.fit import fit
 from ddm_neuro.memory import (angular_current, compare_proportions, ring_angle_diffusion, ring_centres,
@@ -38,7 +36,7 @@ from ddm_neuro.memory import (angular_current, compare_proportions, ring_angle_d
 from ddm_neuro.plots import attractor_figure
 from ddm_neuro.systems import get_system
 
-from _common import fit_options, parse_args, pyplot, save  # examples/_common.py
+from _common import fit_options, parse_args, pyplot, run, save  # examples/_common.py
 
 PARAMS = dict(lam=10.0, omega=1.8)  # over the built-in ring's K = 3, a = 2, sigma = 0.3
 # Euler step: the default (1.5e-4, from the drift's rates over the whole domain box) is set by the radial
@@ -154,8 +152,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except DDMError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
+    run(main)

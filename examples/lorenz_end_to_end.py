@@ -18,7 +18,6 @@ smoke tests only (so small a network is not expected to pass verification).
 
     python examples/lorenz_end_to_end.py [--out DIR] [--quick] [--force]
 """
-import sys
 import time
 from pathlib import Path
 
@@ -27,12 +26,11 @@ import numpy as np
 from ddm_neuro.backends import get_backend
 from ddm_neuro.errors import DDMError
 from ddm_neuro.fileio import atomic_directory
-from ddm_neuro.fit import fit
 from ddm_neuro.plots import attractor_figure
 from ddm_neuro.systems import get_system
 from ddm_neuro.verify import verify
 
-from _common import fit_options, parse_args  # examples/_common.py
+from _common import fit_and_save, fit_options, parse_args, run  # examples/_common.py
 
 
 def main(argv=None):
@@ -43,12 +41,7 @@ def main(argv=None):
     sde = get_system("lorenz")
     status = 0
     with atomic_directory(args.out, force=args.force) as out:
-        print(f"== fit {sde.name}: N = {n} tanh neurons, seed 0")
-        model = fit(sde, n_neurons=n, seed=0, progress=False, **small)
-        f = model.meta["fit"]
-        print(f"   held-out drift error {f['drift_error']:.2%}, diffusion error {f['diffusion_error']:.2%}, "
-              f"{f['wall_time_s']:.1f} s")
-        model.save(out / "model.ddm")
+        model = fit_and_save(sde, n, out, small)
 
         print(f"== simulate {trials} trials x {duration:g} time units: network (torch) and target SDE")
         net = get_backend("torch", "rate")(model, duration, trials=trials, seed=1, u=None, mode="rate",
@@ -90,8 +83,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except DDMError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
+    run(main)

@@ -20,7 +20,6 @@ run, not a measurement (so small a network is not expected to pass verification)
 
     python examples/user_toml_system.py [--spec FILE.toml] [--out DIR] [--quick] [--force]
 """
-import sys
 import time
 from pathlib import Path
 
@@ -33,7 +32,7 @@ from ddm_neuro.plots import attractor_figure
 from ddm_neuro.spec import load_spec
 from ddm_neuro.verify import verify
 
-from _common import fit_options, parse_args, pyplot, save  # examples/_common.py
+from _common import fit_options, parse_args, pyplot, run, save  # examples/_common.py
 
 HERE = Path(__file__).resolve().parent
 
@@ -108,8 +107,4 @@ def _after(traj, t0, u):
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except DDMError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
+    run(main)

@@ -37,7 +37,7 @@ from dataclasses import asdict
 import numpy as np
 import torch
 
-from ..fit import FitConfig, _Data, _inputs, _Structure, fit, model_errors
+from ..fit import FitConfig, _Data, _inputs, _Structure, fit, input_normalisation, model_errors
 from ..noisefit import fit_noise, target_latent_cov
 from ..sampling import held_out_states, training_states, visited_states
 
@@ -82,13 +82,8 @@ def fit_symmetric(sde, config=None, **overrides):
     base = fit(sde, cfg, steps=0, progress=False)  # validates cfg; normalisation, T, E0, b0, Bn0
     k, N = sde.n_inputs, cfg.n_neurons
     center, scale, T = base.center, base.scale, base.time_scale
-    if k:
-        ulo = np.array([sde.input_range[n][0] for n in sde.inputs])
-        uhi = np.array([sde.input_range[n][1] for n in sde.inputs])
-        u_center, u_scale = (uhi + ulo) / 2, (uhi - ulo) / 2
-    else:
-        u_center, u_scale = np.zeros(0), np.ones(0)
-    norm = (center, scale, u_center, u_scale)
+    norm = (center, scale, *input_normalisation(sde))
+    u_center, u_scale = norm[2:]
     # the same states as fit(): same generators, same order of draws
     seeds = np.random.SeedSequence(cfg.seed).spawn(5)
     rng_sim, rng_test, _, rng_samp = (np.random.default_rng(s) for s in seeds[:4])
