@@ -50,13 +50,24 @@ def switching_ks(sde, traj, seed):
     return len(w_net), len(w_tgt), float(np.mean(w_net)), float(np.mean(w_tgt)), float(ks.statistic), float(ks.pvalue)
 
 
-def run_case(name, backends, quick=False, fano="regular"):
+def stronger_ridge(model, sde, factor):
+    """Re-solve the decoders with ``factor`` x the fit's ridge lambda (smaller decoders: less spike jitter)."""
+    from ddm_neuro.calibrate import _training, refit_decoders
+
+    z, u, _ = _training(model, sde, model.init_states, 20000, np.random.default_rng(0))
+    return refit_decoders(model, sde, z, u, model.meta["fit"]["ridge_lambda"] * factor)
+
+
+def run_case(name, backends, quick=False, fano="regular", ridge_factor=1.0):
     make, n, trials, duration, u = CASES[name]
     if quick:
         n, trials, duration = min(n, 300), 4, duration / 10
     sde = make()
     t0 = time.perf_counter()
     model = fit(sde, n_neurons=n, neuron="lif", seed=0, progress=False)
+    if ridge_factor != 1.0:
+        model = stronger_ridge(model, sde, ridge_factor)
+        print(f"(decoders re-solved with {ridge_factor:g} x the fit's ridge lambda)")
     f = model.meta["fit"]
     print(f"\n### {name}: N = {n} LIF, fit {time.perf_counter() - t0:.0f} s, drift error {100 * f['drift_error']:.3f} %, "
           f"diffusion error {100 * f['diffusion_error']:.3f} %; {trials} trials x {duration:g} time units", flush=True)
@@ -94,11 +105,13 @@ def main(argv=None):
     ap.add_argument("--backends", default="torch,brian2-cpp")
     ap.add_argument("--quick", action="store_true", help="small networks, a tenth of the length")
     ap.add_argument("--fano", default="regular", help="spikes' Fano factor counted in the remainder noise")
+    ap.add_argument("--ridge-factor", type=float, default=1.0,
+                    help="re-solve the decoders with this multiple of the fit's ridge lambda")
     args = ap.parse_args(argv)
     os.environ.setdefault("DDM_NEURO_CACHE", tempfile.mkdtemp(prefix="ddm_cache_"))
     backends = args.backends.split(",")
     fano = args.fano if args.fano == "regular" else float(args.fano)
-    results = {name: run_case(name, backends, args.quick, fano) for name in args.systems.split(",")}
+    results = {name: run_case(name, backends, args.quick, fano, args.ridge_factor) for name in args.systems.split(",")}
     print("\nsummary: " + ", ".join(f"{k}: " + "/".join("pass" if v[b] else "FAIL" for b in backends)
                                     for k, v in results.items()) + f"  ({'/'.join(backends)})")
 
