@@ -60,7 +60,7 @@ from tqdm.auto import tqdm
 
 from . import ridge
 from .errors import DDMError
-from .noisefit import fit_noise, target_latent_cov
+from .noisefit import fit_noise_for, target_latent_cov
 from .sampling import training_states, visited_states
 from .verify.basis import PolyBasis
 
@@ -303,11 +303,8 @@ def refit_decoders(model, sde, z, u, lam, rate=None):
     new.decoders = K.numpy().copy()
     n_noise = min(300, len(z))
     C = target_latent_cov(sde, z[:n_noise], model.scale, model.time_scale)
-    if sde.additive:
-        a, c, L, _ = fit_noise(new.decoders / model.tau, np.zeros((1, model.n_neurons)), C[:1], use_act=False)
-    else:
-        act = model.neuron.activity(model.neuron_inputs(z[:n_noise], None if u is None else u[:n_noise]))
-        a, c, L, _ = fit_noise(new.decoders / model.tau, act, C)
+    a, c, L, _ = fit_noise_for(sde, new.decoders / model.tau, lambda: model.neuron.activity(
+        model.neuron_inputs(z[:n_noise], None if u is None else u[:n_noise])), C)
     new.noise_act, new.noise_const, new.noise_latent = np.asarray(a), np.asarray(c), np.asarray(L)
     return new
 

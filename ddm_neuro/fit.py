@@ -36,7 +36,7 @@ from . import ridge
 from .errors import DDMError
 from .network import LatentRNN
 from .neurons import make_neuron
-from .noisefit import fit_noise, target_latent_cov
+from .noisefit import fit_noise_for, target_latent_cov
 from .sampling import held_out_states, training_states, visited_states
 
 
@@ -249,11 +249,10 @@ def fit(sde, config=None, **overrides):
                          meta={"sde_name": sde.name, "seed": cfg.seed, "tags": list(sde.tags)})
 
     def solve_noise(E, b, Bn, K):
-        if sde.additive:  # constant target: constant private noise, one state suffices
-            return fit_noise(K.numpy() / cfg.tau, np.zeros((1, N)), C_noise[:1], use_act=False)
-        with torch.no_grad():
-            act = neuron.activity(_inputs(train, E, b, Bn, slice(0, cfg.n_noise)), torch).numpy()
-        return fit_noise(K.numpy() / cfg.tau, act, C_noise)
+        def activity():
+            with torch.no_grad():
+                return neuron.activity(_inputs(train, E, b, Bn, slice(0, cfg.n_noise)), torch).numpy()
+        return fit_noise_for(sde, K.numpy() / cfg.tau, activity, C_noise)
 
     bar = tqdm(total=cfg.steps + 2, desc=f"fit {sde.name} N={N}", disable=not cfg.progress)
     E, D, b, Bn = E0, D0, b0, Bn0

@@ -84,7 +84,7 @@ from tqdm.auto import tqdm
 
 from .errors import DDMError
 from .network import settle_perp
-from .noisefit import fit_noise, target_latent_cov
+from .noisefit import fit_noise_for, target_latent_cov
 from .presets import get_preset
 from .sampling import held_out_states, training_states, visited_states
 
@@ -438,11 +438,8 @@ def _build(model, sde, Wq, b, z_noise, u_noise):
     out.decoders, out.w_perp, out.bias = K, Wq - model.encoders @ K, np.asarray(b, dtype=np.float64)
     out.meta.pop("model_id", None)
     C = target_latent_cov(sde, z_noise, model.scale, model.time_scale)
-    if sde.additive:
-        a, c, L, _ = fit_noise(K / model.tau, np.zeros((1, model.n_neurons)), C[:1], use_act=False)
-    else:
-        act = model.neuron.activity(out.neuron_inputs(z_noise, u_noise if model.n_inputs else None))
-        a, c, L, _ = fit_noise(K / model.tau, act, C)
+    a, c, L, _ = fit_noise_for(sde, K / model.tau, lambda: model.neuron.activity(
+        out.neuron_inputs(z_noise, u_noise if model.n_inputs else None)), C)
     out.noise_act, out.noise_const, out.noise_latent = np.asarray(a), np.asarray(c), np.asarray(L)
     return out
 

@@ -127,3 +127,12 @@ def target_latent_cov(sde, z, scale, time_scale):
     """``S^-1 g g^T(z) S^-1 / T`` (M, d, d): the latent covariance per second to match."""
     C = sde.diffusion_cov(z)
     return C / (scale[:, None] * scale[None, :]) / time_scale
+
+
+def fit_noise_for(sde, V, activity, C_target):
+    """:func:`fit_noise` as the fit uses it: constant private noise for additive targets (one state
+    suffices), activity-dependent otherwise, ``activity()`` (states, N) evaluated only then."""
+    if sde.additive:
+        return fit_noise(V, np.zeros((1, V.shape[1])), C_target[:1], use_act=False)
+    return fit_noise(V, activity(), C_target)
+

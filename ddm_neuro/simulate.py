@@ -49,6 +49,19 @@ def input_signal(model, u):
     return u
 
 
+def start_states(model, trials, rng, z0=None):
+    """Latent starts (trials, d): ``z0`` broadcast, or drawn with ``rng`` from the model's stored states.
+
+    ``model`` needs ``init_states`` and ``dim``. Raises :class:`DDMError` for a ``z0`` of the wrong shape.
+    """
+    if z0 is None:
+        z0 = model.init_states[rng.integers(0, len(model.init_states), trials)]
+    try:
+        return np.broadcast_to(np.asarray(z0, dtype=np.float64), (trials, model.dim))
+    except ValueError:
+        raise DDMError(f"z0 has shape {np.shape(z0)}; expected ({model.dim},) or ({trials}, {model.dim})") from None
+
+
 def simulate_network(model, duration, *, dt=None, record_dt=None, trials=1, seed=None, z0=None, u=None,
                      noise=True, coupling="factored", progress=False, chunk=256):
     """Simulate the rate network and return its latent trajectory.
@@ -96,12 +109,7 @@ def simulate_network(model, duration, *, dt=None, record_dt=None, trials=1, seed
     rng = np.random.default_rng(seed)
     gen = torch.Generator().manual_seed(int(rng.integers(2 ** 62)))
 
-    if z0 is None:
-        z0 = model.init_states[rng.integers(0, len(model.init_states), trials)]
-    try:
-        z0 = np.broadcast_to(np.asarray(z0, dtype=np.float64), (trials, model.dim))
-    except ValueError:
-        raise DDMError(f"z0 has shape {np.shape(z0)}; expected ({model.dim},) or ({trials}, {model.dim})") from None
+    z0 = start_states(model, trials, rng, z0)
     u0 = None if signal is None else signal.values[0]
     x0 = model.neuron_inputs(z0, u0)
     t = lambda a: torch.as_tensor(np.ascontiguousarray(a), dtype=torch.float64)  # noqa: E731

@@ -93,7 +93,7 @@ from tqdm.auto import tqdm
 
 from .errors import DDMError
 from .sdeint import recording_grid
-from .simulate import input_signal, network_steps
+from .simulate import input_signal, network_steps, start_states
 from .trajectory import Trajectory
 
 NOISE_MODES = ("remainder", "none", "model")
@@ -438,12 +438,7 @@ def simulate_spiking(model, duration, *, dt=None, record_dt=None, trials=1, seed
     n_rec, record_dt, n_sub, dt = recording_grid(duration, dt, record_dt)
     rng = np.random.default_rng(seed)
     gen = torch.Generator().manual_seed(int(rng.integers(2 ** 62)))
-    if z0 is None:
-        z0 = model.init_states[rng.integers(0, len(model.init_states), trials)]
-    try:
-        z0 = np.broadcast_to(np.asarray(z0, dtype=np.float64), (trials, model.dim))
-    except ValueError:
-        raise DDMError(f"z0 has shape {np.shape(z0)}; expected ({model.dim},) or ({trials}, {model.dim})") from None
+    z0 = start_states(model, trials, rng, z0)
     N = model.n_neurons
     v0 = rng.uniform(0.0, 1.0, (trials, N))
 

@@ -46,7 +46,7 @@ def fit_and_save(sde, n, out, small, where=""):
     model = fit(sde, n_neurons=n, seed=0, progress=False, **small)
     f = model.meta["fit"]
     print(f"   held-out drift error {f['drift_error']:.2%}{where}, diffusion error {f['diffusion_error']:.2%}, "
-          f"fit {f['wall_time_s']:.1f} s")
+          f"T = {model.time_scale:.3g} s per time unit, fit {f['wall_time_s']:.1f} s")
     model.save(out / "model.ddm")
     return model
 

@@ -26,13 +26,12 @@ from pathlib import Path
 from ddm_neuro.backends import get_backend
 from ddm_neuro.errors import DDMError
 from ddm_neuro.fileio import atomic_directory
-from ddm_neuro.fit import fit
 from ddm_neuro.inputs import InputSignal
 from ddm_neuro.plots import attractor_figure
 from ddm_neuro.spec import load_spec
 from ddm_neuro.verify import verify
 
-from _common import fit_options, parse_args, pyplot, run, save  # examples/_common.py
+from _common import fit_and_save, fit_options, parse_args, pyplot, run, save  # examples/_common.py
 
 HERE = Path(__file__).resolve().parent
 
@@ -67,12 +66,7 @@ def main(argv=None):
     with atomic_directory(args.out, force=args.force) as out:
         print(f"== {args.spec}: {sde.name}, variables {', '.join(sde.variables)}, input {sde.inputs[0]} in "
               f"[{lo:g}, {hi:g}]")
-        print(f"== fit N = {n} tanh neurons, seed 0")
-        model = fit(sde, n_neurons=n, seed=0, progress=False, **small)
-        f = model.meta["fit"]
-        print(f"   held-out drift error {f['drift_error']:.2%}, diffusion error {f['diffusion_error']:.2%}, "
-              f"T = {model.time_scale:.3g} s per time unit, {f['wall_time_s']:.0f} s")
-        model.save(out / "model.ddm")
+        model = fit_and_save(sde, n, out, small)
         print(f"== simulate {trials} trials x {rest + duration:g} time units, {sde.inputs[0]} = {lo:g} then "
               f"{step.values[1, 0]:g} from t = {rest:g}")
         runs = {}

@@ -38,7 +38,7 @@ import numpy as np
 import torch
 
 from ..fit import FitConfig, _Data, _inputs, _Structure, fit, input_normalisation, model_errors
-from ..noisefit import fit_noise, target_latent_cov
+from ..noisefit import fit_noise_for, target_latent_cov
 from ..sampling import held_out_states, training_states, visited_states
 
 
@@ -149,12 +149,10 @@ def fit_symmetric(sde, config=None, **overrides):
     M = solve_M(E, b, Bn)
     M = 0.5 * (M + M.T)
     K = M @ E.T
-    if sde.additive:
-        a, c, L, info = fit_noise(K.numpy() / cfg.tau, np.zeros((1, N)), C_noise[:1], use_act=False)
-    else:
+    def activity():
         with torch.no_grad():
-            act = neuron.activity(_inputs(train, E, b, Bn, slice(0, cfg.n_noise)), torch).numpy()
-        a, c, L, info = fit_noise(K.numpy() / cfg.tau, act, C_noise)
+            return neuron.activity(_inputs(train, E, b, Bn, slice(0, cfg.n_noise)), torch).numpy()
+    a, c, L, info = fit_noise_for(sde, K.numpy() / cfg.tau, activity, C_noise)
 
     model = base  # same normalisation, time scale, start states and metadata; new structure
     En, Dn, bn, Bnn = (v.detach().numpy().copy() for v in (E, D, b, Bn))

@@ -10,7 +10,7 @@ import numpy as np
 
 from ddm_neuro.errors import DDMError
 from ddm_neuro.sdeint import recording_grid
-from ddm_neuro.simulate import input_signal, network_steps
+from ddm_neuro.simulate import input_signal, network_steps, start_states
 from ddm_neuro.trajectory import Trajectory
 
 from .network import NetworkError, build_network, build_spiking_network, initial_state, spiking_state
@@ -57,16 +57,6 @@ def input_steps(model, u, dt, n_steps):
     """The input on the step grid, (n_steps + 2, k), or None for models without inputs."""
     signal = input_signal(model, u)
     return None if signal is None else signal.at(np.arange(n_steps + 2) * dt)
-
-
-def start_states(model, trials, rng, z0=None):
-    """Latent starts (trials, d): ``z0`` broadcast, or drawn from the model's fitted region."""
-    if z0 is None:
-        z0 = model.init_states[rng.integers(0, len(model.init_states), trials)]
-    try:
-        return np.broadcast_to(np.asarray(z0, dtype=np.float64), (trials, model.dim))
-    except ValueError:
-        raise DDMError(f"z0 has shape {np.shape(z0)}; expected ({model.dim},) or ({trials}, {model.dim})") from None
 
 
 def trajectory(model, y, record_dt, *, backend, device, coupling, seed, duration, trials, dt, noise, u,

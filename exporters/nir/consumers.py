@@ -32,6 +32,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ddm_neuro.errors import DDMError
+from ddm_neuro.simulate import start_states
 from ddm_neuro.trajectory import Trajectory
 
 from .layout import read_network
@@ -72,12 +73,7 @@ def _inputs(net, u):
 
 def _start(net, trials, seed, z0, u0):
     rng = np.random.default_rng(seed)
-    if z0 is None:
-        z0 = net.init_states[rng.integers(0, len(net.init_states), trials)]
-    try:
-        z0 = np.broadcast_to(np.asarray(z0, dtype=np.float64), (trials, net.dim))
-    except ValueError:
-        raise DDMError(f"z0 has shape {np.shape(z0)}; expected ({net.dim},) or ({trials}, {net.dim})") from None
+    z0 = start_states(net, trials, rng, z0)
     gen = torch.Generator().manual_seed(int(rng.integers(2 ** 62)))
     return net.initial_current(z0, u0), rng.uniform(0.0, 1.0, (trials, net.n_neurons)), gen
 
