@@ -1,19 +1,28 @@
-"""Spiking Lorenz (issue 5): where the rate fit stops being enough, measured.
+"""Spiking Lorenz (issue 5): the rate fit, the spiking network, and the calibrated spiking network.
 
-Fits deterministic Lorenz (noise 0) with N LIF neurons, then, for the rate
-network and the torch spiking network (exact spike times, noise-free):
+Fits deterministic Lorenz (noise 0) with N LIF neurons and measures, for the
+target, the rate network and the torch spiking network (exact spike times,
+noise-free, dt 0.1 ms) before and after in-the-loop calibration
+(:func:`ddm_neuro.calibrate.calibrate_spiking`):
 
 1. the systematic drift error on the target's attractor (:mod:`ddm_neuro.calibrate`:
-   windowed pathwise estimator, polynomial regression; split-half spread as its noise);
+   windowed pathwise estimator over many short runs started on the attractor,
+   polynomial regression; the split-half spread is its noise), measured on runs
+   independent of the calibration's;
 2. the growth rate of the spiral around C+ (target: Re lambda = 0.094 per time unit),
    from runs started 1.5 units off C+ along the unstable plane;
-3. collapse: runs of ``--duration`` time units from the model's attractor states;
-   a run has collapsed when the std of x over its last third is below 2 (the attractor's is ~7.8);
-4. the spikes' response lag against the rate curve, pooled by rate (window counts minus
-   ``integral phi`` regressed on the change of ``phi`` across the window);
-5. with ``--calibrate``, the in-the-loop calibration (effective rate curve, refit) and 1-3 again.
+3. collapse: ``--runs`` seeded runs of ``--duration`` time units from the model's
+   attractor states; a run has collapsed when the std of x over its last third is
+   below 2 (the attractor's is ~7.8);
+4. the largest Lyapunov exponent from twin runs: two copies of the network started at
+   the same latent state (spiking: membranes at different random phases; target and
+   rate network: 1e-6 apart), the slope of the mean log distance while it grows from
+   e x its start to 3 (the target's exponent is 0.906).
 
-    OMP_NUM_THREADS=1 python benchmarks/spiking_lorenz.py [--n 2000] [--runs 8] [--duration 30] [--calibrate]
+With ``--nengo``, Nengo 4's spiking Lorenz (``benchmarks/nengo_lorenz.py``) on the
+same metrics.
+
+    OMP_NUM_THREADS=1 python benchmarks/spiking_lorenz.py [--n 2000] [--runs 20] [--duration 100] [--nengo]
 """
 import argparse
 import time
@@ -23,6 +32,8 @@ import torch
 
 from ddm_neuro.calibrate import calibrate_spiking, drift_residual, systematic_drift_error
 from ddm_neuro.fit import fit
+from ddm_neuro.sampling import visited_states
+from ddm_neuro.sdeint import simulate_sde
 from ddm_neuro.simulate import simulate_network
 from ddm_neuro.spiking import simulate_spiking
 from ddm_neuro.systems import get_system
@@ -41,6 +52,7 @@ def unstable_plane():
 
 
 def growth(traj, lam, v):
+    """Growth rate of the envelope of the spiral around C+ (per time unit), one per trial."""
     P = np.linalg.pinv(np.stack([v.real, v.imag], 1))
     per = int(round(2 * np.pi / abs(lam.imag) / traj.dt))
     out = []
@@ -55,7 +67,14 @@ def growth(traj, lam, v):
     return np.array(out)
 
 
+def drop(traj, t0):
+    """The trajectory after time ``t0`` (membranes start at random phases: drop their transient)."""
+    k = int(np.searchsorted(traj.t, t0 - 1e-12))
+    return Trajectory(t=traj.t[k:] - traj.t[k], z=traj.z[:, k:], dt=traj.dt, meta=traj.meta)
+
+
 def systematic(model, sde, traj, z_eval):
+    """Systematic drift error of a run on states ``z_eval``, and its split-half noise."""
     full = systematic_drift_error(model, sde, drift_residual(model, sde, traj), z_eval)
     h = traj.trials // 2
     halves = [drift_residual(model, sde, Trajectory(t=traj.t, z=z, dt=traj.dt, meta=traj.meta))
@@ -64,80 +83,100 @@ def systematic(model, sde, traj, z_eval):
     return full, diff
 
 
-def response_lag(model, traj, k):
-    N, h = model.n_neurons, traj.dt * model.time_scale
-    res, dph, rate = [], [], []
-    for i in range(traj.trials):
-        ph = model.neuron.phi(model.neuron_inputs(traj.z[i]))
-        m = (len(traj.t) - 1) // k
-        idx = np.arange(m) * k
-        cs = np.concatenate([np.zeros((1, N)), np.cumsum(0.5 * (ph[1:] + ph[:-1]), 0) * h])
-        pred = cs[idx + k] - cs[idx]
-        sel = traj.spikes_i // N == i
-        w = (traj.spikes_t[sel] / (k * traj.dt)).astype(int)
-        ok = w < m
-        cnt = np.bincount(w[ok] * N + traj.spikes_i[sel][ok] % N, minlength=m * N).reshape(m, N)
-        res.append((cnt - pred).ravel())
-        dph.append((ph[idx + k] - ph[idx]).ravel())
-        rate.append(pred.ravel() / (k * h))
-    res, dph, rate = map(np.concatenate, (res, dph, rate))
-    rows = []
-    for lo, hi in [(0.1, 20), (20, 50), (50, 100), (100, 200), (200, 500)]:
-        s = (rate > lo) & (rate <= hi)
-        lag = (res[s] * dph[s]).sum() / (dph[s] ** 2).sum()
-        se = np.sqrt(((res[s] - lag * dph[s]) ** 2).sum() / (dph[s] ** 2).sum() / s.sum())
-        rows.append((lo, hi, -lag * 1e3, se * 1e3))
-    return rows
+def lyapunov_twins(za, zb, dt, hi=3.0):
+    """Largest Lyapunov exponent from twin runs: slope of mean log distance from e x its start to ``hi``."""
+    logd = np.log(np.linalg.norm(za - zb, axis=-1) + 1e-300).mean(0)
+    t = np.arange(len(logd)) * dt
+    start = logd[: max(2, int(round(0.2 / dt)))].max()
+    first_hi = np.flatnonzero(logd >= np.log(hi))
+    end = first_hi[0] if len(first_hi) else len(logd)
+    sel = (np.arange(len(logd)) < end) & (logd >= start + 1)
+    if sel.sum() < 5:
+        return float("nan")
+    return float(np.polyfit(t[sel], logd[sel], 1)[0])
 
 
-def report(name, model, sde, args, z_eval, lam, v):
-    print(f"\n== {name}")
+def lyapunov(kind, model, sde, z0):
+    """Twin-run Lyapunov exponent of the target (``kind="target"``), rate or spiking network."""
+    n = len(z0)
+    if kind == "spiking":
+        runs = [simulate_spiking(model, 12.0, trials=n, seed=s, z0=z0, noise="none") for s in (21, 22)]
+    else:
+        duration = 25.0
+        zb = z0 + 1e-6 * np.random.default_rng(5).normal(size=z0.shape) / np.sqrt(3)
+        if kind == "target":
+            runs = [simulate_sde(sde, duration, trials=n, seed=0, z0=z, dt=1e-3, record_dt=0.01) for z in (z0, zb)]
+        else:
+            runs = [simulate_network(model, duration, trials=n, seed=0, z0=z, noise=False) for z in (z0, zb)]
+    return lyapunov_twins(runs[0].z, runs[1].z, runs[0].dt)
+
+
+def report(name, model, sde, args, z_att, lam, v):
+    print(f"\n== {name}", flush=True)
     t0 = time.perf_counter()
-    rate = simulate_network(model, 4.0, trials=16, seed=3, z0=model.init_states[:16], noise=False)
-    spk = simulate_spiking(model, 4.0, trials=16, seed=3, z0=model.init_states[:16], noise="none",
-                           record_spikes=True)
+    rng = np.random.default_rng(99)
+    z_eval = z_att[rng.choice(len(z_att), 5000, replace=False)]
+    starts = z_att[rng.choice(len(z_att), args.short_trials)]
+    skip = 2 * model.tau / model.time_scale
+    rate = drop(simulate_network(model, 1.0 + skip, trials=args.short_trials, seed=3, z0=starts, noise=False), skip)
+    spk = drop(simulate_spiking(model, 1.0 + skip, trials=args.short_trials, seed=3, z0=starts, noise="none"), skip)
+    out = {}
     for label, tr in (("rate", rate), ("spiking", spk)):
         full, noise = systematic(model, sde, tr, z_eval)
+        out[label] = full
         print(f"systematic drift error on the attractor, {label:8s}: {100 * full:5.2f} % "
-              f"(split-half noise {100 * noise:4.2f} %)")
-    print("spikes' lag behind phi(x(t)) by rate (window 10 ms): " + "; ".join(
-        f"{lo:g}-{hi:g} Hz {lag:+.2f} ± {se:.2f} ms" for lo, hi, lag, se in response_lag(model, spk, 5)))
+              f"(split-half noise {100 * noise:4.2f} %)", flush=True)
     z0 = CP + 1.5 * v.real / np.linalg.norm(v.real)
     g_rate = growth(simulate_network(model, 8.0, trials=2, seed=0, z0=z0, noise=False), lam, v)
     g_spk = growth(simulate_spiking(model, 8.0, trials=8, seed=0, z0=z0, noise="none"), lam, v)
     print(f"spiral growth at C+ per time unit: target {lam.real:.3f}, rate {np.mean(g_rate):.3f}, spiking "
-          f"{np.nanmean(g_spk):.3f} ± {np.nanstd(g_spk) / np.sqrt(len(g_spk)):.3f} (runs: {np.round(g_spk, 3)})")
-    runs = simulate_spiking(model, args.duration, trials=args.runs, seed=11, noise="none",
-                            dt=5e-4 / model.time_scale)
+          f"{np.nanmean(g_spk):.3f} ± {np.nanstd(g_spk) / np.sqrt(len(g_spk)):.3f} (runs: {np.round(g_spk, 3)})",
+          flush=True)
+    z_ly = z_att[rng.choice(len(z_att), 16)]
+    print(f"largest Lyapunov exponent (twin runs, 16 pairs): rate {lyapunov('rate', model, sde, z_ly):.3f}, "
+          f"spiking {lyapunov('spiking', model, sde, z_ly):.3f}", flush=True)
+    runs = simulate_spiking(model, args.duration, trials=args.runs, seed=11, noise="none")
     sd = np.array([z[-len(runs.t) // 3:, 0].std() for z in runs.z])
     print(f"collapse: {int((sd < 2).sum())}/{args.runs} runs of {args.duration:g} time units "
-          f"(std of x over the last third: {np.round(sd, 2)})  [{time.perf_counter() - t0:.0f} s]")
+          f"(std of x over the last third: {np.round(sd, 2)})  [{time.perf_counter() - t0:.0f} s]", flush=True)
+    return out
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=2000)
-    ap.add_argument("--runs", type=int, default=8)
-    ap.add_argument("--duration", type=float, default=30.0)
-    ap.add_argument("--calibrate", action="store_true")
+    ap.add_argument("--runs", type=int, default=20)
+    ap.add_argument("--duration", type=float, default=100.0)
+    ap.add_argument("--short-trials", type=int, default=128, help="short runs for the drift error")
+    ap.add_argument("--rounds", type=int, default=6, help="calibration rounds (0: no calibration)")
+    ap.add_argument("--damping", type=float, default=1.0)
+    ap.add_argument("--ratio", type=float, default=0.25, help="FitConfig.ratio (time scale)")
+    ap.add_argument("--nengo", action="store_true", help="also Nengo 4's spiking Lorenz")
     args = ap.parse_args()
     torch.set_num_threads(1)
     sde = get_system("lorenz", noise=0.0)
     t0 = time.perf_counter()
-    model = fit(sde, n_neurons=args.n, neuron="lif", seed=0, steps=0, progress=False)
+    model = fit(sde, n_neurons=args.n, neuron="lif", seed=0, steps=0, progress=False, ratio=args.ratio)
     print(f"fit: N = {args.n}, T = {model.time_scale:.3f} s per unit, held-out drift error "
           f"{100 * model.meta['fit']['drift_error']:.2f} % ({time.perf_counter() - t0:.0f} s)")
     lam, v = unstable_plane()
-    z_eval = model.init_states
-    report("fitted (rate curve phi)", model, sde, args, z_eval, lam, v)
-    if args.calibrate:
+    z_att = visited_states(sde, np.random.default_rng(123), trials=16, records=1000, batches=2)[0]
+    z_ly = z_att[np.random.default_rng(7).choice(len(z_att), 16)]
+    print(f"target: largest Lyapunov exponent (twin runs, 16 pairs) {lyapunov('target', None, sde, z_ly):.3f}")
+    report("fitted", model, sde, args, z_att, lam, v)
+    if args.rounds > 0:
         t0 = time.perf_counter()
-        cal = calibrate_spiking(model, sde, rounds=4, duration=4.0, trials=16, seed=0)
+        cal = calibrate_spiking(model, sde, rounds=args.rounds, damping=args.damping, seed=0, progress=True)
         info = cal.meta["spiking_calibration"]
-        print(f"\ncalibration ({time.perf_counter() - t0:.0f} s): systematic error per round " +
-              ", ".join(f"{100 * r['systematic_drift_error']:.2f} %" for r in info["rounds"]) +
-              f"; best round {info['best_round']}")
-        report("calibrated", cal, sde, args, z_eval, lam, v)
+        print(f"\ncalibration ({time.perf_counter() - t0:.0f} s): systematic error per round (split-half noise) " +
+              ", ".join(f"{100 * r['systematic_drift_error']:.2f} % ({100 * r['split_half_noise']:.2f})"
+                        for r in info["rounds"]) + f"; best round {info['best_round']}")
+        cal.save(f"lorenz_spiking_calibrated_n{args.n}.ddm", force=True)
+        report("calibrated", cal, sde, args, z_att, lam, v)
+    if args.nengo:
+        from nengo_lorenz import main as nengo_main
+
+        nengo_main(["--n", str(args.n), "--runs", str(args.runs), "--duration", str(args.duration)])
 
 
 if __name__ == "__main__":

@@ -69,3 +69,55 @@ def attractor_figure(network, target, path, title=None, variables=None):
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def trajectory_figure(traj, path, n_neurons=None, trial=0, show=200, title=None, variables=None):
+    """One trial's latent trajectory against time, under its spike raster when spikes were recorded.
+
+    Parameters
+    ----------
+    traj : Trajectory
+        Any run; a spiking run with ``spikes_t``, ``spikes_i`` (neuron ``i`` of
+        trial ``k`` is index ``k N + i``) gets the raster panel.
+    path : str or Path
+        PNG file to write.
+    n_neurons : int, optional
+        Neurons per trial (default ``traj.meta["n_neurons"]``); needed for the raster.
+    trial : int
+        The trial shown.
+    show : int
+        Neurons drawn in the raster (evenly spread over the population; all when fewer).
+    """
+    from .errors import DDMError
+
+    if not 0 <= trial < traj.trials:
+        raise DDMError(f"trial {trial} does not exist (the run has {traj.trials})")
+    spikes = traj.spikes_t is not None
+    N = int(n_neurons or traj.meta.get("n_neurons") or 0)
+    if spikes and N <= 0:
+        raise DDMError("the raster needs the number of neurons per trial (trajectory meta 'n_neurons')")
+    plt = _plt()
+    variables = variables or traj.meta.get("variables") or [f"z{i}" for i in range(traj.dim)]
+    if spikes:
+        fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(11, 6.5), sharex=True, gridspec_kw={"height_ratios": [3, 2]})
+        pick = np.unique(np.linspace(0, N - 1, min(show, N)).astype(int))
+        row = np.full(N, -1)
+        row[pick] = np.arange(len(pick))
+        sel = (traj.spikes_i // N) == trial
+        t, i = traj.spikes_t[sel], traj.spikes_i[sel] % N
+        keep = row[i] >= 0
+        ax1.scatter(t[keep], row[i[keep]], s=1.5, marker="|", color="k", linewidths=0.5)
+        ax1.set_ylabel(f"neuron ({len(pick)} of {N})")
+        per_unit = len(t) / max(N * traj.duration, 1e-300)
+        ax1.set_title(title or f"trial {trial}: spikes ({per_unit:.3g} per neuron per SDE time unit) and latent")
+    else:
+        fig, ax2 = plt.subplots(1, 1, figsize=(11, 3.5))
+        ax2.set_title(title or f"trial {trial}: latent")
+    for k in range(traj.dim):
+        ax2.plot(traj.t, traj.z[trial, :, k], lw=0.8, label=variables[k])
+    ax2.set_xlabel("time (SDE units)")
+    ax2.set_ylabel("latent")
+    ax2.legend(loc="upper right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -6,6 +6,11 @@ the 2-D Ornstein-Uhlenbeck built-in, saved once to a session folder. Tests that
 modify a model file copy it first; nobody writes to the shared one.
 """
 import pytest
+import torch
+
+# The tests' networks are small: one thread is fastest, and several oversubscribe a shared
+# machine's cores (a 60-neuron spiking run took 20x longer with two threads under load).
+torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session", autouse=True)

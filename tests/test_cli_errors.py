@@ -174,6 +174,12 @@ def test_spiking_mode_needs_a_lif_model(small_model_path, tmp_path, capsys):
     assert "--neuron lif" in err
 
 
+def test_spikes_need_spiking_mode(small_model_path, tmp_path, capsys):
+    err = run_failing(["simulate", str(small_model_path), "--spikes", "--duration", "0.5",
+                       "-o", str(tmp_path / "out.npz"), "--quiet"], capsys, tmp_path)
+    assert "--spikes" in err and "--mode spiking" in err
+
+
 @pytest.mark.parametrize("options, expected", [
     (["--duration", "0"], "argument --duration: must be a finite number > 0, got 0"),
     (["--duration", "inf"], "argument --duration: must be a finite number > 0, got inf"),

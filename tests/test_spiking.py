@@ -91,6 +91,24 @@ def test_spikes_round_trip_through_a_trajectory_file(ou_lif, tmp_path):
     assert back.meta["mode"] == "spiking" and back.meta["fano"] == "regular"
 
 
+def test_cli_records_spikes_and_draws_the_raster(ou_lif, tmp_path, capsys):
+    from ddm_neuro.cli import main
+
+    ou_lif.save(tmp_path / "m.ddm")
+    args = ["simulate", str(tmp_path / "m.ddm"), "--mode", "spiking", "--spikes", "--duration", "1",
+            "--trials", "2", "--figure", str(tmp_path / "r.png"), "-o", str(tmp_path / "s.npz"), "--quiet"]
+    assert main(args) == 0
+    tr = Trajectory.load(tmp_path / "s.npz")
+    assert len(tr.spikes_t) > 0 and tr.spikes_i.max() < 2 * ou_lif.n_neurons
+    assert (tr.spikes_i >= ou_lif.n_neurons).any()  # trial 1's neurons are indexed after trial 0's
+    assert (tmp_path / "r.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "spike raster and latent" in capsys.readouterr().out
+    # the figure is an output like any other: not overwritten without --force, and nothing else written
+    (tmp_path / "s.npz").unlink()
+    assert main(args) == 2
+    assert "--force" in capsys.readouterr().err and not (tmp_path / "s.npz").exists()
+
+
 def test_fitted_lif_model_as_spiking_network_keeps_the_stationary_law(ou_lif):
     with warnings.catch_warnings():
         warnings.simplefilter("error", SpikeNoiseWarning)  # regular spike noise is well inside the budget
