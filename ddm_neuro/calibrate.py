@@ -326,8 +326,10 @@ def calibrate_spiking(model, sde, *, rounds=6, duration=1.0, trials=128, dt=None
     biases and tau kept). Decoders are linear in their target, so after
     ``r`` rounds the network is the rate fit to ``f - c`` with ``c`` the
     summed measured errors. The spiking error changes with the decoders, so
-    this is iterated; the round with the smallest measured error is kept,
-    and the loop stops after ``patience`` rounds without improvement.
+    this is iterated; the round with the smallest measured error is kept.
+    The loop stops after ``patience`` rounds without improvement, or when
+    the measured error is within twice its own split-half noise (cancelling
+    noise would only add it to the decoders: use more or longer runs).
 
     Parameters
     ----------
@@ -379,11 +381,19 @@ def calibrate_spiking(model, sde, *, rounds=6, duration=1.0, trials=128, dt=None
     lam = float(model.meta.get("fit", {}).get("ridge_lambda") or 0.0)
     if lam <= 0:
         raise DDMError("the model records no ridge lambda (meta.fit.ridge_lambda); refit it with ddm_neuro.fit")
+    window = 2 * model.tau / model.time_scale  # SDE units, as default_lag
+    n_basis = math.comb(model.dim + (default_degree(model.dim) if degree is None else int(degree)), model.dim)
+    bins = (int(trials) // 2) * int(duration / window)
+    if bins < 4 * n_basis:
+        need = math.ceil(4 * n_basis / max(int(duration / window), 1)) * 2
+        raise DDMError(f"calibration runs too short: {int(trials) // 2} runs x {duration:g} time units give {bins} "
+                       f"windows of 2 tau ({window:.3g} time units) per half, and the error regression needs "
+                       f"{4 * n_basis}; use trials >= {need} or a longer duration")
     rng = np.random.default_rng(seed)
     z_vis, _, _ = visited_states(sde, rng, trials=16, records=1000, batches=2)
     z_eval = z_vis[rng.choice(len(z_vis), min(5000, len(z_vis)), replace=False)]
     skip_t = 2 * model.tau / model.time_scale
-    history, best = [], None
+    history, best, stop = [], None, None
     current, z_train, u_train = model, None, None
     bar = tqdm(total=int(rounds), desc="calibrate spiking", disable=not progress)
     for r in range(int(rounds)):
@@ -405,8 +415,12 @@ def calibrate_spiking(model, sde, *, rounds=6, duration=1.0, trials=128, dt=None
         if best is None or err < best[0]:
             best = (err, current, r)
         elif r - best[2] >= int(patience):
+            stop = f"no improvement for {int(patience)} rounds"
             break
         if r == int(rounds) - 1:
+            break
+        if err < 2 * noise_err:  # what is left is mostly estimation noise: cancelling it would add noise
+            stop = "the measured error is within twice its split-half noise"
             break
         if z_train is None:
             z_train, u_train, _ = _training(model, sde, traj.z.reshape(-1, model.dim), n_train, rng)
@@ -417,7 +431,7 @@ def calibrate_spiking(model, sde, *, rounds=6, duration=1.0, trials=128, dt=None
     out.meta["spiking_calibration"] = {
         "method": "drift cancellation", "simulator": "torch", "dt": dt, "noise": noise, "coupling": coupling,
         "duration": duration, "trials": int(trials), "rounds": history, "best_round": best[2],
-        "degree": degree, "damping": damping, "seed": seed,
+        "degree": degree, "damping": damping, "seed": seed, "stopped": stop or "rounds done",
         "systematic_drift_error": best[0],
         "systematic_drift_error_uncalibrated": history[0]["systematic_drift_error"],
     }

@@ -110,3 +110,31 @@ def test_calibration_refuses_a_tanh_model():
     model = fit(sde, n_neurons=20, seed=0, **SMALL)
     with pytest.raises(DDMError, match="LIF"):
         calibrate_spiking(model, sde, rounds=1)
+
+
+def test_cli_calibrate_writes_the_calibrated_model(vdp, tmp_path, capsys):
+    from ddm_neuro.cli import main
+
+    sde, model = vdp
+    model.save(tmp_path / "m.ddm")
+    args = ["calibrate", str(tmp_path / "m.ddm"), "--rounds", "2", "--trials", "8", "--duration", "8",
+            "-o", str(tmp_path / "c.ddm"), "--quiet"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "round 0: systematic drift error" in out and "noise none" in out  # van der Pol here is noise-free
+    cal = LatentRNN.load(tmp_path / "c.ddm")
+    info = cal.meta["spiking_calibration"]
+    assert info["trials"] == 8 and info["noise"] == "none" and len(info["rounds"]) >= 1
+    assert main(args) == 2 and "--force" in capsys.readouterr().err  # no overwrite without --force
+
+
+def test_cli_calibrate_refuses_runs_too_short_before_simulating(vdp, tmp_path, capsys):
+    from ddm_neuro.cli import main
+
+    _, model = vdp
+    model.save(tmp_path / "m.ddm")
+    assert main(["calibrate", str(tmp_path / "m.ddm"), "--trials", "4", "--duration", "0.5",
+                 "-o", str(tmp_path / "c.ddm"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "calibration runs too short" in err and "trials >=" in err
+    assert not (tmp_path / "c.ddm").exists()

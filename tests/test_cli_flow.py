@@ -48,11 +48,17 @@ def test_model_file_rebuilds_the_sde(tmp_path):
 
 
 def test_demo_quick_runs_every_stage_and_passes(tmp_path, capsys):
-    """The main job, small: fit, torch, Brian2 runtime and C++ runs, each verified (exit 0 = all passed)."""
+    """The main job, small: fit, torch, Brian2 runtime and C++ runs, each verified (exit 0 = all passed),
+    then the spiking run."""
     pytest.importorskip("brian2")
     out = tmp_path / "demo"
     assert main(["demo", "--quick", "--out", str(out), "--quiet"]) == 0
     text = capsys.readouterr().out
-    assert text.count("PASSED") == 3 and "skipped" not in text and "FAILED" not in text
-    for name in ("model.ddm", "attractor.png", "report", "brian2.npz", "brian2-cpp.npz", "report_brian2-cpp"):
+    rate, spiking = text.split("== spiking")
+    assert rate.count("PASSED") == 3 and "skipped" not in rate and "FAILED" not in rate
+    # the spiking stage runs, says how far spike noise exceeds the target's and what would fix it, and
+    # reports its own verdict without setting the exit status
+    assert "spikes alone give" in spiking and "spiking verification:" in spiking
+    for name in ("model.ddm", "attractor.png", "report", "brian2.npz", "brian2-cpp.npz", "report_brian2-cpp",
+                 "model_lif.ddm", "spiking.npz", "spiking_raster.png", "report_spiking"):
         assert (out / name).exists(), name
