@@ -19,10 +19,14 @@ noise-free, dt 0.1 ms) before and after in-the-loop calibration
    rate network: 1e-6 apart), the slope of the mean log distance while it grows from
    e x its start to 3 (the target's exponent is 0.906).
 
-With ``--nengo``, Nengo 4's spiking Lorenz (``benchmarks/nengo_lorenz.py``) on the
+With ``--brian2 MODEL`` (a calibrated model this script wrote), the same network in
+Brian2 ``cpp_standalone``: verified against the stochastic Lorenz (noise 1.0: drift, diffusion
+and stationary distance with their baselines, and the spike-noise excess with the N that would
+remove it), and noise-free runs for collapse. With ``--nengo``, Nengo 4's spiking Lorenz (``benchmarks/nengo_lorenz.py``) on the
 same metrics.
 
     OMP_NUM_THREADS=1 python benchmarks/spiking_lorenz.py [--n 2000] [--runs 20] [--duration 100] [--nengo]
+    OMP_NUM_THREADS=1 python benchmarks/spiking_lorenz.py --brian2 lorenz_spiking_calibrated_n2000.ddm
 """
 import argparse
 import time
@@ -142,6 +146,41 @@ def report(name, model, sde, args, z_att, lam, v):
     return out
 
 
+def brian2_stage(path, args):
+    """The calibrated network in Brian2 cpp_standalone: stochastic verify, noise-free collapse."""
+    from ddm_neuro.backends import get_backend
+    from ddm_neuro.calibrate import _with_decoders
+    from ddm_neuro.network import LatentRNN
+    from ddm_neuro.spiking import spike_noise_excess
+    from ddm_neuro.verify import verify
+
+    cal = LatentRNN.load(path)
+    run = get_backend("brian2-cpp", "spiking")
+    sde1 = get_system("lorenz", noise=1.0)
+    noisy = LatentRNN.load(path)
+    noisy.sde_spec = sde1.spec
+    z = visited_states(sde1, np.random.default_rng(1), trials=16, records=1000, batches=2)[0][:2000]
+    noisy = _with_decoders(noisy, sde1, noisy.decoders, z, None)
+    ex = spike_noise_excess(noisy, fano="regular")
+    print(f"\n== Brian2 cpp_standalone, calibrated network (N = {cal.n_neurons}), stochastic Lorenz (noise 1.0)")
+    print(f"spikes alone (regular firing): {ex['ratio']:.3g}x the target's diffusion along the worst direction; "
+          f"N >= {ex['n_needed']} would bring it to 1")
+    t0 = time.perf_counter()
+    traj = run(noisy, args.b2_duration, trials=args.b2_trials, seed=1, u=None, mode="spiking", progress=False)
+    rep = verify(sde1, traj, model_drift=noisy.latent_drift, seed=5, filter_tau=traj.meta.get("readout_filter_tau"))
+    print(f"{args.b2_trials} x {args.b2_duration:g} time units in {time.perf_counter() - t0:.0f} s; verify "
+          f"{'PASS' if rep.passed else 'FAIL'}")
+    for m, x in rep.metrics.items():
+        print(f"  {m:20s} value {x['value']:10.4g}  baseline {x['baseline']:10.4g}  threshold {x['threshold']:10.4g}"
+              f"  {'pass' if x['passed'] else 'FAIL'}")
+    t0 = time.perf_counter()
+    runs = run(cal, args.b2_collapse_duration, trials=args.b2_collapse_runs, seed=11, u=None, mode="spiking",
+               progress=False, noise="none")
+    sd = np.array([zz[-len(runs.t) // 3:, 0].std() for zz in runs.z])
+    print(f"noise-free collapse: {int((sd < 2).sum())}/{len(sd)} runs of {args.b2_collapse_duration:g} time units "
+          f"(std of x over the last third: {np.round(sd, 2)})  [{time.perf_counter() - t0:.0f} s]")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=2000)
@@ -152,8 +191,16 @@ def main():
     ap.add_argument("--damping", type=float, default=1.0)
     ap.add_argument("--ratio", type=float, default=0.25, help="FitConfig.ratio (time scale)")
     ap.add_argument("--nengo", action="store_true", help="also Nengo 4's spiking Lorenz")
+    ap.add_argument("--brian2", metavar="MODEL", help="only the Brian2 stage, for this calibrated model")
+    ap.add_argument("--b2-trials", type=int, default=8)
+    ap.add_argument("--b2-duration", type=float, default=60.0)
+    ap.add_argument("--b2-collapse-runs", type=int, default=8)
+    ap.add_argument("--b2-collapse-duration", type=float, default=30.0)
     args = ap.parse_args()
     torch.set_num_threads(1)
+    if args.brian2:
+        brian2_stage(args.brian2, args)
+        return
     sde = get_system("lorenz", noise=0.0)
     t0 = time.perf_counter()
     model = fit(sde, n_neurons=args.n, neuron="lif", seed=0, steps=0, progress=False, ratio=args.ratio)

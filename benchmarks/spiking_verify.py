@@ -10,6 +10,13 @@ the switching-time distribution against a target run of the same length
 (two-sample Kolmogorov-Smirnov statistic and p-value).
 
     OMP_NUM_THREADS=1 python benchmarks/spiking_verify.py [--systems ou_rot,double_well] [--backends torch,brian2-cpp] [--quick]
+        [--n N] [--spiking | --spike-budget B] [--spike-drift-cap C] [--ratio R] [--save-model DIR | --model DIR]
+
+``--spiking`` / ``--spike-budget`` fit with the spiking-aware ridge lambda
+(:attr:`ddm_neuro.fit.FitConfig.spike_budget`); ``--n`` overrides each case's N.
+``--save-model DIR`` writes each fitted model to ``DIR/<system>.ddm``; ``--model DIR`` reads it
+from there instead of fitting (one fit, several backends in separate runs). The backend
+``torch-rate`` runs the same model as a rate network (a diagnostic: what is left without spikes).
 """
 import argparse
 import os
@@ -58,30 +65,61 @@ def stronger_ridge(model, sde, factor):
     return refit_decoders(model, sde, z, u, model.meta["fit"]["ridge_lambda"] * factor)
 
 
-def run_case(name, backends, quick=False, fano="regular", ridge_factor=1.0):
+def run_case(name, backends, quick=False, fano="regular", ridge_factor=1.0, n_neurons=None, spike_budget=None,
+             spike_drift_cap=None, save_dir=None, load_dir=None, ratio=None):
     make, n, trials, duration, u = CASES[name]
     if quick:
         n, trials, duration = min(n, 300), 4, duration / 10
+    n = n_neurons or n
     sde = make()
     t0 = time.perf_counter()
-    model = fit(sde, n_neurons=n, neuron="lif", seed=0, progress=False)
+    extra = {} if spike_budget is None else {"spike_budget": spike_budget}
+    if spike_drift_cap is not None:
+        extra["spike_drift_cap"] = spike_drift_cap
+    if ratio is not None:
+        extra["ratio"] = ratio
+    if load_dir:
+        from ddm_neuro.network import LatentRNN
+
+        model = LatentRNN.load(Path(load_dir) / f"{name}.ddm")
+        n = model.n_neurons
+        print(f"(model read from {Path(load_dir) / f'{name}.ddm'})")
+    else:
+        model = fit(sde, n_neurons=n, neuron="lif", seed=0, progress=False, **extra)
+    if save_dir:
+        Path(save_dir).mkdir(parents=True, exist_ok=True)
+        model.save(Path(save_dir) / f"{name}.ddm", force=True)
     if ridge_factor != 1.0:
         model = stronger_ridge(model, sde, ridge_factor)
         print(f"(decoders re-solved with {ridge_factor:g} x the fit's ridge lambda)")
     f = model.meta["fit"]
     print(f"\n### {name}: N = {n} LIF, fit {time.perf_counter() - t0:.0f} s, drift error {100 * f['drift_error']:.3f} %, "
           f"diffusion error {100 * f['diffusion_error']:.3f} %; {trials} trials x {duration:g} time units", flush=True)
+    sr = f.get("spike_ridge")
+    if sr:
+        print(f"  spiking ridge: lambda {sr['lambda']:.4g} = {sr['factor']:.3g} x the rate choice ({sr['limited_by']}); "
+              f"predicted spike-noise ratio {sr['rate_spike_ratio']:.3g} -> {sr['spike_ratio']:.3g} "
+              f"(after refinement {sr['spike_ratio_final']:.3g}, budget {sr['budget']:g}"
+              f"{'' if sr['budget_met'] else ', not met'}); validation drift error "
+              f"{100 * sr['rate_val_drift_error']:.2f} -> {100 * sr['val_drift_error']:.2f} % (closed form)", flush=True)
+    print(f"  |K| = {np.linalg.norm(model.decoders):.4g}, T = {model.time_scale:.4g} s per time unit", flush=True)
     signal = None if u is None else InputSignal.constant(np.asarray(u, dtype=float))
     reports = {}
     for backend in backends:
         t0 = time.perf_counter()
-        traj = get_backend(backend, "spiking")(model, duration, trials=trials, seed=11, u=signal, mode="spiking",
-                                               progress=False, fano=fano)
+        if backend == "torch-rate":
+            traj = get_backend("torch", "rate")(model, duration, trials=trials, seed=11, u=signal, mode="rate",
+                                                progress=False)
+        else:
+            traj = get_backend(backend, "spiking")(model, duration, trials=trials, seed=11, u=signal,
+                                                   mode="spiking", progress=False, fano=fano)
         wall = time.perf_counter() - t0
+        t1 = time.perf_counter()
         rep = verify(sde, traj, model_drift=model.latent_drift, seed=5,
                      filter_tau=traj.meta.get("readout_filter_tau"))
         reports[backend] = rep
         print(f"  {backend:10s} {'PASS' if rep.passed else 'FAIL'}  simulated in {wall:.1f} s, "
+              f"verified in {time.perf_counter() - t1:.1f} s, "
               f"mean rate {traj.meta.get('mean_rate_hz', float('nan')):.1f} Hz", flush=True)
         if "multistable" in sde.tags:
             n_net, n_tgt, m_net, m_tgt, ks, p = switching_ks(sde, traj, seed=7)
@@ -107,11 +145,25 @@ def main(argv=None):
     ap.add_argument("--fano", default="regular", help="spikes' Fano factor counted in the remainder noise")
     ap.add_argument("--ridge-factor", type=float, default=1.0,
                     help="re-solve the decoders with this multiple of the fit's ridge lambda")
+    ap.add_argument("--n", type=int, default=None, help="number of neurons (overrides each case's N)")
+    ap.add_argument("--spiking", action="store_true",
+                    help="fit with the spiking-aware ridge lambda (FitConfig.spike_budget = 0.02)")
+    ap.add_argument("--spike-budget", type=float, default=None,
+                    help="fit with the spiking-aware ridge lambda and this spike-noise budget (implies --spiking)")
+    ap.add_argument("--spike-drift-cap", type=float, default=None,
+                    help="FitConfig.spike_drift_cap for the spiking-aware lambda (default the fit's, 0.08)")
+    ap.add_argument("--ratio", type=float, default=None,
+                    help="FitConfig.ratio (time-scale separation; smaller: slower latent, larger T)")
+    ap.add_argument("--save-model", default=None, metavar="DIR", help="write each fitted model to DIR/<system>.ddm")
+    ap.add_argument("--model", default=None, metavar="DIR", help="read the models from DIR/<system>.ddm, no fit")
     args = ap.parse_args(argv)
+    budget = args.spike_budget if args.spike_budget is not None else (0.02 if args.spiking else None)
     os.environ.setdefault("DDM_NEURO_CACHE", tempfile.mkdtemp(prefix="ddm_cache_"))
     backends = args.backends.split(",")
     fano = args.fano if args.fano == "regular" else float(args.fano)
-    results = {name: run_case(name, backends, args.quick, fano, args.ridge_factor) for name in args.systems.split(",")}
+    results = {name: run_case(name, backends, args.quick, fano, args.ridge_factor, args.n, budget, args.spike_drift_cap,
+                              args.save_model, args.model, args.ratio)
+               for name in args.systems.split(",")}
     print("\nsummary: " + ", ".join(f"{k}: " + "/".join("pass" if v[b] else "FAIL" for b in backends)
                                     for k, v in results.items()) + f"  ({'/'.join(backends)})")
 

@@ -86,14 +86,32 @@ def print_fit_summary(model, path=None):
 
 def cmd_fit(args):
     from .fileio import check_output
-    from .fit import fit
+    from .fit import SPIKING_BUDGET, fit
 
     check_output(args.output, args.force)
+    budget = args.spike_budget if args.spike_budget is not None else (SPIKING_BUDGET if args.spiking else None)
+    if args.spike_drift_cap is not None and budget is None:
+        raise DDMError("--spike-drift-cap applies to the spiking lambda choice: add --spiking or --spike-budget")
+    neuron = args.neuron or ("lif" if budget is not None else "tanh")
+    if budget is not None and neuron != "lif":
+        raise DDMError(f"--spiking/--spike-budget choose the ridge for spiking LIF networks; --neuron {neuron} "
+                       "cannot spike (use --neuron lif or leave --neuron out)")
+    extra = {} if budget is None else {"spike_budget": budget}
+    if args.spike_drift_cap is not None:
+        extra["spike_drift_cap"] = args.spike_drift_cap
     sde = load_sde(args.system, _params(args.param))
-    model = fit(sde, n_neurons=args.n, neuron=args.neuron, seed=args.seed, tau=args.tau,
-                time_scale=args.time_scale, steps=args.steps, progress=not args.quiet)
+    model = fit(sde, n_neurons=args.n, neuron=neuron, seed=args.seed, tau=args.tau,
+                time_scale=args.time_scale, steps=args.steps, progress=not args.quiet, **extra)
     model.save(args.output, force=args.force)
     print_fit_summary(model, args.output)
+    sr = model.meta["fit"].get("spike_ridge")
+    if sr:
+        print(f"  spiking ridge lambda     {sr['lambda']:.4g} = {sr['factor']:.3g} x the rate-accuracy choice; "
+              f"predicted spike noise {sr['spike_ratio_final']:.3g} x the target's (rate choice "
+              f"{sr['rate_spike_ratio']:.3g}, budget {sr['budget']:g})")
+        if not sr["budget_met"]:
+            print(f"  spike budget not met within the drift cap ({sr['drift_cap']:g}): more neurons (-n), a longer "
+                  "--tau, or a larger --spike-drift-cap would lower the spike noise")
     return 0
 
 
@@ -112,6 +130,36 @@ def cmd_convert(args):
     return 0
 
 
+def cmd_calibrate(args):
+    import numpy as np
+
+    from .calibrate import calibrate_spiking
+    from .fileio import check_output
+    from .network import LatentRNN
+
+    check_output(args.output, args.force)
+    model = LatentRNN.load(args.model)
+    sde = model.sde()
+    noise = args.noise
+    if noise == "auto":
+        noise = "remainder" if float(np.max(np.abs(model.latent_cov(model.init_states[:16])))) > 0 else "none"
+    out = calibrate_spiking(model, sde, rounds=args.rounds, duration=args.duration, trials=args.trials,
+                            noise=noise, damping=args.damping, seed=args.seed, progress=not args.quiet)
+    info = out.meta["spiking_calibration"]
+    out.save(args.output, force=args.force)
+    print(f"calibrated {args.model} as a spiking network (torch, {info['trials']} runs x {info['duration']:g} "
+          f"time units per round, noise {noise}):")
+    for r in info["rounds"]:
+        print(f"  round {r['round']}: systematic drift error on the attractor {100 * r['systematic_drift_error']:.2f} % "
+              f"(split-half noise {100 * r['split_half_noise']:.2f} %)")
+    print(f"kept round {info['best_round']} (stopped: {info['stopped']}); wrote {args.output}")
+    best = info["rounds"][info["best_round"]]
+    if best["split_half_noise"] > 0.5 * best["systematic_drift_error"]:
+        print("note: the measured error is mostly estimation noise; more --trials or a longer --duration "
+              "measure it better", file=sys.stderr)
+    return 0
+
+
 def cmd_simulate(args):
     from .backends import get_backend
     from .fileio import check_output
@@ -119,6 +167,10 @@ def cmd_simulate(args):
     from .network import LatentRNN
 
     check_output(args.output, args.force)
+    if args.figure:
+        check_output(args.figure, args.force)
+    if args.spikes and args.mode != "spiking":
+        raise DDMError("--spikes records spikes of a spiking run: add --mode spiking")
     model = LatentRNN.load(args.model)
     run = get_backend(args.backend, args.mode)
     input_range = model.sde().input_range if (args.input and model.sde_spec) else None
@@ -128,11 +180,20 @@ def cmd_simulate(args):
         options["noise"] = False
     if args.coupling:
         options["coupling"] = args.coupling
+    if args.spikes:
+        options["record_spikes"] = True
     traj = run(model, args.duration, trials=args.trials, seed=args.seed, u=u, mode=args.mode,
                progress=not args.quiet, **options)
     traj.save(args.output, force=args.force)
     print(f"wrote {args.output}: {traj.trials} trial(s) x {traj.duration:g} time units "
-          f"({len(traj.t)} samples, dt={traj.dt:.3g}), backend {args.backend}, mode {args.mode}")
+          f"({len(traj.t)} samples, dt={traj.dt:.3g}), backend {args.backend}, mode {args.mode}"
+          + (f", {len(traj.spikes_t)} spikes" if traj.spikes_t is not None else ""))
+    if args.figure:
+        from .plots import trajectory_figure
+
+        trajectory_figure(traj, args.figure, n_neurons=model.n_neurons, variables=list(model.variables))
+        print(f"wrote {args.figure}: " + ("spike raster and latent" if traj.spikes_t is not None else "latent")
+              + " of trial 0")
     return 0
 
 
@@ -220,8 +281,6 @@ def cmd_constrain(args):
 
 
 def cmd_analyze(args):
-    import json
-
     from .analysis import analyze, save_report, table
     from .analysis.report import check_report_folder
     from .network import LatentRNN
@@ -262,12 +321,22 @@ def build_parser():
     s = sub.add_parser("fit", help="fit a network to an SDE")
     s.add_argument("system", help="built-in name (see 'systems') or a .toml spec file")
     s.add_argument("-n", type=int, default=512, help="number of neurons N (default 512)")
-    s.add_argument("--neuron", choices=["tanh", "lif"], default="tanh")
+    s.add_argument("--neuron", choices=["tanh", "lif"], default=None,
+                   help="neuron model (default tanh; lif with --spiking/--spike-budget)")
     s.add_argument("--seed", type=_seed, default=0)
     s.add_argument("--tau", type=_positive(float), default=0.02, help="neuron time constant in seconds (default 0.02)")
     s.add_argument("--time-scale", type=_positive(float), default=None,
                    help="seconds per SDE time unit (default: automatic)")
     s.add_argument("--steps", type=_seed, default=200, help="gradient refinement steps (0: closed form only)")
+    s.add_argument("--spiking", action="store_true",
+                   help="fit for a spiking LIF network: choose the ridge lambda for spike jitter as well as rate "
+                        "accuracy (spike-noise budget 0.02 of the target's diffusion; implies --neuron lif)")
+    s.add_argument("--spike-budget", type=_positive(float), default=None, metavar="RATIO",
+                   help="as --spiking, with this budget: the spikes' predicted latent noise (Poisson count) over "
+                        "the target's, at the verifier's lag")
+    s.add_argument("--spike-drift-cap", type=_positive(float), default=None, metavar="ERR",
+                   help="largest validation drift error the spiking lambda may accept for smaller decoders "
+                        "(default 0.08)")
     s.add_argument("--param", action="append", metavar="NAME=VALUE", help="override an SDE parameter")
     s.add_argument("-o", "--output", required=True, help="model file to write (.ddm)")
     s.add_argument("--force", action="store_true", help="overwrite an existing output")
@@ -284,6 +353,21 @@ def build_parser():
     s.add_argument("--quiet", action="store_true")
     s.set_defaults(func=cmd_convert)
 
+    s = sub.add_parser("calibrate", help="calibrate a LIF model's spiking network in the loop (cancel its "
+                       "measured drift error)")
+    s.add_argument("model")
+    s.add_argument("--rounds", type=_positive(int), default=6, help="most simulate-measure-refit rounds (default 6)")
+    s.add_argument("--trials", type=_positive(int), default=128, help="short runs per round (default 128)")
+    s.add_argument("--duration", type=_positive(float), default=1.0, help="SDE time units per run (default 1)")
+    s.add_argument("--damping", type=float, default=1.0, help="share of each measured error cancelled (0-1]")
+    s.add_argument("--noise", choices=["auto", "none", "remainder"], default="auto",
+                   help="noise of the calibration runs (auto: remainder for a stochastic target, else none)")
+    s.add_argument("--seed", type=_seed, default=0)
+    s.add_argument("-o", "--output", required=True, help="model file to write (.ddm)")
+    s.add_argument("--force", action="store_true")
+    s.add_argument("--quiet", action="store_true")
+    s.set_defaults(func=cmd_calibrate)
+
     s = sub.add_parser("simulate", help="simulate a model and write a trajectory")
     s.add_argument("model")
     s.add_argument("--backend", default="torch", help="torch (default), target, or an installed plug-in")
@@ -297,6 +381,9 @@ def build_parser():
     s.add_argument("--coupling", choices=["factored", "dense"],
                    help="recurrent coupling: factored N->d->N or dense W (default: torch factored; "
                         "Brian2 dense up to 128 neurons, else factored)")
+    s.add_argument("--spikes", action="store_true",
+                   help="with --mode spiking: store the spike times in the trajectory (spikes_t, spikes_i)")
+    s.add_argument("--figure", help="PNG to write: trial 0's latent, under its spike raster with --spikes")
     s.add_argument("-o", "--output", required=True, help="trajectory file to write (.npz)")
     s.add_argument("--force", action="store_true")
     s.add_argument("--quiet", action="store_true")

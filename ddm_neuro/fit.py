@@ -11,6 +11,10 @@ r"""Drift-diffusion matching: fit a :class:`LatentRNN` to an SDE.
    decoders amplify noise and mismatch least). Training states include
    deviations off the latent subspace (as inputs and initial conditions make
    them) of size ``perp_margin``, so the drift holds there too.
+   For spiking LIF networks (``spike_budget``) lambda is chosen for spike jitter
+   as well (:func:`spike_aware_ridge`): one spike moves the latent by
+   ``K_j / tau``, so larger lambda (smaller decoders) trades decoding accuracy
+   for less spike noise.
 4. **Drift, gradient refinement** (torch, Adam, float64): encoders, gains,
    biases and input weights move to lower the held-out drift-matching loss, with
    ``K`` solved in closed form inside the graph on one half of each batch and
@@ -69,6 +73,37 @@ class FitConfig:
     drift_tol : float
         Validation drift error accepted when choosing the ridge lambda (the
         largest lambda within ``max(drift_tol, 1.5 x best)`` is taken).
+    spike_budget : float or None
+        For networks that will run as spiking networks (LIF neurons only):
+        the spike-noise ratio ``rho`` to aim for when choosing the ridge lambda
+        (:func:`spike_aware_ridge`); ``None`` (default) chooses lambda for rate
+        accuracy alone. ``rho`` is the latent variance that spikes alone add
+        over the verifier's lag, counted as Poisson (``F = 1``; at that lag,
+        shorter than an inter-spike interval, each spike is a visible jump),
+        relative to the target's increment over the same lag, worst latent
+        direction (for additive or state-dependent noise about
+        :func:`ddm_neuro.spiking.spike_noise_excess`'s ``ratio``; for
+        deterministic targets the drift displacement over the lag takes the
+        diffusion's place). Starting from the rate-accuracy lambda, the
+        smallest lambda on a quarter-decade grid with ``rho <= spike_budget``
+        is taken, as long as its validation drift error stays
+        ``<= spike_drift_cap``; when the budget cannot be met within the cap,
+        the largest lambda within the cap (the smallest decoders). Both spike
+        jitter and decoding error show in ``verify``: ``rho`` as a relative
+        diffusion excess and a drift bias of about ``rho`` (spike jitter read
+        as state), the decoding error as drift error. 0.02 (``ddm-neuro fit
+        --spiking``) is about the relative diffusion error that ``verify``
+        tolerates on 8 x 250 runs of the double well. The choice and the
+        predictions are in ``model.meta["fit"]["spike_ridge"]``; refinement
+        (``steps``) keeps the chosen lambda.
+    spike_drift_cap : float
+        Largest validation drift error (closed form, before refinement, which
+        typically halves it) that the spiking lambda choice may accept in
+        exchange for smaller decoders. Default 0.08, from the double well at
+        N = 1000 (``benchmarks/RESULTS_spiking.md`` section 4): re-solving the
+        decoders with more ridge, the spiking network's drift was best near
+        300 x the rate-accuracy lambda, where the closed-form validation error
+        is about 0.08; beyond, the rate drift error took over.
     steps, batch, lr, resolve_every : int, int, float, int
         Gradient refinement (``steps = 0``: closed form only).
     tuning : dict or None
@@ -91,6 +126,8 @@ class FitConfig:
     margin: float = 0.1
     perp_margin: float = 0.0
     drift_tol: float = 0.003
+    spike_budget: float | None = None
+    spike_drift_cap: float = 0.08
     steps: int = 200
     batch: int = 4096
     lr: float = 1e-2
@@ -142,6 +179,121 @@ def _inputs(data, E, b, Bn, rows=slice(None)):
     return data.y[rows] @ E.T + data.un[rows] @ Bn.T + b
 
 
+#: Spiking lambda grid (:func:`spike_aware_ridge`): steps of a quarter decade from the
+#: rate-accuracy lambda up to this multiple of the Gram matrix's mean eigenvalue.
+SPIKE_LAMBDA_STEP = 10.0 ** 0.25
+SPIKE_LAMBDA_MAX = 1.0
+#: The spike-noise budget of ``ddm-neuro fit --spiking`` (:attr:`FitConfig.spike_budget`): about the
+#: relative diffusion error that ``verify`` tolerates on 8 x 250 runs of the double well.
+SPIKING_BUDGET = 0.02
+
+
+def spike_ratio(K, rates, c_ref, tau):
+    r"""Spike-noise ratio of decoders ``K``: worst direction of ``K diag(rates) K^T / tau^2`` against ``c_ref``.
+
+    Parameters
+    ----------
+    K : array (d, N)
+        Decoders (latent units per Hz).
+    rates : array (N,)
+        Mean firing rates (Hz) over the states of interest (Poisson count: the
+        spikes' latent covariance per second averaged over states is
+        ``K diag(mean r) K^T / tau^2``).
+    c_ref : array (d, d)
+        Reference covariance per second in the same latent units (positive definite).
+    tau : float
+        Synaptic time constant (s).
+
+    Returns
+    -------
+    float
+        ``max_u u^T C_spk u / u^T c_ref u`` (a generalised eigenvalue).
+    """
+    K = np.asarray(K, dtype=np.float64)
+    c_spk = (K * np.asarray(rates, dtype=np.float64)) @ K.T / tau ** 2
+    c_ref = np.asarray(c_ref, dtype=np.float64)
+    d = c_ref.shape[0]
+    vals, vecs = np.linalg.eigh(c_ref + 1e-12 * max(np.trace(c_ref), 1e-300) / d * np.eye(d))
+    Wh = vecs / np.sqrt(np.clip(vals, 1e-300, None))
+    return float(np.linalg.eigvalsh(Wh.T @ c_spk @ Wh)[-1])
+
+
+def spike_aware_ridge(G, R, phi_val, Y_val, weight, norm, tol, rates, c_ref, tau, budget, drift_cap):
+    r"""Ridge decoders with lambda chosen for a spiking network: decoding error against spike jitter.
+
+    The rule (:attr:`FitConfig.spike_budget`): start from the lambda that
+    :func:`ddm_neuro.ridge.solve` picks for rate accuracy, and walk up a grid of
+    quarter decades (to ``SPIKE_LAMBDA_MAX x mean eig(G)``) while the
+    validation drift error stays ``<= drift_cap``; take the first lambda whose
+    spike-noise ratio ``rho`` (:func:`spike_ratio`) is ``<= budget``, or, if the
+    budget is not reached within the cap, the last lambda within the cap (the
+    smallest decoders affordable). If even the rate-accuracy lambda exceeds the
+    cap, it is kept.
+
+    Parameters
+    ----------
+    G, R, phi_val, Y_val, weight, norm, tol
+        As :func:`ddm_neuro.ridge.solve`.
+    rates : array (N,)
+        Mean rates (Hz) over the validation states.
+    c_ref : array (d, d)
+        What spike noise is judged against (see :func:`spike_ratio`).
+    tau : float
+    budget, drift_cap : float
+
+    Returns
+    -------
+    K : torch.Tensor (d, N)
+    lam : float
+        Absolute lambda.
+    info : dict
+        ``rate_lambda``, ``lambda``, ``factor`` (their ratio), ``spike_ratio`` and
+        ``val_drift_error`` at the choice and ``rate_spike_ratio``,
+        ``rate_val_drift_error`` at the rate-accuracy lambda, ``budget_met``,
+        ``limited_by`` (``"budget"``, ``"drift_cap"`` or ``"grid"``) and ``grid``
+        (rows ``[factor, val_drift_error, spike_ratio]``).
+    """
+    L, Q = torch.linalg.eigh(G)
+    L = L.clamp_min(0)
+    QR = Q.T @ R
+    scale = float(L.mean())
+    PQ = phi_val @ Q
+    w = torch.ones(R.shape[1], dtype=G.dtype) if weight is None else weight
+    rates = np.asarray(torch.as_tensor(rates), dtype=np.float64)
+
+    def at(lam):
+        coef = QR / (L + lam)[:, None]
+        err = float((((PQ @ coef - Y_val) * w) ** 2).sum(1).mean() / norm) ** 0.5
+        K = (Q @ coef).T
+        return K, err, spike_ratio(K.numpy(), rates, c_ref, tau)
+
+    # the rate-accuracy choice, exactly as ridge.solve makes it
+    errs = np.array([at(float(rel) * scale)[1] for rel in ridge.RELATIVE_LAMBDAS])
+    ok = np.flatnonzero(errs <= max(tol, 1.5 * errs.min()))
+    lam_rate = float(ridge.RELATIVE_LAMBDAS[int(ok.max())]) * scale
+    n_grid = 1 + max(0, int(math.floor(math.log(max(SPIKE_LAMBDA_MAX * scale / lam_rate, 1.0))
+                                       / math.log(SPIKE_LAMBDA_STEP) + 1e-9)))
+    grid, rows = [], []
+    limited = "grid"
+    for j in range(n_grid):
+        lam = lam_rate * SPIKE_LAMBDA_STEP ** j
+        K, err, rho = at(lam)
+        rows.append([SPIKE_LAMBDA_STEP ** j, err, rho])
+        if j > 0 and err > drift_cap:
+            limited = "drift_cap"
+            break
+        grid.append((lam, K, err, rho))
+        if rho <= budget:
+            limited = "budget"
+            break
+    lam, K, err, rho = grid[-1]
+    info = {"rate_lambda": lam_rate, "lambda": lam, "factor": lam / lam_rate,
+            "spike_ratio": rho, "val_drift_error": err,
+            "rate_spike_ratio": grid[0][3], "rate_val_drift_error": grid[0][2],
+            "budget_met": bool(rho <= budget), "limited_by": limited, "grid": rows}
+    return K, lam, info
+
+
 def fit(sde, config=None, **overrides):
     """Fit a :class:`LatentRNN` to ``sde`` by drift-diffusion matching.
 
@@ -157,7 +309,17 @@ def fit(sde, config=None, **overrides):
     LatentRNN
         ``model.meta["fit"]`` holds the settings and the held-out errors of the
         closed-form start and of the final network, the ridge lambda and the
-        wall time.
+        wall time; with ``spike_budget``, also ``"spike_ridge"`` (see
+        :func:`spike_aware_ridge`'s ``info``, plus ``budget``, ``drift_cap``,
+        ``lag`` (the verifier's lag, SDE units), ``deterministic_target``,
+        ``fano`` (1: the Poisson count) and ``spike_ratio_final``, the
+        predicted ratio with the final, refined network).
+
+    Raises
+    ------
+    DDMError
+        Bad settings (e.g. ``spike_budget`` not a number > 0, or with neurons
+        other than LIF), or a fit that fails.
     """
     cfg = FitConfig(**{**asdict(config or FitConfig()), **overrides})
     d, k, N = sde.dim, sde.n_inputs, cfg.n_neurons
@@ -167,12 +329,22 @@ def fit(sde, config=None, **overrides):
         v = getattr(cfg, name)
         if (v is not None or name != "time_scale") and not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
             raise DDMError(f"{name} must be a finite number > 0 (got {v})")
+    sb, cap = cfg.spike_budget, cfg.spike_drift_cap
+    if sb is not None and (isinstance(sb, bool) or not isinstance(sb, (int, float)) or not math.isfinite(sb)
+                           or sb <= 0):
+        raise DDMError(f"spike_budget must be None or a finite number > 0 (the spike-noise ratio to aim for, "
+                       f"e.g. 0.02), got {sb!r}")
+    if isinstance(cap, bool) or not isinstance(cap, (int, float)) or not math.isfinite(cap) or cap <= 0:
+        raise DDMError(f"spike_drift_cap must be a finite number > 0 (a relative drift error, e.g. 0.08), got {cap!r}")
     if cfg.steps < 0 or cfg.seed < 0:
         raise DDMError(f"steps and seed must be >= 0 (got {cfg.steps}, {cfg.seed})")
     if sde.n_inputs and set(sde.input_range) != set(sde.inputs):
         raise DDMError(f"{sde.name}: fitting needs an input_range for every input {list(sde.inputs)}")
     t_start = time.perf_counter()
     neuron = make_neuron(cfg.neuron)
+    if sb is not None and neuron.name != "lif":
+        raise DDMError(f"spike_budget is for spiking networks and needs LIF neurons (neuron='lif'), "
+                       f"got {neuron.name!r} neurons")
     seeds = np.random.SeedSequence(cfg.seed).spawn(5)
     rng_sim, rng_test, rng_neur, rng_samp = (np.random.default_rng(s) for s in seeds[:4])
     gen = torch.Generator().manual_seed(int(seeds[4].generate_state(1)[0]))
@@ -228,14 +400,33 @@ def fit(sde, config=None, **overrides):
         return neuron.phi(x if dev is None else x + dev[rows], torch, smooth=smooth_)
 
     f_norm_val = float((val.f ** 2).sum(1).mean())
+    spike = {}  # spiking lambda choice (spike_budget)
+    if sb is not None:
+        from .verify.checks import C_DELTA  # the verifier's lag rule: C_DELTA / characteristic rate
+
+        pick = np.linspace(0, len(z_vis) - 1, min(len(z_vis), 2000)).astype(int)  # no draws: same seeds as without
+        lag = C_DELTA / max(sde.characteristic_rate(z_vis[pick], u_vis[pick] if k else None), 1e-6)
+        zv = val.z
+        c_diff = target_latent_cov(sde, zv, scale, T).mean(0)
+        fv = val.f.numpy()
+        c_drift = lag * (fv.T @ fv / len(fv)) / np.outer(scale, scale) / T
+        spike["c_ref"] = c_diff + c_drift  # target increment's second moment over the lag, per second
+        spike["lag"] = lag
+        spike["deterministic"] = bool(np.trace(c_diff) <= 1e-12 * np.trace(spike["c_ref"]))
 
     def solve_K(E, b, Bn, lam=None):
         with torch.no_grad():
             G, R = ridge.gram(lambda rows: features(train, E, b, Bn, rows, dev=perp), train.target)
             if lam is not None:
                 return ridge.solve(G, R, lam)[:2]
-            return ridge.solve(G, R, None, features(val, E, b, Bn), val.target, train.out_w,
-                               f_norm_val, cfg.drift_tol)[:2]
+            phi_val = features(val, E, b, Bn)
+            if sb is not None:
+                K_, lam_, info = spike_aware_ridge(G, R, phi_val, val.target, train.out_w, f_norm_val,
+                                                   cfg.drift_tol, phi_val.mean(0), spike["c_ref"], cfg.tau,
+                                                   sb, cfg.spike_drift_cap)
+                spike["info"] = info
+                return K_, lam_
+            return ridge.solve(G, R, None, phi_val, val.target, train.out_w, f_norm_val, cfg.drift_tol)[:2]
 
     def build(E, D, b, Bn, K, a, c, L):
         En, Dn, bn, Bnn, Kn = (v.detach().numpy().copy() for v in (E, D, b, Bn, K))
@@ -308,6 +499,16 @@ def fit(sde, config=None, **overrides):
         "private_noise_share": noise_info["private_share"],
         "integration_dt": steps[0], "record_dt": steps[1], "n_test": int(len(test.z)),
     }
+    if sb is not None:
+        with torch.no_grad():
+            rates_final = features(val, E, b, Bn).mean(0).numpy()
+        info = spike["info"]
+        model.meta["fit"]["spike_ridge"] = {
+            "budget": float(sb), "drift_cap": float(cfg.spike_drift_cap), "lag": float(spike["lag"]),
+            "deterministic_target": spike["deterministic"], "fano": 1.0,
+            **info,
+            "spike_ratio_final": spike_ratio(model.decoders, rates_final, spike["c_ref"], cfg.tau),
+        }
     return model
 
 
