@@ -131,8 +131,6 @@ def cmd_convert(args):
 
 
 def cmd_calibrate(args):
-    import numpy as np
-
     from .calibrate import calibrate_spiking
     from .fileio import check_output
     from .network import LatentRNN
@@ -141,8 +139,6 @@ def cmd_calibrate(args):
     model = LatentRNN.load(args.model)
     sde = model.sde()
     noise = args.noise
-    if noise == "auto":
-        noise = "remainder" if float(np.max(np.abs(model.latent_cov(model.init_states[:16])))) > 0 else "none"
     out = calibrate_spiking(model, sde, rounds=args.rounds, duration=args.duration, trials=args.trials,
                             noise=noise, damping=args.damping, seed=args.seed, progress=not args.quiet)
     info = out.meta["spiking_calibration"]
@@ -360,8 +356,9 @@ def build_parser():
     s.add_argument("--trials", type=_positive(int), default=128, help="short runs per round (default 128)")
     s.add_argument("--duration", type=_positive(float), default=1.0, help="SDE time units per run (default 1)")
     s.add_argument("--damping", type=float, default=1.0, help="share of each measured error cancelled (0-1]")
-    s.add_argument("--noise", choices=["auto", "none", "remainder"], default="auto",
-                   help="noise of the calibration runs (auto: remainder for a stochastic target, else none)")
+    s.add_argument("--noise", choices=["none", "remainder"], default="none",
+                   help="noise of the calibration runs (default none: the drift is measured without the "
+                        "noise's bias and scatter)")
     s.add_argument("--seed", type=_seed, default=0)
     s.add_argument("-o", "--output", required=True, help="model file to write (.ddm)")
     s.add_argument("--force", action="store_true")

@@ -121,7 +121,7 @@ def test_cli_calibrate_writes_the_calibrated_model(vdp, tmp_path, capsys):
             "-o", str(tmp_path / "c.ddm"), "--quiet"]
     assert main(args) == 0
     out = capsys.readouterr().out
-    assert "round 0: systematic drift error" in out and "noise none" in out  # van der Pol here is noise-free
+    assert "round 0: systematic drift error" in out and "noise none" in out  # the default
     cal = LatentRNN.load(tmp_path / "c.ddm")
     info = cal.meta["spiking_calibration"]
     assert info["trials"] == 8 and info["noise"] == "none" and len(info["rounds"]) >= 1
