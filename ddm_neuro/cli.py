@@ -350,8 +350,8 @@ def build_parser():
     s.set_defaults(func=cmd_convert)
 
     s = sub.add_parser("calibrate", help="calibrate a LIF model's spiking network in the loop (cancel its "
-                       "measured drift error)")
-    s.add_argument("model")
+                       "measured drift error; torch spiking simulator, dt 0.1 ms)")
+    s.add_argument("model", help="a LIF model (.ddm, from fit --neuron lif or convert)")
     s.add_argument("--rounds", type=_positive(int), default=6, help="most simulate-measure-refit rounds (default 6)")
     s.add_argument("--trials", type=_positive(int), default=128, help="short runs per round (default 128)")
     s.add_argument("--duration", type=_positive(float), default=1.0, help="SDE time units per run (default 1)")
