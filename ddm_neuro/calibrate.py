@@ -314,7 +314,7 @@ def refit_decoders(model, sde, z, u, lam, rate=None):
 
 def calibrate_spiking(model, sde, *, rounds=6, duration=1.0, trials=128, dt=None, noise="none",
                       coupling="factored", seed=0, degree=None, damping=1.0, patience=2, n_train=20000,
-                      progress=False):
+                      backend="torch", progress=False):
     """Calibrate a LIF model's spiking network in the loop: cancel its measured drift error (torch simulator).
 
     Each round simulates the current spiking network in many short runs
@@ -361,6 +361,11 @@ def calibrate_spiking(model, sde, *, rounds=6, duration=1.0, trials=128, dt=None
     n_train : int
         States the decoders are re-solved on (the target's, with the fit's
         margins, and a quarter from the spiking runs).
+    backend : str
+        Spiking simulator of the calibration runs: ``"torch"`` or an installed
+        back end with a spiking mode that takes start states (``brian2``,
+        ``brian2-cpp``). Calibrate with the simulator the model will run on: the
+        correction is specific to it.
 
     Returns
     -------
@@ -371,9 +376,10 @@ def calibrate_spiking(model, sde, *, rounds=6, duration=1.0, trials=128, dt=None
         held at zero during calibration (models with inputs are calibrated at
         ``u = 0`` only).
     """
-    from .spiking import simulate_spiking
+    from .backends import get_backend
     from .trajectory import Trajectory
 
+    run = get_backend(backend, "spiking")  # unknown or not installed: a clear error before anything runs
     if model.neuron.name != "lif":
         raise DDMError(f"spiking calibration needs LIF neurons (this model has {model.neuron.name!r}; "
                        "fit with --neuron lif)")
@@ -403,8 +409,8 @@ def calibrate_spiking(model, sde, *, rounds=6, duration=1.0, trials=128, dt=None
     bar = tqdm(total=int(rounds), desc="calibrate spiking", disable=not progress)
     for r in range(int(rounds)):
         starts = z_vis[rng.choice(len(z_vis), int(trials))]
-        traj = simulate_spiking(current, duration + skip_t, trials=int(trials), seed=int(rng.integers(2 ** 31)),
-                                z0=starts, dt=dt, noise=noise, coupling=coupling)
+        traj = run(current, duration + skip_t, trials=int(trials), seed=int(rng.integers(2 ** 31)), u=None,
+                   mode="spiking", progress=False, z0=starts, dt=dt, noise=noise, coupling=coupling)
         k = int(np.searchsorted(traj.t, skip_t - 1e-12))
         traj = Trajectory(t=traj.t[k:] - traj.t[k], z=traj.z[:, k:], dt=traj.dt, meta=traj.meta)
         res = drift_residual(current, sde, traj, degree)
@@ -434,7 +440,7 @@ def calibrate_spiking(model, sde, *, rounds=6, duration=1.0, trials=128, dt=None
     bar.close()
     out = copy.deepcopy(best[1])
     out.meta["spiking_calibration"] = {
-        "method": "drift cancellation", "simulator": "torch", "dt": dt, "noise": noise, "coupling": coupling,
+        "method": "drift cancellation", "simulator": backend, "dt": dt, "noise": noise, "coupling": coupling,
         "duration": duration, "trials": int(trials), "rounds": history, "best_round": best[2],
         "degree": degree, "damping": damping, "seed": seed, "stopped": stop or "rounds done",
         "systematic_drift_error": best[0],

@@ -140,10 +140,11 @@ def cmd_calibrate(args):
     sde = model.sde()
     noise = args.noise
     out = calibrate_spiking(model, sde, rounds=args.rounds, duration=args.duration, trials=args.trials,
-                            noise=noise, damping=args.damping, seed=args.seed, progress=not args.quiet)
+                            noise=noise, damping=args.damping, seed=args.seed, backend=args.backend,
+                            progress=not args.quiet)
     info = out.meta["spiking_calibration"]
     out.save(args.output, force=args.force)
-    print(f"calibrated {args.model} as a spiking network (torch, {info['trials']} runs x {info['duration']:g} "
+    print(f"calibrated {args.model} as a spiking network ({args.backend}, {info['trials']} runs x {info['duration']:g} "
           f"time units per round, noise {noise}):")
     for r in info["rounds"]:
         print(f"  round {r['round']}: systematic drift error on the attractor {100 * r['systematic_drift_error']:.2f} % "
@@ -350,8 +351,11 @@ def build_parser():
     s.set_defaults(func=cmd_convert)
 
     s = sub.add_parser("calibrate", help="calibrate a LIF model's spiking network in the loop (cancel its "
-                       "measured drift error; torch spiking simulator, dt 0.1 ms)")
+                       "measured drift error)")
     s.add_argument("model", help="a LIF model (.ddm, from fit --neuron lif or convert)")
+    s.add_argument("--backend", default="torch",
+                   help="spiking simulator of the calibration runs: torch (default), brian2, brian2-cpp; use the "
+                        "one the model will run on (the correction is specific to it)")
     s.add_argument("--rounds", type=_positive(int), default=6, help="most simulate-measure-refit rounds (default 6)")
     s.add_argument("--trials", type=_positive(int), default=128, help="short runs per round (default 128)")
     s.add_argument("--duration", type=_positive(float), default=1.0, help="SDE time units per run (default 1)")

@@ -138,3 +138,15 @@ def test_cli_calibrate_refuses_runs_too_short_before_simulating(vdp, tmp_path, c
     err = capsys.readouterr().err
     assert "calibration runs too short" in err and "trials >=" in err
     assert not (tmp_path / "c.ddm").exists()
+
+
+def test_cli_calibrate_refuses_an_unknown_backend_before_simulating(vdp, tmp_path, capsys):
+    from ddm_neuro.cli import main
+
+    _, model = vdp
+    model.save(tmp_path / "m.ddm")
+    assert main(["calibrate", str(tmp_path / "m.ddm"), "--backend", "loihi", "-o", str(tmp_path / "c.ddm"),
+                 "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown backend 'loihi'" in err and "brian2-cpp" in err
+    assert not (tmp_path / "c.ddm").exists()
