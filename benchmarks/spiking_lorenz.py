@@ -35,7 +35,7 @@ import time
 import numpy as np
 import torch
 
-from ddm_neuro.calibrate import calibrate_spiking, drift_residual, systematic_drift_error
+from ddm_neuro.calibrate import calibrate_spiking, drift_residual, split_half_noise, systematic_drift_error
 from ddm_neuro.fit import fit
 from ddm_neuro.sampling import visited_states
 from ddm_neuro.sdeint import simulate_sde
@@ -81,10 +81,7 @@ def drop(traj, t0):
 def systematic(model, sde, traj, z_eval):
     """Systematic drift error of a run on states ``z_eval``, and its split-half noise."""
     full = systematic_drift_error(model, sde, drift_residual(model, sde, traj), z_eval)
-    h = traj.trials // 2
-    halves = [drift_residual(model, sde, Trajectory(t=traj.t, z=z, dt=traj.dt, meta=traj.meta))
-              for z in (traj.z[:h], traj.z[h:])]
-    diff = systematic_drift_error(model, sde, lambda z: (halves[0](z) - halves[1](z)) / 2, z_eval)
+    diff = split_half_noise(model, sde, traj, z_eval)
     return full, diff
 
 

@@ -175,6 +175,16 @@ def systematic_drift_error(model, sde, residual, z):
     return float(math.sqrt((err ** 2).sum(1).mean() / (f ** 2).sum(1).mean()))
 
 
+def split_half_noise(model, sde, traj, z, degree=None):
+    """Noise of :func:`systematic_drift_error` for a run: the error between its two halves' trials, halved."""
+    from .trajectory import Trajectory
+
+    h = traj.trials // 2
+    halves = [drift_residual(model, sde, Trajectory(t=traj.t, z=zz, dt=traj.dt, meta=traj.meta), degree)
+              for zz in (traj.z[:h], traj.z[h:])]
+    return systematic_drift_error(model, sde, lambda q: (halves[0](q) - halves[1](q)) / 2, z)
+
+
 def _training(model, sde, visited, n, rng):
     """Training states: the target's (with the fit's margins) and the spiking network's visited states."""
     z_vis, u_vis, _ = visited_states(sde, rng, trials=16, records=1000, batches=2)
@@ -414,11 +424,8 @@ def calibrate_spiking(model, sde, *, rounds=6, duration=1.0, trials=128, dt=None
         k = int(np.searchsorted(traj.t, skip_t - 1e-12))
         traj = Trajectory(t=traj.t[k:] - traj.t[k], z=traj.z[:, k:], dt=traj.dt, meta=traj.meta)
         res = drift_residual(current, sde, traj, degree)
-        half = int(trials) // 2
-        halves = [drift_residual(current, sde, Trajectory(t=traj.t, z=z, dt=traj.dt, meta=traj.meta), degree)
-                  for z in (traj.z[:half], traj.z[half:])]
         err = systematic_drift_error(current, sde, res, z_eval)
-        noise_err = systematic_drift_error(current, sde, lambda z: (halves[0](z) - halves[1](z)) / 2, z_eval)
+        noise_err = split_half_noise(current, sde, traj, z_eval, degree)
         history.append({"round": r, "systematic_drift_error": err, "split_half_noise": noise_err,
                         "mean_rate_hz": traj.meta.get("mean_rate_hz")})
         bar.update()
