@@ -41,6 +41,12 @@ the spiking network's systematic drift error on the attractor falls from
 about 9 % to below 4 % in two rounds, and the collapse onto C+ that the
 uncalibrated network shows in every run becomes rare.
 
+With the model's noise on (``noise="remainder"``, stochastic targets) the
+windowed estimator is biased, and the error is measured instead as
+``verify`` does, at its lag against the target propagated from the same
+states (:mod:`ddm_neuro.lagresidual`); the diffusion error is then cancelled
+too, through the model's noise fit.
+
 Use the same simulator and step for calibration and for the runs it is meant
 for (``meta["spiking_calibration"]`` records them).
 """
@@ -55,6 +61,7 @@ from tqdm.auto import tqdm
 
 from . import ridge
 from .errors import DDMError
+from .lagresidual import lag_residual, relative_cov_error
 from .noisefit import fit_noise_for, target_latent_cov
 from .sampling import training_states, visited_states
 from .verify.basis import PolyBasis
@@ -168,21 +175,27 @@ def drift_residual(model, sde, traj, degree=None, lag=None):
     return DriftResidual(basis, coef, se)
 
 
-def systematic_drift_error(model, sde, residual, z):
-    """RMS of the spiking network's drift error ``T S e(z) / tau`` over states ``z``, relative to ``rms |f|``."""
+def systematic_drift_error(model, sde, residual, z, u=None):
+    """RMS of the spiking network's drift error ``T S e(z) / tau`` over states ``z``, relative to ``rms |f|``.
+
+    ``u``: the constant input (k,) the target's drift is taken at (default zero).
+    """
     err = residual(z) * (model.scale * model.time_scale / model.tau)
-    f = sde.drift(z, np.zeros((len(z), model.n_inputs)) if model.n_inputs else None)
+    if model.n_inputs:
+        u = np.broadcast_to(np.zeros(model.n_inputs) if u is None else np.asarray(u, dtype=np.float64),
+                            (len(z), model.n_inputs))
+    f = sde.drift(z, u if model.n_inputs else None)
     return float(math.sqrt((err ** 2).sum(1).mean() / (f ** 2).sum(1).mean()))
 
 
-def split_half_noise(model, sde, traj, z, degree=None):
+def split_half_noise(model, sde, traj, z, degree=None, u=None):
     """Noise of :func:`systematic_drift_error` for a run: the error between its two halves' trials, halved."""
     from .trajectory import Trajectory
 
     h = traj.trials // 2
     halves = [drift_residual(model, sde, Trajectory(t=traj.t, z=zz, dt=traj.dt, meta=traj.meta), degree)
               for zz in (traj.z[:h], traj.z[h:])]
-    return systematic_drift_error(model, sde, lambda q: (halves[0](q) - halves[1](q)) / 2, z)
+    return systematic_drift_error(model, sde, lambda q: (halves[0](q) - halves[1](q)) / 2, z, u)
 
 
 def _training(model, sde, visited, n, rng):
@@ -295,16 +308,30 @@ def _solve(model, z, u, lam, target, rate=None):
     return ridge.solve(G, R, lam)[0].numpy().copy()
 
 
-def _with_decoders(model, sde, K, z, u):
-    """A copy of ``model`` with decoders ``K`` and its noise refitted for them."""
+def _with_decoders(model, sde, K, z, u, cov_offset=None):
+    """A copy of ``model`` with decoders ``K`` and its noise refitted for them.
+
+    ``cov_offset(z)`` (``y`` units per second, (M, d, d)), if given, is
+    subtracted from the target's latent covariance before the noise is fitted
+    (eigenvalues floored at 5 % of the target's: a covariance stays one).
+    """
     new = copy.deepcopy(model)
     new.decoders = K
     n_noise = min(300, len(z))
     C = target_latent_cov(sde, z[:n_noise], model.scale, model.time_scale)
+    if cov_offset is not None:
+        C = _psd_floor(C - cov_offset(z[:n_noise]), C)
     a, c, L, _ = fit_noise_for(sde, new.decoders / model.tau, lambda: model.neuron.activity(
         model.neuron_inputs(z[:n_noise], None if u is None else u[:n_noise])), C)
     new.noise_act, new.noise_const, new.noise_latent = np.asarray(a), np.asarray(c), np.asarray(L)
     return new
+
+
+def _psd_floor(A, C, share=0.05):
+    """``A`` with its eigenvalues raised to at least ``share`` of ``C``'s smallest, per state."""
+    vals, vecs = np.linalg.eigh(0.5 * (A + np.swapaxes(A, -1, -2)))
+    floor = share * np.linalg.eigvalsh(C)[..., :1]
+    return np.einsum("mij,mj,mkj->mik", vecs, np.maximum(vals, floor), vecs)
 
 
 def refit_decoders(model, sde, z, u, lam, rate=None):
@@ -322,10 +349,58 @@ def refit_decoders(model, sde, z, u, lam, rate=None):
     return _with_decoders(model, sde, _solve(model, z, u, lam, target, rate), z, u)
 
 
+def _noisy_errors(model, sde, traj, z_eval, degree, rng, u=None):
+    """Lag residual of a noisy run, its drift and covariance errors, each with its split-half noise."""
+    from .trajectory import Trajectory
+
+    res = lag_residual(model, sde, traj, degree, rng)
+    h = traj.trials // 2
+    halves = [lag_residual(model, sde, Trajectory(t=traj.t, z=zz, dt=traj.dt, meta=traj.meta), degree, rng)
+              for zz in (traj.z[:h], traj.z[h:])]
+    diff_drift = lambda q: (halves[0](q) - halves[1](q)) / 2  # noqa: E731
+    diff_cov = lambda q: (halves[0].cov(q) - halves[1].cov(q)) / 2  # noqa: E731
+    drift = (systematic_drift_error(model, sde, res, z_eval, u),
+             systematic_drift_error(model, sde, diff_drift, z_eval, u))
+    cov = (relative_cov_error(model, sde, res.cov, z_eval), relative_cov_error(model, sde, diff_cov, z_eval))
+    return res, drift, cov
+
+
+def _summed_cov(offsets):
+    """``sum_i damping_i * residual_i.cov(z)``: the covariance corrections of all rounds so far."""
+    return lambda z: sum(w * res.cov(z) for w, res in offsets)
+
+
+def _constant_input(model, u):
+    """``(u0, signal)``: the calibration's constant input (k,) and its InputSignal; ``(None, None)`` without inputs."""
+    if not model.n_inputs:
+        if u is not None:
+            raise DDMError("this model has no inputs; calibrate it without an input")
+        return None, None
+    from .inputs import InputSignal
+
+    u0 = np.zeros(model.n_inputs) if u is None else np.atleast_1d(np.asarray(u, dtype=np.float64)).ravel()
+    if u0.shape != (model.n_inputs,) or not np.all(np.isfinite(u0)):
+        raise DDMError(f"calibration input must be {model.n_inputs} finite number(s) "
+                       f"({', '.join(model.inputs)}), got {np.shape(u)}")
+    return u0, InputSignal.constant(u0)
+
+
+def _attractor(sde, rng, signal):
+    """The target's visited states (M, d), at the constant input ``signal`` if given (first 20 % dropped)."""
+    if signal is None:
+        return visited_states(sde, rng, trials=16, records=1000, batches=2)[0]
+    from .sampling import default_steps
+    from .sdeint import simulate_sde
+
+    dt, rec = default_steps(sde)
+    tr = simulate_sde(sde, 1000 * rec, dt=dt, record_dt=rec, trials=32, seed=rng, u=signal, burn_in=0.0)
+    return tr.z[:, int(0.2 * len(tr.t)):].reshape(-1, sde.dim)
+
+
 def calibrate_spiking(model, sde, *, rounds=6, duration=1.0, trials=128, dt=None, noise="none",
                       coupling="factored", seed=0, degree=None, damping=1.0, patience=2, n_train=20000,
-                      backend="torch", progress=False):
-    """Calibrate a LIF model's spiking network in the loop: cancel its measured drift error (torch simulator).
+                      backend="torch", u=None, progress=False):
+    """Calibrate a LIF model's spiking network in the loop: cancel its measured drift (and diffusion) error.
 
     Each round simulates the current spiking network in many short runs
     started on the target's attractor (the first ``2 tau`` of each dropped:
@@ -354,12 +429,22 @@ def calibrate_spiking(model, sde, *, rounds=6, duration=1.0, trials=128, dt=None
     dt : float, optional
         Integration step of the spiking simulator (SDE units; default 0.1 ms).
     noise : {"none", "remainder"}
-        Noise of the calibration runs. Keep ``"none"`` (also for stochastic
-        targets: the drift is the network's drift either way): the estimator
-        regresses each window's increment on the window's mean state, which
-        the noise inside the window moves together with the increment, so
-        with diffusion the estimate is biased (the double well with its
-        remainder noise read as a 110 % drift error).
+        Noise of the calibration runs. ``"none"``: the noise-free network,
+        measured with the windowed estimator (:func:`drift_residual`), which
+        needs noise-free runs (regressing a window's increment on its mean
+        state is biased by the diffusion inside it: the double well with its
+        remainder noise read as a 110 % drift error). ``"remainder"``: the
+        model's noise on (what a stochastic target's network runs with);
+        drift *and* diffusion are measured at the verifier's lag against the
+        target propagated from the same states (:mod:`ddm_neuro.lagresidual`,
+        unbiased under noise), the drift error is cancelled through the
+        decoders and the covariance error through the noise fit (the model's
+        noise is refitted to the target's covariance minus the summed measured
+        excess). Use it for stochastic targets: with noise, LIF membranes
+        filter a fluctuating input and the network's drift differs from its
+        noise-free drift (double well: calibrated noise-free to 3.2 %, verify
+        still failed). Runs should then be long (the error's noise falls with
+        the total simulated time): e.g. 32 x 125 time units.
     coupling : {"factored", "dense"}
     seed : int
     degree : int, optional
@@ -377,6 +462,11 @@ def calibrate_spiking(model, sde, *, rounds=6, duration=1.0, trials=128, dt=None
         ``brian2-cpp``). Calibrate with the simulator the model will run on: the
         correction is specific to it.
 
+    u : array (k,), optional
+        Constant input of the calibration runs, for models with inputs (default
+        zero); the target's attractor and drift are taken at it. The
+        correction is measured there and applied at all inputs: calibrate at
+        the input the network is meant to run at.
     Returns
     -------
     LatentRNN
@@ -402,55 +492,72 @@ def calibrate_spiking(model, sde, *, rounds=6, duration=1.0, trials=128, dt=None
     lam = float(model.meta.get("fit", {}).get("ridge_lambda") or 0.0)
     if lam <= 0:
         raise DDMError("the model records no ridge lambda (meta.fit.ridge_lambda); refit it with ddm_neuro.fit")
-    window = 2 * model.tau / model.time_scale  # SDE units, as default_lag
-    n_basis = math.comb(model.dim + (default_degree(model.dim) if degree is None else int(degree)), model.dim)
+    noisy = noise != "none"
+    deg = default_degree(model.dim) if degree is None else int(degree)
+    u0, signal = _constant_input(model, u)
+    rng = np.random.default_rng(seed)
+    z_vis = _attractor(sde, rng, signal)
+    if noisy:  # increments at about the verifier's lag (lagresidual)
+        window, what = 0.1 / max(sde.characteristic_rate(z_vis[:2000], u0), 1e-6), "increments at the verifier's lag"
+    else:
+        window, what = 2 * model.tau / model.time_scale, "windows of 2 tau"  # SDE units, as default_lag
+    n_basis = math.comb(model.dim + deg, model.dim)
     bins = (int(trials) // 2) * int(duration / window)
     if bins < 4 * n_basis:
         need = math.ceil(4 * n_basis / max(int(duration / window), 1)) * 2
         raise DDMError(f"calibration runs too short: {int(trials) // 2} runs x {duration:g} time units give {bins} "
-                       f"windows of 2 tau ({window:.3g} time units) per half, and the error regression needs "
+                       f"{what} ({window:.3g} time units) per half, and the error regression needs "
                        f"{4 * n_basis}; use trials >= {need} or a longer duration")
-    rng = np.random.default_rng(seed)
-    z_vis, _, _ = visited_states(sde, rng, trials=16, records=1000, batches=2)
     z_eval = z_vis[rng.choice(len(z_vis), min(5000, len(z_vis)), replace=False)]
     skip_t = 2 * model.tau / model.time_scale
-    history, best, stop = [], None, None
+    history, best, stop, offsets = [], None, None, []
     current, z_train, u_train = model, None, None
     bar = tqdm(total=int(rounds), desc="calibrate spiking", disable=not progress)
     for r in range(int(rounds)):
         starts = z_vis[rng.choice(len(z_vis), int(trials))]
-        traj = run(current, duration + skip_t, trials=int(trials), seed=int(rng.integers(2 ** 31)), u=None,
+        traj = run(current, duration + skip_t, trials=int(trials), seed=int(rng.integers(2 ** 31)), u=signal,
                    mode="spiking", progress=False, z0=starts, dt=dt, noise=noise, coupling=coupling)
         k = int(np.searchsorted(traj.t, skip_t - 1e-12))
         traj = Trajectory(t=traj.t[k:] - traj.t[k], z=traj.z[:, k:], dt=traj.dt, meta=traj.meta)
-        res = drift_residual(current, sde, traj, degree)
-        err = systematic_drift_error(current, sde, res, z_eval)
-        noise_err = split_half_noise(current, sde, traj, z_eval, degree)
-        history.append({"round": r, "systematic_drift_error": err, "split_half_noise": noise_err,
-                        "mean_rate_hz": traj.meta.get("mean_rate_hz")})
+        entry = {"round": r, "mean_rate_hz": traj.meta.get("mean_rate_hz")}
+        if noisy:
+            res, (err, noise_err), (cov_err, cov_noise) = _noisy_errors(current, sde, traj, z_eval, deg, rng, u0)
+            entry.update(diffusion_error=cov_err, diffusion_split_half_noise=cov_noise, lag=res.delta)
+            score, settled = err + cov_err, err < 2 * noise_err and cov_err < 2 * cov_noise
+        else:
+            res = drift_residual(current, sde, traj, degree)
+            err = systematic_drift_error(current, sde, res, z_eval, u0)
+            noise_err = split_half_noise(current, sde, traj, z_eval, degree, u0)
+            score, settled = err, err < 2 * noise_err
+        entry.update(systematic_drift_error=err, split_half_noise=noise_err)
+        history.append(entry)
         bar.update()
         bar.set_postfix(err=f"{err:.3g}")
-        if best is None or err < best[0]:
-            best = (err, current, r)
+        if best is None or score < best[0]:
+            best = (score, current, r)
         elif r - best[2] >= int(patience):
             stop = f"no improvement for {int(patience)} rounds"
             break
         if r == int(rounds) - 1:
             break
-        if err < 2 * noise_err:  # what is left is mostly estimation noise: cancelling it would add noise
+        if settled:  # what is left is mostly estimation noise: cancelling it would add noise
             stop = "the measured error is within twice its split-half noise"
             break
         if z_train is None:
             z_train, u_train, _ = _training(model, sde, traj.z.reshape(-1, model.dim), n_train, rng)
         step = _solve(current, z_train, u_train, lam, res(z_train))
-        current = _with_decoders(current, sde, current.decoders - float(damping) * step, z_train, u_train)
+        if noisy:
+            offsets.append((float(damping), res))
+        current = _with_decoders(current, sde, current.decoders - float(damping) * step, z_train, u_train,
+                                 _summed_cov(offsets) if offsets else None)
     bar.close()
     out = copy.deepcopy(best[1])
     out.meta["spiking_calibration"] = {
         "method": "drift cancellation", "simulator": backend, "dt": dt, "noise": noise, "coupling": coupling,
         "duration": duration, "trials": int(trials), "rounds": history, "best_round": best[2],
-        "degree": degree, "damping": damping, "seed": seed, "stopped": stop or "rounds done",
-        "systematic_drift_error": best[0],
+        "degree": degree, "damping": damping, "seed": seed, "input": None if u0 is None else u0.tolist(), "stopped": stop or "rounds done",
+        "systematic_drift_error": history[best[2]]["systematic_drift_error"],
         "systematic_drift_error_uncalibrated": history[0]["systematic_drift_error"],
+        "estimator": "lag residual against the propagated target" if noisy else "windowed, noise-free",
     }
     return out

@@ -133,22 +133,31 @@ def cmd_convert(args):
 def cmd_calibrate(args):
     from .calibrate import calibrate_spiking
     from .fileio import check_output
+    from .inputs import parse_input_option
     from .network import LatentRNN
 
     check_output(args.output, args.force)
     model = LatentRNN.load(args.model)
     sde = model.sde()
     noise = args.noise
+    u = None
+    if args.input:
+        signal = parse_input_option(args.input, model.inputs, sde.input_range if model.sde_spec else None)
+        if len(signal.times) > 1:
+            raise DDMError("--input: calibration takes a constant input (NAME=VALUE), not steps")
+        u = signal.values[0]
     out = calibrate_spiking(model, sde, rounds=args.rounds, duration=args.duration, trials=args.trials,
-                            noise=noise, damping=args.damping, seed=args.seed, backend=args.backend,
+                            noise=noise, damping=args.damping, seed=args.seed, backend=args.backend, u=u,
                             progress=not args.quiet)
     info = out.meta["spiking_calibration"]
     out.save(args.output, force=args.force)
     print(f"calibrated {args.model} as a spiking network ({args.backend}, {info['trials']} runs x {info['duration']:g} "
           f"time units per round, noise {noise}):")
     for r in info["rounds"]:
+        diff = (f"; diffusion error {100 * r['diffusion_error']:.2f} % ({100 * r['diffusion_split_half_noise']:.2f} %)"
+                if "diffusion_error" in r else "")
         print(f"  round {r['round']}: systematic drift error on the attractor {100 * r['systematic_drift_error']:.2f} % "
-              f"(split-half noise {100 * r['split_half_noise']:.2f} %)")
+              f"(split-half noise {100 * r['split_half_noise']:.2f} %){diff}")
     print(f"kept round {info['best_round']} (stopped: {info['stopped']}); wrote {args.output}")
     best = info["rounds"][info["best_round"]]
     if best["split_half_noise"] > 0.5 * best["systematic_drift_error"]:
@@ -361,8 +370,12 @@ def build_parser():
     s.add_argument("--duration", type=_positive(float), default=1.0, help="SDE time units per run (default 1)")
     s.add_argument("--damping", type=float, default=1.0, help="share of each measured error cancelled (0-1]")
     s.add_argument("--noise", choices=["none", "remainder"], default="none",
-                   help="noise of the calibration runs (default none: the drift is measured without the "
-                        "noise's bias and scatter)")
+                   help="noise of the calibration runs. none (default): the noise-free drift, windowed estimator "
+                        "(deterministic targets). remainder: the model's noise on; drift and diffusion measured at "
+                        "the verifier's lag against the target propagated from the same states, and both corrected "
+                        "(stochastic targets: the noisy network's drift differs from its noise-free one)")
+    s.add_argument("--input", help="constant input of the calibration runs, NAME=VALUE (';' between inputs; "
+                                   "default 0): calibrate at the input the network will run at")
     s.add_argument("--seed", type=_seed, default=0)
     s.add_argument("-o", "--output", required=True, help="model file to write (.ddm)")
     s.add_argument("--force", action="store_true")

@@ -150,3 +150,43 @@ def test_cli_calibrate_refuses_an_unknown_backend_before_simulating(vdp, tmp_pat
     err = capsys.readouterr().err
     assert "unknown backend 'loihi'" in err and "brian2-cpp" in err
     assert not (tmp_path / "c.ddm").exists()
+
+
+def test_noisy_calibration_round_records_drift_and_diffusion_at_the_verifiers_lag():
+    from ddm_neuro.verify.checks import choose_lag
+
+    sde = get_system("ou")
+    model = fit(sde, n_neurons=60, neuron="lif", seed=2, **SMALL)
+    cal = calibrate_spiking(model, sde, rounds=1, duration=10.0, trials=8, seed=1, noise="remainder", degree=2)
+    info = cal.meta["spiking_calibration"]
+    r0 = info["rounds"][0]
+    assert info["estimator"].startswith("lag residual") and info["noise"] == "remainder"
+    assert all(np.isfinite(r0[k]) and r0[k] > 0 for k in ("systematic_drift_error", "split_half_noise",
+                                                           "diffusion_error", "diffusion_split_half_noise"))
+    traj = simulate_spiking(model, 2.0, trials=2, seed=0)
+    assert r0["lag"] == pytest.approx(choose_lag(sde, traj)[0], rel=1e-3)
+
+
+@pytest.mark.slow
+def test_noisy_calibration_cancels_drift_and_diffusion_errors_it_measures():
+    """With the model's noise on (stochastic target), decoders 30 % too large and private noise
+    doubled give the spiking network gross drift and diffusion errors; the lag-residual rounds
+    must measure both (each well above its split-half noise) and cancel most of each."""
+    sde = get_system("ou")
+    bad = fit(sde, n_neurons=200, neuron="lif", seed=2, **SMALL)
+    bad.decoders = bad.decoders * 1.3
+    bad.noise_const, bad.noise_act = bad.noise_const * 2.0, bad.noise_act * 2.0
+    cal = calibrate_spiking(bad, sde, rounds=3, duration=100.0, trials=16, seed=1, noise="remainder", degree=2)
+    info = cal.meta["spiking_calibration"]
+    r0, best = info["rounds"][0], info["rounds"][info["best_round"]]
+    assert info["best_round"] >= 1
+    assert r0["systematic_drift_error"] > 3 * r0["split_half_noise"], r0
+    assert r0["diffusion_error"] > 3 * r0["diffusion_split_half_noise"], r0
+    assert best["systematic_drift_error"] < 0.5 * r0["systematic_drift_error"], info["rounds"]
+    assert best["diffusion_error"] < 0.5 * r0["diffusion_error"], info["rounds"]
+
+
+def test_calibration_input_is_checked_against_the_model(vdp):
+    sde, model = vdp
+    with pytest.raises(DDMError, match="no inputs"):
+        calibrate_spiking(model, sde, rounds=1, u=[0.5])
