@@ -190,3 +190,15 @@ def test_calibration_input_is_checked_against_the_model(vdp):
     sde, model = vdp
     with pytest.raises(DDMError, match="no inputs"):
         calibrate_spiking(model, sde, rounds=1, u=[0.5])
+
+
+def test_cli_calibrate_refuses_an_input_that_is_not_constant(tmp_path, capsys):
+    from ddm_neuro.cli import main
+
+    sde = get_system("switch")
+    model = fit(sde, n_neurons=30, neuron="lif", seed=0, **SMALL)
+    model.save(tmp_path / "m.ddm")
+    assert main(["calibrate", str(tmp_path / "m.ddm"), "--input", "u=0:0,5:1", "--noise", "remainder",
+                 "-o", str(tmp_path / "c.ddm"), "--quiet"]) == 2
+    assert "constant input" in capsys.readouterr().err
+    assert not (tmp_path / "c.ddm").exists()
