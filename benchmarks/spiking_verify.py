@@ -11,12 +11,15 @@ the switching-time distribution against a target run of the same length
 
     OMP_NUM_THREADS=1 python benchmarks/spiking_verify.py [--systems ou_rot,double_well] [--backends torch,brian2-cpp] [--quick]
         [--n N] [--spiking | --spike-budget B] [--spike-drift-cap C] [--ratio R] [--save-model DIR | --model DIR]
+        [--calibrate TRIALSxDURATION [--cal-rounds R]]
 
 ``--spiking`` / ``--spike-budget`` fit with the spiking-aware ridge lambda
 (:attr:`ddm_neuro.fit.FitConfig.spike_budget`); ``--n`` overrides each case's N.
 ``--save-model DIR`` writes each fitted model to ``DIR/<system>.ddm``; ``--model DIR`` reads it
 from there instead of fitting (one fit, several backends in separate runs). The backend
 ``torch-rate`` runs the same model as a rate network (a diagnostic: what is left without spikes).
+``--calibrate 32x125`` calibrates each model with its noise on (``ddm-neuro calibrate --noise remainder``,
+torch simulator, at the case's input) before it is saved and verified; verification runs use other seeds.
 """
 import argparse
 import os
@@ -65,8 +68,25 @@ def stronger_ridge(model, sde, factor):
     return refit_decoders(model, sde, z, u, model.meta["fit"]["ridge_lambda"] * factor)
 
 
+def calibrate_noisy(model, sde, u, spec, rounds, backend="torch"):
+    """Noisy calibration (``calibrate --noise remainder``) with runs ``spec`` = "TRIALSxDURATION"."""
+    from ddm_neuro.calibrate import calibrate_spiking
+
+    trials, duration = spec.lower().split("x")
+    t0 = time.perf_counter()
+    cal = calibrate_spiking(model, sde, rounds=rounds, trials=int(trials), duration=float(duration),
+                            noise="remainder", seed=3, backend=backend, u=u, progress=False)
+    info = cal.meta["spiking_calibration"]
+    for r in info["rounds"]:
+        print(f"  calibration round {r['round']}: drift error {100 * r['systematic_drift_error']:.2f} % "
+              f"({100 * r['split_half_noise']:.2f}), diffusion error {100 * r['diffusion_error']:.2f} % "
+              f"({100 * r['diffusion_split_half_noise']:.2f}) at lag {r['lag']:.3g}", flush=True)
+    print(f"  kept round {info['best_round']} ({info['stopped']}); {time.perf_counter() - t0:.0f} s", flush=True)
+    return cal
+
+
 def run_case(name, backends, quick=False, fano="regular", ridge_factor=1.0, n_neurons=None, spike_budget=None,
-             spike_drift_cap=None, save_dir=None, load_dir=None, ratio=None):
+             spike_drift_cap=None, save_dir=None, load_dir=None, ratio=None, calibrate=None, cal_rounds=4):
     make, n, trials, duration, u = CASES[name]
     if quick:
         n, trials, duration = min(n, 300), 4, duration / 10
@@ -86,6 +106,8 @@ def run_case(name, backends, quick=False, fano="regular", ridge_factor=1.0, n_ne
         print(f"(model read from {Path(load_dir) / f'{name}.ddm'})")
     else:
         model = fit(sde, n_neurons=n, neuron="lif", seed=0, progress=False, **extra)
+    if calibrate:
+        model = calibrate_noisy(model, sde, u, calibrate, cal_rounds)
     if save_dir:
         Path(save_dir).mkdir(parents=True, exist_ok=True)
         model.save(Path(save_dir) / f"{name}.ddm", force=True)
@@ -156,13 +178,17 @@ def main(argv=None):
                     help="FitConfig.ratio (time-scale separation; smaller: slower latent, larger T)")
     ap.add_argument("--save-model", default=None, metavar="DIR", help="write each fitted model to DIR/<system>.ddm")
     ap.add_argument("--model", default=None, metavar="DIR", help="read the models from DIR/<system>.ddm, no fit")
+    ap.add_argument("--calibrate", default=None, metavar="TRIALSxDURATION",
+                    help="calibrate each model with its noise on before verifying (calibrate --noise remainder, "
+                         "torch), e.g. 32x125")
+    ap.add_argument("--cal-rounds", type=int, default=4, help="most calibration rounds (default 4)")
     args = ap.parse_args(argv)
     budget = args.spike_budget if args.spike_budget is not None else (0.02 if args.spiking else None)
     os.environ.setdefault("DDM_NEURO_CACHE", tempfile.mkdtemp(prefix="ddm_cache_"))
     backends = args.backends.split(",")
     fano = args.fano if args.fano == "regular" else float(args.fano)
     results = {name: run_case(name, backends, args.quick, fano, args.ridge_factor, args.n, budget, args.spike_drift_cap,
-                              args.save_model, args.model, args.ratio)
+                              args.save_model, args.model, args.ratio, args.calibrate, args.cal_rounds)
                for name in args.systems.split(",")}
     print("\nsummary: " + ", ".join(f"{k}: " + "/".join("pass" if v[b] else "FAIL" for b in backends)
                                     for k, v in results.items()) + f"  ({'/'.join(backends)})")
