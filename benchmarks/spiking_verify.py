@@ -1,7 +1,7 @@
 """Issue 5: spiking networks verified against the target SDE, in torch and Brian2 cpp_standalone.
 
 For rotational OU, the double well (state-dependent diffusion), stochastic Lorenz
-(noise 1.0) and a TOML-spec system (FitzHugh-Nagumo, examples/, constant input),
+(noise 1.0) and two TOML-spec systems (examples/: FitzHugh-Nagumo at a constant input, the toggle switch),
 a LIF model is fitted, simulated as a spiking network (exponential synapses,
 remainder noise: the model's diffusion minus what the spikes supply) with the
 torch simulator and with Brian2's generated C++, and each run is verified.
@@ -45,6 +45,7 @@ CASES = {
     "ou_rot": (lambda: get_system("ou_rot"), 1000, 8, 250.0, None),
     "double_well": (lambda: get_system("double_well", c=1.0), 1000, 8, 250.0, None),
     "fitzhugh_nagumo": (lambda: load_spec(ROOT / "examples" / "fitzhugh_nagumo.toml"), 1000, 8, 250.0, [0.5]),
+    "toggle_switch": (lambda: load_spec(ROOT / "examples" / "toggle_switch.toml"), 1000, 8, 250.0, None),
     "lorenz": (lambda: get_system("lorenz"), 2000, 16, 60.0, None),
 }
 

@@ -349,14 +349,14 @@ def refit_decoders(model, sde, z, u, lam, rate=None):
     return _with_decoders(model, sde, _solve(model, z, u, lam, target, rate), z, u)
 
 
-def _noisy_errors(model, sde, traj, z_eval, degree, rng, u=None):
+def _noisy_errors(model, sde, traj, z_eval, degree, rng, u=None, delta=None):
     """Lag residual of a noisy run, its drift and covariance errors, each with its split-half noise."""
     from .trajectory import Trajectory
 
-    res = lag_residual(model, sde, traj, degree, rng)
+    res = lag_residual(model, sde, traj, degree, rng, delta=delta)
     h = traj.trials // 2
-    halves = [lag_residual(model, sde, Trajectory(t=traj.t, z=zz, dt=traj.dt, meta=traj.meta), degree, rng)
-              for zz in (traj.z[:h], traj.z[h:])]
+    halves = [lag_residual(model, sde, Trajectory(t=traj.t, z=zz, dt=traj.dt, meta=traj.meta), degree, rng,
+                           delta=delta) for zz in (traj.z[:h], traj.z[h:])]
     diff_drift = lambda q: (halves[0](q) - halves[1](q)) / 2  # noqa: E731
     diff_cov = lambda q: (halves[0].cov(q) - halves[1].cov(q)) / 2  # noqa: E731
     drift = (systematic_drift_error(model, sde, res, z_eval, u),
@@ -414,7 +414,12 @@ def calibrate_spiking(model, sde, *, rounds=6, duration=1.0, trials=128, dt=None
     this is iterated; the round with the smallest measured error is kept.
     The loop stops after ``patience`` rounds without improvement, or when
     the measured error is within twice its own split-half noise (cancelling
-    noise would only add it to the decoders: use more or longer runs).
+    noise would only add it to the decoders: use more or longer runs). With
+    ``noise="remainder"`` a round is better when the larger of its drift and
+    diffusion errors, each relative to the uncalibrated network's, is
+    smaller (a round that buys diffusion with drift is not kept), and all
+    rounds measure at one lag: the one ``verify`` would choose on the
+    target's attractor.
 
     Parameters
     ----------
@@ -521,9 +526,16 @@ def calibrate_spiking(model, sde, *, rounds=6, duration=1.0, trials=128, dt=None
         traj = Trajectory(t=traj.t[k:] - traj.t[k], z=traj.z[:, k:], dt=traj.dt, meta=traj.meta)
         entry = {"round": r, "mean_rate_hz": traj.meta.get("mean_rate_hz")}
         if noisy:
-            res, (err, noise_err), (cov_err, cov_noise) = _noisy_errors(current, sde, traj, z_eval, deg, rng, u0)
-            entry.update(diffusion_error=cov_err, diffusion_split_half_noise=cov_noise, lag=res.delta)
-            score, settled = err + cov_err, err < 2 * noise_err and cov_err < 2 * cov_noise
+            res, (err, noise_err), (cov_err, cov_noise) = _noisy_errors(current, sde, traj, z_eval, deg, rng, u0,
+                                                                        window)
+            entry.update(diffusion_error=cov_err, diffusion_split_half_noise=cov_noise, lag=res.delta,
+                         verify_lag=res.verify_delta)
+            if not history:
+                first = (max(err, 1e-12), max(cov_err, 1e-12))
+            # the worse of the two errors relative to the uncalibrated network's: a round that buys
+            # diffusion with drift (or the reverse) is not better
+            score = max(err / first[0], cov_err / first[1])
+            settled = err < 2 * noise_err and cov_err < 2 * cov_noise
         else:
             res = drift_residual(current, sde, traj, degree)
             err = systematic_drift_error(current, sde, res, z_eval, u0)

@@ -51,6 +51,8 @@ class LagResidual:
     delta : float
         The lag (SDE units).
     n_increments : int
+    verify_delta : float
+        The lag ``verify`` would choose on this run (when ``delta`` was given, they may differ).
     box : tuple of ndarray (d,)
         Per-coordinate 0.5 and 99.5 percentiles of the start states: states
         outside are evaluated at the box's edge (no extrapolation).
@@ -76,7 +78,7 @@ class LagResidual:
         return 0.5 * (q + np.swapaxes(q, 1, 2))
 
 
-def lag_residual(model, sde, traj, degree, rng, draws=16):
+def lag_residual(model, sde, traj, degree, rng, draws=16, delta=None):
     """Measure the network's drift and diffusion error in a (noisy) run at the verifier's lag.
 
     Parameters
@@ -92,6 +94,9 @@ def lag_residual(model, sde, traj, degree, rng, draws=16):
     rng : numpy.random.Generator
     draws : int
         Target propagations per start state.
+    delta : float, optional
+        The lag (SDE units, rounded to the recording grid); default the one
+        ``verify`` would choose for ``traj`` (:func:`ddm_neuro.verify.checks.choose_lag`).
 
     Returns
     -------
@@ -102,7 +107,8 @@ def lag_residual(model, sde, traj, degree, rng, draws=16):
     from .verify.increments import increment_pairs
 
     d = model.dim
-    delta, k = checks.choose_lag(sde, traj, None, None, rng)
+    auto = checks.choose_lag(sde, traj, None, None, rng)  # what verify would choose on this run
+    delta, k = auto if delta is None else checks.choose_lag(sde, traj, delta)
     signal = _signal(model, traj)
     u0 = None if signal is None else signal.values[0]
     visited = traj.z.reshape(-1, d)[::max(1, traj.z.shape[1] * traj.trials // 2000)]
@@ -127,7 +133,9 @@ def lag_residual(model, sde, traj, degree, rng, draws=16):
     qy = q / delta / (s[:, None] * s[None, :]) / T                   # as target_latent_cov
     coef = np.linalg.lstsq(P, np.concatenate([e, qy.reshape(len(P), -1)], axis=1), rcond=None)[0]
     box = (np.percentile(starts, 0.5, axis=0), np.percentile(starts, 99.5, axis=0))
-    return LagResidual(basis, coef[:, :d], coef[:, d:], delta, len(P), box)
+    out = LagResidual(basis, coef[:, :d], coef[:, d:], delta, len(P), box)
+    out.verify_delta = auto[0]
+    return out
 
 
 def _signal(model, traj):
