@@ -5,6 +5,7 @@ import subprocess
 import sys
 import textwrap
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -396,3 +397,24 @@ def test_huge_constant_power_does_not_hang():
         subprocess.run([sys.executable, "-c", code], timeout=4, check=False, capture_output=True)
     except subprocess.TimeoutExpired:
         pytest.fail("parsing '9**9**9' did not finish within 4 s")
+
+
+def test_example_specs_load_and_the_toggle_switch_is_bistable():
+    from scipy.optimize import fsolve
+
+    root = Path(__file__).parent.parent / "examples"
+    specs = sorted(root.glob("*.toml"))
+    assert {p.name for p in specs} >= {"fitzhugh_nagumo.toml", "toggle_switch.toml"}
+    for p in specs:
+        sde = load_spec(p)
+        z = np.array([[np.mean(sde.domain[v]) for v in sde.variables]])
+        u = np.zeros((1, sde.n_inputs)) if sde.n_inputs else None
+        assert np.isfinite(sde.drift(z, u)).all() and np.isfinite(sde.diffusion_cov(z)).all(), p.name
+    sde = load_spec(root / "toggle_switch.toml")
+    f = lambda z: sde.drift(np.atleast_2d(z))[0]  # noqa: E731
+    stable = []
+    for guess in ([3.0, 0.3], [0.3, 3.0], [1.2, 1.2]):
+        z = fsolve(f, guess)
+        assert np.allclose(f(z), 0, atol=1e-9)
+        stable.append(np.all(np.linalg.eigvals(sde.jacobian(z[None])[0]).real < 0))
+    assert stable == [True, True, False]  # two stable states, a saddle between them
