@@ -370,6 +370,32 @@ def _summed_cov(offsets):
     return lambda z: sum(w * res.cov(z) for w, res in offsets)
 
 
+def fixed_point_states(sde, z_vis, rng, u0=None, starts=64, spread=0.15, n=4000):
+    """States scattered around the target's fixed points within its visited region.
+
+    Fixed points are found by root-finding from ``starts`` visited states and
+    kept when they lie inside the visited bounding box (duplicates merged);
+    around each, Gaussian offsets with ``spread`` times the visited states'
+    per-coordinate std. Returns (M, d), empty if none was found.
+    """
+    from scipy.optimize import root
+
+    lo, hi, sd = z_vis.min(0), z_vis.max(0), z_vis.std(0)
+    uu = None if u0 is None else np.asarray(u0, dtype=np.float64)[None]
+    found = []
+    for z0 in z_vis[rng.choice(len(z_vis), min(starts, len(z_vis)), replace=False)]:
+        sol = root(lambda z: sde.drift(z[None], uu)[0], z0,
+                   jac=lambda z: sde.jacobian(z[None], uu)[0], method="hybr")
+        z = sol.x
+        if (sol.success and np.all((z >= lo) & (z <= hi))
+                and not any(np.all(np.abs(z - f) < 1e-3 * sd) for f in found)):
+            found.append(z)
+    if not found:
+        return np.zeros((0, z_vis.shape[1]))
+    centres = np.array(found)[rng.integers(len(found), size=n)]
+    return centres + rng.normal(size=centres.shape) * spread * sd
+
+
 def _constant_input(model, u):
     """``(u0, signal)``: the calibration's constant input (k,) and its InputSignal; ``(None, None)`` without inputs."""
     if not model.n_inputs:
@@ -399,7 +425,7 @@ def _attractor(sde, rng, signal):
 
 def calibrate_spiking(model, sde, *, rounds=6, duration=1.0, trials=128, dt=None, noise="none",
                       coupling="factored", seed=0, degree=None, damping=1.0, patience=2, n_train=20000,
-                      backend="torch", u=None, progress=False):
+                      backend="torch", u=None, near_fixed_points=0.0, progress=False):
     """Calibrate a LIF model's spiking network in the loop: cancel its measured drift (and diffusion) error.
 
     Each round simulates the current spiking network in many short runs
@@ -472,6 +498,12 @@ def calibrate_spiking(model, sde, *, rounds=6, duration=1.0, trials=128, dt=None
         zero); the target's attractor and drift are taken at it. The
         correction is measured there and applied at all inputs: calibrate at
         the input the network is meant to run at.
+    near_fixed_points : float
+        Share of each round's runs started near the target's fixed points
+        (:func:`fixed_point_states`) instead of on its attractor. A chaotic
+        attractor never visits the holes around its unstable fixed points
+        (Lorenz's C+-), so neither do runs started on it, and an error there
+        goes unmeasured; yet that is where a spiking Lorenz collapses.
     Returns
     -------
     LatentRNN
@@ -492,6 +524,8 @@ def calibrate_spiking(model, sde, *, rounds=6, duration=1.0, trials=128, dt=None
         raise DDMError(f"rounds and patience must be >= 1 (got {rounds}, {patience})")
     if not 0 < damping <= 1:
         raise DDMError(f"damping must be in (0, 1] (got {damping})")
+    if not 0 <= near_fixed_points < 1:
+        raise DDMError(f"near_fixed_points is a share of the runs, in [0, 1) (got {near_fixed_points})")
     if int(trials) < 4:
         raise DDMError(f"trials must be >= 4 (the error's split-half noise needs them; got {trials})")
     lam = float(model.meta.get("fit", {}).get("ridge_lambda") or 0.0)
@@ -515,11 +549,17 @@ def calibrate_spiking(model, sde, *, rounds=6, duration=1.0, trials=128, dt=None
                        f"{4 * n_basis}; use trials >= {need} or a longer duration")
     z_eval = z_vis[rng.choice(len(z_vis), min(5000, len(z_vis)), replace=False)]
     skip_t = 2 * model.tau / model.time_scale
+    n_near, near = 0, None
+    if near_fixed_points > 0:
+        near = fixed_point_states(sde, z_vis, rng, u0)
+        n_near = int(round(float(near_fixed_points) * int(trials))) if len(near) else 0
     history, best, stop, offsets = [], None, None, []
     current, z_train, u_train = model, None, None
     bar = tqdm(total=int(rounds), desc="calibrate spiking", disable=not progress)
     for r in range(int(rounds)):
         starts = z_vis[rng.choice(len(z_vis), int(trials))]
+        if n_near:
+            starts[:n_near] = near[rng.choice(len(near), n_near)]
         traj = run(current, duration + skip_t, trials=int(trials), seed=int(rng.integers(2 ** 31)), u=signal,
                    mode="spiking", progress=False, z0=starts, dt=dt, noise=noise, coupling=coupling)
         k = int(np.searchsorted(traj.t, skip_t - 1e-12))
@@ -567,7 +607,8 @@ def calibrate_spiking(model, sde, *, rounds=6, duration=1.0, trials=128, dt=None
     out.meta["spiking_calibration"] = {
         "method": "drift cancellation", "simulator": backend, "dt": dt, "noise": noise, "coupling": coupling,
         "duration": duration, "trials": int(trials), "rounds": history, "best_round": best[2],
-        "degree": degree, "damping": damping, "seed": seed, "input": None if u0 is None else u0.tolist(), "stopped": stop or "rounds done",
+        "degree": degree, "damping": damping, "seed": seed, "input": None if u0 is None else u0.tolist(),
+        "near_fixed_points": float(near_fixed_points), "stopped": stop or "rounds done",
         "systematic_drift_error": history[best[2]]["systematic_drift_error"],
         "systematic_drift_error_uncalibrated": history[0]["systematic_drift_error"],
         "estimator": "lag residual against the propagated target" if noisy else "windowed, noise-free",

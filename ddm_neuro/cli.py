@@ -148,7 +148,7 @@ def cmd_calibrate(args):
         u = signal.values[0]
     out = calibrate_spiking(model, sde, rounds=args.rounds, duration=args.duration, trials=args.trials,
                             noise=noise, damping=args.damping, seed=args.seed, backend=args.backend, u=u,
-                            progress=not args.quiet)
+                            near_fixed_points=args.near_fixed_points, progress=not args.quiet)
     info = out.meta["spiking_calibration"]
     out.save(args.output, force=args.force)
     print(f"calibrated {args.model} as a spiking network ({args.backend}, {info['trials']} runs x {info['duration']:g} "
@@ -374,6 +374,10 @@ def build_parser():
                         "(deterministic targets). remainder: the model's noise on; drift and diffusion measured at "
                         "the verifier's lag against the target propagated from the same states, and both corrected "
                         "(stochastic targets: the noisy network's drift differs from its noise-free one)")
+    s.add_argument("--near-fixed-points", type=float, default=0.0, metavar="SHARE",
+                   help="share of the runs started near the target's fixed points instead of on its attractor "
+                        "(chaotic targets: the holes around unstable fixed points, where a spiking Lorenz "
+                        "collapses, are otherwise never measured; default 0)")
     s.add_argument("--input", help="constant input of the calibration runs, NAME=VALUE (';' between inputs; "
                                    "default 0): calibrate at the input the network will run at")
     s.add_argument("--seed", type=_seed, default=0)
