@@ -56,6 +56,9 @@ class LagResidual:
     box : tuple of ndarray (d,)
         Per-coordinate 0.5 and 99.5 percentiles of the start states: states
         outside are evaluated at the box's edge (no extrapolation).
+    tree, reach :
+        The measured states (standardised) and how far from them the fits
+        count; farther away both errors read zero (:meth:`supported`).
     """
 
     def __init__(self, basis, drift_coef, cov_coef, delta, n_increments, box):
@@ -67,14 +70,21 @@ class LagResidual:
         # extrapolated (the decoders are re-solved on states with margins beyond the visited ones)
         return self.basis(np.clip(z, *self.box))
 
+    def supported(self, z):
+        """True where ``z`` lies near measured states (within :attr:`reach`, standardised)."""
+        if self.tree is None:
+            return np.ones(len(np.atleast_2d(z)), dtype=bool)
+        dist, _ = self.tree.query((np.atleast_2d(z) - self.basis.mean) / self.basis.scale)
+        return dist <= self.reach
+
     def __call__(self, z):
-        """Drift error ``e(z)`` (``y`` units), as :class:`~ddm_neuro.calibrate.DriftResidual`."""
-        return self._psi(z) @ self.drift_coef
+        """Drift error ``e(z)`` (``y`` units), zero away from the measured states."""
+        return (self._psi(z) @ self.drift_coef) * self.supported(z)[:, None]
 
     def cov(self, z):
-        """Covariance error at ``z``: (M, d, d), symmetric, ``y`` units per network second."""
+        """Covariance error at ``z``: (M, d, d), symmetric, ``y`` units per network second; zero away from data."""
         d = self.drift_coef.shape[1]
-        q = (self._psi(z) @ self.cov_coef).reshape(-1, d, d)
+        q = (self._psi(z) @ self.cov_coef).reshape(-1, d, d) * self.supported(z)[:, None, None]
         return 0.5 * (q + np.swapaxes(q, 1, 2))
 
 
@@ -135,7 +145,23 @@ def lag_residual(model, sde, traj, degree, rng, draws=16, delta=None):
     box = (np.percentile(starts, 0.5, axis=0), np.percentile(starts, 99.5, axis=0))
     out = LagResidual(basis, coef[:, :d], coef[:, d:], delta, len(P), box)
     out.verify_delta = auto[0]
+    out.tree, out.reach = _support(starts, basis, rng)
     return out
+
+
+def _support(starts, basis, rng, n=5000):
+    """KD-tree of (a sample of) the measured states, standardised, and the reach: 3x their 95th NN distance.
+
+    Inside the bounding box a polynomial is still unconstrained where no state was
+    measured (the corners between a bistable system's wells, the holes of a
+    chaotic attractor); there the correction is set to zero rather than guessed.
+    """
+    from scipy.spatial import cKDTree
+
+    pts = (starts[rng.choice(len(starts), min(n, len(starts)), replace=False)] - basis.mean) / basis.scale
+    tree = cKDTree(pts)
+    nn = tree.query(pts, k=2)[0][:, 1]
+    return tree, 3.0 * float(np.percentile(nn, 95))
 
 
 def _signal(model, traj):

@@ -36,9 +36,10 @@ def _measured(model, sde, traj, z):
 
 def test_lag_residual_finds_a_known_drift_and_diffusion_error_and_none_in_the_target(setup):
     sde, model = setup
-    z = np.random.default_rng(2).normal(size=(400, 2))
     runs = {name: simulate_sde(s, 400.0, trials=8, seed=4, record_dt=0.02)
             for name, s in (("null", sde), ("off", get_system("ou", k=1.5, sigma=1.2)))}
+    pool = runs["off"].z.reshape(-1, 2)                    # where both runs measured (the fits are zero elsewhere)
+    z = pool[np.random.default_rng(2).choice(len(pool), 400, replace=False)]
     _, df0, dC0 = _measured(model, sde, runs["null"], z)
     res, df1, dC1 = _measured(model, sde, runs["off"], z)
     D = res.delta
@@ -51,3 +52,5 @@ def test_lag_residual_finds_a_known_drift_and_diffusion_error_and_none_in_the_ta
     assert np.sqrt(((dC1 - true_c * np.eye(2)) ** 2).mean()) < 3 * noise_C
     rel = relative_cov_error(model, sde, res.cov, z)              # relative to the target's I
     assert abs(rel - true_c) < 3 * noise_C
+    far = np.array([[6.0, 0.0], [0.0, -6.0]])               # no state measured out there
+    assert not res.supported(far).any() and np.all(res(far) == 0) and np.all(res.cov(far) == 0)
