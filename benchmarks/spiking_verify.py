@@ -11,7 +11,7 @@ the switching-time distribution against a target run of the same length
 
     OMP_NUM_THREADS=1 python benchmarks/spiking_verify.py [--systems ou_rot,double_well] [--backends torch,brian2-cpp] [--quick]
         [--n N] [--spiking | --spike-budget B] [--spike-drift-cap C] [--ratio R] [--save-model DIR | --model DIR]
-        [--calibrate TRIALSxDURATION [--cal-rounds R]]
+        [--calibrate TRIALSxDURATION [--cal-rounds R] [--cal-backend B]]
 
 ``--spiking`` / ``--spike-budget`` fit with the spiking-aware ridge lambda
 (:attr:`ddm_neuro.fit.FitConfig.spike_budget`); ``--n`` overrides each case's N.
@@ -87,7 +87,8 @@ def calibrate_noisy(model, sde, u, spec, rounds, backend="torch"):
 
 
 def run_case(name, backends, quick=False, fano="regular", ridge_factor=1.0, n_neurons=None, spike_budget=None,
-             spike_drift_cap=None, save_dir=None, load_dir=None, ratio=None, calibrate=None, cal_rounds=4):
+             spike_drift_cap=None, save_dir=None, load_dir=None, ratio=None, calibrate=None, cal_rounds=4,
+             cal_backend="torch"):
     make, n, trials, duration, u = CASES[name]
     if quick:
         n, trials, duration = min(n, 300), 4, duration / 10
@@ -108,7 +109,7 @@ def run_case(name, backends, quick=False, fano="regular", ridge_factor=1.0, n_ne
     else:
         model = fit(sde, n_neurons=n, neuron="lif", seed=0, progress=False, **extra)
     if calibrate:
-        model = calibrate_noisy(model, sde, u, calibrate, cal_rounds)
+        model = calibrate_noisy(model, sde, u, calibrate, cal_rounds, cal_backend)
     if save_dir:
         Path(save_dir).mkdir(parents=True, exist_ok=True)
         model.save(Path(save_dir) / f"{name}.ddm", force=True)
@@ -183,13 +184,15 @@ def main(argv=None):
                     help="calibrate each model with its noise on before verifying (calibrate --noise remainder, "
                          "torch), e.g. 32x125")
     ap.add_argument("--cal-rounds", type=int, default=4, help="most calibration rounds (default 4)")
+    ap.add_argument("--cal-backend", default="torch", help="simulator of the calibration runs (default torch)")
     args = ap.parse_args(argv)
     budget = args.spike_budget if args.spike_budget is not None else (0.02 if args.spiking else None)
     os.environ.setdefault("DDM_NEURO_CACHE", tempfile.mkdtemp(prefix="ddm_cache_"))
     backends = args.backends.split(",")
     fano = args.fano if args.fano == "regular" else float(args.fano)
     results = {name: run_case(name, backends, args.quick, fano, args.ridge_factor, args.n, budget, args.spike_drift_cap,
-                              args.save_model, args.model, args.ratio, args.calibrate, args.cal_rounds)
+                              args.save_model, args.model, args.ratio, args.calibrate, args.cal_rounds,
+                              args.cal_backend)
                for name in args.systems.split(",")}
     print("\nsummary: " + ", ".join(f"{k}: " + "/".join("pass" if v[b] else "FAIL" for b in backends)
                                     for k, v in results.items()) + f"  ({'/'.join(backends)})")
