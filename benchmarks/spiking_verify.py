@@ -181,8 +181,8 @@ def main(argv=None):
     ap.add_argument("--save-model", default=None, metavar="DIR", help="write each fitted model to DIR/<system>.ddm")
     ap.add_argument("--model", default=None, metavar="DIR", help="read the models from DIR/<system>.ddm, no fit")
     ap.add_argument("--calibrate", default=None, metavar="TRIALSxDURATION",
-                    help="calibrate each model with its noise on before verifying (calibrate --noise remainder, "
-                         "torch), e.g. 32x125")
+                    help="calibrate each model with its noise on before verifying (calibrate --noise remainder, in "
+                         "the --cal-backend simulator), e.g. 32x125")
     ap.add_argument("--cal-rounds", type=int, default=4, help="most calibration rounds (default 4)")
     ap.add_argument("--cal-backend", default="torch", help="simulator of the calibration runs (default torch)")
     args = ap.parse_args(argv)
