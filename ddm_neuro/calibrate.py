@@ -65,6 +65,7 @@ from .lagresidual import lag_residual, relative_cov_error
 from .noisefit import fit_noise_for, target_latent_cov
 from .sampling import training_states, visited_states
 from .verify.basis import PolyBasis
+from .verify.checks import C_DELTA
 
 
 def default_degree(d):
@@ -188,13 +189,17 @@ def systematic_drift_error(model, sde, residual, z, u=None):
     return float(math.sqrt((err ** 2).sum(1).mean() / (f ** 2).sum(1).mean()))
 
 
-def split_half_noise(model, sde, traj, z, degree=None, u=None):
-    """Noise of :func:`systematic_drift_error` for a run: the error between its two halves' trials, halved."""
+def _trial_halves(traj):
+    """The run's first and second half of trials, as two Trajectories (for split-half noise)."""
     from .trajectory import Trajectory
 
     h = traj.trials // 2
-    halves = [drift_residual(model, sde, Trajectory(t=traj.t, z=zz, dt=traj.dt, meta=traj.meta), degree)
-              for zz in (traj.z[:h], traj.z[h:])]
+    return [Trajectory(t=traj.t, z=zz, dt=traj.dt, meta=traj.meta) for zz in (traj.z[:h], traj.z[h:])]
+
+
+def split_half_noise(model, sde, traj, z, degree=None, u=None):
+    """Noise of :func:`systematic_drift_error` for a run: the error between its two halves' trials, halved."""
+    halves = [drift_residual(model, sde, half, degree) for half in _trial_halves(traj)]
     return systematic_drift_error(model, sde, lambda q: (halves[0](q) - halves[1](q)) / 2, z, u)
 
 
@@ -351,12 +356,8 @@ def refit_decoders(model, sde, z, u, lam, rate=None):
 
 def _noisy_errors(model, sde, traj, z_eval, degree, rng, u=None, delta=None):
     """Lag residual of a noisy run, its drift and covariance errors, each with its split-half noise."""
-    from .trajectory import Trajectory
-
     res = lag_residual(model, sde, traj, degree, rng, delta=delta)
-    h = traj.trials // 2
-    halves = [lag_residual(model, sde, Trajectory(t=traj.t, z=zz, dt=traj.dt, meta=traj.meta), degree, rng,
-                           delta=delta) for zz in (traj.z[:h], traj.z[h:])]
+    halves = [lag_residual(model, sde, half, degree, rng, delta=delta) for half in _trial_halves(traj)]
     diff_drift = lambda q: (halves[0](q) - halves[1](q)) / 2  # noqa: E731
     diff_cov = lambda q: (halves[0].cov(q) - halves[1].cov(q)) / 2  # noqa: E731
     drift = (systematic_drift_error(model, sde, res, z_eval, u),
@@ -537,7 +538,8 @@ def calibrate_spiking(model, sde, *, rounds=6, duration=1.0, trials=128, dt=None
     rng = np.random.default_rng(seed)
     z_vis = _attractor(sde, rng, signal)
     if noisy:  # increments at about the verifier's lag (lagresidual)
-        window, what = 0.1 / max(sde.characteristic_rate(z_vis[:2000], u0), 1e-6), "increments at the verifier's lag"
+        window = C_DELTA / max(sde.characteristic_rate(z_vis[:2000], u0), 1e-6)  # as verify's choose_lag
+        what = "increments at the verifier's lag"
     else:
         window, what = 2 * model.tau / model.time_scale, "windows of 2 tau"  # SDE units, as default_lag
     n_basis = math.comb(model.dim + deg, model.dim)

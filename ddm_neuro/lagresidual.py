@@ -61,9 +61,10 @@ class LagResidual:
         count; farther away both errors read zero (:meth:`supported`).
     """
 
-    def __init__(self, basis, drift_coef, cov_coef, delta, n_increments, box):
+    def __init__(self, basis, drift_coef, cov_coef, delta, verify_delta, n_increments, box, tree, reach):
         self.basis, self.drift_coef, self.cov_coef = basis, drift_coef, cov_coef
-        self.delta, self.n_increments, self.box = delta, n_increments, box
+        self.delta, self.verify_delta, self.n_increments = delta, verify_delta, n_increments
+        self.box, self.tree, self.reach = box, tree, reach
 
     def _psi(self, z):
         # held at the edge of the measured region: a polynomial fitted to noisy residuals must not be
@@ -72,8 +73,6 @@ class LagResidual:
 
     def supported(self, z):
         """True where ``z`` lies near measured states (within :attr:`reach`, standardised)."""
-        if self.tree is None:
-            return np.ones(len(np.atleast_2d(z)), dtype=bool)
         dist, _ = self.tree.query((np.atleast_2d(z) - self.basis.mean) / self.basis.scale)
         return dist <= self.reach
 
@@ -119,7 +118,7 @@ def lag_residual(model, sde, traj, degree, rng, draws=16, delta=None):
     d = model.dim
     auto = checks.choose_lag(sde, traj, None, None, rng)  # what verify would choose on this run
     delta, k = auto if delta is None else checks.choose_lag(sde, traj, delta)
-    signal = _signal(model, traj)
+    signal = _signal(sde, traj)
     u0 = None if signal is None else signal.values[0]
     visited = traj.z.reshape(-1, d)[::max(1, traj.z.shape[1] * traj.trials // 2000)]
     rate = max(sde.characteristic_rate(visited, u0), 1e-6)
@@ -143,10 +142,7 @@ def lag_residual(model, sde, traj, degree, rng, draws=16, delta=None):
     qy = q / delta / (s[:, None] * s[None, :]) / T                   # as target_latent_cov
     coef = np.linalg.lstsq(P, np.concatenate([e, qy.reshape(len(P), -1)], axis=1), rcond=None)[0]
     box = (np.percentile(starts, 0.5, axis=0), np.percentile(starts, 99.5, axis=0))
-    out = LagResidual(basis, coef[:, :d], coef[:, d:], delta, len(P), box)
-    out.verify_delta = auto[0]
-    out.tree, out.reach = _support(starts, basis, rng)
-    return out
+    return LagResidual(basis, coef[:, :d], coef[:, d:], delta, auto[0], len(P), box, *_support(starts, basis, rng))
 
 
 def _support(starts, basis, rng, n=5000):
@@ -164,14 +160,13 @@ def _support(starts, basis, rng, n=5000):
     return tree, 3.0 * float(np.percentile(nn, 95))
 
 
-def _signal(model, traj):
-    """The run's recorded input signal (zero if it recorded none), or None for a model without inputs."""
-    if not model.n_inputs:
-        return None
+def _signal(sde, traj):
+    """The run's recorded input signal (zero if it recorded none), or None for a target without inputs."""
     from .inputs import InputSignal
+    from .sdeint import as_input_signal
 
     spec = traj.meta.get("input")
-    return InputSignal.from_dict(spec) if spec else InputSignal.constant(np.zeros(model.n_inputs))
+    return as_input_signal(sde, InputSignal.from_dict(spec) if spec and sde.n_inputs else None)
 
 
 def relative_cov_error(model, sde, cov_error, z):
