@@ -374,27 +374,18 @@ def _summed_cov(offsets):
 def fixed_point_states(sde, z_vis, rng, u0=None, starts=64, spread=0.15, n=4000):
     """States scattered around the target's fixed points within its visited region.
 
-    Fixed points are found by root-finding from ``starts`` visited states and
-    kept when they lie inside the visited bounding box (duplicates merged);
-    around each, Gaussian offsets with ``spread`` times the visited states'
+    Fixed points from :func:`ddm_neuro.foci.fixed_points` (root-finding from
+    ``starts`` visited states, kept inside the visited bounding box); around
+    each, Gaussian offsets with ``spread`` times the visited states'
     per-coordinate std. Returns (M, d), empty if none was found.
     """
-    from scipy.optimize import root
+    from .foci import fixed_points
 
-    lo, hi, sd = z_vis.min(0), z_vis.max(0), z_vis.std(0)
-    uu = None if u0 is None else np.asarray(u0, dtype=np.float64)[None]
-    found = []
-    for z0 in z_vis[rng.choice(len(z_vis), min(starts, len(z_vis)), replace=False)]:
-        sol = root(lambda z: sde.drift(z[None], uu)[0], z0,
-                   jac=lambda z: sde.jacobian(z[None], uu)[0], method="hybr")
-        z = sol.x
-        if (sol.success and np.all((z >= lo) & (z <= hi))
-                and not any(np.all(np.abs(z - f) < 1e-3 * sd) for f in found)):
-            found.append(z)
-    if not found:
+    found = fixed_points(sde, z_vis, rng, u0, starts)
+    if not len(found):
         return np.zeros((0, z_vis.shape[1]))
-    centres = np.array(found)[rng.integers(len(found), size=n)]
-    return centres + rng.normal(size=centres.shape) * spread * sd
+    centres = found[rng.integers(len(found), size=n)]
+    return centres + rng.normal(size=centres.shape) * spread * z_vis.std(0)
 
 
 def _constant_input(model, u):

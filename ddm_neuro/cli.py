@@ -130,12 +130,44 @@ def cmd_convert(args):
     return 0
 
 
+def _print_drift_calibration(args, info, noise):
+    print(f"calibrated {args.model} as a spiking network ({args.backend}, {info['trials']} runs x {info['duration']:g} "
+          f"time units per round, noise {noise}):")
+    for r in info["rounds"]:
+        diff = (f"; diffusion error {100 * r['diffusion_error']:.2f} % ({100 * r['diffusion_split_half_noise']:.2f} %)"
+                if "diffusion_error" in r else "")
+        print(f"  round {r['round']}: systematic drift error on the attractor {100 * r['systematic_drift_error']:.2f} % "
+              f"(split-half noise {100 * r['split_half_noise']:.2f} %){diff}")
+    print(f"kept round {info['best_round']} (stopped: {info['stopped']})")
+    best = info["rounds"][info["best_round"]]
+    if best["split_half_noise"] > 0.5 * best["systematic_drift_error"]:
+        print("note: the measured error is mostly estimation noise; more --trials or a longer --duration "
+              "measure it better", file=sys.stderr)
+
+
+def _print_foci_calibration(info):
+    print(f"unstable foci ({info['simulator']}, {info['trials']} runs each from radii {info['start_radii'][0]:.3g}-"
+          f"{info['start_radii'][1]:.3g}, leaving at {info['escape_radius']:.3g} within {info['duration']:.3g} time units):")
+    for f in info["foci"]:
+        centre = ", ".join(f"{c:.4g}" for c in f["centre"])
+        slowest = lambda t: max(t) if all(map(math.isfinite, t)) else math.inf  # noqa: E731
+        steps = "; ".join(f"kappa {s['kappa']:.3g}: {sum(map(math.isfinite, s['escape']))}/{len(s['escape'])} left "
+                          f"(slowest {slowest(s['escape']):.3g})" for s in f["steps"])
+        print(f"  focus ({centre}), growth {f['growth']:.3g}, target's slowest escape {max(f['target_escape']):.3g}: "
+              f"{steps}")
+        if not f["escaped"]:
+            print(f"  warning: runs still stay near the focus ({centre}) at kappa {f['kappa']:.3g}: the network "
+                  "can collapse there", file=sys.stderr)
+
+
 def cmd_calibrate(args):
     from .calibrate import calibrate_spiking
     from .fileio import check_output
     from .inputs import parse_input_option
     from .network import LatentRNN
 
+    if args.rounds == 0 and not args.foci:
+        raise DDMError("--rounds 0 skips the drift calibration: give --foci, or at least one round")
     check_output(args.output, args.force)
     model = LatentRNN.load(args.model)
     sde = model.sde()
@@ -146,23 +178,22 @@ def cmd_calibrate(args):
         if len(signal.times) > 1:
             raise DDMError("--input: calibration takes a constant input (NAME=VALUE), not steps")
         u = signal.values[0]
-    out = calibrate_spiking(model, sde, rounds=args.rounds, duration=args.duration, trials=args.trials,
-                            noise=noise, damping=args.damping, seed=args.seed, backend=args.backend, u=u,
-                            near_fixed_points=args.near_fixed_points, progress=not args.quiet)
-    info = out.meta["spiking_calibration"]
+    out = model
+    if args.rounds:
+        out = calibrate_spiking(model, sde, rounds=args.rounds, duration=args.duration, trials=args.trials,
+                                noise=noise, damping=args.damping, seed=args.seed, backend=args.backend, u=u,
+                                near_fixed_points=args.near_fixed_points, progress=not args.quiet)
+    if args.foci:
+        from .foci import calibrate_foci
+
+        out = calibrate_foci(out, sde, backend=args.backend, trials=args.foci_trials, seed=args.seed, u=u,
+                             progress=not args.quiet)
     out.save(args.output, force=args.force)
-    print(f"calibrated {args.model} as a spiking network ({args.backend}, {info['trials']} runs x {info['duration']:g} "
-          f"time units per round, noise {noise}):")
-    for r in info["rounds"]:
-        diff = (f"; diffusion error {100 * r['diffusion_error']:.2f} % ({100 * r['diffusion_split_half_noise']:.2f} %)"
-                if "diffusion_error" in r else "")
-        print(f"  round {r['round']}: systematic drift error on the attractor {100 * r['systematic_drift_error']:.2f} % "
-              f"(split-half noise {100 * r['split_half_noise']:.2f} %){diff}")
-    print(f"kept round {info['best_round']} (stopped: {info['stopped']}); wrote {args.output}")
-    best = info["rounds"][info["best_round"]]
-    if best["split_half_noise"] > 0.5 * best["systematic_drift_error"]:
-        print("note: the measured error is mostly estimation noise; more --trials or a longer --duration "
-              "measure it better", file=sys.stderr)
+    if args.rounds:
+        _print_drift_calibration(args, out.meta["spiking_calibration"], noise)
+    if args.foci:
+        _print_foci_calibration(out.meta["foci_calibration"])
+    print(f"wrote {args.output}")
     return 0
 
 
@@ -365,7 +396,8 @@ def build_parser():
     s.add_argument("--backend", default="torch",
                    help="spiking simulator of the calibration runs: torch (default), brian2, brian2-cpp; use the "
                         "one the model will run on (the correction is specific to it)")
-    s.add_argument("--rounds", type=_positive(int), default=6, help="most simulate-measure-refit rounds (default 6)")
+    s.add_argument("--rounds", type=_seed, default=6,
+                   help="most simulate-measure-refit rounds (default 6; 0 with --foci: only the foci calibration)")
     s.add_argument("--trials", type=_positive(int), default=128, help="short runs per round (default 128)")
     s.add_argument("--duration", type=_positive(float), default=1.0, help="SDE time units per run (default 1)")
     s.add_argument("--damping", type=float, default=1.0, help="share of each measured error cancelled (0-1]")
@@ -378,6 +410,11 @@ def build_parser():
                    help="share of the runs started near the target's fixed points instead of on its attractor "
                         "(chaotic targets: the holes around unstable fixed points, where a spiking Lorenz "
                         "collapses, are otherwise never measured; default 0)")
+    s.add_argument("--foci", action="store_true",
+                   help="then make runs started near each unstable focus of the target (a fixed point with a "
+                        "growing spiral, e.g. Lorenz's C+-) leave it no later than the target's, raising the "
+                        "spiral's growth there where they do not (a spiking Lorenz otherwise can collapse there)")
+    s.add_argument("--foci-trials", type=_positive(int), default=8, help="runs per focus and step (default 8)")
     s.add_argument("--input", help="constant input of the calibration runs, NAME=VALUE (';' between inputs; "
                                    "default 0): calibrate at the input the network will run at")
     s.add_argument("--seed", type=_seed, default=0)

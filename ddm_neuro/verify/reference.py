@@ -30,7 +30,7 @@ def _noise_fn(sde, rng, sq):
 
 
 def _stepper(sde, rng, h, scheme):
-    """Return ``step(z, u) -> z'`` for one step of length ``h`` (input ``u`` held over the step,
+    r"""Return ``step(z, u) -> z'`` for one step of length ``h`` (input ``u`` held over the step,
     as the piecewise-constant inputs are).
 
     ``"euler"``: Euler–Maruyama. ``"heun"``: for additive noise the weak order-2
