@@ -28,6 +28,12 @@ same metrics.
 
     OMP_NUM_THREADS=1 python benchmarks/spiking_lorenz.py [--n 2000] [--runs 20] [--duration 100] [--nengo]
     OMP_NUM_THREADS=1 python benchmarks/spiking_lorenz.py --brian2 lorenz_spiking_calibrated.ddm
+    OMP_NUM_THREADS=1 python benchmarks/spiking_lorenz.py --model MODEL --foci   # escape from C+- (ddm_neuro.foci)
+
+``--foci`` adds the escape calibration (:func:`ddm_neuro.foci.calibrate_foci`): runs started in the
+holes around C+- must leave them no later than the target's; where they do not, the spiral's growth
+there is pushed up. The result is written next to ``--save`` (``*_foci.ddm``) and reported again.
+The Brian2 stage also measures the noise-free drift error on the attractor in Brian2 (``--b2-drift-trials``).
 """
 import argparse
 import time
@@ -37,6 +43,8 @@ import torch
 
 from ddm_neuro.calibrate import calibrate_spiking, drift_residual, split_half_noise, systematic_drift_error
 from ddm_neuro.fit import fit
+from ddm_neuro.foci import calibrate_foci
+from ddm_neuro.network import LatentRNN
 from ddm_neuro.sampling import visited_states
 from ddm_neuro.sdeint import simulate_sde
 from ddm_neuro.simulate import simulate_network
@@ -70,6 +78,14 @@ def growth(traj, lam, v):
         ok = env < 6
         out.append(np.polyfit(t[ok], np.log(env[ok]), 1)[0] if ok.sum() > 3 else np.nan)
     return np.array(out)
+
+
+def escape(traj, lam, v, radius=6.0):
+    """Per trial: first time the spiral's amplitude around C+ reaches ``radius`` (inf if never)."""
+    P = np.linalg.pinv(np.stack([v.real, v.imag], 1))
+    a = np.array([np.hypot(*((zi - CP) @ P.T).T) for zi in traj.z])
+    hit = (a >= radius).any(1)
+    return np.where(hit, traj.t[(a >= radius).argmax(1)], np.inf)
 
 
 def drop(traj, t0):
@@ -137,10 +153,13 @@ def report(name, model, sde, args, z_att, lam, v):
               f"(split-half noise {100 * noise:4.2f} %)", flush=True)
     z0 = CP + 1.5 * v.real / np.linalg.norm(v.real)
     g_rate = growth(simulate_network(model, 8.0, trials=2, seed=0, z0=z0, noise=False), lam, v)
-    g_spk = growth(simulate_spiking(model, 8.0, trials=8, seed=0, z0=z0, noise="none"), lam, v)
+    spk = simulate_spiking(model, 8.0, trials=8, seed=0, z0=z0, noise="none")
+    g_spk = growth(spk, lam, v)
     print(f"spiral growth at C+ per time unit: target {lam.real:.3f}, rate {np.mean(g_rate):.3f}, spiking "
-          f"{np.nanmean(g_spk):.3f} ± {np.nanstd(g_spk) / np.sqrt(len(g_spk)):.3f} (runs: {np.round(g_spk, 3)})",
-          flush=True)
+          f"{np.nanmean(g_spk):.3f} ± {np.nanstd(g_spk) / np.sqrt(len(g_spk)):.3f} (runs: {np.round(g_spk, 3)}; "
+          f"nan: left r = 6 within 4 turns)", flush=True)
+    print(f"escape from C+ (r 1.5 -> 6, 8 runs of 8 units): target {np.log(4) / lam.real:.1f} (linear), spiking "
+          f"{np.round(escape(spk, lam, v), 2)}", flush=True)
     z_ly = z_att[rng.choice(len(z_att), 16)]
     print(f"largest Lyapunov exponent (twin runs, 16 pairs): rate {lyapunov('rate', model, sde, z_ly):.3f}, "
           f"spiking {lyapunov('spiking', model, sde, z_ly):.3f}", flush=True)
@@ -155,7 +174,6 @@ def brian2_stage(path, args):
     """The calibrated network in Brian2 cpp_standalone: stochastic verify, noise-free collapse."""
     from ddm_neuro.backends import get_backend
     from ddm_neuro.calibrate import _with_decoders
-    from ddm_neuro.network import LatentRNN
     from ddm_neuro.spiking import spike_noise_excess
     from ddm_neuro.verify import verify
 
@@ -180,12 +198,49 @@ def brian2_stage(path, args):
         for m, x in rep.metrics.items():
             print(f"  {m:20s} value {x['value']:10.4g}  baseline {x['baseline']:10.4g}  "
                   f"threshold {x['threshold']:10.4g}  {'pass' if x['passed'] else 'FAIL'}")
+    if args.b2_drift_trials > 0:
+        t0 = time.perf_counter()
+        sde0 = get_system("lorenz", noise=0.0)
+        z_att = visited_states(sde0, np.random.default_rng(123), trials=16, records=1000, batches=2)[0]
+        rng = np.random.default_rng(99)
+        z_eval = z_att[rng.choice(len(z_att), 5000, replace=False)]
+        starts = z_att[rng.choice(len(z_att), args.b2_drift_trials)]
+        skip = 2 * cal.tau / cal.time_scale
+        short = drop(run(cal, 1.0 + skip, trials=args.b2_drift_trials, seed=3, u=None, mode="spiking",
+                         progress=False, z0=starts, noise="none"), skip)
+        full, noise = systematic(cal, sde0, short, z_eval)
+        print(f"noise-free drift error on the attractor ({args.b2_drift_trials} runs x 1 time unit): "
+              f"{100 * full:.2f} % (split-half noise {100 * noise:.2f} %)  [{time.perf_counter() - t0:.0f} s]",
+              flush=True)
     t0 = time.perf_counter()
     runs = run(cal, args.b2_collapse_duration, trials=args.b2_collapse_runs, seed=11, u=None, mode="spiking",
                progress=False, noise="none")
     sd = np.array([zz[-len(runs.t) // 3:, 0].std() for zz in runs.z])
     print(f"noise-free collapse: {int((sd < 2).sum())}/{len(sd)} runs of {args.b2_collapse_duration:g} time units "
           f"(std of x over the last third: {np.round(sd, 2)})  [{time.perf_counter() - t0:.0f} s]")
+
+
+def fit_and_calibrate(sde, args, z_att, lam, v):
+    """Fit, report, calibrate the drift (``--rounds``), report again; return the calibrated model."""
+    t0 = time.perf_counter()
+    model = fit(sde, n_neurons=args.n, neuron="lif", seed=0, steps=0, progress=False, ratio=args.ratio)
+    print(f"fit: N = {args.n}, T = {model.time_scale:.3f} s per unit, held-out drift error "
+          f"{100 * model.meta['fit']['drift_error']:.2f} % ({time.perf_counter() - t0:.0f} s)")
+    z_ly = z_att[np.random.default_rng(7).choice(len(z_att), 16)]
+    print(f"target: largest Lyapunov exponent (twin runs, 16 pairs) {lyapunov('target', None, sde, z_ly):.3f}")
+    report("fitted", model, sde, args, z_att, lam, v)
+    if args.rounds <= 0:
+        return model
+    t0 = time.perf_counter()
+    cal = calibrate_spiking(model, sde, rounds=args.rounds, damping=args.damping, seed=0, progress=True)
+    info = cal.meta["spiking_calibration"]
+    print(f"\ncalibration ({time.perf_counter() - t0:.0f} s): systematic error per round (split-half noise) " +
+          ", ".join(f"{100 * r['systematic_drift_error']:.2f} % ({100 * r['split_half_noise']:.2f})"
+                    for r in info["rounds"]) + f"; best round {info['best_round']}")
+    cal.save(args.save, force=True)
+    print(f"wrote {args.save}")
+    report("calibrated", cal, sde, args, z_att, lam, v)
+    return cal
 
 
 def main():
@@ -200,6 +255,11 @@ def main():
     ap.add_argument("--nengo", action="store_true", help="also Nengo 4's spiking Lorenz")
     ap.add_argument("--save", default="lorenz_spiking_calibrated.ddm", help="where the calibrated model goes")
     ap.add_argument("--brian2", metavar="MODEL", help="only the Brian2 stage, for this calibrated model")
+    ap.add_argument("--model", metavar="MODEL", help="report on this (calibrated) model instead of fitting one")
+    ap.add_argument("--foci", action="store_true",
+                    help="then calibrate the escape from C+- (ddm_neuro.foci.calibrate_foci, torch) and report again")
+    ap.add_argument("--b2-drift-trials", type=int, default=128,
+                    help="short Brian2 runs for the drift error on the attractor (0: skip)")
     ap.add_argument("--b2-trials", type=int, default=8, help="stochastic verify runs in Brian2 (0: skip)")
     ap.add_argument("--b2-duration", type=float, default=60.0)
     ap.add_argument("--b2-collapse-runs", type=int, default=8)
@@ -210,25 +270,25 @@ def main():
         brian2_stage(args.brian2, args)
         return
     sde = get_system("lorenz", noise=0.0)
-    t0 = time.perf_counter()
-    model = fit(sde, n_neurons=args.n, neuron="lif", seed=0, steps=0, progress=False, ratio=args.ratio)
-    print(f"fit: N = {args.n}, T = {model.time_scale:.3f} s per unit, held-out drift error "
-          f"{100 * model.meta['fit']['drift_error']:.2f} % ({time.perf_counter() - t0:.0f} s)")
     lam, v = unstable_plane()
     z_att = visited_states(sde, np.random.default_rng(123), trials=16, records=1000, batches=2)[0]
-    z_ly = z_att[np.random.default_rng(7).choice(len(z_att), 16)]
-    print(f"target: largest Lyapunov exponent (twin runs, 16 pairs) {lyapunov('target', None, sde, z_ly):.3f}")
-    report("fitted", model, sde, args, z_att, lam, v)
-    if args.rounds > 0:
+    if args.model:
+        cal = LatentRNN.load(args.model)
+        report(args.model, cal, sde, args, z_att, lam, v)
+    else:
+        cal = fit_and_calibrate(sde, args, z_att, lam, v)
+    if args.foci:
         t0 = time.perf_counter()
-        cal = calibrate_spiking(model, sde, rounds=args.rounds, damping=args.damping, seed=0, progress=True)
-        info = cal.meta["spiking_calibration"]
-        print(f"\ncalibration ({time.perf_counter() - t0:.0f} s): systematic error per round (split-half noise) " +
-              ", ".join(f"{100 * r['systematic_drift_error']:.2f} % ({100 * r['split_half_noise']:.2f})"
-                        for r in info["rounds"]) + f"; best round {info['best_round']}")
-        cal.save(args.save, force=True)
-        print(f"wrote {args.save}")
-        report("calibrated", cal, sde, args, z_att, lam, v)
+        cal = calibrate_foci(cal, sde, seed=0, progress=True)
+        for f in cal.meta["foci_calibration"]["foci"]:
+            print(f"focus {np.round(f['centre'], 2)}: kappa {f['kappa']:.3g} (escaped: {f['escaped']}); target's "
+                  f"escape {np.round(f['target_escape'], 1)}; per step " + "; ".join(
+                      f"kappa {st['kappa']:.3g}: {np.round(st['escape'], 1)}" for st in f["steps"]))
+        print(f"foci calibration: {time.perf_counter() - t0:.0f} s")
+        out = args.save.replace(".ddm", "_foci.ddm")
+        cal.save(out, force=True)
+        print(f"wrote {out}")
+        report("escape-calibrated", cal, sde, args, z_att, lam, v)
     if args.nengo:
         from nengo_lorenz import main as nengo_main
 

@@ -191,7 +191,7 @@ def push_decoders(model, sde, foci, kappas, window, rng, n_train=20000):
 
 
 def calibrate_foci(model, sde, *, backend="torch", trials=8, window=None, steps=5, dt=None, seed=0, u=None,
-                   progress=False):
+                   max_duration=200.0, progress=False):
     """Make runs started in the hole around each unstable focus leave it no later than the target's.
 
     See the module docstring. Each step simulates ``trials`` runs per focus
@@ -221,6 +221,9 @@ def calibrate_foci(model, sde, *, backend="torch", trials=8, window=None, steps=
     seed : int
     u : array (k,), optional
         Constant input (models with inputs).
+    max_duration : float
+        Longest escape runs allowed (SDE units); a focus whose spiral grows so
+        slowly that the target needs longer is refused.
     progress : bool
 
     Returns
@@ -235,7 +238,8 @@ def calibrate_foci(model, sde, *, backend="torch", trials=8, window=None, steps=
     Raises
     ------
     DDMError
-        Not a LIF model, no unstable focus, bad options.
+        Not a LIF model, no unstable focus, a focus too slow to leave within
+        ``max_duration``, bad options.
     """
     from .backends import get_backend
     from .calibrate import _attractor, _constant_input
@@ -261,7 +265,12 @@ def calibrate_foci(model, sde, *, backend="torch", trials=8, window=None, steps=
     z0 = np.concatenate([f.starts(radii, rng) for f in foci])
     # the target's own escape, noise-free like the network's runs (3x its linear estimate, to be sure)
     quiet = dataclasses.replace(sde, diffusion_fn=lambda z, xp: 0.0 * sde.diffusion_fn(z, xp), spec=None)
-    horizon = 3.0 * math.log(ESCAPE_RADIUS / START_RADII[0]) / min(f.growth for f in foci)
+    slow = min(foci, key=lambda f: f.growth)
+    horizon = 3.0 * math.log(ESCAPE_RADIUS / START_RADII[0]) / slow.growth
+    if ESCAPE_SLACK * horizon / 3.0 > max_duration:
+        raise DDMError(f"the focus at {np.round(slow.centre, 4).tolist()} grows at only {slow.growth:.3g} per time "
+                       f"unit: the target needs about {horizon / 3.0:.3g} time units to leave it, and the escape runs "
+                       f"{ESCAPE_SLACK * horizon / 3.0:.3g} (more than max_duration = {max_duration:g})")
     ref = simulate_sde(quiet, horizon, trials=len(z0), seed=0, z0=z0, u=signal)
     t_tgt = [escape_times(_part(ref, i, n), f, ESCAPE_RADIUS * s) for i, f in enumerate(foci)]
     if any(not np.isfinite(t).all() for t in t_tgt):

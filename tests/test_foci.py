@@ -127,3 +127,9 @@ def test_cli_calibrate_foci_only(vdp, tmp_path, capsys):
     assert "unstable foci" in out and "growth 0.5" in out
     info = LatentRNN.load(tmp_path / "c.ddm").meta["foci_calibration"]
     assert len(info["foci"]) == 1 and len(info["foci"][0]["steps"]) >= 1
+
+
+def test_calibration_refuses_a_focus_too_slow_to_leave(vdp):
+    sde, model = vdp
+    with pytest.raises(DDMError, match="max_duration"):
+        calibrate_foci(model, sde, trials=4, max_duration=1.0)
