@@ -495,7 +495,10 @@ def calibrate_spiking(model, sde, *, rounds=6, duration=1.0, trials=128, dt=None
         (:func:`fixed_point_states`) instead of on its attractor. A chaotic
         attractor never visits the holes around its unstable fixed points
         (Lorenz's C+-), so neither do runs started on it, and an error there
-        goes unmeasured; yet that is where a spiking Lorenz collapses.
+        goes unmeasured; yet that is where a spiking Lorenz collapses. (Measured
+        on Lorenz it made the error larger; :func:`ddm_neuro.foci.calibrate_foci`,
+        which tests the escape from those foci directly, is what removed the
+        collapse.)
     Returns
     -------
     LatentRNN
