@@ -133,3 +133,17 @@ def test_calibration_refuses_a_focus_too_slow_to_leave(vdp):
     sde, model = vdp
     with pytest.raises(DDMError, match="max_duration"):
         calibrate_foci(model, sde, trials=4, max_duration=1.0)
+
+
+def test_cli_calibrate_drift_then_foci_records_both(vdp, tmp_path, capsys):
+    from ddm_neuro.cli import main
+
+    sde, model = vdp
+    model.save(tmp_path / "m.ddm")
+    args = ["calibrate", str(tmp_path / "m.ddm"), "--rounds", "1", "--trials", "8", "--duration", "8", "--foci",
+            "--foci-trials", "4", "-o", str(tmp_path / "c.ddm"), "--quiet"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "round 0: systematic drift error" in out and "unstable foci" in out
+    meta = LatentRNN.load(tmp_path / "c.ddm").meta
+    assert meta["spiking_calibration"]["trials"] == 8 and meta["foci_calibration"]["trials"] == 4
