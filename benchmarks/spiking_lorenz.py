@@ -64,14 +64,17 @@ def unstable_plane():
     return w[i], V[:, i]
 
 
+def amplitude(traj, v):
+    """Per trial and sample: the spiral's amplitude around C+ in the coordinates of its eigenvector ``v``."""
+    P = np.linalg.pinv(np.stack([v.real, v.imag], 1))
+    return np.array([np.hypot(*((zi - CP) @ P.T).T) for zi in traj.z])
+
+
 def growth(traj, lam, v):
     """Growth rate of the envelope of the spiral around C+ (per time unit), one per trial."""
-    P = np.linalg.pinv(np.stack([v.real, v.imag], 1))
     per = int(round(2 * np.pi / abs(lam.imag) / traj.dt))
     out = []
-    for zi in traj.z:
-        p = (zi - CP) @ P.T
-        a = np.hypot(p[:, 0], p[:, 1])
+    for a in amplitude(traj, v):
         m = len(a) // per
         env = np.array([np.sqrt((a[k * per:(k + 1) * per] ** 2).mean()) for k in range(m)])
         t = (np.arange(m) + 0.5) * per * traj.dt
@@ -80,12 +83,10 @@ def growth(traj, lam, v):
     return np.array(out)
 
 
-def escape(traj, lam, v, radius=6.0):
+def escape(traj, v, radius=6.0):
     """Per trial: first time the spiral's amplitude around C+ reaches ``radius`` (inf if never)."""
-    P = np.linalg.pinv(np.stack([v.real, v.imag], 1))
-    a = np.array([np.hypot(*((zi - CP) @ P.T).T) for zi in traj.z])
-    hit = (a >= radius).any(1)
-    return np.where(hit, traj.t[(a >= radius).argmax(1)], np.inf)
+    far = amplitude(traj, v) >= radius
+    return np.where(far.any(1), traj.t[far.argmax(1)], np.inf)
 
 
 def drop(traj, t0):
@@ -136,18 +137,31 @@ def lyapunov(kind, model, sde, z0):
     return lyapunov_twins(runs[0].z, runs[1].z, runs[0].dt)
 
 
+def attractor():
+    """The target's (deterministic Lorenz) visited states, the sample every stage evaluates on."""
+    sde = get_system("lorenz", noise=0.0)
+    return sde, visited_states(sde, np.random.default_rng(123), trials=16, records=1000, batches=2)[0]
+
+
+def short_run_errors(model, sde, z_att, trials, runners):
+    """Drift error on the attractor from ``trials`` runs x 1 time unit per ``runners[label](model, duration,
+    starts)``: ``{label: (error, split-half noise)}``, and the generator that drew the starts."""
+    rng = np.random.default_rng(99)
+    z_eval = z_att[rng.choice(len(z_att), 5000, replace=False)]
+    starts = z_att[rng.choice(len(z_att), trials)]
+    skip = 2 * model.tau / model.time_scale
+    return {label: systematic(model, sde, drop(sim(model, 1.0 + skip, starts), skip), z_eval)
+            for label, sim in runners.items()}, rng
+
+
 def report(name, model, sde, args, z_att, lam, v):
     print(f"\n== {name}", flush=True)
     t0 = time.perf_counter()
-    rng = np.random.default_rng(99)
-    z_eval = z_att[rng.choice(len(z_att), 5000, replace=False)]
-    starts = z_att[rng.choice(len(z_att), args.short_trials)]
-    skip = 2 * model.tau / model.time_scale
-    rate = drop(simulate_network(model, 1.0 + skip, trials=args.short_trials, seed=3, z0=starts, noise=False), skip)
-    spk = drop(simulate_spiking(model, 1.0 + skip, trials=args.short_trials, seed=3, z0=starts, noise="none"), skip)
+    errors, rng = short_run_errors(model, sde, z_att, args.short_trials, {
+        "rate": lambda m, d, z0: simulate_network(m, d, trials=len(z0), seed=3, z0=z0, noise=False),
+        "spiking": lambda m, d, z0: simulate_spiking(m, d, trials=len(z0), seed=3, z0=z0, noise="none")})
     out = {}
-    for label, tr in (("rate", rate), ("spiking", spk)):
-        full, noise = systematic(model, sde, tr, z_eval)
+    for label, (full, noise) in errors.items():
         out[label] = full
         print(f"systematic drift error on the attractor, {label:8s}: {100 * full:5.2f} % "
               f"(split-half noise {100 * noise:4.2f} %)", flush=True)
@@ -159,7 +173,7 @@ def report(name, model, sde, args, z_att, lam, v):
           f"{np.nanmean(g_spk):.3f} ± {np.nanstd(g_spk) / np.sqrt(len(g_spk)):.3f} (runs: {np.round(g_spk, 3)}; "
           f"nan: left r = 6 within 4 turns)", flush=True)
     print(f"escape from C+ (r 1.5 -> 6, 8 runs of 8 units): target {np.log(4) / lam.real:.1f} (linear), spiking "
-          f"{np.round(escape(spk, lam, v), 2)}", flush=True)
+          f"{np.round(escape(spk, v), 2)}", flush=True)
     z_ly = z_att[rng.choice(len(z_att), 16)]
     print(f"largest Lyapunov exponent (twin runs, 16 pairs): rate {lyapunov('rate', model, sde, z_ly):.3f}, "
           f"spiking {lyapunov('spiking', model, sde, z_ly):.3f}", flush=True)
@@ -200,15 +214,10 @@ def brian2_stage(path, args):
                   f"threshold {x['threshold']:10.4g}  {'pass' if x['passed'] else 'FAIL'}")
     if args.b2_drift_trials > 0:
         t0 = time.perf_counter()
-        sde0 = get_system("lorenz", noise=0.0)
-        z_att = visited_states(sde0, np.random.default_rng(123), trials=16, records=1000, batches=2)[0]
-        rng = np.random.default_rng(99)
-        z_eval = z_att[rng.choice(len(z_att), 5000, replace=False)]
-        starts = z_att[rng.choice(len(z_att), args.b2_drift_trials)]
-        skip = 2 * cal.tau / cal.time_scale
-        short = drop(run(cal, 1.0 + skip, trials=args.b2_drift_trials, seed=3, u=None, mode="spiking",
-                         progress=False, z0=starts, noise="none"), skip)
-        full, noise = systematic(cal, sde0, short, z_eval)
+        sde0, z_att = attractor()
+        (full, noise), = short_run_errors(cal, sde0, z_att, args.b2_drift_trials, {
+            "brian2": lambda m, d, z0: run(m, d, trials=len(z0), seed=3, u=None, mode="spiking", progress=False,
+                                           z0=z0, noise="none")})[0].values()
         print(f"noise-free drift error on the attractor ({args.b2_drift_trials} runs x 1 time unit): "
               f"{100 * full:.2f} % (split-half noise {100 * noise:.2f} %)  [{time.perf_counter() - t0:.0f} s]",
               flush=True)
@@ -269,9 +278,8 @@ def main():
     if args.brian2:
         brian2_stage(args.brian2, args)
         return
-    sde = get_system("lorenz", noise=0.0)
+    sde, z_att = attractor()
     lam, v = unstable_plane()
-    z_att = visited_states(sde, np.random.default_rng(123), trials=16, records=1000, batches=2)[0]
     if args.model:
         cal = LatentRNN.load(args.model)
         report(args.model, cal, sde, args, z_att, lam, v)

@@ -148,9 +148,9 @@ def _print_drift_calibration(args, info, noise):
 def _print_foci_calibration(info):
     print(f"unstable foci ({info['simulator']}, {info['trials']} runs each from radii {info['start_radii'][0]:.3g}-"
           f"{info['start_radii'][1]:.3g}, leaving at {info['escape_radius']:.3g} within {info['duration']:.3g} time units):")
+    slowest = lambda t: max(t) if all(map(math.isfinite, t)) else math.inf  # noqa: E731
     for f in info["foci"]:
         centre = ", ".join(f"{c:.4g}" for c in f["centre"])
-        slowest = lambda t: max(t) if all(map(math.isfinite, t)) else math.inf  # noqa: E731
         steps = "; ".join(f"kappa {s['kappa']:.3g}: {sum(map(math.isfinite, s['escape']))}/{len(s['escape'])} left "
                           f"(slowest {slowest(s['escape']):.3g})" for s in f["steps"])
         print(f"  focus ({centre}), growth {f['growth']:.3g}, target's slowest escape {max(f['target_escape']):.3g}: "

@@ -140,9 +140,7 @@ def escape_times(traj, focus, radius):
 
 def _part(traj, i, n):
     """Trials ``i n`` to ``(i + 1) n`` of ``traj`` (the runs of focus ``i``)."""
-    from .trajectory import Trajectory
-
-    return Trajectory(t=traj.t, z=traj.z[i * n:(i + 1) * n], dt=traj.dt, meta=traj.meta)
+    return dataclasses.replace(traj, z=traj.z[i * n:(i + 1) * n])
 
 
 def push_decoders(model, sde, foci, kappas, window, rng, n_train=20000):
