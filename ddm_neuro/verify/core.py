@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 
 from ..inputs import InputSignal
 from ..sdeint import as_input_signal
-from . import checks, increments, stationary
+from . import checks, deterministic, increments, stationary
 from .extras import tag_metrics
 from .report import Report
 from .thresholds import MULTIPLES, f_multiple
@@ -111,7 +111,7 @@ def _signal(sde, traj):
 
 
 def verify(sde, traj, *, delta=None, seed=0, filter_tau=None, model_drift=None, progress=False,
-           n_reference=N_REFERENCE, scheme=None, dt_int=None):
+           n_reference=N_REFERENCE, scheme=None, dt_int=None, drift_tolerance=None):
     """Measure whether ``traj`` follows ``sde``, each metric against its target-vs-target baseline.
 
     Parameters
@@ -139,6 +139,10 @@ def verify(sde, traj, *, delta=None, seed=0, filter_tau=None, model_drift=None, 
         Integrator (``"euler"`` or ``"heun"``) and step of the reference runs and
         propagations; default from the trajectory's recorded integration step
         (:func:`choose_integration`).
+    drift_tolerance : float, optional
+        Deterministic targets only (no diffusion on the visited states): the
+        relative drift error accepted, since there is no target noise to judge
+        against (default :data:`.deterministic.DRIFT_TOLERANCE`; :mod:`.deterministic`).
 
     Returns
     -------
@@ -148,7 +152,11 @@ def verify(sde, traj, *, delta=None, seed=0, filter_tau=None, model_drift=None, 
     ------
     TrajectoryError
         Dimension mismatch, irregular or missing dt, non-finite samples, too short.
+    ValueError
+        A drift tolerance that is not a positive number.
     """
+    if drift_tolerance is not None and not (np.isfinite(drift_tolerance) and drift_tolerance > 0):
+        raise ValueError(f"drift tolerance must be a positive number, got {drift_tolerance}")
     t_start = time.perf_counter()
     checks.check_trajectory(sde, traj)
     ss = np.random.SeedSequence(seed)
@@ -161,48 +169,39 @@ def verify(sde, traj, *, delta=None, seed=0, filter_tau=None, model_drift=None, 
     visited = traj.z.reshape(-1, d)[::max(1, traj.z.shape[1] * traj.trials // 2000)]
     rate = max(sde.characteristic_rate(visited, u0), 1e-6)
     scheme, dt_int, integration = choose_integration(sde, traj, rate, scheme, dt_int, filter_tau)
+    noise_free = deterministic.is_deterministic(sde, visited, u0, rate)
+    tolerance_note = drift_tolerance is not None and not noise_free
+    if drift_tolerance is None:
+        drift_tolerance = deterministic.DRIFT_TOLERANCE
     stages = ["reference runs", "increments", "stationary", "extra"]
     bar = tqdm(total=len(stages), desc="verify", disable=not progress)
 
     from .reference import simulate_references
+    perturb = deterministic.START_JITTER * visited.std(0) if noise_free else None
     refs = simulate_references(sde, traj.z[:, 0], n_rec, traj.dt, dt_int, n_ref=n_reference, rng=rng_ref,
-                               signal=signal, filter_tau=filter_tau, scheme=scheme)
+                               signal=signal, filter_tau=filter_tau, scheme=scheme, perturb=perturb)
     bar.update()
     report = Report()
     report.info = {"system": sde.name, "variables": list(sde.variables), "trials": traj.trials,
                    "duration": traj.duration, "dt": traj.dt, "delta": delta, "lag_samples": k,
                    "filter_tau": filter_tau, "seed": seed, "n_reference": n_reference,
-                   "integration_dt": dt_int, "integration": integration, "backend": traj.meta.get("backend"), "notes": []}
+                   "integration_dt": dt_int, "integration": integration, "backend": traj.meta.get("backend"),
+                   "deterministic_target": noise_free, "notes": []}
+    if tolerance_note:
+        report.info["notes"].append("drift tolerance ignored: the target has noise, so its drift is judged "
+                                    "against the target's own sampling noise")
 
     # drift and diffusion at lag delta
     cells = increments.make_cells(refs.reshape(-1, d), d, rng_cells)
-    kappa = increments.filter_factor(delta, filter_tau)
-    inc = []
-    for run in [traj.z, *refs]:
-        pairs = increments.increment_pairs(sde, run, traj.t, k, delta, dt_int, rng_inc, signal,
-                                               scheme=scheme)
-        inc.append(increments.increment_stats(*pairs, cells, kappa))
+    if noise_free:
+        inc = [deterministic.drift_stats(*increments.increment_pairs(sde, run, traj.t, k, delta, dt_int, rng_inc,
+                                                                     signal, draws=1, scheme=scheme), cells, delta)
+               for run in [traj.z, *refs]]
+        deterministic.judge_drift(report, inc, drift_tolerance, delta)
+    else:
+        inc = _drift_diffusion(report, sde, traj, refs, cells, k, delta, dt_int, rng_inc, signal, scheme,
+                               filter_tau, n_reference)
     bar.update()
-    den = float(np.mean([s["drift_den"] for s in inc[1:]]))  # the target's drift signal, shared
-    for s in inc:
-        s["drift"] = float(np.sqrt(s["drift_num"] / den))
-        s["drift_estimate"] = float(np.sqrt(max(s["drift_num"] - s["drift_bias"], 0.0) / den))
-    for name, desc in (("drift", "visit-weighted relative drift error at lag delta, noise-whitened"),
-                       ("diffusion", "studentised error of the increment covariance at lag delta (RMS per increment)")):
-        base = float(np.sqrt(np.mean([s[name] ** 2 for s in inc[1:]])))
-        if name == "drift":
-            dof, extra = inc[0]["cells_used"] * d, {"cells": inc[0]["cells_used"]}
-        elif inc[0]["diffusion_cells"] == 0 or any(s["diffusion_cells"] == 0 for s in inc[1:]):
-            # no cell has enough visits for its own spread: the Gaussian relative error (module docstring)
-            for s in inc:
-                s["diffusion"] = s["diffusion_relative"]
-            base = float(np.sqrt(np.mean([s[name] ** 2 for s in inc[1:]])))
-            dof, extra = inc[0]["cells_used"] * d * (d + 1) // 2, {"cells": inc[0]["cells_used"]}
-        else:
-            dof = inc[0]["diffusion_cells"] * d * (d + 1) // 2
-            extra = {"cells": inc[0]["diffusion_cells"], "relative_error": inc[0]["diffusion_relative"]}
-        report.add(name, inc[0][name], base, f_multiple(dof, n_reference), desc,
-                   estimate=inc[0][f"{name}_estimate"], increments=inc[0]["increments"], **extra)
 
     # stationary distribution and autocorrelation: trajectory vs all reference runs,
     # baseline over random splits of the reference trials into disjoint sets
@@ -233,3 +232,38 @@ def verify(sde, traj, *, delta=None, seed=0, filter_tau=None, model_drift=None, 
     report.data.update({"refs": refs, "increments": inc, "lags": lags, "delta": delta, "cells": cells,
                         "sde": sde, "model_drift": model_drift})
     return report
+
+
+def _drift_diffusion(report, sde, traj, refs, cells, k, delta, dt_int, rng_inc, signal, scheme, filter_tau,
+                     n_reference):
+    """Drift and diffusion metrics at lag ``delta`` against a stochastic target (:mod:`.increments`);
+    returns the per-run statistics (trajectory first)."""
+    d = traj.dim
+    kappa = increments.filter_factor(delta, filter_tau)
+    inc = []
+    for run in [traj.z, *refs]:
+        pairs = increments.increment_pairs(sde, run, traj.t, k, delta, dt_int, rng_inc, signal,
+                                               scheme=scheme)
+        inc.append(increments.increment_stats(*pairs, cells, kappa))
+    den = float(np.mean([s["drift_den"] for s in inc[1:]]))  # the target's drift signal, shared
+    for s in inc:
+        s["drift"] = float(np.sqrt(s["drift_num"] / den))
+        s["drift_estimate"] = float(np.sqrt(max(s["drift_num"] - s["drift_bias"], 0.0) / den))
+    for name, desc in (("drift", "visit-weighted relative drift error at lag delta, noise-whitened"),
+                       ("diffusion", "studentised error of the increment covariance at lag delta (RMS per increment)")):
+        base = float(np.sqrt(np.mean([s[name] ** 2 for s in inc[1:]])))
+        if name == "drift":
+            dof, extra = inc[0]["cells_used"] * d, {"cells": inc[0]["cells_used"]}
+        elif inc[0]["diffusion_cells"] == 0 or any(s["diffusion_cells"] == 0 for s in inc[1:]):
+            # no cell has enough visits for its own spread: the Gaussian relative error (module docstring)
+            for s in inc:
+                s["diffusion"] = s["diffusion_relative"]
+            base = float(np.sqrt(np.mean([s[name] ** 2 for s in inc[1:]])))
+            dof, extra = inc[0]["cells_used"] * d * (d + 1) // 2, {"cells": inc[0]["cells_used"]}
+        else:
+            dof = inc[0]["diffusion_cells"] * d * (d + 1) // 2
+            extra = {"cells": inc[0]["diffusion_cells"], "relative_error": inc[0]["diffusion_relative"]}
+        report.add(name, inc[0][name], base, f_multiple(dof, n_reference), desc,
+                   estimate=inc[0][f"{name}_estimate"], increments=inc[0]["increments"], **extra)
+
+    return inc

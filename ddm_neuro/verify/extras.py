@@ -110,6 +110,8 @@ def tag_metrics(report, sde, traj, refs, model_drift, u0, signal, rate, rng):
         mu = pooled.mean(0)
         _scalar_metric(report, "rotation", lambda z: currents.rotation(z, dt, mu), traj.z, refs,
                        "mean rotation rate per coordinate plane (Stratonovich)")
+        if report.info.get("deterministic_target"):
+            return  # no finite entropy production without noise (noted with the drift)
         basis = PolyBasis.fit_to(pooled[::max(1, len(pooled) // 20000)])
         _scalar_metric(report, "entropy_production", lambda z: currents.entropy_production(z, dt, basis),
                        traj.z, refs, "entropy production rate (basis fit, bias 2 n_params / T removed)",

@@ -51,7 +51,7 @@ def _stepper(sde, rng, h, scheme):
 
 
 def simulate_references(sde, z0, n_rec, record_dt, dt, *, n_ref, rng, signal=None, filter_tau=None,
-                        scheme="euler"):
+                        scheme="euler", perturb=None):
     """Simulate ``n_ref`` independent target runs started from the trajectory's initial states.
 
     Parameters
@@ -72,6 +72,9 @@ def simulate_references(sde, z0, n_rec, record_dt, dt, *, n_ref, rng, signal=Non
         Input ``u(s)``, shared by all runs.
     filter_tau : float, optional
         Record the exponentially filtered state (synaptic read-out) instead of ``z``.
+    perturb : ndarray (d,), optional
+        Standard deviations of Gaussian perturbations added to every run's start
+        states, independently (deterministic targets: independent chaotic runs).
 
     Returns
     -------
@@ -81,6 +84,8 @@ def simulate_references(sde, z0, n_rec, record_dt, dt, *, n_ref, rng, signal=Non
     n_sub = max(1, int(np.ceil(record_dt / dt - 1e-9)))
     h = record_dt / n_sub
     z = np.tile(np.asarray(z0, dtype=np.float64), (n_ref, 1))
+    if perturb is not None:
+        z = z + np.asarray(perturb, dtype=np.float64) * rng.normal(size=z.shape)
     y = z.copy()
     a = None if not filter_tau else np.exp(-h / filter_tau)
     b = None if not filter_tau else 1.0 - filter_tau * (1.0 - a) / h

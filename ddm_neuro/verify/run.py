@@ -7,7 +7,7 @@ from .core import verify
 
 
 def run_verify(sde, traj, report_dir=None, delta=None, model_drift=None, force=False, *, seed=0,
-               filter_tau=None, progress=True, out=None):
+               filter_tau=None, progress=True, out=None, drift_tolerance=None):
     """Verify ``traj`` against ``sde``, print the table and optionally write ``report_dir``.
 
     Returns
@@ -18,7 +18,7 @@ def run_verify(sde, traj, report_dir=None, delta=None, model_drift=None, force=F
     """
     out = out or sys.stdout
     report = verify(sde, traj, delta=delta, seed=seed, filter_tau=filter_tau, model_drift=model_drift,
-                    progress=progress)
+                    progress=progress, drift_tolerance=drift_tolerance)
     print(report.table(), file=out)
     if report_dir is not None:
         files = report.save(report_dir, traj=traj, force=force)
