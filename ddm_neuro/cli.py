@@ -84,6 +84,34 @@ def print_fit_summary(model, path=None):
     print(f"  fit wall time            {f['wall_time_s']:.1f} s" + (f"; wrote {path}" if path else ""))
 
 
+def _lif_options(args, neuron):
+    """The neuron spec: ``neuron`` itself, or a LIF dict with ``--tau-ref`` / ``--max-rates`` when given."""
+    given = {k: v for k, v in (("tau_ref", args.tau_ref), ("max_rates", args.max_rates)) if v is not None}
+    if not given:
+        return neuron
+    if neuron != "lif":
+        raise DDMError(f"--tau-ref and --max-rates set LIF parameters; --neuron {neuron} has none "
+                       "(use --neuron lif)")
+    from .neurons import make_neuron
+
+    return make_neuron({"name": "lif", **given}).to_dict()   # checked here: a clear error before fitting
+
+
+def _rates(text):
+    try:
+        lo, hi = (float(x) for x in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected LOW,HIGH in Hz, e.g. 200,400 (got {text!r})") from None
+    return lo, hi
+
+
+def _add_lif_options(s):
+    s.add_argument("--tau-ref", type=float, default=None, metavar="SECONDS",
+                   help="LIF refractory period in seconds (default 0.002; 0 for NIR export, whose CubaLIF has none)")
+    s.add_argument("--max-rates", type=_rates, default=None, metavar="LOW,HIGH",
+                   help="LIF: range of the neurons' maximum rates in Hz (default 200,400)")
+
+
 def cmd_fit(args):
     from .fileio import check_output
     from .fit import SPIKING_BUDGET, fit
@@ -96,6 +124,7 @@ def cmd_fit(args):
     if budget is not None and neuron != "lif":
         raise DDMError(f"--spiking/--spike-budget choose the ridge for spiking LIF networks; --neuron {neuron} "
                        "cannot spike (use --neuron lif or leave --neuron out)")
+    neuron = _lif_options(args, neuron)
     extra = {} if budget is None else {"spike_budget": budget}
     if args.spike_drift_cap is not None:
         extra["spike_drift_cap"] = args.spike_drift_cap
@@ -122,7 +151,8 @@ def cmd_convert(args):
 
     check_output(args.output, args.force)
     model = LatentRNN.load(args.model)
-    out = convert(model, neuron=args.neuron, steps=args.steps, seed=args.seed, progress=not args.quiet)
+    out = convert(model, neuron=_lif_options(args, args.neuron), steps=args.steps, seed=args.seed,
+                  progress=not args.quiet)
     out.save(args.output, force=args.force)
     print(f"converted {args.model} ({model.neuron.name}, held-out drift error "
           f"{100 * model.meta.get('fit', {}).get('drift_error', float('nan')):.4f} %) to {args.neuron}:")
@@ -369,6 +399,7 @@ def build_parser():
                    help="neuron model (default tanh; lif with --spiking/--spike-budget)")
     s.add_argument("--seed", type=_seed, default=0)
     s.add_argument("--tau", type=_positive(float), default=0.02, help="neuron time constant in seconds (default 0.02)")
+    _add_lif_options(s)
     s.add_argument("--time-scale", type=_positive(float), default=None,
                    help="seconds per SDE time unit (default: automatic)")
     s.add_argument("--steps", type=_seed, default=200, help="gradient refinement steps (0: closed form only)")
@@ -390,6 +421,7 @@ def build_parser():
     s = sub.add_parser("convert", help="refit a tanh model with LIF neurons (for spiking), keeping its tuning")
     s.add_argument("model")
     s.add_argument("--neuron", choices=["lif"], default="lif")
+    _add_lif_options(s)
     s.add_argument("--steps", type=_seed, default=200, help="gradient refinement steps of the refit")
     s.add_argument("--seed", type=_seed, default=None, help="default: the model's own fit seed")
     s.add_argument("-o", "--output", required=True, help="model file to write (.ddm)")

@@ -554,7 +554,7 @@ def simulate_spiking(model, duration, *, dt=None, record_dt=None, trials=1, seed
             "n_neurons": N,
             "input": None if signal is None else signal.to_dict(), "diverged_trials": diverged,
             "mean_rate_hz": n_spikes / (trials * N * sim_s) if sim_s > 0 else 0.0,
-            "neuron": model.neuron.to_dict(), "tau_syn": tau}
+            "neuron": model.neuron.to_dict(), "tau_syn": tau, "time_scale": model.time_scale}
     return Trajectory(t=np.arange(n_rec) * record_dt, z=out, dt=record_dt, meta=meta,
                       spikes_t=spikes_t, spikes_i=spikes_i)
 

@@ -261,3 +261,27 @@ def test_console_script_reports_one_line_and_status_2(tmp_path):
     assert proc.stdout == ""
     assert proc.stderr == "ddm-neuro fit: error: drift.v: unknown symbol 'q' in '-v + q' (known: v, w)\n"
     assert not out.exists() and listing(tmp_path) == ["system.toml"]
+
+
+@pytest.mark.parametrize("options, expected", [
+    (["--neuron", "tanh", "--tau-ref", "0"], "--tau-ref and --max-rates set LIF parameters"),
+    (["--neuron", "lif", "--tau-ref", "0.002", "--max-rates", "300,600"], "max_rates must satisfy"),
+    (["--neuron", "lif", "--tau-ref", "-0.001"], "tau_ref >= 0"),
+    (["--neuron", "lif", "--max-rates", "fast"], "expected LOW,HIGH in Hz"),
+])
+def test_fit_refuses_bad_lif_parameters_before_fitting(options, expected, tmp_path, capsys):
+    out = tmp_path / "m.ddm"
+    assert main(["fit", "ou", "-n", "16", "--steps", "0", *options, "-o", str(out)]) == 2
+    assert expected in capsys.readouterr().err and not out.exists()
+
+
+def test_fit_and_convert_take_lif_parameters(small_model_path, tmp_path):
+    from ddm_neuro.network import LatentRNN
+
+    assert main(["fit", "ou", "-n", "16", "--steps", "0", "--neuron", "lif", "--tau-ref", "0", "--max-rates",
+                 "150,250", "--quiet", "-o", str(tmp_path / "m.ddm")]) == 0
+    prm = LatentRNN.load(tmp_path / "m.ddm").neuron.params
+    assert prm["tau_ref"] == 0.0 and prm["max_rates"] == [150.0, 250.0]
+    assert main(["convert", str(small_model_path), "--steps", "0", "--tau-ref", "0.001", "--quiet",
+                 "-o", str(tmp_path / "c.ddm")]) == 0
+    assert LatentRNN.load(tmp_path / "c.ddm").neuron.params["tau_ref"] == 0.001

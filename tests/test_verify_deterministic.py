@@ -103,3 +103,17 @@ def test_cli_spiking_run_of_a_chaotic_target_skips_the_rate_lyapunov(tmp_path, l
     assert "lyapunov" not in rep["metrics"] and rep["metrics"]["drift"]["threshold"] == 0.05
     assert main(["verify", str(tmp_path / "m.ddm"), str(tmp_path / "spk.npz"), "--drift-tolerance", "0"]) == 2
     assert "--drift-tolerance: must be a finite number > 0" in capsys.readouterr().err
+
+
+def test_spiking_runs_are_judged_at_lags_of_at_least_the_synaptic_time(lorenz):
+    sde, tr = lorenz
+    spk = Trajectory(t=tr.t, z=tr.z, dt=tr.dt, meta={**tr.meta, "mode": "spiking", "tau_syn": 0.02,
+                                                     "time_scale": 0.5})
+    plain = verify(sde, tr, seed=5)
+    assert plain.info["delta"] < 0.04
+    rep = verify(sde, spk, seed=5)
+    assert 0.04 <= rep.info["delta"] < 0.04 + tr.dt and any("synaptic time" in n for n in rep.info["notes"])
+    assert verify(sde, spk, seed=5, delta=tr.dt).info["delta"] == pytest.approx(tr.dt)  # asked for: kept
+    # a stochastic target keeps its own lag: the spikes' jitter is part of what it is judged on
+    noisy = get_system("lorenz")
+    assert verify(noisy, spk, seed=5).info["delta"] < 0.04

@@ -58,7 +58,7 @@ def check_trajectory(sde, traj):
             f"(the simulation probably diverged: use a smaller dt or check the model)")
 
 
-def choose_lag(sde, traj, delta=None, filter_tau=None, rng=None):
+def choose_lag(sde, traj, delta=None, filter_tau=None, rng=None, floor=None):
     """Return ``(delta, k)``: the lag in SDE time units and in samples.
 
     Parameters
@@ -67,6 +67,8 @@ def choose_lag(sde, traj, delta=None, filter_tau=None, rng=None):
         Requested lag (rounded to a whole number of samples, at least one).
     filter_tau : float, optional
         Read-out filter time constant; the automatic lag is at least ``5 filter_tau``.
+    floor : float, optional
+        The automatic lag is at least this (SDE units; :func:`spike_lag`).
     """
     dt = traj.dt
     if delta is not None:
@@ -85,7 +87,27 @@ def choose_lag(sde, traj, delta=None, filter_tau=None, rng=None):
     if filter_tau:
         target = max(target, 5.0 * filter_tau)
     k = max(1, int(round(target / dt)))
+    if floor:
+        k = max(k, int(np.ceil(floor / dt - 1e-9)))
     return k * dt, k
+
+
+def spike_lag(traj):
+    """The synaptic time constant of a spiking run in SDE units (``meta["tau_syn"] / meta["time_scale"]``),
+    or None for other runs.
+
+    Below it a spiking network's latent is a sum of jumps (one per spike) and its
+    increments carry spike jitter that no SDE has; a deterministic target is judged
+    at lags of at least this (:mod:`.deterministic`).
+    """
+    meta = traj.meta if isinstance(traj.meta, dict) else {}
+    try:
+        tau, scale = float(meta["tau_syn"]), float(meta["time_scale"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    if meta.get("mode") != "spiking" or not (np.isfinite(tau / scale) and tau > 0 and scale > 0):
+        return None
+    return tau / scale
 
 
 def check_length(traj, k, delta):

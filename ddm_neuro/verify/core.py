@@ -161,15 +161,16 @@ def verify(sde, traj, *, delta=None, seed=0, filter_tau=None, model_drift=None, 
     checks.check_trajectory(sde, traj)
     ss = np.random.SeedSequence(seed)
     rng_lag, rng_ref, rng_cells, rng_inc, rng_other = (np.random.default_rng(s) for s in ss.spawn(5))
-    delta, k = checks.choose_lag(sde, traj, delta, filter_tau, rng_lag)
-    checks.check_length(traj, k, delta)
     signal = _signal(sde, traj)
     u0 = None if signal is None else signal.values[0]
     n_rec, d = traj.z.shape[1], traj.dim
     visited = traj.z.reshape(-1, d)[::max(1, traj.z.shape[1] * traj.trials // 2000)]
     rate = max(sde.characteristic_rate(visited, u0), 1e-6)
-    scheme, dt_int, integration = choose_integration(sde, traj, rate, scheme, dt_int, filter_tau)
     noise_free = deterministic.is_deterministic(sde, visited, u0, rate)
+    lag_floor = checks.spike_lag(traj) if noise_free and delta is None else None
+    delta, k = checks.choose_lag(sde, traj, delta, filter_tau, rng_lag, floor=lag_floor)
+    checks.check_length(traj, k, delta)
+    scheme, dt_int, integration = choose_integration(sde, traj, rate, scheme, dt_int, filter_tau)
     tolerance_note = drift_tolerance is not None and not noise_free
     if drift_tolerance is None:
         drift_tolerance = deterministic.DRIFT_TOLERANCE
@@ -187,6 +188,9 @@ def verify(sde, traj, *, delta=None, seed=0, filter_tau=None, model_drift=None, 
                    "filter_tau": filter_tau, "seed": seed, "n_reference": n_reference,
                    "integration_dt": dt_int, "integration": integration, "backend": traj.meta.get("backend"),
                    "deterministic_target": noise_free, "notes": []}
+    if lag_floor and delta >= lag_floor:
+        report.info["notes"].append(f"lag at least the synaptic time constant ({lag_floor:.4g}): below it a spiking "
+                                    "run's increments carry spike jitter that the deterministic target has not")
     if tolerance_note:
         report.info["notes"].append("drift tolerance ignored: the target has noise, so its drift is judged "
                                     "against the target's own sampling noise")

@@ -70,7 +70,9 @@ def trajectory(model, y, record_dt, *, backend, device, coupling, seed, duration
             "model_id": model.meta.get("model_id"), "system": model.meta.get("sde_name"),
             "variables": list(model.variables), "seed": seed, "duration": float(duration), "trials": int(trials),
             "integration_dt": dt, "noise": noise if isinstance(noise, str) else bool(noise), "n_neurons": model.n_neurons,
-            "input": None if signal is None else signal.to_dict(), **extra}
+            "input": None if signal is None else signal.to_dict(), "time_scale": model.time_scale, **extra}
+    if mode == "spiking":
+        meta["tau_syn"] = model.tau  # seconds, as the torch spiking simulator records it
     sp_t, sp_i = (None, None) if spikes is None else (np.asarray(spikes[0]) / model.time_scale,
                                                       np.asarray(spikes[1], dtype=np.int64))
     if spikes is not None and len(sp_t):

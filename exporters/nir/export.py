@@ -148,8 +148,8 @@ def check_exportable(model, dt, step_matched=False):
                            f"or 3 dt/2 = {dt * 1500:g} ms (snnTorch)")
     elif tau_ref > 0:
         raise DDMError(f"nir export: NIR's CubaLIF has no refractory period, but this model's LIF neurons have "
-                       f"tau_ref = {tau_ref * 1e3:g} ms; refit with tau_ref = 0, e.g. in Python "
-                       "fit(sde, neuron={'name': 'lif', 'tau_ref': 0.0})")
+                       f"tau_ref = {tau_ref * 1e3:g} ms; refit with tau_ref = 0 (ddm-neuro fit ... --neuron lif --tau-ref 0, "
+                       "or convert --tau-ref 0)")
     if model.w_perp is not None:
         raise DDMError("nir export: models with W_perp (off-subspace recurrent weights) are not supported")
     if model.tau < 5 * dt or model.neuron.params["tau_m"] < 5 * dt:
