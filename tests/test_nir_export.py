@@ -278,7 +278,13 @@ def test_step_matched_export(model, tmp_path):
     z0 = model.init_states[:5]
     assert np.allclose(net.readout(net.initial_current(z0)), z0, atol=1e-5 * np.abs(z0).max())
     with pytest.raises(DDMError, match="no refractory period"):
-        export(half, tmp_path / "c.nir", progress=False)
+        export(half, tmp_path / "c.nir", progress=False, step_matched=False)
+    # by default a tau_ref that a consumer's step supplies is written step-matched for it
+    assert read_network(export(half, tmp_path / "c.nir", progress=False)).info["step_matched"] == "norse"
+    from ddm_neuro.backends import get_backend
+
+    with pytest.raises(DDMError, match="step-matched for norse"):
+        get_backend("snntorch", "spiking")(half, 0.1, trials=1, seed=0)
     # activity-dependent private noise (activity = phi tau_ref): the host evaluates the rate curve at I
     half.noise_act = np.linspace(0.0, 2e5, model.n_neurons)
     net = read_network(export(half, tmp_path / "d.nir", step_matched=True, progress=False))

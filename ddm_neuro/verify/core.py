@@ -14,6 +14,11 @@ Steps:
    largest Lyapunov exponent (``chaotic``, needs ``model_drift``), the
    switching rate between wells (``multistable``) and the mean rotation and
    entropy production rate (``nonequilibrium``).
+
+A deterministic target (no diffusion on the visited states, e.g. noise-free
+Lorenz) is judged as :mod:`.deterministic` describes: drift against a stated
+tolerance with the run's own noise removed, no diffusion or entropy production
+metric, reference runs from perturbed starts.
 """
 from __future__ import annotations
 

@@ -10,6 +10,9 @@ def run_verify(sde, traj, report_dir=None, delta=None, model_drift=None, force=F
                filter_tau=None, progress=True, out=None, drift_tolerance=None):
     """Verify ``traj`` against ``sde``, print the table and optionally write ``report_dir``.
 
+    The keywords are :func:`.core.verify`'s (``drift_tolerance``: deterministic targets only);
+    ``out`` is the stream the table goes to (default stdout).
+
     Returns
     -------
     int

@@ -1,6 +1,7 @@
 """``ddm-neuro simulate --backend norse | snntorch --mode spiking``: export to NIR, run it in the consumer.
 
-The model is written to a temporary NIR file (:func:`.export.export`, dt = 1e-4 s)
+The model is written to a temporary NIR file (:func:`.export.export`, dt = 1e-4 s;
+step-matched when the model's ``tau_ref`` is what this consumer's step supplies)
 and run by :func:`.consumers.run_norse` or :func:`.consumers.run_snntorch`; the
 trajectory is the consumer's, with ``meta["backend"]`` naming it.
 """
@@ -30,7 +31,7 @@ def _constant_input(model, u):
 def make_simulate(consumer):
     """A back-end function ``run(model, duration, *, trials, seed, u, mode, progress, **options)`` for ``consumer``."""
     from . import consumers
-    from .export import SNNTORCH_DT, export
+    from .export import SNNTORCH_DT, export, matched_consumer
 
     runner = {"norse": consumers.run_norse, "snntorch": consumers.run_snntorch}[consumer]
 
@@ -44,8 +45,13 @@ def make_simulate(consumer):
         if noise not in (True, False):
             raise DDMError(f"backend {consumer!r}: noise must be on or off (got {noise!r})")
         u0 = _constant_input(model, u)
+        matched = matched_consumer(model, dt)
+        if matched not in (None, consumer):
+            raise DDMError(f"backend {consumer!r}: this model's tau_ref = {model.neuron.params['tau_ref'] * 1e3:g} ms "
+                           f"is step-matched for {matched}, whose step supplies it; run it there (or refit)")
         with tempfile.TemporaryDirectory(prefix="ddm_nir_") as tmp:
-            path = export(model, Path(tmp) / "model.nir", dt=dt, fano=fano, noise=noise, progress=False)
+            path = export(model, Path(tmp) / "model.nir", dt=dt, fano=fano, noise=noise, progress=False,
+                          step_matched=matched is not None)
             return runner(path, duration, trials=trials, seed=seed, noise=noise, z0=z0, u=u0,
                           record_dt=record_dt, progress=progress)
 

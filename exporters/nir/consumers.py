@@ -122,7 +122,8 @@ def _meta(net, backend, version, *, seed, duration, trials, h, noise, u, n_spike
             "seed": seed, "duration": float(duration), "trials": trials, "integration_dt": h,
             "network_dt_s": net.dt, "noise": "host" if noise else "none", "n_neurons": net.n_neurons,
             "input": None if u is None else {"times": [0.0], "values": [np.atleast_1d(u).tolist()]},
-            "diverged_trials": diverged, "scheme": "euler (consumer)",
+            "diverged_trials": diverged, "scheme": "euler (consumer)", "time_scale": net.time_scale,
+            "tau_syn": float(info.get("neuron", {}).get("tau_syn", np.nan)),
             "mean_rate_hz": n_spikes / (trials * net.n_neurons * sim_s) if sim_s > 0 else 0.0}
 
 

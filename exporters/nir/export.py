@@ -117,6 +117,15 @@ EDGES = [("input", "affine"), ("affine", "lif"), ("lif", "recurrent"), ("recurre
 STEP_TAU_REF = {"norse": 0.5, "snntorch": 1.5}
 
 
+def matched_consumer(model, dt):
+    """The consumer whose step supplies the model's ``tau_ref`` (:data:`STEP_TAU_REF`), or None
+    (also for ``tau_ref = 0``)."""
+    tau_ref = model.neuron.params.get("tau_ref", 0.0) if model.neuron.name == "lif" else 0.0
+    if not tau_ref:
+        return None
+    return next((c for c, k in STEP_TAU_REF.items() if abs(tau_ref - k * dt) <= 1e-6 * dt), None)
+
+
 def check_exportable(model, dt, step_matched=False):
     """Refuse, with a clear :class:`DDMError`, what an NIR CubaLIF graph cannot hold.
 
@@ -141,7 +150,7 @@ def check_exportable(model, dt, step_matched=False):
     tau_ref = model.neuron.params["tau_ref"]
     matched = None
     if step_matched:
-        matched = next((c for c, k in STEP_TAU_REF.items() if abs(tau_ref - k * dt) <= 1e-6 * dt), None)
+        matched = matched_consumer(model, dt)
         if matched is None:
             raise DDMError(f"nir export, step_matched: the model's tau_ref = {tau_ref * 1e3:g} ms is not what the "
                            f"step dt = {dt * 1e3:g} ms supplies; fit with tau_ref = dt/2 = {dt * 500:g} ms (Norse) "
@@ -149,7 +158,8 @@ def check_exportable(model, dt, step_matched=False):
     elif tau_ref > 0:
         raise DDMError(f"nir export: NIR's CubaLIF has no refractory period, but this model's LIF neurons have "
                        f"tau_ref = {tau_ref * 1e3:g} ms; refit with tau_ref = 0 (ddm-neuro fit ... --neuron lif --tau-ref 0, "
-                       "or convert --tau-ref 0)")
+                       f"or convert --tau-ref 0), or with the tau_ref the step supplies ({dt * 500:g} ms for "
+                       f"Norse, {dt * 1500:g} ms for snnTorch: written step-matched)")
     if model.w_perp is not None:
         raise DDMError("nir export: models with W_perp (off-subspace recurrent weights) are not supported")
     if model.tau < 5 * dt or model.neuron.params["tau_m"] < 5 * dt:
@@ -315,7 +325,7 @@ def _metadata(model, dt, fano, noise, host, matched, a_m):
 
 
 def export(model, output, *, mode="spiking", force=False, progress=True, dt=SNNTORCH_DT, fano=1.0,
-           noise=True, step_matched=False, trials=None, duration=None, seed=None, coupling=None):
+           noise=True, step_matched=None, trials=None, duration=None, seed=None, coupling=None):
     """Write the spiking network of ``model`` as an NIR file (HDF5, ``nir.write``), atomically.
 
     Parameters
@@ -332,8 +342,9 @@ def export(model, output, *, mode="spiking", force=False, progress=True, dt=SNNT
         Spike Fano factor counted against the model's private noise (:func:`host_noise`).
     noise : bool
         False: the host adds no noise (``host_noise_*`` zero).
-    step_matched : bool
-        Write for the consumer's step (:func:`build_graph`).
+    step_matched : bool, optional
+        Write for the consumer's step (:func:`build_graph`). Default: when the model's
+        ``tau_ref`` is what a consumer's step supplies (:func:`matched_consumer`), else not.
     trials, duration, seed, coupling
         Accepted for the command line and ignored (an NIR graph has none of them).
 
@@ -347,9 +358,12 @@ def export(model, output, *, mode="spiking", force=False, progress=True, dt=SNNT
         raise DDMError(f"export format 'nir' holds the spiking LIF network only (got mode {mode!r}; "
                        "use --mode spiking)")
     output = check_output(Path(output), force)
+    if step_matched is None:
+        step_matched = matched_consumer(model, dt) is not None
     graph = build_graph(model, dt=dt, fano=fano, noise=noise, step_matched=step_matched)
     with atomic_write(output, force=force, mode="w+b") as fh:
         nir.write(fh, graph)
     if progress:
-        print(f"wrote {output}: NIR graph, {model.n_neurons} CubaLIF neurons, dt = {dt:g} s")
+        print(f"wrote {output}: NIR graph, {model.n_neurons} CubaLIF neurons, dt = {dt:g} s"
+              + (f", step-matched for {matched_consumer(model, dt)}" if step_matched else ""))
     return output
