@@ -202,9 +202,11 @@ def brian2_stage(path, args):
     print(f"\n== Brian2 cpp_standalone, calibrated network (N = {cal.n_neurons}), stochastic Lorenz (noise 1.0)")
     print(f"spikes alone (regular firing): {ex['ratio']:.3g}x the target's diffusion along the worst direction; "
           f"N >= {ex['n_needed']} would bring it to 1")
+    step = None if args.b2_dt is None else args.b2_dt * 1e-3 / noisy.time_scale
     if args.b2_trials > 0:
         t0 = time.perf_counter()
-        traj = run(noisy, args.b2_duration, trials=args.b2_trials, seed=1, u=None, mode="spiking", progress=False)
+        traj = run(noisy, args.b2_duration, trials=args.b2_trials, seed=1, u=None, mode="spiking", progress=False,
+                   dt=step)
         rep = verify(sde1, traj, model_drift=noisy.latent_drift, seed=5,
                      filter_tau=traj.meta.get("readout_filter_tau"))
         print(f"{args.b2_trials} x {args.b2_duration:g} time units in {time.perf_counter() - t0:.0f} s; verify "
@@ -217,13 +219,15 @@ def brian2_stage(path, args):
         sde0, z_att = attractor()
         (full, noise), = short_run_errors(cal, sde0, z_att, args.b2_drift_trials, {
             "brian2": lambda m, d, z0: run(m, d, trials=len(z0), seed=3, u=None, mode="spiking", progress=False,
-                                           z0=z0, noise="none")})[0].values()
+                                           z0=z0, noise="none", dt=step)})[0].values()
         print(f"noise-free drift error on the attractor ({args.b2_drift_trials} runs x 1 time unit): "
               f"{100 * full:.2f} % (split-half noise {100 * noise:.2f} %)  [{time.perf_counter() - t0:.0f} s]",
               flush=True)
+    if args.b2_collapse_runs <= 0:
+        return
     t0 = time.perf_counter()
     runs = run(cal, args.b2_collapse_duration, trials=args.b2_collapse_runs, seed=11, u=None, mode="spiking",
-               progress=False, noise="none")
+               progress=False, noise="none", dt=step)
     sd = np.array([zz[-len(runs.t) // 3:, 0].std() for zz in runs.z])
     print(f"noise-free collapse: {int((sd < 2).sum())}/{len(sd)} runs of {args.b2_collapse_duration:g} time units "
           f"(std of x over the last third: {np.round(sd, 2)})  [{time.perf_counter() - t0:.0f} s]")
@@ -271,6 +275,8 @@ def main():
                     help="short Brian2 runs for the drift error on the attractor (0: skip)")
     ap.add_argument("--b2-trials", type=int, default=8, help="stochastic verify runs in Brian2 (0: skip)")
     ap.add_argument("--b2-duration", type=float, default=60.0)
+    ap.add_argument("--b2-dt", type=float, default=None, metavar="MS",
+                    help="Brian2 step in ms (default 0.1; at most the model's tau_ref)")
     ap.add_argument("--b2-collapse-runs", type=int, default=8)
     ap.add_argument("--b2-collapse-duration", type=float, default=30.0)
     args = ap.parse_args()

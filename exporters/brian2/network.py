@@ -365,7 +365,8 @@ def build_spiking_network(arrays, info, *, trials, dt, record_dt, coupling="fact
     tau_ref = float(neuron["tau_ref"])
     if tau_ref < h:
         raise NetworkError(f"Brian2 spiking places at most one spike per neuron per step: the step "
-                           f"({h * 1e3:g} ms) must not exceed tau_ref ({tau_ref * 1e3:g} ms)")
+                           f"({h * 1e3:g} ms) must not exceed tau_ref ({tau_ref * 1e3:g} ms): simulate with a step "
+                           f"of at most tau_ref (the dt option, SDE units) or refit with --tau-ref >= {h * 1e3:g} ms")
     ns["tau_r"] = tau_ref * b2.second
     neurons = b2.NeuronGroup(N * trials, """
         v : 1
