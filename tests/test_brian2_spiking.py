@@ -40,6 +40,7 @@ def test_runtime_and_cpp_spiking_runs_agree(lif_ou, noise):
     a = run("brian2", lif_ou, 2.0, noise=noise, record_spikes=True, fano=1.0)
     b = run("brian2-cpp", lif_ou, 2.0, noise=noise, record_spikes=True, fano=1.0)
     assert a.meta["mode"] == b.meta["mode"] == "spiking" and len(a.spikes_t) > 1000
+    assert a.meta["tau_syn"] == b.meta["tau_syn"] == lif_ou.tau and b.meta["time_scale"] == lif_ou.time_scale
     np.testing.assert_array_equal(np.sort(a.spikes_i), np.sort(b.spikes_i))
     np.testing.assert_allclose(b.z, a.z, rtol=0, atol=1e-10)
 
