@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .increments import MIN_VISITS, assign
+from .increments import assign, visited_cells
 
 #: Default tolerance of the relative drift error against a deterministic target.
 #: The issue's goal for the spiking Lorenz (systematic drift error <= 3 %); a stated
@@ -89,7 +89,7 @@ def drift_stats(starts, obs, tgt, cells, delta):
         :func:`.increments.increment_stats`; the caller normalises by the reference
         runs' mean denominator), ``noise_cov`` (d, d: the residuals' within-cell
         covariance per unit time, SDE units), ``cells_used``, ``increments`` and the
-        per-cell arrays for figures. None when no cell has :data:`MIN_VISITS` visits.
+        per-cell arrays for figures. None when no cell has :data:`.increments.MIN_VISITS` visits.
     """
     centres, mean, scale = cells
     d = starts.shape[1]
@@ -101,11 +101,7 @@ def drift_stats(starts, obs, tgt, cells, delta):
     n_tot = 0
     cov = np.zeros((d, d))
     cm, nv, om, tm = [], [], [], []
-    for b in range(len(centres)):
-        sel = lab == b
-        nb = int(sel.sum())
-        if nb < MIN_VISITS:
-            continue
+    for sel, nb in visited_cells(lab, len(centres)):
         rb = r[sel]
         Sb = np.atleast_2d(np.cov(rb, rowvar=False))
         num += nb * float(np.sum(rb.mean(0) ** 2))

@@ -117,6 +117,15 @@ def assign(x, centres):
     return np.argmin(d2, axis=1)
 
 
+def visited_cells(labels, n_cells):
+    """``(sel, n_b)`` for each cell with at least :data:`MIN_VISITS` visits (``sel``: its rows)."""
+    for b in range(n_cells):
+        sel = labels == b
+        nb = int(sel.sum())
+        if nb >= MIN_VISITS:
+            yield sel, nb
+
+
 def increment_pairs(sde, z, t, k, delta, dt_int, rng, signal=None, draws=DRAWS, max_starts=MAX_STARTS,
                     scheme="euler"):
     """Observed increments at lag ``k`` samples and target increments from the same starts.
@@ -171,11 +180,7 @@ def increment_stats(starts, obs, tgt, cells, kappa=1.0):
     iu = np.triu_indices(d)
     n_tot = n_diff = cells_diff = 0
     cm, nv, om, tm = [], [], [], []
-    for b in range(len(centres)):
-        sel = lab == b
-        nb = int(sel.sum())
-        if nb < MIN_VISITS:
-            continue
+    for sel, nb in visited_cells(lab, len(centres)):
         rb = r[sel]
         rbar = rb.mean(0)
         mbar = m_hat[sel].mean(0)
