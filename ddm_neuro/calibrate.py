@@ -416,7 +416,7 @@ def _attractor(sde, rng, signal):
 
 
 def calibrate_spiking(model, sde, *, rounds=6, duration=1.0, trials=128, dt=None, noise="none",
-                      coupling="factored", seed=0, degree=None, damping=1.0, patience=2, n_train=20000,
+                      coupling=None, seed=0, degree=None, damping=1.0, patience=2, n_train=20000,
                       backend="torch", u=None, near_fixed_points=0.0, progress=False):
     """Calibrate a LIF model's spiking network in the loop: cancel its measured drift (and diffusion) error.
 
@@ -468,7 +468,9 @@ def calibrate_spiking(model, sde, *, rounds=6, duration=1.0, trials=128, dt=None
         noise-free drift (double well: calibrated noise-free to 3.2 %, verify
         still failed). Runs should then be long (the error's noise falls with
         the total simulated time): e.g. 32 x 125 time units.
-    coupling : {"factored", "dense"}
+    coupling : {"factored", "dense"}, optional
+        Default: the back end's own (torch: factored; Brian2: by size; the NIR
+        consumers run the graph's dense recurrent weights).
     seed : int
     degree : int, optional
         Degree of the error regression (default :func:`default_degree`).
@@ -557,7 +559,8 @@ def calibrate_spiking(model, sde, *, rounds=6, duration=1.0, trials=128, dt=None
         if n_near:
             starts[:n_near] = near[rng.choice(len(near), n_near)]
         traj = run(current, duration + skip_t, trials=int(trials), seed=int(rng.integers(2 ** 31)), u=signal,
-                   mode="spiking", progress=False, z0=starts, dt=dt, noise=noise, coupling=coupling)
+                   mode="spiking", progress=False, z0=starts, dt=dt, noise=noise,
+                   **({} if coupling is None else {"coupling": coupling}))
         k = int(np.searchsorted(traj.t, skip_t - 1e-12))
         traj = Trajectory(t=traj.t[k:] - traj.t[k], z=traj.z[:, k:], dt=traj.dt, meta=traj.meta)
         entry = {"round": r, "mean_rate_hz": traj.meta.get("mean_rate_hz")}
@@ -601,7 +604,8 @@ def calibrate_spiking(model, sde, *, rounds=6, duration=1.0, trials=128, dt=None
     bar.close()
     out = copy.deepcopy(best[1])
     out.meta["spiking_calibration"] = {
-        "method": "drift cancellation", "simulator": backend, "dt": dt, "noise": noise, "coupling": coupling,
+        "method": "drift cancellation", "simulator": backend, "dt": dt, "noise": noise,
+        "coupling": coupling or traj.meta.get("coupling"),
         "duration": duration, "trials": int(trials), "rounds": history, "best_round": best[2],
         "degree": degree, "damping": damping, "seed": seed, "input": None if u0 is None else u0.tolist(),
         "near_fixed_points": float(near_fixed_points), "stopped": stop or "rounds done",

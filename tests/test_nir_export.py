@@ -295,3 +295,15 @@ def test_step_matched_export(model, tmp_path):
     assert np.allclose(net.host_rate_coef, half.noise_act * dt / 2)
     x0 = half.neuron_inputs(z0)
     assert np.allclose(net.rate(net.initial_current(z0)), half.neuron.phi(x0), rtol=1e-6, atol=1e-6)
+
+
+def test_calibrate_runs_in_norse(model):
+    """The NIR consumers are calibration back ends too (noise on/off by name, the file's own step, no
+    coupling option): before, calibrate's noise="none" and coupling="factored" were refused there.
+    (At this size the error measurement itself is noise: the mechanics are what is tested.)"""
+    from ddm_neuro.calibrate import calibrate_spiking
+
+    out = calibrate_spiking(model, model.sde(), rounds=1, trials=24, duration=3.0, backend="norse", seed=1)
+    cal = out.meta["spiking_calibration"]
+    assert cal["simulator"] == "norse" and cal["coupling"] is None and len(cal["rounds"]) == 1
+    assert np.isfinite(cal["systematic_drift_error"]) and cal["rounds"][0]["mean_rate_hz"] > 10

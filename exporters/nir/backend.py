@@ -36,7 +36,11 @@ def make_simulate(consumer):
     runner = {"norse": consumers.run_norse, "snntorch": consumers.run_snntorch}[consumer]
 
     def simulate(model, duration, *, trials=1, seed=None, u=None, mode="spiking", progress=False, noise=True,
-                 record_dt=None, z0=None, dt=SNNTORCH_DT, fano=1.0, coupling=None):
+                 record_dt=None, z0=None, dt=None, fano=1.0, coupling=None):
+        # dt: the file's step in seconds (default 1e-4); noise: on/off, or the spiking simulators'
+        # "remainder"/"none" (the host noise is the remainder), so that calibrate can run here too
+        dt = SNNTORCH_DT if dt is None else dt
+        noise = {"remainder": True, "none": False}.get(noise, noise) if isinstance(noise, str) else noise
         if coupling is not None:
             raise DDMError(f"backend {consumer!r}: the NIR graph has one dense recurrent Linear; "
                            f"--coupling does not apply (got {coupling!r})")
