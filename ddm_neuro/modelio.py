@@ -17,11 +17,15 @@ import numpy as np
 
 from .errors import DDMError, ModelFileError
 from .fileio import atomic_write, open_npz
+from .network import ARRAY_FIELDS
 
 FORMAT = "ddm_neuro.model"
 FORMAT_VERSION = 1
-ARRAYS = ("scale", "center", "encoders", "decoders", "readout", "bias", "input_weights",
-          "noise_const", "noise_act", "noise_latent", "init_states")
+ARRAYS = ARRAY_FIELDS
+#: Largest JSON header a model file may hold (fit metrics and calibration logs are kilobytes).
+MAX_META_BYTES = 64 * 2 ** 20
+#: Most start states (``init_states`` rows) a model file may hold (a fit stores at most 256).
+MAX_START_STATES = 1_000_000
 
 
 def model_id(model):
@@ -53,52 +57,123 @@ def save_model(model, path, force=False):
 def load_model(path):
     """Read a model file, with one clear error if it is missing, truncated, newer or not a model.
 
+    Everything is checked before the model is used: the archive before any
+    array is decompressed (:func:`~ddm_neuro.fileio.open_npz`), then the
+    metadata's types, every array's dtype and declared shape against N, d and
+    k, and finally the values (:func:`~ddm_neuro.network.check_model`): finite
+    numbers, positive time constants, non-negative noise, a valid neuron model
+    and a well-formed embedded SDE spec (its structure; its expressions are
+    compiled only when the SDE is rebuilt).
+
+    Parameters
+    ----------
+    path : str or Path
+
+    Returns
+    -------
+    LatentRNN
+
     Raises
     ------
     ModelFileError
+        One line naming the file, the field and the problem.
     """
-    from .network import LatentRNN
+    from .network import LatentRNN, check_sizes
 
     path = Path(path)
     with open_npz(path, ModelFileError, "model file") as data:
-        if "__meta__" not in data.files:
-            raise ModelFileError(f"{path}: not a ddm_neuro model file (no metadata)")
-        try:
-            header = json.loads(data["__meta__"].tobytes().decode())
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            raise ModelFileError(f"{path}: not a readable model file (its metadata is not JSON)") from None
-        if not isinstance(header, dict) or header.get("format") != FORMAT:
-            raise ModelFileError(f"{path}: not a ddm_neuro model file")
-        version = header.get("version")
-        if not isinstance(version, int) or version > FORMAT_VERSION:
-            raise ModelFileError(f"{path}: model format version {version} is newer than this "
-                                 f"ddm_neuro reads ({FORMAT_VERSION}); upgrade ddm_neuro")
-        missing = [a for a in ARRAYS if a not in data.files]
+        header = _read_header(data, path)
+        fields = _header_fields(header, path)
+        missing = [a for a in ARRAYS if a not in data]
         if missing:
             raise ModelFileError(f"{path}: model file lacks arrays {missing}")
-        arrays = {a: data[a] for a in ARRAYS}
-        w_perp = data["w_perp"] if "w_perp" in data.files else None
+        names = ARRAYS + (("w_perp",) if "w_perp" in data else ())
+        for name in names:
+            if data.dtype(name).kind not in "iuf":
+                raise ModelFileError(f"{path}: array {name} has dtype {data.dtype(name)}, not numbers")
+        try:  # from the .npy headers: nothing decompressed yet
+            check_sizes({name: data.shape(name) for name in names}, fields["variables"], fields["inputs"])
+        except DDMError as exc:
+            raise ModelFileError(f"{path}: {exc}") from None
+        n0 = data.shape("init_states")[0]
+        if n0 > MAX_START_STATES:
+            raise ModelFileError(f"{path}: array init_states holds {n0} start states, more than the "
+                                 f"{MAX_START_STATES} a model file may hold")
+        arrays = {a: np.asarray(data[a], dtype=np.float64) for a in names}
+    w_perp = arrays.pop("w_perp", None)
     try:
-        model = LatentRNN(neuron=header["neuron"], tau=float(header["tau"]),
-                          time_scale=float(header["time_scale"]), sde_spec=header.get("sde_spec"),
-                          variables=list(header["variables"]), inputs=list(header.get("inputs", [])),
-                          meta=dict(header.get("meta", {})), w_perp=w_perp, **arrays)
-    except (KeyError, TypeError, ValueError, DDMError) as exc:
-        raise ModelFileError(f"{path}: model metadata invalid ({exc})") from None
-    _check_shapes(model, path)
+        model = LatentRNN(**fields, w_perp=w_perp, **arrays)
+    except DDMError as exc:
+        raise ModelFileError(f"{path}: {exc}") from None
     return model
 
 
-def _check_shapes(model, path):
-    n, d = model.encoders.shape if model.encoders.ndim == 2 else (0, 0)
-    k = len(model.inputs)
-    want = {"scale": (d,), "center": (d,), "encoders": (n, d), "decoders": (d, n), "readout": (d, n),
-            "bias": (n,), "input_weights": (n, k), "noise_const": (n,), "noise_act": (n,),
-            "noise_latent": (d, d)}
-    for name, shape in want.items():
-        if getattr(model, name).shape != shape:
-            raise ModelFileError(f"{path}: array {name} has shape {getattr(model, name).shape}, expected {shape}")
-    if len(model.variables) != d or n < d:
-        raise ModelFileError(f"{path}: inconsistent sizes (N={n}, d={d}, variables={model.variables})")
-    if model.w_perp is not None and model.w_perp.shape != (n, n):
-        raise ModelFileError(f"{path}: w_perp has shape {model.w_perp.shape}, expected {(n, n)}")
+def _read_header(data, path):
+    """The decoded JSON header of an open model archive, checked to be this format and version."""
+    if "__meta__" not in data:
+        raise ModelFileError(f"{path}: not a ddm_neuro model file (no metadata)")
+    shape, dtype = data.shape("__meta__"), data.dtype("__meta__")
+    if len(shape) != 1 or dtype.kind != "u" or dtype.itemsize != 1:
+        raise ModelFileError(f"{path}: not a readable model file (its metadata is not JSON text)")
+    if shape[0] > MAX_META_BYTES:
+        raise ModelFileError(f"{path}: its metadata is {shape[0]} bytes, more than the {MAX_META_BYTES} "
+                             "a model file may hold")
+    try:
+        header = json.loads(data["__meta__"].tobytes().decode())
+    except (UnicodeDecodeError, ValueError, RecursionError):  # JSONDecodeError is a ValueError
+        raise ModelFileError(f"{path}: not a readable model file (its metadata is not JSON)") from None
+    if not isinstance(header, dict) or header.get("format") != FORMAT:
+        raise ModelFileError(f"{path}: not a ddm_neuro model file")
+    version = header.get("version")
+    if isinstance(version, bool) or not isinstance(version, int):
+        raise ModelFileError(f"{path}: model format version {version!r:.40} is not an integer")
+    if version > FORMAT_VERSION:
+        raise ModelFileError(f"{path}: model format version {version} is newer than this "
+                             f"ddm_neuro reads ({FORMAT_VERSION}); upgrade ddm_neuro")
+    if version < 1:
+        raise ModelFileError(f"{path}: model format version {version} is not a valid version (1..{FORMAT_VERSION})")
+    return header
+
+
+def _header_fields(header, path):
+    """The :class:`LatentRNN` keyword arguments held in the header, their JSON types checked."""
+    missing = [k for k in ("neuron", "tau", "time_scale", "variables") if k not in header]
+    if missing:
+        raise ModelFileError(f"{path}: model metadata lacks {', '.join(repr(k) for k in missing)}")
+    fields = {"neuron": header["neuron"], "tau": header["tau"], "time_scale": header["time_scale"],
+              "variables": header["variables"], "inputs": header.get("inputs", []),
+              "sde_spec": header.get("sde_spec"), "meta": header.get("meta", {})}
+    for key, kind in (("variables", list), ("inputs", list), ("meta", dict), ("neuron", (dict, str))):
+        if not isinstance(fields[key], kind):
+            want = {list: "a list of names", dict: "a JSON object"}.get(kind, "a name or a JSON object")
+            raise ModelFileError(f"{path}: model metadata '{key}' must be {want} "
+                                 f"(got {type(fields[key]).__name__})")
+    for key in ("variables", "inputs"):
+        if not all(isinstance(v, str) for v in fields[key]):
+            raise ModelFileError(f"{path}: model metadata '{key}' must be a list of names (got {fields[key]!r:.80})")
+    problem = _spec_problem(fields["sde_spec"], fields["variables"], fields["inputs"])
+    if problem:
+        raise ModelFileError(f"{path}: embedded SDE spec (sde_spec) is malformed: {problem}")
+    return fields
+
+
+def _spec_problem(sde_spec, variables, inputs):
+    """What is structurally wrong with an embedded spec (None if nothing); expressions are not parsed here."""
+    if sde_spec is None:
+        return None
+    if not isinstance(sde_spec, dict):
+        return f"expected a JSON object or null, got {type(sde_spec).__name__}"
+    if sde_spec.get("kind") != "spec" or not isinstance(sde_spec.get("spec"), dict):
+        return "expected {\"kind\": \"spec\", \"spec\": {...}}"
+    spec = sde_spec["spec"]
+    if spec.get("variables") != list(variables):
+        return f"its variables {spec.get('variables')!r:.80} are not the model's {list(variables)}"
+    if spec.get("inputs", []) != list(inputs):
+        return f"its inputs {spec.get('inputs')!r:.80} are not the model's {list(inputs)}"
+    for key in ("drift", "diffusion"):
+        if not isinstance(spec.get(key), dict):
+            return f"'{key}' must be a table (got {type(spec.get(key)).__name__})"
+    for key in ("parameters", "input_range", "domain"):
+        if not isinstance(spec.get(key, {}), dict):
+            return f"'{key}' must be a table (got {type(spec.get(key)).__name__})"
+    return None

@@ -14,9 +14,25 @@ sets activity-dependent private noise, ``sigma_i^2 = a_i^{(n)} a(x_i) + c_i``.
 """
 from __future__ import annotations
 
+import inspect
+import math
+
 import numpy as np
 
 from .errors import DDMError
+
+
+def _number(value, what):
+    """``value`` as a float if it is a finite real number (not a bool or a string), else a DDMError."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise DDMError(f"{what} must be a number (got {value!r:.80})")
+    try:
+        number = float(value)
+    except OverflowError:
+        number = math.inf
+    if not math.isfinite(number):
+        raise DDMError(f"{what} must be finite (got {number})")
+    return number
 
 
 class NeuronModel:
@@ -51,9 +67,12 @@ class NeuronModel:
 
 
 class Tanh(NeuronModel):
-    """Rate neuron ``phi(x) = tanh(x)``."""
+    """Rate neuron ``phi(x) = tanh(x)`` (no parameters)."""
 
     name = "tanh"
+
+    def __init__(self):
+        super().__init__()
 
     def phi(self, x, xp=np, smooth=False):
         """Output for input ``x``."""
@@ -75,9 +94,15 @@ class LIFRate(NeuronModel):
     name = "lif"
 
     def __init__(self, tau_m=0.02, tau_ref=0.002, max_rates=(200.0, 400.0), smoothing=0.02):
+        tau_m, tau_ref, smoothing = (_number(v, f"lif: {k}") for k, v in
+                                     (("tau_m", tau_m), ("tau_ref", tau_ref), ("smoothing", smoothing)))
         if tau_m <= 0 or tau_ref < 0:
             raise DDMError(f"lif: tau_m must be > 0 and tau_ref >= 0 (got {tau_m}, {tau_ref})")
-        lo, hi = max_rates
+        if smoothing <= 0:
+            raise DDMError(f"lif: smoothing must be > 0 (got {smoothing})")
+        if isinstance(max_rates, (str, bytes)) or np.ndim(max_rates) != 1 or len(max_rates) != 2:
+            raise DDMError(f"lif: max_rates must be [low, high] in Hz (got {max_rates!r})")
+        lo, hi = (_number(v, "lif: max_rates") for v in max_rates)
         if not 0 < lo <= hi < 1.0 / max(tau_ref, 1e-12):
             limit = f"1/tau_ref = {1 / tau_ref:.0f} Hz" if tau_ref > 0 else "infinity"
             raise DDMError(f"lif: max_rates must satisfy 0 < low <= high < {limit} (got {lo}, {hi})")
@@ -114,17 +139,37 @@ class LIFRate(NeuronModel):
 
 NEURONS = {"tanh": Tanh, "lif": LIFRate}
 
+
 def make_neuron(spec):
-    """Build a neuron model from a name or a ``to_dict()`` form."""
+    """Build a neuron model from a name or a ``to_dict()`` form.
+
+    Parameters
+    ----------
+    spec : NeuronModel, str or dict
+        ``"tanh"``, ``"lif"``, or ``{"name": ..., **parameters}``.
+
+    Returns
+    -------
+    NeuronModel
+
+    Raises
+    ------
+    DDMError
+        Unknown model or parameter, or a parameter of the wrong type or value.
+    """
     if isinstance(spec, NeuronModel):
         return spec
     if isinstance(spec, str):
         spec = {"name": spec}
+    if not isinstance(spec, dict):
+        raise DDMError(f"neuron model must be a name or a table with 'name' (got {spec!r:.80})")
     spec = dict(spec)
     name = spec.pop("name", None)
-    if name not in NEURONS:
-        raise DDMError(f"unknown neuron model {name!r} (known: {', '.join(NEURONS)})")
-    try:
-        return NEURONS[name](**spec)
-    except TypeError as exc:
-        raise DDMError(f"neuron model {name!r}: {exc}") from None
+    if not isinstance(name, str) or name not in NEURONS:
+        raise DDMError(f"unknown neuron model {name!r:.80} (known: {', '.join(NEURONS)})")
+    known = [p for p in inspect.signature(NEURONS[name]).parameters]
+    unknown = sorted(str(k) for k in spec if k not in known)
+    if unknown:
+        raise DDMError(f"neuron model {name!r}: unknown parameter(s) {', '.join(unknown)} "
+                       f"(known: {', '.join(known) or 'none'})")
+    return NEURONS[name](**spec)

@@ -161,12 +161,13 @@ def test_missing_and_misshapen_arrays(small_model_path, tmp_path):
 def test_incomplete_metadata(small_model_path, tmp_path):
     arrays, header = read_raw(small_model_path)
     del header["tau"]
-    assert "model metadata invalid ('tau')" in refused(write_raw(tmp_path / "m.ddm", arrays, header))
+    path = write_raw(tmp_path / "m.ddm", arrays, header)
+    assert refused(path) == f"{path}: model metadata lacks 'tau'"
 
 
 def test_missing_file(tmp_path):
     assert refused(tmp_path / "nope.ddm") == f"{tmp_path / 'nope.ddm'}: no such model file"
-    assert refused(tmp_path) == f"{tmp_path}: no such model file"
+    assert refused(tmp_path) == f"{tmp_path}: is a folder, not a model file"
 
 
 class _Touch:
