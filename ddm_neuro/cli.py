@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import argparse
 import math
+import signal
 import sys
 from pathlib import Path
 
 from .errors import DDMError
+from .threads import configure_threads
 
 
 def _seed(text):
@@ -73,15 +75,12 @@ def cmd_systems(args):
 
 
 def print_fit_summary(model, path=None):
-    """Print the held-out errors and settings of a fitted model."""
-    f = model.meta["fit"]
-    print(f"fitted {model.meta['sde_name']}: N={model.n_neurons} {model.neuron.name} neurons, "
-          f"tau={model.tau * 1e3:g} ms, T={model.time_scale:.4g} s per SDE time unit")
-    print(f"  held-out drift error     {100 * f['drift_error']:.4f} %  (closed-form start "
-          f"{100 * f['drift_error_closed_form']:.4f} %)")
-    print(f"  held-out diffusion error {100 * f['diffusion_error']:.3f} %  (closed-form start "
-          f"{100 * f['diffusion_error_closed_form']:.3f} %)")
-    print(f"  fit wall time            {f['wall_time_s']:.1f} s" + (f"; wrote {path}" if path else ""))
+    """Print the held-out errors and settings of a fitted model; warnings on stderr."""
+    from .fit import fit_summary, fit_warnings
+
+    print(fit_summary(model, path))
+    for text in fit_warnings(model):
+        print(f"warning: {text}", file=sys.stderr)
 
 
 def _lif_options(args, neuron):
@@ -229,17 +228,21 @@ def cmd_calibrate(args):
 
 def cmd_simulate(args):
     from .backends import get_backend
+    from .simulate import check_run_size
     from .fileio import check_output
     from .inputs import parse_input_option
     from .network import LatentRNN
 
     check_output(args.output, args.force)
     if args.figure:
-        check_output(args.figure, args.force)
+        from .plots import check_figure_path
+
+        check_figure_path(args.figure, args.force)
     if args.spikes and args.mode != "spiking":
         raise DDMError("--spikes records spikes of a spiking run: add --mode spiking")
     model = LatentRNN.load(args.model)
     run = get_backend(args.backend, args.mode)
+    check_run_size(model, args.duration, args.trials)
     input_range = model.sde().input_range if (args.input and model.sde_spec) else None
     u = parse_input_option(args.input, model.inputs, input_range) if args.input else None
     options = {}
@@ -258,10 +261,29 @@ def cmd_simulate(args):
     if args.figure:
         from .plots import trajectory_figure
 
-        trajectory_figure(traj, args.figure, n_neurons=model.n_neurons, variables=list(model.variables))
+        trajectory_figure(traj, args.figure, n_neurons=model.n_neurons, variables=list(model.variables),
+                          force=args.force)
         print(f"wrote {args.figure}: " + ("spike raster and latent" if traj.spikes_t is not None else "latent")
               + " of trial 0")
     return 0
+
+
+_REPORT_FILES = ("report.json", "timeseries.png", "phase_portrait.png", "drift_field.png", "marginals.png",
+                 "autocorrelation.png", "switching_times.png")
+
+
+def _check_report_folder(folder, force):
+    """Refuse a report folder that is a file, sits in a missing folder, or holds a report, unless ``force``."""
+    from .fileio import check_output
+
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise DDMError(f"{folder}: exists and is not a folder")
+    if not folder.exists():
+        check_output(folder)  # the parent must exist and be writable
+    for name in _REPORT_FILES:
+        if (folder / name).exists() and not force:
+            raise DDMError(f"{folder / name}: already exists (use --force to overwrite)")
 
 
 def cmd_verify(args):
@@ -269,6 +291,8 @@ def cmd_verify(args):
     from .trajectory import Trajectory
     from .verify import run_verify
 
+    if args.report:
+        _check_report_folder(args.report, args.force)  # before the work, not after it
     model = LatentRNN.load(args.model)
     traj = Trajectory.load(args.trajectory)
     if traj.dim != model.dim:
@@ -319,8 +343,10 @@ def cmd_export(args):
 def cmd_demo(args):
     from .demo import run_demo
 
+    if args.force and args.resume:
+        raise DDMError("--force starts the demo afresh and --resume reuses its model.ddm: give one of them")
     return run_demo(args.out, force=args.force, n_neurons=args.n, duration=args.duration,
-                    trials=args.trials, quick=args.quick, progress=not args.quiet)
+                    trials=args.trials, quick=args.quick, progress=not args.quiet, resume=args.resume)
 
 
 def cmd_constrain(args):
@@ -358,10 +384,12 @@ def cmd_analyze(args):
     from .analysis import analyze, save_report, table
     from .analysis.report import check_report_folder
     from .network import LatentRNN
+    from .simulate import check_run_size
 
     if args.report:
         check_report_folder(args.report, args.force)  # before the (long) analysis, not after
     model = LatentRNN.load(args.model)
+    check_run_size(model, args.duration, 2 * args.trials)  # the network's and the target's runs
     result = analyze(model, duration=args.duration, trials=args.trials, seed=args.seed, symmetric=args.symmetric,
                      currents=args.currents, switching=args.switching, progress=not args.quiet)
     files = save_report(result, args.report, force=args.force) if args.report else []
@@ -381,6 +409,20 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _threads(text):
+    """argparse type: a thread count >= 1."""
+    value = _seed(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _add_threads(s):
+    s.add_argument("--threads", type=_threads, default=None, metavar="K",
+                   help="CPU threads for torch and BLAS (default 1, or $DDM_NEURO_THREADS: one thread is fastest "
+                        "for small networks and on a shared machine)")
 
 
 def build_parser():
@@ -416,6 +458,7 @@ def build_parser():
     s.add_argument("-o", "--output", required=True, help="model file to write (.ddm)")
     s.add_argument("--force", action="store_true", help="overwrite an existing output")
     s.add_argument("--quiet", action="store_true", help="no progress bars")
+    _add_threads(s)
     s.set_defaults(func=cmd_fit)
 
     s = sub.add_parser("convert", help="refit a tanh model with LIF neurons (for spiking), keeping its tuning")
@@ -427,6 +470,7 @@ def build_parser():
     s.add_argument("-o", "--output", required=True, help="model file to write (.ddm)")
     s.add_argument("--force", action="store_true")
     s.add_argument("--quiet", action="store_true")
+    _add_threads(s)
     s.set_defaults(func=cmd_convert)
 
     s = sub.add_parser("calibrate", help="calibrate a LIF model's spiking network in the loop (cancel its "
@@ -460,6 +504,7 @@ def build_parser():
     s.add_argument("-o", "--output", required=True, help="model file to write (.ddm)")
     s.add_argument("--force", action="store_true")
     s.add_argument("--quiet", action="store_true")
+    _add_threads(s)
     s.set_defaults(func=cmd_calibrate)
 
     s = sub.add_parser("simulate", help="simulate a model and write a trajectory")
@@ -481,6 +526,7 @@ def build_parser():
     s.add_argument("-o", "--output", required=True, help="trajectory file to write (.npz)")
     s.add_argument("--force", action="store_true")
     s.add_argument("--quiet", action="store_true")
+    _add_threads(s)
     s.set_defaults(func=cmd_simulate)
 
     s = sub.add_parser("export", help="write the network in another simulator's format (installed plug-ins)")
@@ -498,6 +544,7 @@ def build_parser():
     s.add_argument("-o", "--output", required=True, help="folder to write")
     s.add_argument("--force", action="store_true", help="replace an existing output folder")
     s.add_argument("--quiet", action="store_true")
+    _add_threads(s)
     s.set_defaults(func=cmd_export)
 
     s = sub.add_parser("verify", help="check a trajectory against the model's target SDE")
@@ -509,6 +556,7 @@ def build_parser():
     s.add_argument("--drift-tolerance", type=_positive(float), default=None,
                    help="deterministic targets (noise 0) only: relative drift error accepted (default 0.03)")
     s.add_argument("--force", action="store_true")
+    _add_threads(s)
     s.set_defaults(func=cmd_verify)
 
     s = sub.add_parser("constrain", help="make the weights obey hardware limits (bits, fan-in, sparsity, Dale) and refit")
@@ -526,6 +574,7 @@ def build_parser():
     s.add_argument("-o", "--output", required=True, help="model file to write (.ddm)")
     s.add_argument("--force", action="store_true", help="overwrite an existing output")
     s.add_argument("--quiet", action="store_true", help="no progress bars")
+    _add_threads(s)
     s.set_defaults(func=cmd_constrain)
 
     s = sub.add_parser("analyze", help="decompose a model: W_s/W_a, reversible/irreversible drift, entropy production")
@@ -545,18 +594,39 @@ def build_parser():
     g.add_argument("--no-currents", dest="currents", action="store_false", help="skip them")
     s.add_argument("--force", action="store_true", help="overwrite files in the report folder")
     s.add_argument("--quiet", action="store_true", help="no progress bars")
+    _add_threads(s)
     s.set_defaults(func=cmd_analyze)
 
     s = sub.add_parser("demo", help="the main job: fit Lorenz, simulate, compare, verify, write figures")
-    s.add_argument("--out", default="ddm_demo", help="output folder (default ./ddm_demo)")
-    s.add_argument("--force", action="store_true")
-    s.add_argument("-n", type=_positive(int), default=512)
-    s.add_argument("--duration", type=_positive(float), default=60.0)
-    s.add_argument("--trials", type=_positive(int), default=16)
+    s.add_argument("--out", default="ddm_demo", help="output folder (default ./ddm_demo); each stage's files are "
+                                                     "written there as it ends, and kept if interrupted")
+    s.add_argument("--force", action="store_true", help="replace the demo files in an existing folder")
+    s.add_argument("--resume", action="store_true", help="reuse the folder's model.ddm (from an interrupted demo)")
+    s.add_argument("-n", type=_positive(int), default=512, help="neurons (default 512)")
+    s.add_argument("--duration", type=_positive(float), default=60.0, help="SDE time units per trial (default 60)")
+    s.add_argument("--trials", type=_positive(int), default=16, help="trials (default 16)")
     s.add_argument("--quick", action="store_true", help="small and short, for a smoke test")
     s.add_argument("--quiet", action="store_true")
+    _add_threads(s)
     s.set_defaults(func=cmd_demo)
     return p
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C so that every clean-up (temporary files, child processes) runs."""
+
+
+def _terminate_as_interrupt():
+    """Turn SIGTERM into :class:`_Terminated` in the main thread; returns the previous handler (or None)."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def handler(signum, frame):
+        raise _Terminated()
+
+    return signal.signal(signal.SIGTERM, handler)
 
 
 def main(argv=None):
@@ -565,14 +635,22 @@ def main(argv=None):
         args = build_parser().parse_args(argv)
     except SystemExit as exc:  # --help, or a usage error already printed as one line
         return exc.code if isinstance(exc.code, int) else 2
+    previous = _terminate_as_interrupt()
     try:
+        configure_threads(getattr(args, "threads", None))
         return args.func(args)
     except DDMError as exc:
         print(f"ddm-neuro {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except _Terminated:
+        print("ddm-neuro: terminated", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
         print("ddm-neuro: interrupted", file=sys.stderr)
         return 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

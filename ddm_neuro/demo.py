@@ -9,18 +9,23 @@ spiking network (Brian2's generated C++ when available, else torch), with a
 raster figure and its verification. At this N the spikes alone are far noisier
 than Lorenz's diffusion (the run says by how much, and which N would fix it),
 so that verification is reported but does not set the exit status: the rate
-runs do. Everything goes to one folder, created only when the demo succeeds.
+runs do. Each stage's files go into one folder as the stage ends (atomically,
+file by file): an interrupted demo keeps what is finished and says where.
 """
 from __future__ import annotations
 
+import shutil
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
 from .backends import get_backend
 from .errors import DDMError
-from .fileio import atomic_directory
-from .fit import fit
+from .fileio import check_output
+from .fit import fit, fit_summary, fit_warnings
+from .network import LatentRNN
 from .plots import attractor_figure
 from .sdeint import simulate_sde
 from .simulate import network_steps, simulate_network
@@ -29,62 +34,150 @@ from .systems import get_system
 from .verify import verify
 
 
-def run_demo(out, force=False, n_neurons=512, duration=60.0, trials=16, quick=False, progress=True):
-    """Run the demo; returns the exit status (0 when verification passes)."""
+#: Everything the demo writes into its folder (removed first with ``--force``).
+OUTPUTS = ("model.ddm", "network.npz", "target.npz", "attractor.png", "report", "brian2.npz", "report_brian2",
+           "brian2-cpp.npz", "report_brian2-cpp", "model_lif.ddm", "spiking.npz", "spiking_raster.png",
+           "report_spiking")
+
+
+class _Stages:
+    """The demo's folder and what is finished in it: each file is written atomically as its stage ends,
+    so an interrupted demo keeps the finished stages and says where they are."""
+
+    def __init__(self, out):
+        self.out = Path(out)
+        self.kept = []
+        self.name = None
+        self.t0 = None
+
+    def start(self, name, text):
+        self.name, self.t0 = name, time.perf_counter()
+        print(f"\n== {text}")
+
+    def path(self, name):
+        return self.out / name
+
+    def keep(self, name):
+        self.kept.append(name)
+
+    def seconds(self):
+        return time.perf_counter() - self.t0
+
+    def stopped(self, why):
+        kept = ", ".join(self.kept) if self.kept else "nothing yet"
+        print(f"\n{why} during the {self.name} stage: kept {kept} in {self.out}/"
+              + ("; 'ddm-neuro demo --resume' reuses model.ddm" if "model.ddm" in self.kept else ""),
+              file=sys.stderr)
+
+
+def _prepare(out, force, resume):
+    """Check the demo folder before any work; create it (removing old demo outputs with ``force``)."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise DDMError(f"{out}: exists and is not a folder")
+    if resume:
+        if not (out / "model.ddm").is_file():
+            raise DDMError(f"--resume: {out / 'model.ddm'} does not exist (run the demo without --resume)")
+        return out
+    if out.exists() and any(out.iterdir()):
+        if not force:
+            raise DDMError(f"{out}: already exists (use --force to overwrite, or --resume to reuse its model.ddm)")
+        for name in OUTPUTS:
+            p = out / name
+            if p.is_dir():
+                shutil.rmtree(p)
+            elif p.exists():
+                p.unlink()
+    elif not out.exists():
+        check_output(out)  # the parent folder exists and is writable
+        out.mkdir()
+    return out
+
+
+def run_demo(out, force=False, n_neurons=512, duration=60.0, trials=16, quick=False, progress=True, resume=False):
+    """Run the demo; returns the exit status (0 when the rate runs' verifications pass).
+
+    Each stage's files are written into ``out`` as the stage ends (atomically);
+    an interruption keeps the finished ones and says so. ``resume`` reuses the
+    folder's ``model.ddm`` instead of fitting again.
+    """
     if quick:
         n_neurons, duration, trials = min(n_neurons, 128), min(duration, 10.0), min(trials, 4)
     if trials < 2:
-        from .errors import DDMError
         raise DDMError(f"--trials must be >= 2 (standard errors come from the trials), got {trials}")
     sde = get_system("lorenz")
-    with atomic_directory(out, force=force) as tmp:
-        print(f"== fit: {sde.name}, N = {n_neurons} tanh neurons")
-        model = fit(sde, n_neurons=n_neurons, seed=0, progress=progress)
-        model.save(tmp / "model.ddm")
-        from .cli import print_fit_summary
-        print_fit_summary(model)
-
-        print(f"\n== simulate: {trials} trials x {duration:g} time units (torch, full {n_neurons}-neuron network)")
-        t0 = time.perf_counter()
-        net = simulate_network(model, duration, trials=trials, seed=1, progress=progress)
-        t_sim = time.perf_counter() - t0
-        net.save(tmp / "network.npz")
-        dt, rec = network_steps(model)
-        rng = np.random.default_rng(2)
-        targets = [simulate_sde(sde, duration, dt=dt, record_dt=rec, trials=trials, seed=rng,
-                                z0=model.init_states[rng.integers(0, len(model.init_states), trials)])
-                   for _ in range(2)]
-        targets[0].save(tmp / "target.npz")
-        print(f"  network simulation {t_sim:.1f} s ({t_sim / duration:.2f} s per time unit, {trials} trials)")
-        finite = np.isfinite(net.z).all()
-        lo, hi = sde.domain_box()
-        inside = finite and bool(np.all((net.z > lo - (hi - lo)) & (net.z < hi + (hi - lo))))
-        print(f"  trajectory finite: {finite}; stays within the domain's neighbourhood: {inside}")
-        rows = compare(net, *targets)
-        print("\n== statistics (score = |difference| / its standard error; baseline = same for two target runs)")
-        print(format_table(rows, list(sde.variables)))
-        attractor_figure(net, targets[0], tmp / "attractor.png",
-                         title=f"Lorenz: {n_neurons}-neuron network (left) vs target SDE (right)",
-                         variables=list(sde.variables))
-        status = 0 if inside else 1
-        print("\n== verify")
-        if not finite:
-            print("  skipped: the network diverged (see attractor.png)")
-            status = 1
-        else:
-            report = verify(sde, net, model_drift=model.latent_drift, progress=progress)
-            print(report.table())
-            report.save(tmp / "report", traj=net)
-            status = status or (0 if report.passed else 1)
-        status = _brian2_run(model, sde, tmp, duration, trials, quick, progress) or status
-        _spiking_run(model, sde, tmp, quick, progress)
-    print(f"\nwrote {out}/: model.ddm, network.npz, target.npz, attractor.png, report/, "
-          "brian2.npz, report_brian2/, brian2-cpp.npz, report_brian2-cpp/, model_lif.ddm, spiking.npz, "
-          "spiking_raster.png, report_spiking/")
+    stages = _Stages(_prepare(out, force, resume))
+    try:
+        status = _rate_stages(stages, sde, n_neurons, duration, trials, quick, progress, resume)
+        _spiking_run(stages, stages.model, sde, quick, progress)
+    except KeyboardInterrupt:
+        stages.stopped("interrupted")
+        raise
+    except Exception:
+        stages.stopped("stopped by an error")
+        raise
+    print(f"\nwrote {out}/: {', '.join(stages.kept)}")
     return status
 
 
-def _brian2_run(model, sde, folder, duration, trials, quick, progress):
+def _rate_stages(stages, sde, n_neurons, duration, trials, quick, progress, resume):
+    """Fit (or reuse), the torch run against the target, and the Brian2 runs; returns the exit status."""
+    if resume:
+        stages.start("fit", f"fit: reusing {stages.path('model.ddm')}")
+        model = LatentRNN.load(stages.path("model.ddm"))
+        if model.n_neurons != n_neurons or model.meta.get("sde_name") != sde.name:
+            raise DDMError(f"--resume: {stages.path('model.ddm')} is a {model.meta.get('sde_name')} model with "
+                           f"N = {model.n_neurons}, not {sde.name} with N = {n_neurons}")
+    else:
+        stages.start("fit", f"fit: {sde.name}, N = {n_neurons} tanh neurons")
+        model = fit(sde, n_neurons=n_neurons, seed=0, progress=progress)
+        model.save(stages.path("model.ddm"), force=True)
+    stages.keep("model.ddm")
+    stages.model = model
+    print(fit_summary(model))
+    for text in fit_warnings(model):
+        print(f"warning: {text}", file=sys.stderr)
+
+    stages.start("simulate", f"simulate: {trials} trials x {duration:g} time units (torch, full "
+                 f"{n_neurons}-neuron network)")
+    net = simulate_network(model, duration, trials=trials, seed=1, progress=progress)
+    t_sim = stages.seconds()
+    net.save(stages.path("network.npz"), force=True)
+    stages.keep("network.npz")
+    dt, rec = network_steps(model)
+    rng = np.random.default_rng(2)
+    targets = [simulate_sde(sde, duration, dt=dt, record_dt=rec, trials=trials, seed=rng, progress=progress,
+                            z0=model.init_states[rng.integers(0, len(model.init_states), trials)])
+               for _ in range(2)]
+    targets[0].save(stages.path("target.npz"), force=True)
+    stages.keep("target.npz")
+    print(f"  network simulation {t_sim:.1f} s ({t_sim / duration:.2f} s per time unit, {trials} trials)")
+    finite = np.isfinite(net.z).all()
+    lo, hi = sde.domain_box()
+    inside = finite and bool(np.all((net.z > lo - (hi - lo)) & (net.z < hi + (hi - lo))))
+    print(f"  trajectory finite: {finite}; stays within the domain's neighbourhood: {inside}")
+    rows = compare(net, *targets)
+    print("\n== statistics (score = |difference| / its standard error; baseline = same for two target runs)")
+    print(format_table(rows, list(sde.variables)))
+    attractor_figure(net, targets[0], stages.path("attractor.png"), force=True,
+                     title=f"Lorenz: {n_neurons}-neuron network (left) vs target SDE (right)",
+                     variables=list(sde.variables))
+    stages.keep("attractor.png")
+    status = 0 if inside else 1
+    stages.start("verify", "verify")
+    if not finite:
+        print("  skipped: the network diverged (see attractor.png)")
+        status = 1
+    else:
+        report = verify(sde, net, model_drift=model.latent_drift, progress=progress)
+        print(report.table())
+        report.save(stages.path("report"), traj=net, force=True)
+        stages.keep("report/")
+        status = status or (0 if report.passed else 1)
+    return _brian2_run(stages, model, sde, duration, trials, quick, progress) or status
+
+
+def _brian2_run(stages, model, sde, duration, trials, quick, progress):
     """The same network in Brian2 (runtime device, then generated C++), each verified.
 
     Skipped with a note when Brian2 (or a C++ compiler) is not installed.
@@ -94,31 +187,32 @@ def _brian2_run(model, sde, folder, duration, trials, quick, progress):
     runs = [("brian2", "runtime device", min(trials, 4), min(duration, 10.0 if quick else 30.0)),
             ("brian2-cpp", "cpp_standalone, compiled once", trials, duration)]
     for backend, what, b_trials, b_duration in runs:
-        print(f"\n== {backend} ({what}, rate mode): {b_trials} trials x {b_duration:g} time units")
+        stages.start(backend, f"{backend} ({what}, rate mode): {b_trials} trials x {b_duration:g} time units")
         try:
             run = get_backend(backend, "rate")
         except DDMError as exc:  # not installed: say so, and go on
             print(f"  skipped: {exc} (install with: pip install '.[brian2]')")
             continue
-        t0 = time.perf_counter()
         try:
-            traj = run(model, b_duration, trials=b_trials, seed=4, u=None, mode="rate", progress=False)
+            traj = run(model, b_duration, trials=b_trials, seed=4, u=None, mode="rate", progress=progress)
         except DDMError as exc:  # installed but failed: that is a failure of the demo, not a skip
             print(f"  FAILED: {exc}")
             status = 1
             continue
         compiled = traj.meta.get("compile_seconds")
-        print(f"  simulated in {time.perf_counter() - t0:.1f} s"
+        print(f"  simulated in {stages.seconds():.1f} s"
               + (f" (of which compiling {compiled:.1f} s)" if compiled else ""))
-        traj.save(folder / f"{backend}.npz")
+        traj.save(stages.path(f"{backend}.npz"), force=True)
+        stages.keep(f"{backend}.npz")
         report = verify(sde, traj, model_drift=model.latent_drift, progress=progress, seed=1)
         print(report.table())
-        report.save(folder / f"report_{backend}", traj=traj)
+        report.save(stages.path(f"report_{backend}"), traj=traj, force=True)
+        stages.keep(f"report_{backend}/")
         status = status or (0 if report.passed else 1)
     return status
 
 
-def _spiking_run(model, sde, folder, quick, progress):
+def _spiking_run(stages, model, sde, quick, progress):
     """The model converted to LIF and run as a spiking network (Brian2 C++, else and with --quick torch), verified.
 
     Reported only: at the demo's N spikes alone out-noise Lorenz's diffusion
@@ -132,11 +226,12 @@ def _spiking_run(model, sde, folder, quick, progress):
     from .spiking import SpikeNoiseWarning, spike_noise_excess
 
     s_trials, s_duration = (2, 3.0) if quick else (4, 20.0)
-    print(f"\n== spiking: the model converted to LIF neurons, {s_trials} trials x {s_duration:g} time units")
-    t0 = time.perf_counter()
-    lif = convert(model, sde, steps=0 if quick else 100, progress=False)
-    lif.save(folder / "model_lif.ddm")
-    print(f"  converted in {time.perf_counter() - t0:.1f} s: held-out drift error "
+    stages.start("spiking", f"spiking: the model converted to LIF neurons, {s_trials} trials x {s_duration:g} "
+                 "time units")
+    lif = convert(model, sde, steps=0 if quick else 100, progress=progress)
+    lif.save(stages.path("model_lif.ddm"), force=True)
+    stages.keep("model_lif.ddm")
+    print(f"  converted in {stages.seconds():.1f} s: held-out drift error "
           f"{100 * lif.meta['fit']['drift_error']:.2f} % (LIF rate curve)")
     backend = "torch" if quick else "brian2-cpp"  # --quick: no second C++ build
     try:
@@ -153,22 +248,26 @@ def _spiking_run(model, sde, folder, quick, progress):
     else:
         print(f"  spikes alone give {ex['ratio']:.3g}x the target's diffusion along its worst direction; the "
               "remainder is injected as private noise")
-    t0 = time.perf_counter()
+    t_run = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", SpikeNoiseWarning)  # said above, in the demo's words
         try:
-            traj = run(lif, s_duration, trials=s_trials, seed=5, u=None, mode="spiking", progress=False,
+            traj = run(lif, s_duration, trials=s_trials, seed=5, u=None, mode="spiking", progress=progress,
                        record_spikes=True)
         except DDMError as exc:
             print(f"  FAILED ({backend}): {exc}")
             return
-    print(f"  {backend}: simulated in {time.perf_counter() - t0:.1f} s, {len(traj.spikes_t)} spikes, mean rate "
+    print(f"  {backend}: simulated in {time.perf_counter() - t_run:.1f} s, {len(traj.spikes_t)} spikes, mean rate "
           f"{traj.meta.get('mean_rate_hz', float('nan')):.1f} Hz")
-    traj.save(folder / "spiking.npz")
-    trajectory_figure(traj, folder / "spiking_raster.png", n_neurons=lif.n_neurons, variables=list(sde.variables))
+    traj.save(stages.path("spiking.npz"), force=True)
+    stages.keep("spiking.npz")
+    trajectory_figure(traj, stages.path("spiking_raster.png"), n_neurons=lif.n_neurons,
+                      variables=list(sde.variables), force=True)
+    stages.keep("spiking_raster.png")
     report = verify(sde, traj, model_drift=lif.latent_drift, progress=progress, seed=1,
                     filter_tau=traj.meta.get("readout_filter_tau"))
     print(report.table())
-    report.save(folder / "report_spiking", traj=traj)
+    report.save(stages.path("report_spiking"), traj=traj, force=True)
+    stages.keep("report_spiking/")
     print(f"  spiking verification: {'PASS' if report.passed else 'FAIL'} (reported, not part of the exit status; "
           "README 'Spiking' says what it takes)")

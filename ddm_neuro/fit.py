@@ -512,6 +512,65 @@ def fit(sde, config=None, **overrides):
     return model
 
 
+#: Held-out errors above these are reported as poor fits (typical fits of the built-ins: well below 1 %).
+POOR_DRIFT_ERROR = 0.02
+POOR_DIFFUSION_ERROR = 0.05
+
+
+def fit_summary(model, path=None):
+    """The held-out errors and settings of a fitted model, as printed lines.
+
+    Parameters
+    ----------
+    model : LatentRNN
+    path : str or Path, optional
+        Where it was written (said on the last line).
+
+    Returns
+    -------
+    str
+    """
+    f = model.meta["fit"]
+    return "\n".join([
+        f"fitted {model.meta['sde_name']}: N={model.n_neurons} {model.neuron.name} neurons, "
+        f"tau={model.tau * 1e3:g} ms, T={model.time_scale:.4g} s per SDE time unit",
+        f"  held-out drift error     {100 * f['drift_error']:.4f} %  (closed-form start "
+        f"{100 * f['drift_error_closed_form']:.4f} %)",
+        f"  held-out diffusion error {100 * f['diffusion_error']:.3f} %  (closed-form start "
+        f"{100 * f['diffusion_error_closed_form']:.3f} %)",
+        f"  fit wall time            {f['wall_time_s']:.1f} s" + (f"; wrote {path}" if path else "")])
+
+
+def fit_warnings(model):
+    """Plain-language warnings about a fitted model's held-out errors (empty when the fit is good).
+
+    Parameters
+    ----------
+    model : LatentRNN
+        A model with ``meta["fit"]`` (from :func:`fit`, ``convert`` or ``constrain``).
+
+    Returns
+    -------
+    list of str
+        One sentence per problem: the measured number, the limit, and what usually fixes it.
+    """
+    f = model.meta.get("fit") or {}
+    out = []
+    err, derr = f.get("drift_error"), f.get("diffusion_error")
+    if err is not None and err > POOR_DRIFT_ERROR:
+        cfg = f.get("config") or {}
+        fixes = [f"more neurons (-n, now {model.n_neurons})"]
+        if cfg.get("steps", 1) == 0:
+            fixes.append("gradient refinement (--steps, now 0)")
+        fixes.append("a [domain] that covers only where the dynamics go")
+        out.append(f"held-out drift error {100 * err:.2f} % is large (above {100 * POOR_DRIFT_ERROR:g} %): the network "
+                   f"will not follow the target closely; {', '.join(fixes)} usually lower it")
+    if derr is not None and derr > POOR_DIFFUSION_ERROR:
+        out.append(f"held-out diffusion error {100 * derr:.2f} % is large (above {100 * POOR_DIFFUSION_ERROR:g} %): "
+                   f"more neurons (-n, now {model.n_neurons}) give the noise fit more freedom")
+    return out
+
+
 def model_errors(model, sde, z, u=None):
     """Relative drift and diffusion errors of ``model`` against ``sde`` at states ``z``.
 

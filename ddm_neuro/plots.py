@@ -1,6 +1,8 @@
 """Figures that need no verification: the network's attractor beside the target's."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 
@@ -13,7 +15,45 @@ def _plt():
     return plt
 
 
-def attractor_figure(network, target, path, title=None, variables=None):
+def figure_formats():
+    """The file formats matplotlib writes here: suffix (no dot) -> description."""
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    return FigureCanvasBase.get_supported_filetypes()
+
+
+def check_figure_path(path, force=False):
+    """Refuse, before any work, a figure path whose format matplotlib cannot write or that exists.
+
+    Raises
+    ------
+    DDMError
+    """
+    from .errors import DDMError
+    from .fileio import check_output
+
+    suffix = Path(path).suffix.lower().lstrip(".")
+    formats = figure_formats()
+    if suffix not in formats:
+        raise DDMError(f"{path}: cannot write a figure as {'.' + suffix if suffix else 'a file without a suffix'} "
+                       f"(formats: {', '.join(sorted(formats))})")
+    return check_output(path, force)
+
+
+def save_figure(fig, path, force=False, dpi=110):
+    """Write ``fig`` to ``path`` atomically (format from the suffix) and close it."""
+    from .fileio import atomic_write
+
+    check_figure_path(path, force)
+    try:
+        with atomic_write(path, force=force) as fh:
+            fig.savefig(fh, format=Path(path).suffix.lower().lstrip("."), dpi=dpi)
+    finally:
+        _plt().close(fig)
+    return path
+
+
+def attractor_figure(network, target, path, title=None, variables=None, force=False):
     """Phase portrait of the network's latent trajectory beside the target SDE's.
 
     Parameters
@@ -67,11 +107,10 @@ def attractor_figure(network, target, path, title=None, variables=None):
             ax2.set_ylabel(variables[2])
     fig.suptitle(title or "network latent vs target SDE")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    return save_figure(fig, path, force=force)
 
 
-def trajectory_figure(traj, path, n_neurons=None, trial=0, show=200, title=None, variables=None):
+def trajectory_figure(traj, path, n_neurons=None, trial=0, show=200, title=None, variables=None, force=False):
     """One trial's latent trajectory against time, under its spike raster when spikes were recorded.
 
     Parameters
@@ -119,5 +158,4 @@ def trajectory_figure(traj, path, n_neurons=None, trial=0, show=200, title=None,
     ax2.set_ylabel("latent")
     ax2.legend(loc="upper right", fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    return save_figure(fig, path, force=force)

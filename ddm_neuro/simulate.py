@@ -15,6 +15,7 @@ not grow with N.
 from __future__ import annotations
 
 import math
+import os
 
 import numpy as np
 import torch
@@ -33,6 +34,61 @@ def network_steps(model):
     rec = fit.get("record_dt", 5 * dt)
     dt = min(dt, model.tau / (10 * model.time_scale))
     return dt, max(rec, dt)
+
+
+def available_memory():
+    """Bytes of memory available to a new allocation (``MemAvailable``), or None where unknown."""
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def run_size(model, duration, trials):
+    """Bytes a run of ``model`` holds: the recorded latent (twice: kept and written) and the network state.
+
+    Parameters
+    ----------
+    model : LatentRNN
+    duration : float
+        SDE time units.
+    trials : int
+
+    Returns
+    -------
+    int
+    """
+    _, rec = network_steps(model)
+    samples = math.floor(duration / rec) + 1
+    latent = 2.0 * trials * samples * model.dim * 8
+    state = 8.0 * trials * model.n_neurons * 8  # state, rates, noise, ... per neuron and trial (float64)
+    return latent + state
+
+
+def check_run_size(model, duration, trials):
+    """Refuse, before any work, a run that cannot fit in memory, saying what it would need.
+
+    Raises
+    ------
+    DDMError
+        When :func:`run_size` exceeds the memory available now.
+    """
+    need = run_size(model, duration, trials)
+    have = available_memory()
+    if have is not None and need > have:
+        gib = 2.0 ** 30
+        raise DDMError(f"--duration {duration:g} x --trials {trials} needs about {need / gib:.3g} GiB "
+                       f"({model.n_neurons} neurons, {model.dim} latent dimensions recorded every "
+                       f"{network_steps(model)[1]:.3g} time units), more than the {have / gib:.3g} GiB available: "
+                       "use a shorter --duration or fewer --trials")
+    return need
 
 
 def input_signal(model, u):
