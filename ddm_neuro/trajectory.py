@@ -8,6 +8,7 @@ SDE coordinates with time in SDE units, ``dt`` (scalar, SDE units), ``meta``
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -43,6 +44,8 @@ class Trajectory:
     spikes_i: np.ndarray | None = None
 
     def __post_init__(self):
+        if np.iscomplexobj(self.t) or np.iscomplexobj(self.z) or np.iscomplexobj(self.dt):
+            raise TrajectoryError("t, z and dt must be real numbers, not complex")
         try:
             self.t = np.asarray(self.t, dtype=np.float64)
             self.z = np.asarray(self.z, dtype=np.float64)
@@ -80,29 +83,127 @@ class Trajectory:
 
     @classmethod
     def load(cls, path):
-        """Read a trajectory file, with a clear error when it is not one."""
+        """Read a trajectory file, with one clear :class:`TrajectoryError` line when it is not a valid one.
+
+        Besides what :func:`validate` checks, a file must hold numeric ``t``,
+        ``z`` and ``dt``, at least one trial, sample and latent dimension,
+        ``meta`` as a JSON object whose known fields have their documented
+        types, and matching ``spikes_t`` / ``spikes_i`` (indices within
+        ``meta["n_neurons"]``). Shapes are checked from the array headers
+        before any data is read. Non-finite ``z`` (a diverged run) loads; the
+        verifier reports where it starts.
+        """
         path = Path(path)
         with open_npz(path, TrajectoryError, "trajectory file") as data:
-            missing = [k for k in ("t", "z", "dt", "meta") if k not in data.files]
+            missing = [k for k in ("t", "z", "dt", "meta") if k not in data]
             if missing:
                 raise TrajectoryError(f"{path}: not a trajectory file (missing {missing})")
+            spikes = [k for k in ("spikes_t", "spikes_i") if k in data]
+            if len(spikes) == 1:
+                raise TrajectoryError(f"{path}: holds {spikes[0]} without "
+                                      f"{'spikes_i' if spikes[0] == 'spikes_t' else 'spikes_t'}")
+            _check_declared(data, spikes, path)
             t, z, dt = data["t"], data["z"], data["dt"]
-            try:
-                meta = json.loads(str(data["meta"]))
-            except json.JSONDecodeError:
-                raise TrajectoryError(f"{path}: not a readable trajectory file ('meta' is not valid JSON)") from None
-            sp_t = data["spikes_t"] if "spikes_t" in data.files else None
-            sp_i = data["spikes_i"] if "spikes_i" in data.files else None
-        if np.ndim(dt) != 0:
-            raise TrajectoryError(f"{path}: 'dt' must be a scalar, got shape {np.shape(dt)}")
+            text = str(data["meta"])
+            sp_t = data["spikes_t"] if spikes else None
+            sp_i = data["spikes_i"] if spikes else None
         try:
+            meta = json.loads(text)
+        except (ValueError, RecursionError):  # JSONDecodeError is a ValueError
+            raise TrajectoryError(f"{path}: not a readable trajectory file ('meta' is not valid JSON)") from None
+        try:
+            _check_meta(meta)
+            if sp_t is not None:
+                _check_spikes(sp_t, sp_i, meta)
             return cls(t=t, z=z, dt=float(dt), meta=meta, spikes_t=sp_t, spikes_i=sp_i)
         except TrajectoryError as exc:
             raise TrajectoryError(f"{path}: {exc}") from None
 
 
+#: Fields of ``meta`` that readers use, and what each must be when present (None is always allowed).
+_META_FIELDS = {"mode": "a string", "backend": "a string", "variables": "a list of names",
+                "n_neurons": "an integer >= 0", "readout_filter_tau": "a finite number > 0",
+                "input": "an input signal {\"times\": [...], \"values\": [[...], ...]}"}
+
+
+def _meta_field_ok(key, value):
+    if key in ("mode", "backend"):
+        return isinstance(value, str)
+    if key == "variables":
+        return isinstance(value, list) and all(isinstance(v, str) for v in value)
+    if key == "n_neurons":
+        return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+    if key == "readout_filter_tau":
+        return (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+                and value > 0)
+    from .errors import DDMError
+    from .inputs import InputSignal
+
+    try:
+        InputSignal.from_dict(value)
+    except (DDMError, KeyError, TypeError, ValueError, IndexError):
+        return False
+    return True
+
+
+def _check_meta(meta):
+    """``meta`` must be a JSON object whose known fields have their documented types."""
+    if not isinstance(meta, dict):
+        raise TrajectoryError(f"'meta' must be a JSON object, got {type(meta).__name__}")
+    for key, want in _META_FIELDS.items():
+        value = meta.get(key)
+        if value is not None and not _meta_field_ok(key, value):
+            raise TrajectoryError(f"meta field {key!r} must be {want} (got {value!r:.60})")
+
+
+def _check_declared(data, spikes, path):
+    """Dtypes and shapes from the array headers, before any data is read."""
+    for name in ("t", "z", "dt", *spikes):
+        kinds = "iu" if name == "spikes_i" else "iuf"
+        if data.dtype(name).kind not in kinds:
+            what = "integers" if name == "spikes_i" else "numbers"
+            raise TrajectoryError(f"{path}: '{name}' must hold {what}, got dtype {data.dtype(name)}")
+    if data.dtype("meta").kind != "U" or data.shape("meta") != ():
+        raise TrajectoryError(f"{path}: 'meta' must be one JSON string, got a {data.dtype('meta')} array "
+                              f"of shape {data.shape('meta')}")
+    if data.shape("dt") != ():
+        raise TrajectoryError(f"{path}: 'dt' must be a scalar, got shape {data.shape('dt')}")
+    t, z = data.shape("t"), data.shape("z")
+    if len(z) not in (2, 3):
+        raise TrajectoryError(f"{path}: z must have shape (trials, n, d), got {z}")
+    z = z if len(z) == 3 else (1, *z)
+    if len(t) != 1 or t[0] != z[1]:
+        raise TrajectoryError(f"{path}: t has shape {t} but z has {z[1]} samples per trial")
+    for size, what in zip(z, ("trials", "samples", "latent dimensions")):
+        if size == 0:
+            raise TrajectoryError(f"{path}: z has shape {z}: no {what}")
+    if spikes:
+        shapes = data.shape("spikes_t"), data.shape("spikes_i")
+        if len(shapes[0]) != 1 or shapes[0] != shapes[1]:
+            raise TrajectoryError(f"{path}: spikes_t and spikes_i must be 1-D of one length, got shapes "
+                                  f"{shapes[0]} and {shapes[1]}")
+
+
+def _check_spikes(spikes_t, spikes_i, meta):
+    if not np.all(np.isfinite(spikes_t)):
+        raise TrajectoryError("spikes_t holds non-finite times")
+    n = meta.get("n_neurons")
+    if len(spikes_i) and (spikes_i.min() < 0 or (n is not None and spikes_i.max() >= n)):
+        bad = int(spikes_i.min()) if spikes_i.min() < 0 else int(spikes_i.max())
+        raise TrajectoryError(f"spikes_i holds neuron index {bad}, outside 0..{'N-1' if n is None else n - 1}")
+
+
 def validate(traj):
-    """Check shapes and the regular time grid; raise :class:`TrajectoryError`."""
+    """Check shapes, the increasing regular time grid and the spike arrays' pairing.
+
+    Parameters
+    ----------
+    traj : Trajectory
+
+    Raises
+    ------
+    TrajectoryError
+    """
     t, z, dt = traj.t, traj.z, traj.dt
     if z.ndim != 3:
         raise TrajectoryError(f"z must have shape (trials, n, d), got {z.shape}")
@@ -113,7 +214,17 @@ def validate(traj):
     if not np.isfinite(dt) or dt <= 0:
         raise TrajectoryError(f"dt must be a positive number, got {dt}")
     if len(t) > 1:
-        steps = np.diff(t)
-        if np.max(np.abs(steps - dt)) > 1e-6 * max(dt, 1e-12) + 1e-9 * abs(t[-1]):
+        with np.errstate(over="ignore", invalid="ignore"):  # t near the float limits: the step check refuses
+            steps = np.diff(t)
+            off = np.max(np.abs(steps - dt))
+        if not np.all(steps > 0):
+            i = int(np.argmax(~(steps > 0)))
+            raise TrajectoryError(f"t must increase: sample {i + 1} (t = {t[i + 1]:.6g}) follows t = {t[i]:.6g}")
+        if not off <= 1e-6 * max(dt, 1e-12) + 1e-9 * abs(t[-1]):
             raise TrajectoryError(f"irregular sampling: t steps range {steps.min():.6g}..{steps.max():.6g}, "
                                   f"dt = {dt:.6g}")
+    if (traj.spikes_t is None) != (traj.spikes_i is None):
+        raise TrajectoryError("spikes_t and spikes_i go together: give both or neither")
+    if traj.spikes_t is not None and (np.ndim(traj.spikes_t) != 1 or np.shape(traj.spikes_t) != np.shape(traj.spikes_i)):
+        raise TrajectoryError(f"spikes_t and spikes_i must be 1-D of one length, got shapes "
+                              f"{np.shape(traj.spikes_t)} and {np.shape(traj.spikes_i)}")

@@ -188,7 +188,7 @@ def _edit_json(path, edit):
     (lambda d: d["graph"].update(version=99), "version 99 is newer"),
     (lambda d: d["graph"].update(scale="[1.0]"), "'scale' has shape (1,), expected (2,)"),
     (lambda d: d["nodes"][5].pop("encoder_1"), "node 5 lacks attribute 'encoder_1'"),
-    (lambda d: d["nodes"][2].update(bias="x"), "node 2 attribute 'bias' is not a number"),
+    (lambda d: d["nodes"][2].update(bias="x"), "node 2 attribute 'bias' is not a finite number"),
     (lambda d: d["nodes"].pop(), "the graph has 31 nodes, its attribute n_neurons says 32"),
     (lambda d: d["edges"][4].update(weight=d["edges"][4]["weight"] * 1.5), "edge weight(s) differ"),
     (lambda d: d["edges"][0].pop("weight"), "lacks attribute 'weight'"),

@@ -128,6 +128,36 @@ def check_mode(model, mode):
                        "fit with --neuron lif)")
 
 
+def check_finite(model):
+    """Refuse a model whose weights or other arrays hold NaN or inf: a graph file must never carry them.
+
+    :class:`~ddm_neuro.network.LatentRNN` checks its arrays when it is built;
+    this catches arrays changed afterwards. (:func:`graph_data` also checks
+    the product ``W = E K``, which can overflow.)
+
+    Raises
+    ------
+    DDMError
+        Naming the array and the first bad entry.
+    """
+    from ddm_neuro.network import ARRAY_FIELDS
+
+    arrays = {name: getattr(model, name) for name in ARRAY_FIELDS}
+    if model.w_perp is not None:
+        arrays["w_perp"] = model.w_perp
+    for name, value in arrays.items():
+        _refuse_non_finite(value, f"array {name}")
+
+
+def _refuse_non_finite(value, what):
+    value = np.asarray(value, dtype=np.float64)
+    bad = ~np.isfinite(value)
+    if bad.any():
+        where = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise DDMError(f"graph export: the model's {what} holds non-finite values ({int(bad.sum())}; first "
+                       f"{value[where]} at index {where}); a graph file carries only finite numbers")
+
+
 def graph_data(model, mode="rate", core=None):
     """Describe ``model`` as :class:`GraphData` (see the module docstring for every attribute).
 
@@ -146,8 +176,10 @@ def graph_data(model, mode="rate", core=None):
     from ddm_neuro.modelio import model_id
 
     check_mode(model, mode)
+    check_finite(model)
     lif = model.neuron.name == "lif"
     W = model.weights()
+    _refuse_non_finite(W, "weight matrix W = E K (+ W_perp)")
     n, d, k = model.n_neurons, model.dim, model.n_inputs
     wp = None if model.w_perp is None else np.asarray(model.w_perp, dtype=np.float64)
     present = W != 0 if wp is None else (W != 0) | (wp != 0)

@@ -34,7 +34,7 @@ import numpy as np
 from ddm_neuro.errors import DDMError
 from ddm_neuro.fileio import atomic_write, check_output
 
-from .build import GraphData, check_mode, graph_data, mean_rates, to_networkx, to_node_link
+from .build import GraphData, check_finite, check_mode, graph_data, mean_rates, to_networkx, to_node_link
 
 FORMATS = ("graphml", "gexf", "json")
 #: Options the command line passes to every exporter that do not apply to a graph.
@@ -67,8 +67,9 @@ def _write_json(data, fh, chunk=65536):
                                   None if data.w_perp is None else data.w_perp[:0]))
     text = json.dumps(head)
     fh.write(text[:text.rindex("[")].encode("utf-8") + b"[")  # up to the empty edge list
-    fmt = float.__repr__ if np.all(np.isfinite(data.weights)) and (
-        data.w_perp is None or np.all(np.isfinite(data.w_perp))) else json.dumps  # repr = json.dumps on finite floats
+    if not np.all(np.isfinite(data.weights)) or (data.w_perp is not None and not np.all(np.isfinite(data.w_perp))):
+        raise DDMError("graph export: non-finite edge weights; a JSON graph carries only finite numbers")
+    fmt = float.__repr__  # = json.dumps on finite floats
     for start in range(0, len(data.weights), chunk):
         stop = min(start + chunk, len(data.weights))
         if data.w_perp is None:
@@ -125,6 +126,7 @@ def export_graph(model, output, *, format="graphml", mode="rate", force=False, p
         raise DDMError(f"export {format}: unknown option(s) {', '.join(unknown)} "
                        "(known: core_size, preset, objective, seed, knn)")
     check_mode(model, mode)
+    check_finite(model)  # before partitioning or writing anything
     output = check_output(output, force)
     part = None
     if core_size is not None or preset is not None:

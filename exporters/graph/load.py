@@ -47,8 +47,10 @@ def load_graph_json(path):
         raise ModelFileError(f"{path}: no such graph file")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ModelFileError(f"{path}: not a readable JSON graph ({type(exc).__name__}: {exc})") from None
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:  # JSONDecodeError is a ValueError
+        raise ModelFileError(f"{path}: not a readable JSON graph ({type(exc).__name__}: {str(exc)[:120]})") from None
+    except OSError as exc:
+        raise ModelFileError(f"{path}: cannot read ({exc.strerror})") from None
     if not isinstance(data, dict) or not isinstance(data.get("graph"), dict) or not isinstance(data.get("nodes"), list):
         raise ModelFileError(f"{path}: not a node-link graph (needs 'graph', 'nodes' and 'edges')")
     edges = data.get("edges", data.get("links"))
@@ -60,9 +62,13 @@ def load_graph_json(path):
     for a in data["nodes"]:
         if not isinstance(a, dict) or "id" not in a:
             raise ModelFileError(f"{path}: a node without an 'id'")
+        if not isinstance(a["id"], (int, str)):
+            raise ModelFileError(f"{path}: node id {a['id']!r:.40} is not a neuron index")
         nodes[a["id"]] = a
     try:
-        triples = [(e["source"], e["target"], e) for e in edges]
+        triples = [(e["source"], e["target"], e) for e in edges if isinstance(e, dict)]
+        if len(triples) != len(edges):
+            raise TypeError
     except (TypeError, KeyError):
         raise ModelFileError(f"{path}: an edge without 'source' and 'target'") from None
     return model_from_parts(data["graph"], nodes, triples, path)
@@ -115,6 +121,16 @@ def model_from_networkx(G, source="graph"):
                             [(s, t, a) for s, t, a in G.edges(data=True)], source)
 
 
+def _finite_number(v):
+    """True for an int or float (not a bool) that is finite as a double."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return False
+    try:
+        return math.isfinite(v)
+    except OverflowError:  # an integer beyond the double range
+        return False
+
+
 def _node_index(node, n, source):
     try:
         j = int(node)
@@ -142,8 +158,8 @@ def _graph_value(graph, key, source, kind=None):
             raise ModelFileError(f"{source}: graph attribute {key!r} must be an integer >= 0 (got {value!r})")
         return int(value)
     if kind == "float":
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise ModelFileError(f"{source}: graph attribute {key!r} must be a finite number (got {value!r})")
+        if not _finite_number(value):
+            raise ModelFileError(f"{source}: graph attribute {key!r} must be a finite number (got {value!r:.40})")
         return float(value)
     return value
 
@@ -151,7 +167,7 @@ def _graph_value(graph, key, source, kind=None):
 def _array(value, shape, key, source):
     try:
         arr = np.array(value, dtype=np.float64)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise ModelFileError(f"{source}: graph attribute {key!r} is not a numeric array") from None
     if shape is not None and arr.shape != shape:
         raise ModelFileError(f"{source}: graph attribute {key!r} has shape {arr.shape}, expected {shape}")
@@ -165,8 +181,8 @@ def _node_columns(nodes, keys, source):
             if key not in a:
                 raise ModelFileError(f"{source}: node {j} lacks attribute {key!r}")
             v = a[key]
-            if isinstance(v, bool) or not isinstance(v, (int, float)):
-                raise ModelFileError(f"{source}: node {j} attribute {key!r} is not a number (got {v!r})")
+            if not _finite_number(v):
+                raise ModelFileError(f"{source}: node {j} attribute {key!r} is not a finite number (got {v!r:.40})")
             out[j, i] = v
     return out
 
@@ -257,7 +273,11 @@ def _edge_matrix(edges, n, key, source):
     for s, t, a in edges:
         if key not in a:
             raise ModelFileError(f"{source}: edge {s} -> {t} lacks attribute {key!r}")
-        M[_node_index(t, n, source), _node_index(s, n, source)] = a[key]
+        v = a[key]
+        if not _finite_number(v):
+            raise ModelFileError(f"{source}: edge {s} -> {t} attribute {key!r} is not a finite number "
+                                 f"(got {v!r:.40})")
+        M[_node_index(t, n, source), _node_index(s, n, source)] = v
     return M
 
 
@@ -266,7 +286,7 @@ def _check_edges(model, edges, n, source):
     W = _edge_matrix(edges, n, "weight", source)
     want = model.weights()
     tol = 1e-12 * max(float(np.abs(want).max(initial=0.0)), 1e-300)
-    bad = np.abs(W - want) > tol
+    bad = ~(np.abs(W - want) <= tol)  # NaN anywhere counts as a difference
     if bad.any():
         i, j = map(int, np.argwhere(bad)[0])
         raise ModelFileError(f"{source}: {int(bad.sum())} edge weight(s) differ from encoders x decoders "
