@@ -612,6 +612,14 @@ def build_parser():
     return p
 
 
+def _close_progress_bars():
+    """End the progress bars an interruption left open, so the last line printed is ours."""
+    tqdm = sys.modules.get("tqdm.std")
+    if tqdm is not None:
+        for bar in list(getattr(tqdm.tqdm, "_instances", ())):
+            bar.close()
+
+
 class _Terminated(KeyboardInterrupt):
     """SIGTERM, raised like Ctrl-C so that every clean-up (temporary files, child processes) runs."""
 
@@ -640,12 +648,15 @@ def main(argv=None):
         configure_threads(getattr(args, "threads", None))
         return args.func(args)
     except DDMError as exc:
+        _close_progress_bars()
         print(f"ddm-neuro {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except _Terminated:
+        _close_progress_bars()
         print("ddm-neuro: terminated", file=sys.stderr)
         return 143
     except KeyboardInterrupt:
+        _close_progress_bars()
         print("ddm-neuro: interrupted", file=sys.stderr)
         return 130
     finally:
