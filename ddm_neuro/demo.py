@@ -49,10 +49,23 @@ class _Stages:
         self.kept = []
         self.name = None
         self.t0 = None
+        self.times = {}
 
     def start(self, name, text):
+        self._end()
         self.name, self.t0 = name, time.perf_counter()
         print(f"\n== {text}")
+
+    def _end(self):
+        if self.name is not None:
+            self.times[self.name] = self.times.get(self.name, 0.0) + self.seconds()
+
+    def summary(self):
+        """Wall time of each stage, one line."""
+        self._end()
+        self.name = None
+        total = sum(self.times.values())
+        return f"stage times: {', '.join(f'{k} {v:.0f} s' for k, v in self.times.items())}; total {total:.0f} s"
 
     def path(self, name):
         return self.out / name
@@ -117,6 +130,7 @@ def run_demo(out, force=False, n_neurons=512, duration=60.0, trials=16, quick=Fa
         stages.stopped("stopped by an error")
         raise
     print(f"\nwrote {out}/: {', '.join(stages.kept)}")
+    print(stages.summary())
     return status
 
 
