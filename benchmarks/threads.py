@@ -22,23 +22,14 @@ import tempfile
 import time
 from pathlib import Path
 
-
-def _busy():
-    """A process that keeps one core busy until killed."""
-    return subprocess.Popen([sys.executable, "-c", "while True: pass"])
+from first_run import busy_core
 
 
 def _timed(cmd, busy):
-    other = _busy() if busy else None
-    try:
-        time.sleep(0.2 if busy else 0)
+    with busy_core(busy):
         t0 = time.perf_counter()
         subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         return time.perf_counter() - t0
-    finally:
-        if other is not None:
-            other.kill()
-            other.wait()
 
 
 def main(argv=None):
