@@ -195,7 +195,9 @@ def inflation_cap():
 
 
 def _gib(n):
-    return f"{n / 2 ** 30:.3g} GiB" if n >= 2 ** 30 else f"{n / 2 ** 20:.3g} MiB"
+    if n >= 2 ** 30:
+        return f"{n / 2 ** 30:.3g} GiB"
+    return f"{n / 2 ** 20:.3g} MiB" if n >= 2 ** 20 else f"{n} bytes"
 
 
 class NpzArchive:
@@ -263,7 +265,7 @@ def _inspect(zf, path, error, what, size):
             raise error(f"{path}: not a readable {what} (array {name!r} holds Python objects, "
                         "which are never loaded)")
         if dtype.kind not in _KINDS or dtype.fields is not None:
-            raise error(f"{path}: array {name!r} has dtype {dtype}, not numbers")
+            raise error(f"{path}: array {name!r} has dtype {dtype}; only real numbers and text are read")
         nbytes = math.prod(shape) * dtype.itemsize
         if nbytes > m.file_size - start:
             raise error(f"{path}: array {name!r} declares shape {shape} ({_gib(nbytes)}) but the archive holds "

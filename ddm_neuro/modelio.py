@@ -95,6 +95,9 @@ def load_model(path):
             check_sizes({name: data.shape(name) for name in names}, fields["variables"], fields["inputs"])
         except DDMError as exc:
             raise ModelFileError(f"{path}: {exc}") from None
+        problem = _spec_problem(fields["sde_spec"], fields["variables"], fields["inputs"])
+        if problem:
+            raise ModelFileError(f"{path}: embedded SDE spec (sde_spec) is malformed: {problem}")
         n0 = data.shape("init_states")[0]
         if n0 > MAX_START_STATES:
             raise ModelFileError(f"{path}: array init_states holds {n0} start states, more than the "
@@ -151,9 +154,6 @@ def _header_fields(header, path):
     for key in ("variables", "inputs"):
         if not all(isinstance(v, str) for v in fields[key]):
             raise ModelFileError(f"{path}: model metadata '{key}' must be a list of names (got {fields[key]!r:.80})")
-    problem = _spec_problem(fields["sde_spec"], fields["variables"], fields["inputs"])
-    if problem:
-        raise ModelFileError(f"{path}: embedded SDE spec (sde_spec) is malformed: {problem}")
     return fields
 
 

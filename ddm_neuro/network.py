@@ -114,7 +114,8 @@ def check_sizes(shapes, variables, inputs):
                        f"{list(variables)}")
     n = enc[0]
     if n < max(d, 1):
-        raise DDMError(f"array encoders has shape {enc}: N = {n} neurons, at least d = {d} (and 1) are needed")
+        raise DDMError(f"array encoders has shape {enc}: N = {n} neurons, but a model needs N >= max(1, d) = "
+                       f"{max(d, 1)}")
     init = tuple(shapes["init_states"])
     if len(init) != 2 or init[1] != d or init[0] < 1:
         raise DDMError(f"array init_states has shape {init}, expected (n0, {d}) with n0 >= 1 start states")
