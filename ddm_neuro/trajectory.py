@@ -88,8 +88,8 @@ class Trajectory:
         Besides what :func:`validate` checks, a file must hold numeric ``t``,
         ``z`` and ``dt``, at least one trial, sample and latent dimension,
         ``meta`` as a JSON object whose known fields have their documented
-        types, and matching ``spikes_t`` / ``spikes_i`` (indices within
-        ``meta["n_neurons"]``). Shapes are checked from the array headers
+        types, and matching ``spikes_t`` / ``spikes_i`` (indices
+        ``neuron + trial * N`` within ``trials * meta["n_neurons"]``). Shapes are checked from the array headers
         before any data is read. Non-finite ``z`` (a diverged run) loads; the
         verifier reports where it starts.
         """
@@ -114,7 +114,7 @@ class Trajectory:
         try:
             _check_meta(meta)
             if sp_t is not None:
-                _check_spikes(sp_t, sp_i, meta)
+                _check_spikes(sp_t, sp_i, meta, np.shape(z)[0] if np.ndim(z) == 3 else 1)
             return cls(t=t, z=z, dt=float(dt), meta=meta, spikes_t=sp_t, spikes_i=sp_i)
         except TrajectoryError as exc:
             raise TrajectoryError(f"{path}: {exc}") from None
@@ -184,13 +184,16 @@ def _check_declared(data, spikes, path):
                                   f"{shapes[0]} and {shapes[1]}")
 
 
-def _check_spikes(spikes_t, spikes_i, meta):
+def _check_spikes(spikes_t, spikes_i, meta, trials):
+    """Finite spike times; indices ``neuron + trial * N`` within ``0 .. trials * N - 1``."""
     if not np.all(np.isfinite(spikes_t)):
         raise TrajectoryError("spikes_t holds non-finite times")
     n = meta.get("n_neurons")
-    if len(spikes_i) and (spikes_i.min() < 0 or (n is not None and spikes_i.max() >= n)):
+    top = None if n is None else n * trials
+    if len(spikes_i) and (spikes_i.min() < 0 or (top is not None and spikes_i.max() >= top)):
         bad = int(spikes_i.min()) if spikes_i.min() < 0 else int(spikes_i.max())
-        raise TrajectoryError(f"spikes_i holds neuron index {bad}, outside 0..{'N-1' if n is None else n - 1}")
+        limit = "trials x N - 1" if top is None else f"{top - 1} ({trials} trial(s) x {n} neurons)"
+        raise TrajectoryError(f"spikes_i holds index {bad}, outside 0..{limit}")
 
 
 def validate(traj):

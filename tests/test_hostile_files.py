@@ -392,9 +392,9 @@ BAD_TRAJ = [
      "spikes_t and spikes_i must be 1-D of one length, got shapes (3,) and (4,)"),
     ("spikes_i_float", {"spikes_t": np.zeros(3), "spikes_i": np.zeros(3)}, "'spikes_i' must hold integers"),
     ("spikes_i_negative", {"spikes_t": np.zeros(3), "spikes_i": np.array([0, -1, 2])},
-     "spikes_i holds neuron index -1, outside 0..31"),
-    ("spikes_i_too_big", {"spikes_t": np.zeros(3), "spikes_i": np.array([0, 32, 2])},
-     "spikes_i holds neuron index 32, outside 0..31"),
+     "spikes_i holds index -1, outside 0..63 (2 trial(s) x 32 neurons)"),
+    ("spikes_i_too_big", {"spikes_t": np.zeros(3), "spikes_i": np.array([0, 64, 2])},
+     "spikes_i holds index 64, outside 0..63 (2 trial(s) x 32 neurons)"),
     ("spikes_t_nan", {"spikes_t": np.array([0.0, np.nan]), "spikes_i": np.array([0, 1])},
      "spikes_t holds non-finite times"),
     ("no_z", {"z": None}, "not a trajectory file (missing ['z'])"),
@@ -414,9 +414,9 @@ def test_valid_trajectory_with_spikes_and_nan_still_loads(tmp_path):
     """A diverged run (NaN in z) is a valid file: the verifier says where it starts (next test)."""
     z = np.random.default_rng(0).normal(size=(2, 300, 2))
     z[1, 50:] = np.nan
-    path = write_traj(tmp_path / "ok.npz", z=z, spikes_t=np.array([0.1, 0.2]), spikes_i=np.array([0, 31]))
-    traj = Trajectory.load(path)
-    assert traj.trials == 2 and np.isnan(traj.z[1, 60, 0]) and traj.spikes_i.tolist() == [0, 31]
+    path = write_traj(tmp_path / "ok.npz", z=z, spikes_t=np.array([0.1, 0.2]), spikes_i=np.array([0, 63]))
+    traj = Trajectory.load(path)  # index 63: neuron 31 of trial 1
+    assert traj.trials == 2 and np.isnan(traj.z[1, 60, 0]) and traj.spikes_i.tolist() == [0, 63]
 
 
 # --------------------------------------------------------------------------- the command line
