@@ -176,7 +176,10 @@ def _currents(res, data, model, sde, run_a, duration, trials, seeds, rng, progre
             res["notes"].append(f"symmetric fit: {lost} of {trials} trial(s) diverged and were left out")
     basis = entropy.make_basis(run_a.z, degree)
     mu = run_a.z.reshape(-1, sde.dim).mean(0)
-    stats = {k: entropy.run_statistics(z, dt, basis, mu) for k, z in runs.items()}
+    singular = entropy.singular(sde, run_a.z)  # infinite/undefined entropy production: not estimated
+    if singular:
+        res["notes"].append(singular)
+    stats = {k: entropy.run_statistics(z, dt, basis, mu, epr=not singular) for k, z in runs.items()}
     a, b = stats["target_a"], stats["target_b"]
     pair_se = math.hypot(a["entropy_production_stderr"], b["entropy_production_stderr"])
     epr = {"target": 0.5 * (a["entropy_production"] + b["entropy_production"]),
@@ -187,7 +190,8 @@ def _currents(res, data, model, sde, run_a, duration, trials, seeds, rng, progre
            "network": stats["network"]["entropy_production"],
            "network_stderr": stats["network"]["entropy_production_stderr"],
            "closed_form": entropy.closed_form_epr(sde) if not sde.n_inputs else None,
-           "n_basis": len(basis), "basis_degree": max(sum(p) for p in basis.powers)}
+           "n_basis": len(basis), "basis_degree": max(sum(p) for p in basis.powers),
+           "undefined": singular}
     if "symmetric_fit" in stats:
         epr["symmetric_fit"] = stats["symmetric_fit"]["entropy_production"]
         epr["symmetric_fit_stderr"] = stats["symmetric_fit"]["entropy_production_stderr"]

@@ -71,6 +71,19 @@ def closed_form_epr(sde, rng=None, n_probe=16):
     return float(max(2.0 * np.trace(M.T @ np.linalg.solve(D, M) @ S), 0.0))
 
 
+def singular(sde, z):
+    r"""The note for a target whose diffusion is singular on the states ``z`` (trials, n, d), or None.
+
+    With noise in some directions only, :math:`2\langle v^T D^{-1} v\rangle` is infinite or
+    undefined and an estimate from trajectories is an artefact of the fit's regularised
+    :math:`\hat D^{-1}` (:mod:`ddm_neuro.verify.singular`, which also sets the rank tolerance).
+    """
+    from ..verify.singular import detect, note
+
+    sing = detect(sde, np.asarray(z).reshape(-1, sde.dim))
+    return None if sing is None else note(sing.names, sing.dim, sing.fraction)
+
+
 def degree_for(d):
     """Default total degree of the estimator's basis: 5 for d <= 2, 3 for d = 3, 1 above.
 
@@ -90,7 +103,7 @@ def make_basis(z, degree=None):
     return PolyBasis.fit_to(pooled[::max(1, len(pooled) // 20000)], degree_for(d) if degree is None else degree)
 
 
-def run_statistics(z, dt, basis, mu):
+def run_statistics(z, dt, basis, mu, epr=True):
     """Entropy production rate and mean rotation of one set of runs, with block standard errors.
 
     Parameters
@@ -101,6 +114,9 @@ def run_statistics(z, dt, basis, mu):
     basis : PolyBasis
     mu : array (d,)
         Centre of the rotation (the first target run's mean).
+    epr : bool
+        Estimate the entropy production; False (a singular diffusion, :func:`singular`)
+        gives NaN for it.
 
     Returns
     -------
@@ -108,7 +124,10 @@ def run_statistics(z, dt, basis, mu):
         ``entropy_production``, ``entropy_production_stderr`` (floats) and
         ``rotation``, ``rotation_stderr`` (one per coordinate plane).
     """
-    epr, epr_var, _ = _block_stat(lambda x: currents.entropy_production(x, dt, basis), z)
+    if epr:
+        epr, epr_var, _ = _block_stat(lambda x: currents.entropy_production(x, dt, basis), z)
+    else:
+        epr, epr_var = np.array([np.nan]), np.array([np.nan])
     rot, rot_var, _ = _block_stat(lambda x: currents.rotation(x, dt, mu), z)
     return {"entropy_production": float(epr[0]), "entropy_production_stderr": float(np.sqrt(epr_var[0])),
             "rotation": rot.tolist(), "rotation_stderr": np.sqrt(rot_var).tolist()}

@@ -18,7 +18,18 @@ Steps:
 A deterministic target (no diffusion on the visited states, e.g. noise-free
 Lorenz) is judged as :mod:`.deterministic` describes: drift against a stated
 tolerance with the run's own noise removed, no diffusion or entropy production
-metric, reference runs from perturbed starts.
+metric, reference runs from perturbed starts. A target with noise in some
+directions only (singular diffusion) is judged as :mod:`.singular` describes.
+
+**Stability to the verifier's own seed.** Nothing that decides a verdict should
+hinge on the verifier's random draw, so: the cells and the lag depend on the
+trajectory only (fixed generator :data:`CELL_SEED`); the target increments are
+drawn in antithetic pairs, which makes their mean nearly noise-free; drift and
+diffusion are judged against their exact null (:mod:`.thresholds`), which the
+reference runs only check; the other metrics' baselines rest on
+:data:`N_REFERENCE` reference runs, and every metric carries the standard error
+of its value and threshold, so that a verdict within that noise is reported as
+marginal (:mod:`.report`).
 """
 from __future__ import annotations
 
@@ -29,39 +40,56 @@ from tqdm.auto import tqdm
 
 from ..inputs import InputSignal
 from ..sdeint import as_input_signal
-from . import checks, deterministic, increments, stationary
+from . import checks, deterministic, increments, singular, stationary
 from .extras import tag_metrics
 from .report import Report
-from .thresholds import MULTIPLES, f_multiple
+from .thresholds import MULTIPLES, chi2_multiple, chi2_value_se, f_multiple, null_consistent
 
-#: Number of independent target runs behind the baselines. Reference runs are
-#: batched over all runs and trials (the per-step cost dominates), so 8 runs cost
-#: about 1.3x the time of 3 (Lorenz 8 x 30: 8.3 s vs 6.5 s) while the stationary and
-#: autocorrelation baselines rest on 8 x trials reference trials instead of 3 x
-#: and the drift/diffusion multiple falls (F(nu, 8 nu) instead of F(nu, 3 nu)).
-N_REFERENCE = 8
+#: Number of independent target runs behind the baselines of the stationary distribution,
+#: autocorrelation and scalar statistics. Reference runs are batched over all runs and trials
+#: (the per-step cost dominates); 16 runs halve the variance that the verifier's own seed adds
+#: to these values and thresholds compared with 8 (benchmarks/RESULTS_verify.md, seed stability).
+N_REFERENCE = 16
 #: Smallest trajectory integration step (fraction of the default step) that the
 #: references reproduce; finer steps are compared with the Heun target (:func:`choose_integration`).
 OWN_STEP_FLOOR = 0.25
 #: Random splits of the reference trials behind the stationary and autocorrelation baselines.
-N_SPLITS = 24
+N_SPLITS = 48
+#: Reference runs whose increments are propagated (the check of the drift and diffusion null,
+#: the drift signal shared by trajectory and references).
+N_PROPAGATED = 8
+#: Seed of the generator behind everything that depends on the trajectory only (cells, lag).
+CELL_SEED = 0
 
 
 def _split_baselines(fns, pool, trials, rng, n_splits=N_SPLITS):
-    """RMS of each pair metric between disjoint random sets of reference trials.
+    r"""RMS of each pair metric between disjoint random sets of reference trials, and its noise.
 
     A set of ``trials`` trials is compared with all the other reference trials
     (``(n_ref - 1) trials``), like the trajectory is compared with all
     ``n_ref trials``; each split is a pair of independent target simulations
     with the trajectory's length and sampling. Each ``fn(ia, ib)`` takes the
     two sets' trial indices into ``pool``.
+
+    Returns
+    -------
+    baseline : ndarray (len(fns),)
+    spread : ndarray
+        Standard deviation of one split's value (a pair metric's null spread).
+    baseline_se : ndarray
+        Standard error of the baseline: the splits share ``n_ref = len(pool) / trials``
+        independent runs, so the mean square's error is taken as the splits' spread
+        of squares over :math:`\sqrt{n_{ref}}`.
     """
     vals = np.zeros((n_splits, len(fns)))
     for s in range(n_splits):
         perm = rng.permutation(len(pool))
         a, b = perm[:trials], perm[trials:]
         vals[s] = [fn(a, b) for fn in fns]
-    return np.sqrt(np.mean(vals ** 2, axis=0))
+    base = np.sqrt(np.mean(vals ** 2, axis=0))
+    n_eff = min(n_splits, max(len(pool) // max(trials, 1), 1))
+    se_sq = (vals ** 2).std(axis=0, ddof=1) / np.sqrt(n_eff)
+    return base, vals.std(axis=0, ddof=1), se_sq / (2.0 * np.maximum(base, 1e-300))
 
 
 def choose_integration(sde, traj, rate, scheme=None, dt_int=None, filter_tau=None):
@@ -128,7 +156,7 @@ def verify(sde, traj, *, delta=None, seed=0, filter_tau=None, model_drift=None, 
     delta : float, optional
         Lag for drift and diffusion; default from the SDE's time scale (:mod:`.checks`).
     seed : int
-        Seed of the reference runs and propagations.
+        Seed of the reference runs and propagations (cells and lag depend on the trajectory only).
     filter_tau : float, optional
         Time constant of a synaptic filter on the read-out (SDE units); the
         reference runs are filtered the same way and the increment variance
@@ -145,9 +173,10 @@ def verify(sde, traj, *, delta=None, seed=0, filter_tau=None, model_drift=None, 
         propagations; default from the trajectory's recorded integration step
         (:func:`choose_integration`).
     drift_tolerance : float, optional
-        Deterministic targets only (no diffusion on the visited states): the
-        relative drift error accepted, since there is no target noise to judge
-        against (default :data:`.deterministic.DRIFT_TOLERANCE`; :mod:`.deterministic`).
+        Deterministic targets (no diffusion on the visited states), and the
+        noise-free directions of a singular diffusion: the relative drift error
+        accepted, since there is no target noise to judge against (default
+        :data:`.deterministic.DRIFT_TOLERANCE`; :mod:`.deterministic`, :mod:`.singular`).
 
     Returns
     -------
@@ -165,18 +194,20 @@ def verify(sde, traj, *, delta=None, seed=0, filter_tau=None, model_drift=None, 
     t_start = time.perf_counter()
     checks.check_trajectory(sde, traj)
     ss = np.random.SeedSequence(seed)
-    rng_lag, rng_ref, rng_cells, rng_inc, rng_other = (np.random.default_rng(s) for s in ss.spawn(5))
+    _, rng_ref, _, rng_inc, rng_other = (np.random.default_rng(s) for s in ss.spawn(5))
+    rng_lag, rng_cells = (np.random.default_rng(s) for s in np.random.SeedSequence(CELL_SEED).spawn(2))
     signal = _signal(sde, traj)
     u0 = None if signal is None else signal.values[0]
     n_rec, d = traj.z.shape[1], traj.dim
     visited = traj.z.reshape(-1, d)[::max(1, traj.z.shape[1] * traj.trials // 2000)]
     rate = max(sde.characteristic_rate(visited, u0), 1e-6)
     noise_free = deterministic.is_deterministic(sde, visited, u0, rate)
+    sing = None if noise_free else singular.detect(sde, visited)
     lag_floor = checks.spike_lag(traj) if noise_free and delta is None else None
     delta, k = checks.choose_lag(sde, traj, delta, filter_tau, rng_lag, floor=lag_floor)
     checks.check_length(traj, k, delta)
     scheme, dt_int, integration = choose_integration(sde, traj, rate, scheme, dt_int, filter_tau)
-    tolerance_note = drift_tolerance is not None and not noise_free
+    tolerance_note = drift_tolerance is not None and not noise_free and not (sing and sing.fixed_subspace)
     if drift_tolerance is None:
         drift_tolerance = deterministic.DRIFT_TOLERANCE
     stages = ["reference runs", "increments", "stationary", "extra"]
@@ -192,7 +223,10 @@ def verify(sde, traj, *, delta=None, seed=0, filter_tau=None, model_drift=None, 
                    "duration": traj.duration, "dt": traj.dt, "delta": delta, "lag_samples": k,
                    "filter_tau": filter_tau, "seed": seed, "n_reference": n_reference,
                    "integration_dt": dt_int, "integration": integration, "backend": traj.meta.get("backend"),
-                   "deterministic_target": noise_free, "notes": []}
+                   "deterministic_target": noise_free, "cell_seed": CELL_SEED, "notes": []}
+    if sing is not None:
+        report.info["singular_diffusion"] = {"rank": sing.rank, "dim": sing.dim, "fraction": sing.fraction,
+                                             "directions": sing.names, "noisy_basis": sing.noisy.tolist()}
     if lag_floor and delta >= lag_floor:
         report.info["notes"].append(f"lag at least the synaptic time constant ({lag_floor:.4g}): below it a spiking "
                                     "run's increments carry spike jitter that the deterministic target has not")
@@ -200,16 +234,16 @@ def verify(sde, traj, *, delta=None, seed=0, filter_tau=None, model_drift=None, 
         report.info["notes"].append("drift tolerance ignored: the target has noise, so its drift is judged "
                                     "against the target's own sampling noise")
 
-    # drift and diffusion at lag delta
-    cells = increments.make_cells(refs.reshape(-1, d), d, rng_cells)
+    # drift and diffusion at lag delta; cells from the trajectory's own states (seed-free)
+    cells = increments.make_cells(traj.z.reshape(-1, d), d, rng_cells)
     if noise_free:
         inc = [deterministic.drift_stats(*increments.increment_pairs(sde, run, traj.t, k, delta, dt_int, rng_inc,
                                                                      signal, draws=1, scheme=scheme), cells, delta)
                for run in [traj.z, *refs]]
         deterministic.judge_drift(report, inc, drift_tolerance, delta)
     else:
-        inc = _drift_diffusion(report, sde, traj, refs, cells, k, delta, dt_int, rng_inc, signal, scheme,
-                               filter_tau, n_reference)
+        inc = _drift_diffusion(report, sde, traj, refs[:N_PROPAGATED], cells, k, delta, dt_int, rng_inc, signal,
+                               scheme, filter_tau, sing, drift_tolerance)
     bar.update()
 
     # stationary distribution and autocorrelation: trajectory vs all reference runs,
@@ -222,16 +256,18 @@ def verify(sde, traj, *, delta=None, seed=0, filter_tau=None, model_drift=None, 
     parts = stationary.acf_parts(pool, lags, center)
     ed_fn = lambda ia, ib: stationary.energy_distance(pool[ia], pool[ib], white)  # noqa: E731
     ac_fn = lambda ia, ib: stationary.acf_distance_parts(parts, parts, lags, var_ref, ia, ib)  # noqa: E731
-    ed_b, ac_b = _split_baselines((ed_fn, ac_fn), pool, traj.trials, rng_other)
+    (ed_b, ac_b), (ed_sd, ac_sd), (ed_se, ac_se) = _split_baselines((ed_fn, ac_fn), pool, traj.trials, rng_other)
     ac_value = stationary.acf_distance_parts(stationary.acf_parts(traj.z, lags, center), parts, lags, var_ref)
     report.add("stationary", stationary.energy_distance(traj.z, pool, white), ed_b, MULTIPLES["stationary"],
                "energy distance (square root) of the visited distributions, whitened",
+               value_se=ed_sd, threshold_se=MULTIPLES["stationary"] * ed_se,
                mean=traj.z.reshape(-1, d).mean(0).tolist(),
                covariance=np.atleast_2d(np.cov(traj.z.reshape(-1, d), rowvar=False)).tolist(),
                target_mean=pool.reshape(-1, d).mean(0).tolist(),
                target_covariance=np.atleast_2d(np.cov(pool.reshape(-1, d), rowvar=False)).tolist())
     report.add("autocorrelation", ac_value, ac_b, MULTIPLES["autocorrelation"],
-               "RMS difference of normalised autocovariances", max_lag=float(lags[-1] * traj.dt))
+               "RMS difference of normalised autocovariances", value_se=ac_sd,
+               threshold_se=MULTIPLES["autocorrelation"] * ac_se, max_lag=float(lags[-1] * traj.dt))
     bar.update()
 
     tag_metrics(report, sde, traj, refs, model_drift, u0, signal, rate, rng_other)
@@ -243,36 +279,69 @@ def verify(sde, traj, *, delta=None, seed=0, filter_tau=None, model_drift=None, 
     return report
 
 
-def _drift_diffusion(report, sde, traj, refs, cells, k, delta, dt_int, rng_inc, signal, scheme, filter_tau,
-                     n_reference):
-    """Drift and diffusion metrics at lag ``delta`` against a stochastic target (:mod:`.increments`);
-    returns the per-run statistics (trajectory first)."""
-    d = traj.dim
+def _drift_diffusion(report, sde, traj, refs, cells, k, delta, dt_int, rng_inc, signal, scheme, filter_tau, sing,
+                     tolerance):
+    """Drift and diffusion metrics at lag ``delta`` against a stochastic target (:mod:`.increments`),
+    each against its exact null when the reference runs ``refs`` agree with it (:mod:`.thresholds`);
+    with a singular diffusion, in the noisy subspace plus ``drift_noise_free`` (:mod:`.singular`).
+    Returns the per-run statistics (trajectory first)."""
     kappa = increments.filter_factor(delta, filter_tau)
-    inc = []
+    split = sing is not None and sing.fixed_subspace
+    sub = sing.noisy if split else None
+    inc, free = [], []
+    if split:
+        proj = traj.z.reshape(-1, traj.dim) @ sing.null
+        scale_free = proj.std(0) + 1e-300
     for run in [traj.z, *refs]:
-        pairs = increments.increment_pairs(sde, run, traj.t, k, delta, dt_int, rng_inc, signal,
-                                               scheme=scheme)
-        inc.append(increments.increment_stats(*pairs, cells, kappa))
-    den = float(np.mean([s["drift_den"] for s in inc[1:]]))  # the target's drift signal, shared
+        pairs = increments.increment_pairs(sde, run, traj.t, k, delta, dt_int, rng_inc, signal, scheme=scheme,
+                                           antithetic=True)
+        inc.append(increments.increment_stats(*pairs, cells, kappa, antithetic=True, subspace=sub))
+        if split:
+            free.append(singular.noise_free_stats(*pairs, cells, sing.null, scale_free))
+    n_ref = len(refs)
+    dens = np.array([s["drift_den"] for s in inc[1:]])
+    den = float(dens.mean())  # the target's drift signal, shared
+    # relative standard error of sqrt(den): the drift's value and threshold share it (the verdict does not)
+    scale_se = float(dens.std(ddof=1) / np.sqrt(len(dens)) / (2.0 * den)) if len(dens) > 1 else 0.0
     for s in inc:
         s["drift"] = float(np.sqrt(s["drift_num"] / den))
         s["drift_estimate"] = float(np.sqrt(max(s["drift_num"] - s["drift_bias"], 0.0) / den))
-    for name, desc in (("drift", "visit-weighted relative drift error at lag delta, noise-whitened"),
-                       ("diffusion", "studentised error of the increment covariance at lag delta (RMS per increment)")):
-        base = float(np.sqrt(np.mean([s[name] ** 2 for s in inc[1:]])))
-        if name == "drift":
-            dof, extra = inc[0]["cells_used"] * d, {"cells": inc[0]["cells_used"]}
-        elif inc[0]["diffusion_cells"] == 0 or any(s["diffusion_cells"] == 0 for s in inc[1:]):
-            # no cell has enough visits for its own spread: the Gaussian relative error (module docstring)
-            for s in inc:
-                s["diffusion"] = s["diffusion_relative"]
-            base = float(np.sqrt(np.mean([s[name] ** 2 for s in inc[1:]])))
-            dof, extra = inc[0]["cells_used"] * d * (d + 1) // 2, {"cells": inc[0]["cells_used"]}
+    where = f" in the noisy subspace ({', '.join(v for v in sde.variables if v not in sing.names)})" if split else ""
+    run = inc[0]
+    # drift: E[drift_num] = drift_null for a trajectory of the target (increments.py)
+    null_drift = (run["drift_null"] / den, run["drift_dof"],
+                  [s["drift_num"] / s["drift_null"] for s in inc[1:]])
+    if run["diffusion_cells"] == 0 or any(s["diffusion_cells"] == 0 for s in inc[1:]):
+        # no cell has enough visits for its own spread: the Gaussian relative error, references only
+        for s in inc:
+            s["diffusion"] = s["diffusion_relative"]
+        null_diff, extra_diff = None, {}
+        d_sub = run["drift_dof"] // max(run["cells_used"], 1)
+        dof_diff = run["cells_used"] * d_sub * (d_sub + 1) // 2
+    else:
+        null_diff = (run["diffusion_dof"] / run["diffusion_increments"], run["diffusion_dof"],
+                     [s["diffusion"] ** 2 * s["diffusion_increments"] / s["diffusion_dof"] for s in inc[1:]])
+        dof_diff = run["diffusion_dof"]
+        extra_diff = {"relative_error": run["diffusion_relative"]}
+    specs = (("drift", f"visit-weighted relative drift error at lag delta, noise-whitened{where}", null_drift,
+              run["drift_dof"], {"cells": run["cells_used"], "scale_rel_se": scale_se}),
+             ("diffusion", f"studentised error of the increment covariance at lag delta (RMS per increment){where}",
+              null_diff, dof_diff, {"cells": run["diffusion_cells"] or run["cells_used"], **extra_diff}))
+    for name, desc, null, dof, extra in specs:
+        refs_base = float(np.sqrt(np.mean([s[name] ** 2 for s in inc[1:]])))
+        if null is not None and null_consistent(null[2], null[1]):
+            base, mult, tse, how = float(np.sqrt(null[0])), chi2_multiple(dof), 0.0, "exact null"
         else:
-            dof = inc[0]["diffusion_cells"] * d * (d + 1) // 2
-            extra = {"cells": inc[0]["diffusion_cells"], "relative_error": inc[0]["diffusion_relative"]}
-        report.add(name, inc[0][name], base, f_multiple(dof, n_reference), desc,
-                   estimate=inc[0][f"{name}_estimate"], increments=inc[0]["increments"], **extra)
-
+            base, mult = refs_base, f_multiple(dof, n_ref)
+            tse, how = mult * base * np.sqrt(1.0 / (2.0 * n_ref * max(dof, 1))), "reference runs"
+            if null is not None:
+                report.info["notes"].append(
+                    f"{name}: the reference runs exceed the exact null by {np.mean(null[2]):.3g}x (more than their "
+                    f"own noise allows), so its threshold comes from the {n_ref} reference runs and moves with the "
+                    "verifier's seed (threshold_se)")
+        report.add(name, run[name], base, mult, desc, value_se=chi2_value_se(run[name], base, dof),
+                   threshold_se=tse, estimate=run[f"{name}_estimate"], increments=run["increments"],
+                   baseline_from=how, baseline_references=refs_base, dof=int(dof), **extra)
+    if split:
+        singular.judge_noise_free(report, free, tolerance, delta, sing)
     return inc

@@ -3,7 +3,9 @@ r"""Statistics selected by the SDE's tags, judged against block standard errors.
 * ``chaotic``: largest Lyapunov exponent of the noise-free model drift vs the
   target's (:mod:`.lyapunov`); needs ``model_drift``;
 * ``multistable``: switching rate between the target's wells (:mod:`.switching`);
-* ``nonequilibrium`` (d >= 2): mean rotation and entropy production rate (:mod:`.currents`).
+* ``nonequilibrium`` (d >= 2): mean rotation and entropy production rate (:mod:`.currents`);
+  the entropy production is left out, with a note, for a deterministic target or a
+  singular diffusion (:mod:`.singular`), where it is infinite or undefined.
 
 Each is a scalar (or short vector) statistic ``x`` (the Lyapunov exponent:
 see :func:`tag_metrics`). The value is ``|x_trajectory - mean_r x_r|`` over all
@@ -24,7 +26,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import currents, lyapunov, switching
+from . import currents, lyapunov, singular, switching
 from .basis import PolyBasis
 from .thresholds import MULTIPLES, scalar_multiple
 
@@ -62,7 +64,13 @@ def _scalar_metric(report, name, fn, z, refs, description, **extra):
     var = (dof_b * var_b + (n_ref - 1) * var_a) / max(dof_b + n_ref - 1, 1)
     value = float(np.linalg.norm(x - xr.mean(0)))
     baseline = float(np.sqrt(2.0 * np.sum(var)))
-    report.add(name, value, baseline, scalar_multiple(name, n_ref), description, floor=1e-12,
+    mult = scalar_multiple(name, n_ref)
+    # value's spread: the run's own variance (block estimate) and the reference mean's; the threshold's:
+    # the pooled variance's relative error sqrt(1 / (2 dof)), halved for its square root
+    dof = dof_b + n_ref - 1
+    value_se = float(np.sqrt(np.sum(np.nan_to_num(var_x, nan=0.0)) + np.sum(var) / n_ref))
+    report.add(name, value, baseline, mult, description, floor=1e-12, value_se=value_se,
+               threshold_se=mult * baseline * np.sqrt(1.0 / (2.0 * max(dof, 1))),
                trajectory=x.tolist(), target=xr.mean(0).tolist(), baseline_pair=float(np.linalg.norm(xr[1] - xr[0])),
                stderr=np.sqrt(var_x).tolist(), target_spread=np.sqrt(var_a).tolist(),
                target_block_stderr=np.sqrt(var_b).tolist(), **extra)
@@ -85,9 +93,12 @@ def tag_metrics(report, sde, traj, refs, model_drift, u0, signal, rate, rng):
                                            np.concatenate([pick(refs[0]), pick(refs[1])]), dt=step, rng=rng)
             la, lb = lt[:n], lt[n:]
             se = lambda x: np.nanstd(x, ddof=1) / np.sqrt(np.isfinite(x).sum())  # noqa: E731
+            base = float(np.hypot(se(la), se(lb)))
             report.add("lyapunov", abs(np.nanmean(lm) - np.nanmean(la)) if np.isfinite(lm).all() else np.inf,
-                       float(np.hypot(se(la), se(lb))), MULTIPLES["lyapunov"],
+                       base, MULTIPLES["lyapunov"],
                        "largest Lyapunov exponent, noise-free model vs target (Benettin)", floor=1e-12,
+                       value_se=float(np.hypot(se(lm), se(la))),
+                       threshold_se=MULTIPLES["lyapunov"] * base / np.sqrt(2.0 * max(n - 1, 1)),
                        model=float(np.nanmean(lm)), target=float(np.nanmean(la)),
                        baseline_pair=float(abs(np.nanmean(lb) - np.nanmean(la))), stderr=float(se(lm)))
     if "multistable" in sde.tags:
@@ -112,6 +123,10 @@ def tag_metrics(report, sde, traj, refs, model_drift, u0, signal, rate, rng):
                        "mean rotation rate per coordinate plane (Stratonovich)")
         if report.info.get("deterministic_target"):
             return  # no finite entropy production without noise (noted with the drift)
+        if report.info.get("singular_diffusion"):
+            sd = report.info["singular_diffusion"]
+            notes.append(singular.note(sd["directions"], sd["dim"], sd["fraction"]) + "; not judged")
+            return  # infinite or undefined with a singular diffusion (.singular)
         basis = PolyBasis.fit_to(pooled[::max(1, len(pooled) // 20000)])
         _scalar_metric(report, "entropy_production", lambda z: currents.entropy_production(z, dt, basis),
                        traj.z, refs, "entropy production rate (basis fit, bias 2 n_params / T removed)",

@@ -8,16 +8,18 @@ the target SDE from :math:`z_i` over the same :math:`\Delta` (see
 both are increments at the same lag from the same states. With
 
 .. math::
-   r_i = \Delta z_i - \hat m_i,\qquad \hat m_i = \frac1M\sum_m \Delta\zeta_{im},\qquad
-   \hat C_i = \frac1{M-1}\sum_m (\Delta\zeta_{im}-\hat m_i)(\Delta\zeta_{im}-\hat m_i)^T
+   r_i = \Delta z_i - \hat m_i,\qquad \hat m_i = \frac1M\sum_m \Delta\zeta_{im},
 
-and the visited region split into :math:`K` cells :math:`b` (k-means on
-standardised states), the visit-weighted relative errors are
+:math:`\hat C_i` the unbiased covariance of one target increment and :math:`V_i`
+that of the error of :math:`\hat m_i` (:func:`conditional_moments`: :math:`\hat C_i/M`
+for independent draws; the verifier draws antithetic pairs, for which it is far
+smaller), and the visited region split into :math:`K` cells :math:`b` (k-means on
+the trajectory's standardised states), the visit-weighted relative errors are
 
 .. math::
    e_f^2 = \frac{\sum_b n_b\, \bar r_b^T \hat C_b^{-1} \bar r_b}{\sum_b n_b\, \bar m_b^T \hat C_b^{-1} \bar m_b},
    \qquad
-   e_g^2 = \frac{\sum_b n_b \,\lVert L_b^{-1} (S_b - \hat C_b/M) L_b^{-T}/\kappa - I\rVert_F^2}{d \sum_b n_b},
+   e_g^2 = \frac{\sum_b n_b \,\lVert L_b^{-1} (S_b - \bar V_b) L_b^{-T}/\kappa - I\rVert_F^2}{d \sum_b n_b},
 
 (numerator per increment of the run; denominator, the target's drift signal,
 averaged over the reference runs so that trajectory and baselines share it),
@@ -44,7 +46,7 @@ its own expected covariance and the cell's error is measured against its own
 spread:
 
 .. math::
-   q_i = \mathrm{vech}\big(w_i w_i^T - (\kappa + 1/M) L_b^{-1}\hat C_i L_b^{-T}\big),\qquad
+   q_i = \mathrm{vech}\big(w_i w_i^T - L_b^{-1}(\kappa\hat C_i + V_i) L_b^{-T}\big),\qquad
    w_i = L_b^{-1}(r_i - \bar r_b),\qquad
    T_b = n_b\, \bar q_b^T \hat\Sigma_{q,b}^{-1} \bar q_b \,\frac{n_b - p - 2}{n_b - 1},
 
@@ -58,6 +60,17 @@ The metric is :math:`\sqrt{\sum_b T_b / \sum_b n_b}` over cells with at least
 :math:`\approx\sqrt{\nu/n}`), so trajectory and reference runs share the
 :math:`F(\nu, n_{ref}\nu)` multiple of :mod:`.thresholds`. When no cell has that
 many visits the metric falls back to :math:`e_g`.
+
+**Exact null.** The residuals of a trajectory of the target are martingale
+differences (non-overlapping increments of a Markov process, each minus its
+conditional mean), so :math:`\sqrt{n_b}\,\bar r_b` has covariance
+:math:`\kappa\hat C_b + \bar V_b` whatever the process, and
+:math:`\sum_b n_b \bar r_b^T \hat C_b^{-1} \bar r_b` has expectation
+``drift_null`` :math:`= \sum_b \operatorname{tr}\hat C_b^{-1}(\kappa\hat C_b + \bar V_b)`
+and is close to :math:`\chi^2_\nu`, :math:`\nu = Kd`, scaled by it over :math:`\nu`;
+the studentised :math:`\sum_b T_b` is close to :math:`\chi^2_\nu`, :math:`\nu = Kp`.
+:mod:`.core` judges both against these exact nulls (:mod:`.thresholds`), with the
+reference runs as a check.
 """
 from __future__ import annotations
 
@@ -127,13 +140,15 @@ def visited_cells(labels, n_cells):
 
 
 def increment_pairs(sde, z, t, k, delta, dt_int, rng, signal=None, draws=DRAWS, max_starts=MAX_STARTS,
-                    scheme="euler"):
+                    scheme="euler", antithetic=False):
     """Observed increments at lag ``k`` samples and target increments from the same starts.
 
     Parameters
     ----------
     z : ndarray (trials, n, d)
     t : ndarray (n,)
+    antithetic : bool
+        Draw the target increments in antithetic pairs (:func:`.reference.propagate`).
 
     Returns
     -------
@@ -149,12 +164,73 @@ def increment_pairs(sde, z, t, k, delta, dt_int, rng, signal=None, draws=DRAWS, 
     if len(starts) > max_starts:
         sel = np.sort(rng.choice(len(starts), size=max_starts, replace=False))
         starts, obs, ts = starts[sel], obs[sel], ts[sel]
-    tgt = propagate(sde, starts, ts, delta, dt_int, draws=draws, rng=rng, signal=signal, scheme=scheme)
+    tgt = propagate(sde, starts, ts, delta, dt_int, draws=draws, rng=rng, signal=signal, scheme=scheme,
+                    antithetic=antithetic)
     return starts, obs, tgt
 
 
-def increment_stats(starts, obs, tgt, cells, kappa=1.0):
+def conditional_moments(tgt, antithetic=False):
+    r"""Mean increment, its covariance and the variance of the mean, per start.
+
+    Parameters
+    ----------
+    tgt : ndarray (S, M, d)
+        Target increments from each start (:func:`increment_pairs`).
+    antithetic : bool
+        Draws ``m`` and ``m + M/2`` are an antithetic pair.
+
+    Returns
+    -------
+    m_hat : (S, d)
+        Mean increment :math:`\hat m_i`.
+    C : (S, d, d)
+        Unbiased covariance :math:`\hat C_i` of one increment.
+    V : (S, d, d)
+        Unbiased covariance of the error of :math:`\hat m_i` (what the
+        propagation's own noise adds to a residual :math:`r_i = \Delta z_i - \hat m_i`).
+
+    Notes
+    -----
+    Independent draws: :math:`\hat C` the sample covariance, :math:`V = \hat C/M`.
+    Antithetic pairs :math:`(a_m, b_m)`: the odd part :math:`o_m = (a_m - b_m)/2` has
+    mean zero, the pair means :math:`e_m = (a_m + b_m)/2` carry the even part, the
+    two are uncorrelated, and :math:`\hat C = \overline{o o^T} + \operatorname{cov}(e)`,
+    :math:`V = \operatorname{cov}(e)/(M/2)`. For small lags the even part is second
+    order in the noise, so :math:`V \ll \hat C/M`.
+    """
+    S, M, d = tgt.shape
+    if not antithetic:
+        m_hat = tgt.mean(1)
+        dev = tgt - m_hat[:, None]
+        C = np.einsum("smi,smj->sij", dev, dev) / (M - 1)
+        return m_hat, C, C / M
+    h = M // 2
+    e = 0.5 * (tgt[:, :h] + tgt[:, h:])
+    o = 0.5 * (tgt[:, :h] - tgt[:, h:])
+    m_hat = e.mean(1)
+    de = e - m_hat[:, None]
+    ce = np.einsum("smi,smj->sij", de, de) / max(h - 1, 1)
+    C = np.einsum("smi,smj->sij", o, o) / h + ce
+    return m_hat, C, ce / h
+
+
+def increment_stats(starts, obs, tgt, cells, kappa=1.0, antithetic=False, subspace=None):
     """Relative drift and diffusion errors over the cells (formulas in the module docstring).
+
+    Parameters
+    ----------
+    starts, obs : ndarray (S, d)
+    tgt : ndarray (S, M, d)
+    cells : tuple
+        ``(centres, mean, scale)`` from :func:`make_cells`.
+    kappa : float
+        Read-out filter factor (:func:`filter_factor`).
+    antithetic : bool
+        ``tgt`` holds antithetic pairs (:func:`conditional_moments`).
+    subspace : ndarray (d, r), optional
+        Orthonormal columns: judge the increments projected on them only (the
+        noisy subspace of a singular diffusion, :mod:`.singular`); the per-cell
+        arrays for figures stay in all d coordinates.
 
     Returns
     -------
@@ -162,36 +238,43 @@ def increment_stats(starts, obs, tgt, cells, kappa=1.0):
         ``drift_num``, ``drift_den``, ``drift_bias`` (numerator, denominator and
         expected noise of :math:`e_f^2`, per increment: the caller normalises by
         the reference runs' mean denominator, so that trajectory and baselines share
-        it), ``diffusion`` (raw, with sampling noise), ``diffusion_estimate``
-        (noise subtracted), and per-cell arrays for figures:
-        ``cell_mean`` (d), ``cell_visits``, ``obs_mean``, ``target_mean`` (increments).
+        it), ``drift_null`` (expectation of ``drift_num`` for a trajectory of the
+        target), ``diffusion`` (studentised, with sampling noise), ``diffusion_relative``,
+        ``diffusion_estimate`` (noise subtracted), ``drift_dof``, ``diffusion_dof``
+        and per-cell arrays for figures: ``cell_mean`` (d), ``cell_visits``,
+        ``obs_mean``, ``target_mean`` (increments).
     """
     centres, mean, scale = cells
+    tgt_full, obs_full = tgt, obs
+    if subspace is not None:
+        obs, tgt = obs @ subspace, tgt @ subspace
     S, M, d = tgt.shape
-    m_hat = tgt.mean(1)
-    dev = tgt - m_hat[:, None]
-    C_i = np.einsum("smi,smj->sij", dev, dev) / (M - 1)
+    m_hat, C_i, V_i = conditional_moments(tgt, antithetic)
     r = obs - m_hat
     lab = assign((starts - mean) / scale, centres)
-    num = den = bias = 0.0
+    num = den = bias = null = 0.0
     diff_num = diff_bias = 0.0
     t2 = 0.0
     p = d * (d + 1) // 2
     iu = np.triu_indices(d)
     n_tot = n_diff = cells_diff = 0
     cm, nv, om, tm = [], [], [], []
+    m_full = tgt_full.mean(1)
     for sel, nb in visited_cells(lab, len(centres)):
         rb = r[sel]
         rbar = rb.mean(0)
         mbar = m_hat[sel].mean(0)
         Cb = C_i[sel].mean(0) + 1e-300 * np.eye(d)
+        Vb = V_i[sel].mean(0)
         Sb = np.cov(rb, rowvar=False).reshape(d, d)
         L = np.linalg.cholesky(Cb)
         Li = np.linalg.inv(L)
         num += nb * np.sum((Li @ rbar) ** 2)
         den += nb * np.sum((Li @ mbar) ** 2)
         bias += np.trace(Li @ Sb @ Li.T)
-        E = Li @ (Sb - Cb / M) @ Li.T / kappa - np.eye(d)
+        # E[n_b rbar^T Cb^-1 rbar] for a trajectory of the target: residual variance kappa C_i + V_i
+        null += np.trace(Li @ (kappa * Cb + Vb) @ Li.T)
+        E = Li @ (Sb - Vb) @ Li.T / kappa - np.eye(d)
         diff_num += nb * np.sum(E ** 2)
         # expected noise of ||E||_F^2 for a Gaussian sample covariance (n_b - 1 dof) and Cb (n_b (M-1) dof)
         diff_bias += (d * (d + 1)) * (1.0 / (nb - 1) + 1.0 / (nb * (M - 1))) * nb / 1.0
@@ -200,20 +283,22 @@ def increment_stats(starts, obs, tgt, cells, kappa=1.0):
             # studentised covariance error (module docstring): per-increment excess products q_k,
             # their cell mean against the cell's own measured spread (Hotelling T^2, scaled to mean p)
             w = (rb - rbar) @ Li.T * np.sqrt(nb / (nb - 1.0))
-            P = np.einsum("ij,sjk,lk->sil", Li, C_i[sel], Li)
-            q = (w[:, :, None] * w[:, None, :] - (kappa + 1.0 / M) * P)[:, iu[0], iu[1]]
+            P = np.einsum("ij,sjk,lk->sil", Li, kappa * C_i[sel] + V_i[sel], Li)
+            q = (w[:, :, None] * w[:, None, :] - P)[:, iu[0], iu[1]]
             qbar = q.mean(0)
             Sq = np.atleast_2d(np.cov(q, rowvar=False))
             Sq = Sq + 1e-12 * np.trace(Sq) / p * np.eye(p)
             t2 += nb * float(qbar @ np.linalg.solve(Sq, qbar)) * (nb - p - 2.0) / (nb - 1.0)
             n_diff += nb
             cells_diff += 1
-        cm.append(starts[sel].mean(0)), nv.append(nb), om.append(obs[sel].mean(0)), tm.append(mbar)
+        cm.append(starts[sel].mean(0)), nv.append(nb), om.append(obs_full[sel].mean(0)), tm.append(m_full[sel].mean(0))
     if n_tot == 0 or den <= 0:
         return None
     return {
         "drift_num": num / n_tot, "drift_den": den / n_tot, "drift_bias": bias / n_tot,
+        "drift_null": null / n_tot, "drift_dof": len(nv) * d,
         "diffusion": float(np.sqrt(t2 / max(n_diff, 1))), "diffusion_cells": cells_diff,
+        "diffusion_dof": cells_diff * p, "diffusion_increments": int(n_diff),
         "diffusion_relative": float(np.sqrt(diff_num / (d * n_tot))),
         "diffusion_estimate": float(np.sqrt(max(diff_num - diff_bias, 0.0) / (d * n_tot))),
         "cells_used": len(nv), "increments": int(n_tot),

@@ -2,8 +2,20 @@ r"""The verification report: metrics beside their baselines, a table, ``report.j
 
 Every metric carries ``value`` (trajectory vs target), ``baseline`` (the RMS
 size of the same metric between independent simulations of the target SDE with
-the trajectory's length, trials and sampling), ``threshold`` (``multiple x
-baseline``, see :mod:`.thresholds`) and ``passed`` (``value <= threshold``).
+the trajectory's length, trials and sampling: measured on reference runs, or its
+exact null expectation where the metric has one, :mod:`.thresholds`),
+``threshold`` (``multiple x baseline``) and ``passed`` (``value <= threshold``).
+
+A metric also carries ``value_se`` (the standard error of the value: how much it
+would move in another run of the same length) and ``threshold_se`` (how much the
+threshold moves with the verifier's own seed, 0 where it is exact). It is
+*marginal* when
+
+.. math:: |\text{value} - \text{threshold}| < \sqrt{\text{value\_se}^2 + \text{threshold\_se}^2}:
+
+its verdict is within its own noise of the threshold, so another run (or another
+verifier seed) may give the other verdict; the report says to run longer or
+repeat. A marginal metric is still passed or failed by ``value <= threshold``.
 """
 from __future__ import annotations
 
@@ -58,23 +70,52 @@ class Report:
         """True when every metric passes."""
         return all(m["passed"] for m in self.metrics.values())
 
-    def add(self, name, value, baseline, multiple, description, floor=0.0, **extra):
-        """Add a metric judged by ``value <= max(multiple * baseline, floor)``."""
+    @property
+    def marginal(self):
+        """Names of the metrics whose verdict is within their own noise of the threshold (module docstring)."""
+        return [n for n, m in self.metrics.items() if m.get("marginal")]
+
+    def add(self, name, value, baseline, multiple, description, floor=0.0, value_se=None, threshold_se=0.0,
+            **extra):
+        """Add a metric judged by ``value <= max(multiple * baseline, floor)``.
+
+        ``value_se`` and ``threshold_se`` (standard errors of the value and of the
+        threshold) decide whether the verdict is marginal (module docstring); without
+        ``value_se`` it is not.
+        """
         threshold = max(multiple * baseline, floor)
         ok = bool(np.isfinite(value) and value <= threshold)
-        self.metrics[name] = {"value": float(value), "baseline": float(baseline), "threshold": float(threshold),
-                              "passed": ok, "multiple": float(multiple), "description": description, **extra}
+        m = {"value": float(value), "baseline": float(baseline), "threshold": float(threshold),
+             "passed": ok, "multiple": float(multiple), "description": description}
+        if value_se is not None:
+            noise = math.hypot(float(value_se), float(threshold_se or 0.0))
+            m.update(value_se=float(value_se), threshold_se=float(threshold_se or 0.0),
+                     marginal=bool(np.isfinite(value) and np.isfinite(noise) and abs(value - threshold) < noise))
+        m.update(extra)
+        self.metrics[name] = m
+
+    def marginal_notes(self):
+        """One line per marginal metric: where it stands and what to do."""
+        out = []
+        for n in self.marginal:
+            m = self.metrics[n]
+            out.append(f"{n} is within its own noise of the threshold ({m['value']:.4g} ± {m['value_se']:.2g} "
+                       f"against {m['threshold']:.4g}" + (f" ± {m['threshold_se']:.2g}" if m["threshold_se"] else "")
+                       + f"; {'passed' if m['passed'] else 'failed'} by {abs(m['value'] - m['threshold']):.2g}): "
+                       "run longer (--duration) or more trials and verify again")
+        return out
 
     def to_dict(self):
         """The JSON content (DESIGN §4)."""
-        return _clean({"passed": self.passed, "metrics": self.metrics, "info": self.info})
+        return _clean({"passed": self.passed, "marginal": self.marginal, "metrics": self.metrics,
+                       "info": {**self.info, "marginal_notes": self.marginal_notes()}})
 
     def table(self):
         """A readable table, one metric per line, and the verdict."""
         rows = [("metric", "value", "baseline", "threshold", "result")]
         for name, m in self.metrics.items():
             rows.append((name, f"{m['value']:.4g}", f"{m['baseline']:.4g}", f"{m['threshold']:.4g}",
-                         "pass" if m["passed"] else "FAIL"))
+                         ("pass" if m["passed"] else "FAIL") + (" (marginal)" if m.get("marginal") else "")))
         widths = [max(len(r[i]) for r in rows) for i in range(5)]
         lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
                  for r in rows]
@@ -83,9 +124,11 @@ class Report:
         head = (f"verify {i.get('system', '?')}: {i.get('trials')} trial(s) x {i.get('duration', 0):.4g} time units, "
                 f"dt = {i.get('dt', 0):.4g}, lag = {i.get('delta', 0):.4g}, "
                 f"baseline = {i.get('n_reference')} target runs")
-        notes = [f"note: {n}" for n in i.get("notes", [])]
+        notes = [f"note: {n}" for n in i.get("notes", [])] + [f"marginal: {n}" for n in self.marginal_notes()]
         verdict = "PASSED" if self.passed else \
             "FAILED: " + ", ".join(n for n, m in self.metrics.items() if not m["passed"])
+        if self.marginal:
+            verdict += f" (marginal: {', '.join(self.marginal)})"
         return "\n".join([head, *lines, *notes, verdict])
 
     def save(self, report_dir, traj=None, force=False):

@@ -28,6 +28,8 @@ from scipy.spatial.distance import cdist
 MAX_POINTS = 1500
 #: Number of lags in the autocovariance comparison.
 N_LAGS = 40
+#: Most FFT values (trials x FFT length x d) held at once by :func:`acf_parts`.
+ACF_CHUNK = 4_000_000
 
 
 def _thin(z, n_max):
@@ -56,11 +58,14 @@ def energy_distance(a, b, white):
 def autocovariance(z, max_lag):
     """Trial-averaged autocovariance (max_lag + 1, d), via FFT, mean removed per run."""
     trials, n, d = z.shape
-    x = z - z.reshape(-1, d).mean(0)
+    mu = z.reshape(-1, d).mean(0)
     nfft = 1 << int(np.ceil(np.log2(2 * n)))
-    F = np.fft.rfft(x, n=nfft, axis=1)
-    ac = np.fft.irfft(F * np.conj(F), n=nfft, axis=1)[:, :max_lag + 1]
-    return ac.mean(0) / (n - np.arange(max_lag + 1))[:, None]
+    step = max(1, ACF_CHUNK // (nfft * d))  # trials per FFT batch (bounded memory)
+    ac = np.zeros((max_lag + 1, d))
+    for a in range(0, trials, step):
+        F = np.fft.rfft(z[a:a + step] - mu, n=nfft, axis=1)
+        ac += np.fft.irfft(F * np.conj(F), n=nfft, axis=1)[:, :max_lag + 1].sum(0)
+    return ac / trials / (n - np.arange(max_lag + 1))[:, None]
 
 
 def acf_lags(ref, dt):
@@ -85,14 +90,21 @@ def acf_parts(z, lags, center):
     per trial makes the split baselines cost one FFT per reference trial, not one per split.
     """
     trials, n, d = z.shape
-    x = z - center
     nfft = 1 << int(np.ceil(np.log2(2 * n)))
-    F = np.fft.rfft(x, n=nfft, axis=1)
-    R = np.fft.irfft(F * np.conj(F), n=nfft, axis=1)[:, lags]
-    C = np.concatenate([np.zeros((trials, 1, d)), np.cumsum(x, axis=1)], axis=1)
-    H = C[:, n - lags]
-    T = C[:, n][:, None] - C[:, lags]
-    return R, H, T, C[:, n], n
+    R = np.empty((trials, len(lags), d))
+    H = np.empty((trials, len(lags), d))
+    T = np.empty((trials, len(lags), d))
+    tot = np.empty((trials, d))
+    step = max(1, ACF_CHUNK // (nfft * d))  # trials per FFT batch (bounded memory)
+    for a in range(0, trials, step):
+        x = z[a:a + step] - center
+        F = np.fft.rfft(x, n=nfft, axis=1)
+        R[a:a + step] = np.fft.irfft(F * np.conj(F), n=nfft, axis=1)[:, lags]
+        C = np.concatenate([np.zeros((len(x), 1, d)), np.cumsum(x, axis=1)], axis=1)
+        H[a:a + step] = C[:, n - lags]
+        T[a:a + step] = C[:, n][:, None] - C[:, lags]
+        tot[a:a + step] = C[:, n]
+    return R, H, T, tot, n
 
 
 def acf_from_parts(parts, lags, idx=None):

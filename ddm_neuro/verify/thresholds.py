@@ -7,9 +7,18 @@ near its 99th percentile, so that with up to seven metrics the whole report
 raises a false alarm in about 5 % of correct trajectories or fewer; the same
 script measures the detection rate on deliberately wrong models.
 
-Two kinds of baseline are used:
+Three kinds of baseline are used:
 
-* *pair* metrics (drift, diffusion, stationary distance, autocorrelation): the
+* *exact null* (drift and diffusion, :mod:`.increments`): the squared metric of a
+  trajectory of the target is a scaled :math:`\chi^2_\nu` whose scale is known
+  from the propagated target increments themselves, so the baseline is its exact
+  null RMS and the multiple the square root of :math:`\chi^2_\nu`'s ``1 - LEVEL``
+  quantile over :math:`\nu` (:func:`chi2_multiple`). Nothing in it depends on the
+  verifier's seed beyond the propagations' own (small) noise. The reference runs
+  check it (:func:`null_consistent`); where they contradict it (a read-out whose
+  increments are not those of a Markov process, for instance), the baseline is the
+  references' RMS with the :func:`f_multiple` as below;
+* *pair* metrics (stationary distance, autocorrelation): the
   baseline is the RMS of the metric over independent target runs, so its
   sampling noise is that of a sum of many squared terms;
 * *scalar* statistics (rotation, entropy production, switching rate): the
@@ -43,6 +52,50 @@ def scalar_multiple(name, n_ref, z=SCALAR_Z):
     mean of ``n_ref`` reference runs, whose null RMS is :math:`s\sqrt{1 + 1/n_{ref}}`:
     ``z sqrt((1 + 1/n_ref) / 2)``."""
     return float(z * np.sqrt((1.0 + 1.0 / n_ref) / 2.0))
+
+
+def chi2_multiple(dof, level=LEVEL):
+    r"""Multiple for a metric whose square is, under the null, exactly a scaled :math:`\chi^2_\nu`
+    with known scale (the baseline is its null RMS): :math:`\sqrt{\chi^2_{\nu, 1-\alpha}/\nu}`."""
+    from scipy.stats import chi2
+
+    dof = max(int(dof), 1)
+    return float(np.sqrt(chi2.ppf(1.0 - level, dof) / dof))
+
+
+#: Level at which the reference runs are taken to contradict an exact null (:func:`null_consistent`).
+CHECK_LEVEL = 0.001
+
+
+def null_consistent(ratios, dof, level=CHECK_LEVEL):
+    r"""Do the reference runs agree with an exact null?
+
+    ``ratios``: for each reference run, its squared metric over its null
+    expectation; under the null each is :math:`\chi^2_\nu/\nu`, so their mean
+    is :math:`\chi^2_{R\nu}/(R\nu)`. True unless the mean exceeds that law's
+    ``1 - level`` quantile.
+    """
+    from scipy.stats import chi2
+
+    ratios = np.asarray(ratios, dtype=np.float64)
+    n = max(int(dof), 1) * len(ratios)
+    return bool(np.all(np.isfinite(ratios)) and ratios.mean() <= chi2.ppf(1.0 - level, n) / n)
+
+
+def chi2_value_se(value, baseline, dof):
+    r"""Standard error of a metric whose square is a scaled non-central :math:`\chi^2_\nu(\lambda)`.
+
+    With :math:`X = \nu\,(\text{value}/\text{baseline})^2` and
+    :math:`\hat\lambda = \max(X - \nu, 0)`, :math:`\operatorname{Var} X = 2(\nu + 2\hat\lambda)`
+    and the delta method gives :math:`\text{se} = \text{baseline}\,\sqrt{2(\nu + 2\hat\lambda)}
+    / (2\sqrt{\nu\max(X, 1)})`: the spread of the value over runs of the same length.
+    """
+    if not (np.isfinite(value) and baseline > 0):
+        return float("nan")
+    dof = max(int(dof), 1)
+    X = dof * (value / baseline) ** 2
+    lam = max(X - dof, 0.0)
+    return float(baseline * np.sqrt(2.0 * (dof + 2.0 * lam)) / (2.0 * np.sqrt(dof * max(X, 1.0))))
 
 
 def f_multiple(dof, n_ref, level=LEVEL):
