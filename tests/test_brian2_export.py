@@ -1,7 +1,9 @@
 """brian2-cpp builds (compiled once, re-run without recompiling) and exported Brian2 projects.
 
-Small networks only; the statistical checks of the same back ends are in
-test_backends.py (noise covariance) and test_brian2_verify.py (slow, verify).
+Small networks only. Each Brian2 path (runtime device, brian2-cpp back end,
+an exported project's run.py) checks its own noise and drift against the
+model here (:func:`one_step_statistics`); test_backends.py compares the back
+ends with each other and test_brian2_verify.py (slow) runs the verifier.
 """
 import contextlib
 import os
@@ -161,7 +163,7 @@ def test_export_to_a_folder_that_cannot_be_written(vdp, tmp_path):
 
     blocker = tmp_path / "a_file"
     blocker.write_text("not a folder")
-    with pytest.raises(DDMError, match="does not exist"):
+    with pytest.raises(DDMError, match="does not exist|is not a folder"):
         export(vdp, blocker / "proj", progress=False)
     ro = tmp_path / "ro"
     ro.mkdir()
@@ -208,3 +210,156 @@ def test_long_runs_record_every_sample_on_the_step_grid(vdp):
     assert a.z.shape[1] == round(duration / a.dt) + 1
     assert b.meta["build"] == a.meta["build"] and b.meta["compile_seconds"] == 0   # no rebuild for a new length
     np.testing.assert_array_equal(b.z, a.z[:, :b.z.shape[1]])
+
+
+# ---------------------------------------------------------------- each path's own noise and drift
+#: Two starts per trial set: the runs of one seed from each (see :func:`one_step_statistics`).
+STARTS = ([1.5, -1.0], [-1.0, 1.2])
+#: Trials and recorded steps of the noise run: n = 8 x 500 one-step residuals, so the noise
+#: covariance's relative sampling error is sqrt(2/n) = 2.2 % on the diagonal (4 sd: 9 %); a noise
+#: amplitude 1.2 (0.8) times too large changes it by +44 % (-36 %).
+NOISE_TRIALS, NOISE_STEPS = 8, 500
+
+
+@pytest.fixture(scope="module")
+def ou(small_model_path):
+    """The session's small OU model (N = 32): additive noise, private and a shared top-up (factored)."""
+    from ddm_neuro.network import LatentRNN
+
+    model = LatentRNN.load(small_model_path)
+    assert not np.any(model.noise_act) and np.any(model.noise_latent)
+    return model
+
+
+def one_step_statistics(model, a, b):
+    """Noise and drift of one Brian2 path from two runs of one seed (one sample per integration step).
+
+    Noise: the residuals ``r = z_{n+1} - z_n - f(z_n) h`` of run ``a`` (``f`` the
+    model's ``latent_drift``, ``h`` the step) are the injected noise, of
+    covariance ``C h`` (``C`` the model's ``latent_cov``). Their sample
+    covariance per unit time ``est`` has the Wishart standard deviation
+    ``se_ij = sqrt((C_ij^2 + C_ii C_jj) / n)`` for ``n`` residuals.
+
+    Drift: run ``b`` starts elsewhere with the same seed; the noise is additive,
+    so both runs draw the same noise and ``Delta = z_a - z_b`` moves by
+    ``(f(z_a) - f(z_b)) h`` alone. The least-squares slope of its increments on
+    that prediction is 1 up to rounding, and 1.1 for a drift 1.1 times too large.
+
+    Returns
+    -------
+    est, C, se : arrays (d, d)
+    slope : float
+    """
+    h, d = a.dt, model.dim
+    z0, z1 = a.z[:, :-1].reshape(-1, d), a.z[:, 1:].reshape(-1, d)
+    res = z1 - z0 - model.latent_drift(z0) * h
+    est = res.T @ res / len(res) / h
+    C = model.latent_cov(z0[:1])[0]
+    se = np.sqrt((C ** 2 + np.outer(np.diag(C), np.diag(C))) / len(res))
+    m = b.z.shape[1]
+    za, zb = a.z[:, :m], b.z
+    step = np.diff(za - zb, axis=1).reshape(-1)
+    pred = ((model.latent_drift(za[:, :-1].reshape(-1, d)) - model.latent_drift(zb[:, :-1].reshape(-1, d)))
+            * h).reshape(-1)
+    return est, C, se, float(pred @ step / (pred @ pred))
+
+
+def assert_noise_and_drift(model, a, b):
+    est, C, se, slope = one_step_statistics(model, a, b)
+    assert a.z.shape[0] * (a.z.shape[1] - 1) == NOISE_TRIALS * NOISE_STEPS
+    assert np.all(np.abs(est - C) < 4 * se), (np.diag(est) / np.diag(C), est, C, se)
+    assert abs(slope - 1) < 1e-3, slope
+
+
+def _starts(i):
+    return np.tile(STARTS[i], (NOISE_TRIALS, 1))
+
+
+def test_runtime_noise_and_drift_are_the_models(ou):
+    from ddm_neuro.simulate import network_steps
+
+    h = network_steps(ou)[0]
+    run = get_backend("brian2", "rate")
+    kw = dict(trials=NOISE_TRIALS, seed=11, u=None, mode="rate", progress=False, record_dt=h)
+    a = run(ou, NOISE_STEPS * h, z0=_starts(0), **kw)
+    b = run(ou, 40 * h, z0=_starts(1), **kw)
+    assert a.meta["coupling"] == "factored" and a.dt == pytest.approx(h)
+    assert_noise_and_drift(ou, a, b)
+
+
+def test_cpp_noise_and_drift_are_the_models(ou):
+    from ddm_neuro.simulate import network_steps
+
+    h = network_steps(ou)[0]
+    a = cpp(ou, NOISE_STEPS * h, trials=NOISE_TRIALS, seed=11, z0=_starts(0), record_dt=h)
+    b = cpp(ou, 40 * h, trials=NOISE_TRIALS, seed=11, z0=_starts(1), record_dt=h)
+    assert a.meta["build"] == b.meta["build"] and a.dt == pytest.approx(h)
+    assert_noise_and_drift(ou, a, b)
+
+
+@pytest.fixture(scope="module")
+def ou_project(ou, tmp_path_factory):
+    """The OU model exported (brian2-cpp) with one recorded sample per step and NOISE_TRIALS trials."""
+    from ddm_neuro.simulate import network_steps
+    from exporters.brian2.export import export
+
+    out = tmp_path_factory.mktemp("ou_export") / "proj"
+    return export(ou, out, trials=NOISE_TRIALS, duration=NOISE_STEPS * network_steps(ou)[0],
+                  record_dt=network_steps(ou)[0], progress=False)
+
+
+def run_py(project, *args, **kw):
+    """``python run.py ARGS`` in ``project`` (a subprocess, as a user runs it)."""
+    return subprocess.run([sys.executable, "run.py", *map(str, args)], cwd=project, capture_output=True, text=True,
+                          **kw)
+
+
+def test_exported_run_py_noise_and_drift_are_the_models(ou, ou_project, tmp_path):
+    from ddm_neuro.simulate import network_steps
+
+    h = network_steps(ou)[0]
+    runs = []
+    for i, steps in ((0, NOISE_STEPS), (1, 40)):
+        out = tmp_path / f"{i}.npz"
+        res = run_py(ou_project, "--seed", 11, "--duration", steps * h, "--z0=" + ",".join(map(str, STARTS[i])),
+                     "-o", out)
+        assert res.returncode == 0, res.stderr
+        runs.append(Trajectory.load(out))
+    assert runs[0].dt == pytest.approx(h)
+    assert_noise_and_drift(ou, *runs)
+
+
+def test_run_py_refuses_bad_arguments_in_one_line(ou_project, tmp_path):
+    cases = [(["--duration", "nan"], "--duration must be a finite number > 0"),
+             (["--z0", "1,2,3"], "--z0 takes 2 numbers"),
+             (["--z0", "a,b"], "comma-separated numbers"),
+             (["--input-file", tmp_path / "missing.npy"], "missing.npy"),
+             (["-o", tmp_path / "no" / "t.npz"], "does not exist"),
+             (["-o", tmp_path], "is a folder")]
+    for args, message in cases:
+        res = run_py(ou_project, *(["-o", tmp_path / "t.npz"] if "-o" not in args else []), *args)
+        assert res.returncode == 1 and message in res.stderr, (args, res.stderr)
+        assert len(res.stderr.strip().splitlines()) == 1 and res.stderr.startswith("error: "), res.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+    assert sorted(p.name for p in (ou_project / "code").glob("run_*")) == []
+
+
+def test_sigterm_ends_run_py_and_its_simulation(ou_project, tmp_path):
+    """SIGTERM while the compiled binary runs: it is ended, its temporary folder removed, nothing written."""
+    import signal
+    import time
+
+    proc = subprocess.Popen([sys.executable, "run.py", "--duration", "1e6", "-o", str(tmp_path / "t.npz")],
+                            cwd=ou_project, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    binary, deadline = None, time.monotonic() + 60
+    while binary is None and time.monotonic() < deadline and proc.poll() is None:
+        kids = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()
+        binary = int(kids[0]) if kids else None
+        time.sleep(0.05)
+    assert binary is not None, proc.communicate()
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=20)
+    assert proc.returncode == 143 and err.strip() == "run.py: interrupted; nothing written", err
+    time.sleep(0.2)
+    assert not os.path.exists(f"/proc/{binary}") or open(f"/proc/{binary}/stat").read().split(") ")[1][0] == "Z"
+    assert list(tmp_path.iterdir()) == [] and list((ou_project / "code").glob("run_*")) == []

@@ -9,11 +9,14 @@ only Brian2 and numpy installed (no ddm_neuro)::
       export.json    how the project was built (format, device, trials, dt, ...)
       network.py     the Brian2 script: builds the network from model.npz; `python network.py` regenerates code/
       run.py         runs the compiled code and writes a ddm_neuro trajectory (.npz)
+      processes.py   child processes and SIGTERM for network.py and run.py (standard library only)
       code/          the generated C++ (brian2-cpp: compiled) or CUDA (brian2-cuda: generated, compile on a GPU machine)
 
 The folder is written under a temporary name and renamed into place only when
 everything succeeded; a compiler failure keeps the generated project in
-``DIR.failed-build`` for inspection and leaves no ``DIR``.
+``DIR.failed-build`` for inspection and leaves no ``DIR``. An interruption
+(Ctrl-C, or SIGTERM, raised as :class:`KeyboardInterrupt` during the export)
+ends ``make`` and its compilers and removes the temporary folder.
 """
 from __future__ import annotations
 
@@ -27,9 +30,11 @@ from ddm_neuro.errors import DDMError
 from ddm_neuro.fileio import atomic_directory
 
 from . import network as _network
+from . import processes as _processes
 from . import runner as _runner
 from .network import CompileError, NetworkError, build_project, save_spec
-from .rate import choose_coupling, model_spec
+from .processes import terminate_as_interrupt
+from .rate import check_steps, choose_coupling, model_spec
 from .standalone import _input_buffer, fixed_grid
 
 FORMATS = {"brian2-cpp": "cpp_standalone", "brian2-cuda": "cuda_standalone"}
@@ -94,6 +99,10 @@ def export(model, output, *, format="brian2-cpp", mode="rate", trials=1, duratio
     if mode == "spiking" and model.neuron.name != "lif":
         raise DDMError(f"spiking mode needs LIF neurons (this model has {model.neuron.name!r}; "
                        "fit with --neuron lif)")
+    check_steps(dt, record_dt, duration)
+    output = Path(output)
+    if output.exists() and not output.is_dir():
+        raise DDMError(f"{output}: exists and is not a folder; a {format} project is a folder (choose another name)")
     device = FORMATS[format]
     cuda = device == "cuda_standalone"
     if cuda:
@@ -123,9 +132,8 @@ def export(model, output, *, format="brian2-cpp", mode="rate", trials=1, duratio
              "duration": float(duration), "seed": int(seed) if cuda else None}
     prefs = {**CUDA_CODEGEN_PREFS, "devices.cuda_standalone.cuda_backend.cuda_path": _cuda_path(),
              **(cuda_prefs or {})} if cuda else {}
-    output = Path(output)
     failed = output.with_name(output.name + ".failed-build")
-    with atomic_directory(output, force=force) as tmp:
+    with terminate_as_interrupt(), atomic_directory(output, force=force) as tmp:
         save_spec(tmp / "model.npz", arrays, info)
         (tmp / "export.json").write_text(json.dumps({
             "format": format, "device": device, "mode": mode, "build": build, "model_id": info["model_id"],
@@ -133,6 +141,7 @@ def export(model, output, *, format="brian2-cpp", mode="rate", trials=1, duratio
             "device_prefs": prefs or None}, indent=1))
         shutil.copyfile(_network.__file__, tmp / "network.py")
         shutil.copyfile(_runner.__file__, tmp / "run.py")
+        shutil.copyfile(_processes.__file__, tmp / "processes.py")
         if progress:
             print(f"export {format}: generating {'CUDA' if cuda else 'C++'} for N = {model.n_neurons}, "
                   f"{trials} trial(s), {coupling} coupling ...", flush=True)
@@ -182,6 +191,8 @@ def _readme(format, model, build, manifest):
         "* `network.py`: the Brian2 script; `python network.py` regenerates `code/`"
         + (" and compiles it." if not cuda else " (`--no-compile` to generate only)."),
         "* `run.py`: runs the compiled code and writes the latent trajectory (`t`, `z`, `dt`, `meta`) as `.npz`.",
+        "* `processes.py`: runs `make` and the binary in their own process group, so that Ctrl-C or SIGTERM "
+        "ends them all (used by `network.py` and `run.py`).",
         "* `code/`: the generated " + ("CUDA project (not compiled here)." if cuda else "C++ project, compiled (`code/main`)."),
         "* `export.json`, `code/build.json`: how it was built and where the results land.",
         "",

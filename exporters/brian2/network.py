@@ -44,8 +44,14 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 
 import numpy as np
+
+try:  # inside the package
+    from .processes import run_group, terminate_as_interrupt
+except ImportError:  # an exported project: processes.py lies beside this file
+    from processes import run_group, terminate_as_interrupt
 
 #: Arrays of a spec, in the file ``model.npz`` of an exported project.
 ARRAYS = ("encoders", "decoders", "readout", "bias", "noise_const", "noise_act", "noise_latent",
@@ -628,17 +634,18 @@ def compile_project(directory, jobs=None):
 
     Raises :class:`CompileError` with the compiler's own messages (the last
     lines of its output) when the build fails; the directory is left as it is.
+    ``make`` runs in a process group of its own: when the caller is
+    interrupted (Ctrl-C, SIGTERM under :func:`terminate_as_interrupt`), ``make``
+    and every compiler it started are ended before the exception propagates.
     """
-    import subprocess
     import time
 
     t0 = time.perf_counter()
-    proc = subprocess.run(["make", f"-j{jobs or os.cpu_count() or 1}"], cwd=directory, capture_output=True,
-                          text=True)
-    if proc.returncode != 0:
-        lines = (proc.stdout + proc.stderr).strip().splitlines()
+    code, out, err = run_group(["make", f"-j{jobs or os.cpu_count() or 1}"], cwd=directory)
+    if code != 0:
+        lines = (out + err).strip().splitlines()
         errors = [ln for ln in lines if "error" in ln.lower()] or lines
-        raise CompileError(f"compiling {directory} failed (make exit {proc.returncode}); compiler output:\n"
+        raise CompileError(f"compiling {directory} failed (make exit {code}); compiler output:\n"
                            + "\n".join(errors[-15:]))
     return time.perf_counter() - t0
 
@@ -676,11 +683,17 @@ def main(argv=None):
         prefs = {k: v for k, v in prefs.items() if ".cuda_backend." not in k or k.endswith("extra_compile_args_nvcc")}
     arrays, info = load_spec(os.path.join(here, "model.npz"))
     b = export["build"]
-    manifest = build_project(arrays, info, os.path.join(here, "code"), trials=b["trials"], dt=b["dt"],
-                             record_dt=b["record_dt"], coupling=b["coupling"], noise=b["noise"],
-                             input_steps=b["input_steps"], device=args.device, compile=not args.no_compile,
-                             seed=b.get("seed"), duration=b.get("duration"), prefs=prefs,
-                             mode=b.get("mode", "rate"), fano=b.get("fano"), record_spikes=b.get("record_spikes", False))
+    try:
+        with terminate_as_interrupt():
+            manifest = build_project(arrays, info, os.path.join(here, "code"), trials=b["trials"], dt=b["dt"],
+                                     record_dt=b["record_dt"], coupling=b["coupling"], noise=b["noise"],
+                                     input_steps=b["input_steps"], device=args.device, compile=not args.no_compile,
+                                     seed=b.get("seed"), duration=b.get("duration"), prefs=prefs,
+                                     mode=b.get("mode", "rate"), fano=b.get("fano"),
+                                     record_spikes=b.get("record_spikes", False))
+    except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM: make and its compilers are ended already
+        print("network.py: interrupted; code/ is incomplete (run python network.py again)", file=sys.stderr)
+        raise SystemExit(128 + int(getattr(exc, "signum", 2))) from None
     print(f"built {manifest['device']} project in {os.path.join(here, 'code')}")
 
 

@@ -6,6 +6,8 @@ within a step, which is the torch simulator's, so both integrate one scheme.
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from ddm_neuro.errors import DDMError
@@ -44,6 +46,16 @@ def choose_coupling(model, coupling=None, noise=True):
         raise DDMError(f"coupling must be 'factored', 'dense' or 'auto', got {coupling!r}")
     shared = noise and np.any(model.noise_latent)
     return "dense" if model.n_neurons <= DENSE_MAX_NEURONS and not shared else "factored"
+
+
+def check_steps(dt=None, record_dt=None, duration=None):
+    """Refuse a step, recording interval or duration that is not a finite number > 0 (None: the default)."""
+    for name, value in (("dt", dt), ("record_dt", record_dt), ("duration", duration)):
+        if value is None:
+            continue
+        ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+        if not (ok and math.isfinite(value) and value > 0):
+            raise DDMError(f"{name} must be a finite number > 0 (SDE time units), got {value!r}")
 
 
 def run_grid(model, duration, dt=None, record_dt=None):
@@ -119,6 +131,7 @@ def simulate(model, duration, *, trials=1, seed=None, u=None, mode="rate", progr
 
     if mode not in ("rate", "spiking"):
         raise DDMError(f"backend 'brian2' does not support mode {mode!r} (supports: rate, spiking)")
+    check_steps(dt, record_dt, duration)
     spiking = mode == "spiking"
     if spiking:
         from ddm_neuro.spiking import default_dt

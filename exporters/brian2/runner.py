@@ -18,14 +18,17 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 
 import numpy as np
 
 try:  # inside the package
-    from .network import initial_state, load_spec, spiking_state
-except ImportError:  # an exported project: network.py lies beside this file
-    from network import initial_state, load_spec, spiking_state
+    from .network import MAX_STEPS, initial_state, load_spec, spiking_state
+    from .processes import run_group, terminate_as_interrupt
+except ImportError:  # an exported project: network.py and processes.py lie beside this file
+    from network import MAX_STEPS, initial_state, load_spec, spiking_state
+    from processes import run_group, terminate_as_interrupt
 
 
 class RunError(RuntimeError):
@@ -72,7 +75,12 @@ def run_build(code_dir, arrays, *, seed, duration, z0=None, u_steps=None, timeou
     """
     m = read_manifest(code_dir)
     trials, d, k = m["trials"], m["dim"], m["n_inputs"]
+    if not (np.isfinite(duration) and duration > 0):
+        raise RunError(f"duration must be a finite number > 0, got {duration}")
     n_steps, n_rec = n_steps_for(duration, m)
+    if n_steps >= MAX_STEPS:
+        raise RunError(f"{duration:g} time units are {n_steps} steps of dt = {m['dt']:g}; a build runs at most "
+                       f"{MAX_STEPS - 1}")
     rng = np.random.default_rng(seed)
     bin_seed = int(rng.integers(2 ** 31))
     if z0 is None:
@@ -111,10 +119,13 @@ def run_build(code_dir, arrays, *, seed, duration, z0=None, u_steps=None, timeou
                 path = os.path.join(out, f"_in_{key}.dat")
                 np.ascontiguousarray(value, dtype=np.float64).tofile(path)
                 args.append(f"{m['args'][key]}={path}")
-        proc = subprocess.run(args, cwd=code_dir, capture_output=True, text=True, timeout=timeout)
-        if proc.returncode != 0:
-            tail = (proc.stdout + proc.stderr).strip().splitlines()[-20:]
-            raise RunError(f"the compiled simulation failed (exit {proc.returncode}):\n" + "\n".join(tail))
+        try:  # its own process group: ended as a whole on Ctrl-C, SIGTERM or the timeout
+            code, stdout, stderr = run_group(args, cwd=code_dir, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise RunError(f"the compiled simulation did not finish within {timeout:g} s (ended)") from None
+        if code != 0:
+            tail = (stdout + stderr).strip().splitlines()[-20:]
+            raise RunError(f"the compiled simulation failed (exit {code}):\n" + "\n".join(tail))
         y = np.fromfile(os.path.join(out, m["results"]["y"]), dtype=np.float64)
         spikes = None
         if "spikes_t" in m["results"]:
@@ -132,21 +143,72 @@ def run_build(code_dir, arrays, *, seed, duration, z0=None, u_steps=None, timeou
     return y
 
 
+def check_output(path, force=False):
+    """Refuse an output that exists (unless ``force``), is a folder, or lies in a missing folder.
+
+    Raises
+    ------
+    FileExistsError
+        ``path`` exists and ``force`` is not set.
+    OSError
+        ``path`` is a folder, or its folder is missing or not writable.
+    """
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"{path} is a folder; the output is a file (.npz)")
+    if os.path.lexists(path) and not force:
+        raise FileExistsError(f"{path} exists (use --force to overwrite)")
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        raise FileNotFoundError(f"{path}: folder {parent} does not exist")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise PermissionError(f"{path}: folder {parent} is not writable")
+
+
 def write_trajectory(path, t, z, dt, meta, force=False, spikes=None):
     """Write ddm_neuro's trajectory format (``t``, ``z``, ``dt``, ``meta`` JSON; optional
-    ``spikes_t`` in SDE units, ``spikes_i``), atomically."""
-    if os.path.exists(path) and not force:
-        raise FileExistsError(f"{path} exists (use --force to overwrite)")
-    tmp = f"{path}.partial"
+    ``spikes_t`` in SDE units, ``spikes_i``), atomically.
+
+    The file is written under a unique temporary name in the same folder and
+    renamed into place; on any failure or interruption the temporary file is
+    removed and ``path`` is untouched.
+    """
+    check_output(path, force)
     extra = {} if spikes is None else {"spikes_t": np.asarray(spikes[0], dtype=np.float64),
                                        "spikes_i": np.asarray(spikes[1], dtype=np.int64)}
-    with open(tmp, "wb") as fh:
-        np.savez(fh, t=t, z=z, dt=np.float64(dt), meta=np.array(json.dumps(meta)), **extra)
-    os.replace(tmp, path)
+    folder, name = os.path.split(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".partial", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            np.savez(fh, t=t, z=z, dt=np.float64(dt), meta=np.array(json.dumps(meta)), **extra)
+        mask = os.umask(0)
+        os.umask(mask)
+        os.chmod(tmp, 0o666 & ~mask)  # mkstemp makes 0600; give the file the usual mode
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def _numbers(text, option):
+    try:
+        values = np.array([float(v) for v in text.split(",")])
+    except ValueError:
+        raise ValueError(f"{option} takes comma-separated numbers, got {text!r}") from None
+    if not np.all(np.isfinite(values)):
+        raise ValueError(f"{option} takes finite numbers, got {text!r}")
+    return values
 
 
 def main(argv=None):
-    """Command line of an exported project (see the module docstring)."""
+    """Command line of an exported project (see the module docstring).
+
+    Errors end with one line ``error: ...`` (exit status 1); Ctrl-C or SIGTERM
+    end the compiled simulation, remove the temporary files and exit with
+    status 130 or 143.
+    """
     import argparse
 
     here = os.path.dirname(os.path.abspath(__file__))
@@ -163,18 +225,31 @@ def main(argv=None):
     ap.add_argument("-o", "--output", required=True)
     ap.add_argument("--force", action="store_true")
     args = ap.parse_args(argv)
+    try:
+        with terminate_as_interrupt():
+            _run(here, args)
+    except KeyboardInterrupt as exc:  # the simulation is ended and its temporary files removed already
+        print("run.py: interrupted; nothing written", file=sys.stderr)
+        raise SystemExit(128 + int(getattr(exc, "signum", 2))) from None
+    except (RunError, OSError, ValueError) as exc:
+        raise SystemExit(f"error: {exc}") from None
+
+
+def _run(here, args):
+    if not (np.isfinite(args.duration) and args.duration > 0):
+        raise ValueError(f"--duration must be a finite number > 0, got {args.duration}")
+    check_output(args.output, args.force)   # before the run, not after it
     arrays, info = load_spec(os.path.join(here, "model.npz"))
     code_dir = os.path.join(here, "code")
     u = None
     if args.input:
-        u = np.array([[float(v) for v in args.input.split(",")]])
+        u = _numbers(args.input, "--input")[None, :]
     elif args.input_file:
         u = np.load(args.input_file, allow_pickle=False)
-    z0 = None if args.z0 is None else np.array([float(v) for v in args.z0.split(",")])
-    try:
-        y = run_build(code_dir, arrays, seed=args.seed, duration=args.duration, z0=z0, u_steps=u)
-    except RunError as exc:
-        raise SystemExit(f"error: {exc}")
+    z0 = None if args.z0 is None else _numbers(args.z0, "--z0")
+    if z0 is not None and z0.shape != (arrays["encoders"].shape[1],):
+        raise ValueError(f"--z0 takes {arrays['encoders'].shape[1]} numbers, got {len(z0)}")
+    y = run_build(code_dir, arrays, seed=args.seed, duration=args.duration, z0=z0, u_steps=u)
     m = read_manifest(code_dir)
     y, spikes = y if isinstance(y, tuple) else (y, None)
     z = y * arrays["scale"] + arrays["center"]
@@ -184,11 +259,8 @@ def main(argv=None):
             "system": info.get("sde_name"), "variables": info.get("variables"), "seed": args.seed,
             "duration": args.duration, "trials": m["trials"], "integration_dt": m["dt"], "noise": m["noise"],
             "n_neurons": m["n_neurons"], "exported": True}
-    try:
-        write_trajectory(args.output, np.arange(z.shape[1]) * m["record_dt"], z, m["record_dt"], meta, args.force,
-                         spikes=None if spikes is None else (spikes[0] / m["time_scale"], spikes[1]))
-    except FileExistsError as exc:
-        raise SystemExit(f"error: {exc}")
+    write_trajectory(args.output, np.arange(z.shape[1]) * m["record_dt"], z, m["record_dt"], meta, args.force,
+                     spikes=None if spikes is None else (spikes[0] / m["time_scale"], spikes[1]))
     print(f"wrote {args.output}: {m['trials']} trials x {args.duration:g} time units")
 
 

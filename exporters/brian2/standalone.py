@@ -6,16 +6,21 @@ compiled once into a cache folder and re-run for every seed, duration, start
 state and input, which reach the binary on its command line (see
 :mod:`exporters.brian2.runner`). The cache lies in ``$DDM_NEURO_CACHE`` or
 ``~/.cache/ddm_neuro``; builds are written to a temporary folder and renamed
-into place, so concurrent runs never see a half-built project. A build that
-fails to compile is kept under ``failed-*`` for inspection.
+into place, so concurrent runs never see a half-built project, and a build
+holds a lock (``<key>.lock``, :func:`build_lock`) so that a second process
+needing the same build waits for it instead of compiling it again. A build
+that fails to compile is kept under ``failed-*`` for inspection; an
+interrupted one (Ctrl-C, SIGTERM) ends its compilers and leaves nothing.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
 import os
 import shutil
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -27,8 +32,9 @@ from ddm_neuro.simulate import network_steps
 
 from . import network as _network
 from .network import CompileError, NetworkError, build_project
-from .rate import (choose_coupling, input_steps, model_spec, spiking_fano, spiking_noise, start_states,
-                   trajectory)
+from .processes import terminate_as_interrupt
+from .rate import (check_steps, choose_coupling, input_steps, model_spec, spiking_fano, spiking_noise,
+                   start_states, trajectory)
 from .runner import RunError, run_build
 
 def snap(value):
@@ -85,37 +91,134 @@ def build_key(arrays, info, build):
     return h.hexdigest()[:20]
 
 
+def _complete(path):
+    """Whether ``path`` holds a finished build (its manifest readable, its binary there)."""
+    try:
+        with open(path / "build.json") as fh:
+            json.load(fh)
+    except (OSError, ValueError):
+        return False
+    return (path / "main").is_file()
+
+
+def _cache_folder(root):
+    """Create the cache root, or say in one line why it cannot be used."""
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise DDMError(f"brian2-cpp cache {root}: exists and is not a folder (set DDM_NEURO_CACHE to a folder)") \
+            from None
+    except OSError as exc:
+        raise DDMError(f"brian2-cpp cache {root}: cannot create it ({exc.strerror}; set DDM_NEURO_CACHE to a "
+                       "writable folder)") from None
+    if not os.access(root, os.W_OK | os.X_OK):
+        raise DDMError(f"brian2-cpp cache {root}: not writable (set DDM_NEURO_CACHE to a writable folder)")
+
+
+@contextlib.contextmanager
+def build_lock(root, key):
+    """Hold an exclusive lock on the build ``key`` in ``root`` (``fcntl.flock`` on ``<key>.lock``).
+
+    A second process that needs the same build waits here (saying so on
+    stderr) and then finds it built. The lock belongs to an open file: it is
+    released when the holder ends in any way (even killed), so a crashed
+    build never blocks the next one. The holder removes the lock file before
+    it lets go; a waiter that then holds a removed file tries again on a new
+    one. Yields True when locked, False where the file system offers no
+    locks (then builds may run side by side, as before).
+    """
+    try:
+        import fcntl
+    except ImportError:  # not POSIX
+        yield False
+        return
+    lock = root / f"{key}.lock"
+    said = False
+    while True:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                if not said:
+                    print(f"brian2-cpp: waiting for another build of the same network ({root / key}) ...",
+                          file=sys.stderr, flush=True)
+                    said = True
+                fcntl.flock(fd, fcntl.LOCK_EX)
+        except OSError:  # e.g. a file system without locks (ENOLCK)
+            os.close(fd)
+            yield False
+            return
+        except BaseException:
+            os.close(fd)
+            raise
+        try:
+            same = os.stat(lock).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)  # the holder we waited for removed this file: lock the current one
+    try:
+        yield True
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(lock)
+        os.close(fd)
+
+
+def _remove_leftovers(root, key, path):
+    """Remove what a crashed build of ``key`` left (only called under its lock): its temporary folders
+    and an unfinished entry."""
+    for old in root.glob(f".building-{key}-*"):
+        shutil.rmtree(old, ignore_errors=True)
+    if path.exists() or path.is_symlink():
+        stale = Path(tempfile.mkdtemp(prefix=f".stale-{key}-", dir=root))
+        os.replace(path, stale / "entry")
+        shutil.rmtree(stale, ignore_errors=True)
+
+
 def ensure_build(arrays, info, build, root=None, progress=False):
     """The folder of a compiled build for ``build`` (dict of build_project's structure arguments).
 
-    Reuses a cached build; otherwise generates and compiles one. Returns ``(path, compiled_now_seconds)``.
+    Reuses a cached build; otherwise generates and compiles one. Concurrent
+    calls for the same build (other processes too) wait for the first
+    (:func:`build_lock`) and reuse its result. An interruption (Ctrl-C,
+    SIGTERM) ends ``make`` and its compilers and removes the temporary folder.
+    Returns ``(path, compiled_now_seconds)``.
     """
     root = Path(root or cache_root())
-    path = root / build_key(arrays, info, build)
-    if (path / "build.json").exists() and (path / "main").exists():
+    key = build_key(arrays, info, build)
+    path = root / key
+    if _complete(path):
         return path, 0.0
-    root.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".building-", dir=root))
-    if progress:
-        print(f"brian2-cpp: generating and compiling C++ in {path} (once per network structure) ...", flush=True)
-    t0 = time.perf_counter()
-    try:
-        build_project(arrays, info, tmp, **build)
-    except CompileError as exc:
-        failed = root / f"failed-{path.name}-{int(time.time())}"
-        tmp.rename(failed)
-        raise DDMError(f"{exc}\n(the generated project is kept for inspection in {failed})") from None
-    except NetworkError as exc:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise DDMError(str(exc)) from None
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    try:
-        tmp.rename(path)
-    except OSError:  # another process finished the same build first
-        shutil.rmtree(tmp, ignore_errors=True)
-    return path, time.perf_counter() - t0
+    _cache_folder(root)
+    with terminate_as_interrupt(), build_lock(root, key) as locked:
+        if _complete(path):  # built by the process we waited for
+            return path, 0.0
+        if locked:
+            _remove_leftovers(root, key, path)
+        tmp = Path(tempfile.mkdtemp(prefix=f".building-{key}-", dir=root))
+        if progress:
+            print(f"brian2-cpp: generating and compiling C++ in {path} (once per network structure) ...", flush=True)
+        t0 = time.perf_counter()
+        try:
+            build_project(arrays, info, tmp, **build)
+        except CompileError as exc:
+            failed = root / f"failed-{path.name}-{int(time.time())}"
+            tmp.rename(failed)
+            raise DDMError(f"{exc}\n(the generated project is kept for inspection in {failed})") from None
+        except NetworkError as exc:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise DDMError(str(exc)) from None
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        try:
+            tmp.rename(path)
+        except OSError:  # another process finished the same build first (no locks on this file system)
+            shutil.rmtree(tmp, ignore_errors=True)
+        return path, time.perf_counter() - t0
 
 
 def simulate(model, duration, *, trials=1, seed=None, u=None, mode="rate", progress=False, dt=None,
@@ -132,6 +235,7 @@ def simulate(model, duration, *, trials=1, seed=None, u=None, mode="rate", progr
         raise DDMError(f"backend 'brian2-cpp' does not support mode {mode!r} (supports: rate, spiking)")
     if shutil.which("make") is None:
         raise DDMError("backend 'brian2-cpp' needs 'make' and a C++ compiler (g++ or clang++) on PATH")
+    check_steps(dt, record_dt, duration)
     build = {"trials": int(trials)}
     if mode == "spiking":
         from ddm_neuro.spiking import default_dt
@@ -148,15 +252,17 @@ def simulate(model, duration, *, trials=1, seed=None, u=None, mode="rate", progr
     u_grid = input_steps(model, u, dt, n_steps)
     build.update(dt=dt, record_dt=record_dt, coupling=coupling, noise=noise,
                  input_steps=0 if u_grid is None else _input_buffer(n_steps))
-    path, compile_s = ensure_build(arrays, info, build, cache, progress)
     if z0 is not None:
         z0 = start_states(model, trials, None, z0)
     run_seed = int(np.random.default_rng().integers(2 ** 62)) if seed is None else int(seed)
-    t0 = time.perf_counter()
-    try:  # the exported project's run.py makes the same call: same seed, same trajectory
-        y = run_build(str(path), arrays, seed=run_seed, duration=(n_rec - 1) * record_dt, z0=z0, u_steps=u_grid)
-    except RunError as exc:
-        raise DDMError(f"brian2-cpp: {exc}") from None
+    with terminate_as_interrupt():  # SIGTERM: make, compilers or the binary ended, temporaries removed
+        path, compile_s = ensure_build(arrays, info, build, cache, progress)
+        t0 = time.perf_counter()
+        try:  # the exported project's run.py makes the same call: same seed, same trajectory
+            y = run_build(str(path), arrays, seed=run_seed, duration=(n_rec - 1) * record_dt, z0=z0,
+                          u_steps=u_grid)
+        except RunError as exc:
+            raise DDMError(f"brian2-cpp: {exc}") from None
     y, spikes = y if isinstance(y, tuple) else (y, None)
     if progress:
         print(f"brian2-cpp: ran {trials} x {duration:g} time units in {time.perf_counter() - t0:.1f} s"
