@@ -26,6 +26,8 @@ ARRAYS = ARRAY_FIELDS
 MAX_META_BYTES = 64 * 2 ** 20
 #: Most start states (``init_states`` rows) a model file may hold (a fit stores at most 256).
 MAX_START_STATES = 1_000_000
+#: Largest ``max |D E - I|`` accepted on load (fitted models: ~1e-15).
+READOUT_TOLERANCE = 1e-6
 
 
 def model_id(model):
@@ -60,10 +62,10 @@ def load_model(path):
     Everything is checked before the model is used: the archive before any
     array is decompressed (:func:`~ddm_neuro.fileio.open_npz`), then the
     metadata's types, every array's dtype and declared shape against N, d and
-    k, and finally the values (:func:`~ddm_neuro.network.check_model`): finite
-    numbers, positive time constants, non-negative noise, a valid neuron model
-    and a well-formed embedded SDE spec (its structure; its expressions are
-    compiled only when the SDE is rebuilt).
+    k, the embedded SDE spec's structure (its expressions are compiled only
+    when the SDE is rebuilt), the values (:func:`~ddm_neuro.network.check_model`:
+    finite numbers, positive time constants, non-negative noise, a valid
+    neuron model) and the read-out identity ``D E = I``.
 
     Parameters
     ----------
@@ -108,6 +110,11 @@ def load_model(path):
         model = LatentRNN(**fields, w_perp=w_perp, **arrays)
     except DDMError as exc:
         raise ModelFileError(f"{path}: {exc}") from None
+    with np.errstate(all="ignore"):  # overflow shows as inf, refused below
+        off = float(np.max(np.abs(model.readout @ model.encoders - np.eye(model.dim))))
+    if not off <= READOUT_TOLERANCE:
+        raise ModelFileError(f"{path}: arrays readout and encoders disagree: readout @ encoders must be the identity "
+                             f"(D E = I), but is off by up to {off:.3g}; the file was edited or damaged")
     return model
 
 

@@ -126,6 +126,9 @@ BAD_ARRAYS = [  # (case, array, new value from the old arrays, message)
      "array init_states has shape (0, 2), expected (n0, 2) with n0 >= 1"),
     ("w_perp_shape", "w_perp", lambda a: np.zeros((31, 31)), "array w_perp has shape (31, 31), expected (32, 32)"),
     ("w_perp_nan", "w_perp", lambda a: np.full((32, 32), np.nan), "array w_perp holds non-finite values (1024;"),
+    ("encoders_huge", "encoders", lambda a: a["encoders"] * 1e300,
+     "arrays readout and encoders disagree: readout @ encoders must be the identity (D E = I), but is off by up to"),
+    ("readout_edited", "readout", lambda a: a["readout"] * 1.01, "but is off by up to 0.01"),
 ]
 
 
