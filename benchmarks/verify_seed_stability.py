@@ -15,6 +15,11 @@ their trajectory's majority verdict. ``--spiking MODEL.ddm:TRAJ.npz`` adds a sav
 run (verified as ``ddm-neuro verify`` does). Run with ``PYTHONPATH`` pointing at an
 older tree to measure the code before a change (metrics without ``marginal`` are
 counted as not marginal).
+
+``--false-alarms duffing:20`` verifies 20 fresh target runs of a case's system
+(target vs target, one verifier seed each) and counts the failing reports and
+metrics: the false-alarm rate, to compare with the design's (about 5 % per report,
+1 % per metric; ``ddm_neuro/verify/thresholds.py``).
 """
 from __future__ import annotations
 
@@ -97,6 +102,28 @@ def measure(runs, seeds):
     return out
 
 
+def false_alarms(case, pairs):
+    """Target-vs-target runs of a case's system: failing reports and metrics."""
+    name, _, trials, duration = CASES[case]
+    sde = system(name)
+    dt, rec = default_steps(sde)
+    dt = {"double_well": 0.005}.get(name, dt)
+    fails, by_metric, marginal = 0, {}, 0
+    for j in range(pairs):
+        traj = simulate_sde(sde, duration, dt=dt, record_dt=rec, trials=trials, seed=700 + j)
+        rep = verify(sde, traj, seed=j, model_drift=sde.drift)
+        fails += not rep.passed
+        marginal += any(m.get("marginal") for m in rep.metrics.values())
+        for k, m in rep.metrics.items():
+            by_metric[k] = by_metric.get(k, 0) + (not m["passed"])
+        print(f"  {case} run {j}: {'pass' if rep.passed else 'FAIL'} "
+              + " ".join(f"{k} {m['value'] / m['threshold']:.2f}{'*' if m.get('marginal') else ''}"
+                         for k, m in rep.metrics.items()), flush=True)
+    print(f"{case} {trials} x {duration:g}: false alarms {fails}/{pairs}; by metric {by_metric}; "
+          f"reports with a marginal metric {marginal}/{pairs}", flush=True)
+    return {"fails": fails, "pairs": pairs, "by_metric": by_metric, "marginal": marginal}
+
+
 def summarise(records):
     """Per metric: mean CV of value and threshold over seeds, flips; and the report-level flip rate."""
     by_traj = {}
@@ -141,10 +168,14 @@ def main(argv=None):
     ap.add_argument("--trajs", type=int, default=4, help="trajectories per case")
     ap.add_argument("--seeds", type=int, default=20, help="verifier seeds 0 .. seeds - 1")
     ap.add_argument("--spiking", action="append", default=[], help="MODEL.ddm:TRAJ.npz (repeatable)")
+    ap.add_argument("--false-alarms", action="append", default=[], help="CASE:PAIRS target-vs-target runs")
     ap.add_argument("--dump", default=None, help="JSON file for every record")
     args = ap.parse_args(argv)
     t0 = time.time()
     allrec = {}
+    for spec in args.false_alarms:
+        case, pairs = spec.split(":")
+        allrec[f"false_alarms_{case}"] = false_alarms(case, int(pairs))
     for case in filter(None, args.cases.split(",")):
         print(f"case {case}: {CASES[case]}", flush=True)
         allrec[case] = measure(trajectories(case, args.trajs), args.seeds)

@@ -218,6 +218,8 @@ def _currents(res, data, model, sde, run_a, duration, trials, seeds, rng, progre
         pts = _states(z, N_STATES, rng)
         parts = split_drift(f_fn, c_fn, dens[name], pts)
         dec[name] = field_summary(parts, c_fn(pts))
+        if singular:  # a network's near-singular noise gives a huge finite number, as meaningless
+            dec[name]["entropy_production_field"] = None
     res["decomposition"] = dec
     data.update(densities=dens, runs=runs, dt=dt)
     data["procs"] = {k: v[:2] for k, v in procs.items()}

@@ -324,7 +324,8 @@ def _drift_diffusion(report, sde, traj, refs, cells, k, delta, dt_int, rng_inc, 
         dof_diff = run["diffusion_dof"]
         extra_diff = {"relative_error": run["diffusion_relative"]}
     specs = (("drift", f"visit-weighted relative drift error at lag delta, noise-whitened{where}", null_drift,
-              run["drift_dof"], {"cells": run["cells_used"], "scale_rel_se": scale_se}),
+              run["drift_dof"], {"cells": run["cells_used"], "scale_rel_se": scale_se,
+                                  "propagation_noise": run["propagation_noise"]}),
              ("diffusion", f"studentised error of the increment covariance at lag delta (RMS per increment){where}",
               null_diff, dof_diff, {"cells": run["diffusion_cells"] or run["cells_used"], **extra_diff}))
     for name, desc, null, dof, extra in specs:

@@ -239,7 +239,8 @@ def increment_stats(starts, obs, tgt, cells, kappa=1.0, antithetic=False, subspa
         expected noise of :math:`e_f^2`, per increment: the caller normalises by
         the reference runs' mean denominator, so that trajectory and baselines share
         it), ``drift_null`` (expectation of ``drift_num`` for a trajectory of the
-        target), ``diffusion`` (studentised, with sampling noise), ``diffusion_relative``,
+        target), ``propagation_noise`` (the mean increment's error variance relative to
+        one increment's, per degree of freedom: 1/M for independent draws), ``diffusion`` (studentised, with sampling noise), ``diffusion_relative``,
         ``diffusion_estimate`` (noise subtracted), ``drift_dof``, ``diffusion_dof``
         and per-cell arrays for figures: ``cell_mean`` (d), ``cell_visits``,
         ``obs_mean``, ``target_mean`` (increments).
@@ -252,7 +253,7 @@ def increment_stats(starts, obs, tgt, cells, kappa=1.0, antithetic=False, subspa
     m_hat, C_i, V_i = conditional_moments(tgt, antithetic)
     r = obs - m_hat
     lab = assign((starts - mean) / scale, centres)
-    num = den = bias = null = 0.0
+    num = den = bias = null = prop = 0.0
     diff_num = diff_bias = 0.0
     t2 = 0.0
     p = d * (d + 1) // 2
@@ -274,6 +275,7 @@ def increment_stats(starts, obs, tgt, cells, kappa=1.0, antithetic=False, subspa
         bias += np.trace(Li @ Sb @ Li.T)
         # E[n_b rbar^T Cb^-1 rbar] for a trajectory of the target: residual variance kappa C_i + V_i
         null += np.trace(Li @ (kappa * Cb + Vb) @ Li.T)
+        prop += np.trace(Li @ Vb @ Li.T)
         E = Li @ (Sb - Vb) @ Li.T / kappa - np.eye(d)
         diff_num += nb * np.sum(E ** 2)
         # expected noise of ||E||_F^2 for a Gaussian sample covariance (n_b - 1 dof) and Cb (n_b (M-1) dof)
@@ -296,7 +298,7 @@ def increment_stats(starts, obs, tgt, cells, kappa=1.0, antithetic=False, subspa
         return None
     return {
         "drift_num": num / n_tot, "drift_den": den / n_tot, "drift_bias": bias / n_tot,
-        "drift_null": null / n_tot, "drift_dof": len(nv) * d,
+        "drift_null": null / n_tot, "drift_dof": len(nv) * d, "propagation_noise": prop / max(len(nv) * d, 1),
         "diffusion": float(np.sqrt(t2 / max(n_diff, 1))), "diffusion_cells": cells_diff,
         "diffusion_dof": cells_diff * p, "diffusion_increments": int(n_diff),
         "diffusion_relative": float(np.sqrt(diff_num / (d * n_tot))),
