@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import TrajectoryError
+from .errors import DDMError, TrajectoryError
 from .fileio import atomic_write, open_npz
 
 
@@ -89,9 +89,10 @@ class Trajectory:
         ``z`` and ``dt``, at least one trial, sample and latent dimension,
         ``meta`` as a JSON object whose known fields have their documented
         types, and matching ``spikes_t`` / ``spikes_i`` (indices
-        ``neuron + trial * N`` within ``trials * meta["n_neurons"]``). Shapes are checked from the array headers
-        before any data is read. Non-finite ``z`` (a diverged run) loads; the
-        verifier reports where it starts.
+        ``neuron + trial * N`` below ``trials * meta["n_neurons"]``). Shapes
+        are checked from the array headers before any data is read.
+        Non-finite ``z`` (a diverged run) loads; the verifier reports where it
+        starts.
         """
         path = Path(path)
         with open_npz(path, TrajectoryError, "trajectory file") as data:
@@ -134,9 +135,12 @@ def _meta_field_ok(key, value):
     if key == "n_neurons":
         return isinstance(value, int) and not isinstance(value, bool) and value >= 0
     if key == "readout_filter_tau":
-        return (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-                and value > 0)
-    from .errors import DDMError
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return False
+        try:
+            return math.isfinite(value) and value > 0
+        except OverflowError:  # an integer beyond the double range
+            return False
     from .inputs import InputSignal
 
     try:
@@ -228,6 +232,7 @@ def validate(traj):
                                   f"dt = {dt:.6g}")
     if (traj.spikes_t is None) != (traj.spikes_i is None):
         raise TrajectoryError("spikes_t and spikes_i go together: give both or neither")
-    if traj.spikes_t is not None and (np.ndim(traj.spikes_t) != 1 or np.shape(traj.spikes_t) != np.shape(traj.spikes_i)):
+    if traj.spikes_t is not None and (np.ndim(traj.spikes_t) != 1
+                                      or np.shape(traj.spikes_t) != np.shape(traj.spikes_i)):
         raise TrajectoryError(f"spikes_t and spikes_i must be 1-D of one length, got shapes "
                               f"{np.shape(traj.spikes_t)} and {np.shape(traj.spikes_i)}")

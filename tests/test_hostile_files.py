@@ -370,6 +370,8 @@ BAD_TRAJ = [
     ("filter_tau_string", {"meta": np.array('{"readout_filter_tau": "5 ms"}')},
      "meta field 'readout_filter_tau' must be a finite number > 0 (got '5 ms')"),
     ("filter_tau_nan", {"meta": np.array('{"readout_filter_tau": NaN}')}, "'readout_filter_tau' must be a finite"),
+    ("filter_tau_huge_int", {"meta": np.array('{"readout_filter_tau": 1' + "0" * 400 + "}")},
+     "'readout_filter_tau' must be a finite"),
     ("mode_number", {"meta": np.array('{"mode": 1}')}, "meta field 'mode' must be a string (got 1)"),
     ("input_broken", {"meta": np.array('{"input": {"times": "soon"}}')}, "meta field 'input' must be an input signal"),
     ("n_neurons_string", {"meta": np.array('{"n_neurons": "32"}')}, "meta field 'n_neurons' must be an integer >= 0"),
