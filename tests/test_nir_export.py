@@ -239,6 +239,49 @@ def test_host_noise_current_has_the_models_latent_diffusion(model, nir_path):
     assert np.allclose(net.host_sigma2, model.noise_const - rates)
 
 
+@pytest.fixture(scope="module")
+def silent(model, tmp_path_factory):
+    """The model with every bias lowered by 100 and its NIR file: no neuron reaches threshold anywhere it goes
+    (inputs x < -2), so the host noise is all of the noise (the spikes' share is zero: host_noise_sigma2 =
+    noise_const) and the latent relaxes linearly, which Euler integrates exactly."""
+    from ddm_neuro.network import LatentRNN
+
+    quiet = LatentRNN(**{**model.__dict__, "bias": model.bias - 100.0})
+    assert quiet.neuron_inputs(quiet.init_states).max() < -1 and not np.any(quiet.noise_act)
+    path = export(quiet, tmp_path_factory.mktemp("silent") / "silent.nir", progress=False)
+    assert np.allclose(read_network(path).host_sigma2, quiet.noise_const)
+    return quiet, path
+
+
+@pytest.mark.parametrize("consumer", ["norse", "snntorch"])
+def test_consumer_noise_and_drift_are_the_models(silent, consumer):
+    """The consumer's latent, one sample per step, against the model (the spikes' own noise is left out by
+    silencing them, see ``silent``): the residuals ``z' - z - f(z) h`` have the model's covariance ``C h``
+    (n = 8 x 500: relative sampling error sqrt(2/n) = 2.2 % on the diagonal; a noise amplitude 1.2 or 0.8
+    times the right one moves it by +44 % or -36 %), and two runs of one seed from different starts draw the
+    same noise, so their difference moves by ``(f(z_a) - f(z_b)) h``: slope 1 up to float32 rounding."""
+    from exporters.nir import consumers
+
+    pytest.importorskip(consumer)
+    quiet, path = silent
+    run = {"norse": consumers.run_norse, "snntorch": consumers.run_snntorch}[consumer]
+    h, d, trials = SNNTORCH_DT / quiet.time_scale, quiet.dim, 8
+    a = run(path, 500 * h, trials=trials, seed=5, z0=np.tile([0.8, -0.6], (trials, 1)), record_dt=h)
+    b = run(path, 40 * h, trials=trials, seed=5, z0=np.tile([-0.7, 0.9], (trials, 1)), record_dt=h)
+    assert a.meta["mean_rate_hz"] == 0 and math.isclose(a.dt, h)
+    z0, z1 = a.z[:, :-1].reshape(-1, d), a.z[:, 1:].reshape(-1, d)
+    res = z1 - z0 - quiet.latent_drift(z0) * h
+    est = res.T @ res / len(res) / h
+    C = quiet.latent_cov(z0[:1])[0]
+    se = np.sqrt((C ** 2 + np.outer(np.diag(C), np.diag(C))) / len(res))     # Wishart
+    assert np.all(np.abs(est - C) < 4 * se), (np.diag(est) / np.diag(C), est, C)
+    m = b.z.shape[1]
+    step = np.diff(a.z[:, :m] - b.z, axis=1).reshape(-1)
+    pred = ((quiet.latent_drift(a.z[:, :m - 1].reshape(-1, d)) - quiet.latent_drift(b.z[:, :-1].reshape(-1, d)))
+            * h).reshape(-1)
+    assert abs(pred @ step / (pred @ pred) - 1) < 1e-3
+
+
 def test_simulate_backend_runs_the_model_through_nir(model):
     from exporters.nir.backend import make_simulate
 
