@@ -363,3 +363,23 @@ def test_sigterm_ends_run_py_and_its_simulation(ou_project, tmp_path):
     time.sleep(0.2)
     assert not os.path.exists(f"/proc/{binary}") or open(f"/proc/{binary}/stat").read().split(") ")[1][0] == "Z"
     assert list(tmp_path.iterdir()) == [] and list((ou_project / "code").glob("run_*")) == []
+
+
+def test_run_py_runs_from_a_read_only_copy_and_refuses_a_corrupt_model(ou_project, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(ou_project, copy)
+    out = tmp_path / "out"
+    out.mkdir()
+    for folder in (copy / "code", copy):
+        folder.chmod(0o555)
+    try:   # the results are read back from the system's temporary folder (root may write anyway)
+        res = run_py(copy, "--duration", "0.2", "-o", out / "t.npz")
+        assert res.returncode == 0, res.stderr
+    finally:
+        for folder in (copy, copy / "code"):
+            folder.chmod(0o755)
+    assert Trajectory.load(out / "t.npz").z.shape[0] == NOISE_TRIALS
+    (copy / "model.npz").write_bytes(b"PK\x03\x04 truncated")
+    res = run_py(copy, "-o", out / "u.npz")
+    assert res.returncode == 1 and "not a readable model file" in res.stderr and len(res.stderr.splitlines()) == 1
+    assert sorted(p.name for p in out.iterdir()) == ["t.npz"] and not list((copy / "code").glob("run_*"))

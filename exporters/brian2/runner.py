@@ -10,7 +10,11 @@ recompiled. Usage in an exported project::
     python run.py --seed 1 --duration 20 --input 1.0 -o cue.npz       # constant input
     python run.py --seed 1 --duration 20 --input-file u.npy -o cue.npz  # (steps, k) on the step grid
 
-The trajectory file is ddm_neuro's (``t``, ``z``, ``dt``, ``meta`` as JSON).
+The trajectory file is ddm_neuro's (``t``, ``z``, ``dt``, ``meta`` as JSON),
+written under a unique temporary name beside it and renamed into place. The
+binary runs in a process group of its own (``processes.py``); Ctrl-C or
+SIGTERM end it, remove the temporary files and exit with status 130 or 143.
+Errors are one line, ``error: ...`` (exit status 1).
 """
 from __future__ import annotations
 
@@ -20,6 +24,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import zipfile
 
 import numpy as np
 
@@ -108,7 +113,10 @@ def run_build(code_dir, arrays, *, seed, duration, z0=None, u_steps=None, timeou
     binary = os.path.join(code_dir, "main")
     if not os.path.exists(binary):
         raise RunError(f"{code_dir}: no compiled binary 'main' (compile with: python network.py)")
-    out = tempfile.mkdtemp(prefix="run_", dir=code_dir)
+    try:
+        out = tempfile.mkdtemp(prefix="run_", dir=code_dir)
+    except OSError:  # a read-only project or cache: the results go to the system's temporary folder
+        out = tempfile.mkdtemp(prefix="ddm_run_")
     try:
         args = [binary, "--results_dir", out + os.sep]
         if device_args:
@@ -212,8 +220,11 @@ def main(argv=None):
     import argparse
 
     here = os.path.dirname(os.path.abspath(__file__))
-    with open(os.path.join(here, "export.json")) as fh:
-        export = json.load(fh)
+    try:
+        with open(os.path.join(here, "export.json")) as fh:
+            export = json.load(fh)
+    except (OSError, ValueError) as exc:
+        raise SystemExit(f"error: {os.path.join(here, 'export.json')}: not readable ({exc})") from None
     ap = argparse.ArgumentParser(description="Run this exported ddm_neuro network (Brian2 standalone) "
                                              "and write its latent trajectory.")
     ap.add_argument("--seed", type=int, default=0)
@@ -239,7 +250,11 @@ def _run(here, args):
     if not (np.isfinite(args.duration) and args.duration > 0):
         raise ValueError(f"--duration must be a finite number > 0, got {args.duration}")
     check_output(args.output, args.force)   # before the run, not after it
-    arrays, info = load_spec(os.path.join(here, "model.npz"))
+    spec = os.path.join(here, "model.npz")
+    try:
+        arrays, info = load_spec(spec)
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
+        raise ValueError(f"{spec}: not a readable model file ({type(exc).__name__}: {exc})") from None
     code_dir = os.path.join(here, "code")
     u = None
     if args.input:
