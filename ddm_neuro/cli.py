@@ -280,7 +280,7 @@ def _check_report_folder(folder, force):
     if folder.exists() and not folder.is_dir():
         raise DDMError(f"{folder}: exists and is not a folder")
     if not folder.exists():
-        check_output(folder)  # the parent must exist and be writable
+        check_output(folder, kind="dir")  # the parent must exist and be writable
     for name in _REPORT_FILES:
         if (folder / name).exists() and not force:
             raise DDMError(f"{folder / name}: already exists (use --force to overwrite)")
@@ -319,7 +319,7 @@ def cmd_export(args):
     from .fileio import check_output
     from .network import LatentRNN
 
-    check_output(args.output, args.force)
+    check_output(args.output, args.force, kind="dir" if args.format.startswith("brian2-") else "file")
     model = LatentRNN.load(args.model)
     export = get_exporter(args.format)
     options = {"trials": args.trials, "duration": args.duration, "seed": args.seed}

@@ -102,7 +102,7 @@ def _prepare(out, force, resume):
             elif p.exists():
                 p.unlink()
     elif not out.exists():
-        check_output(out)  # the parent folder exists and is writable
+        check_output(out, kind="dir")  # the parent folder exists and is writable
         out.mkdir()
     return out
 

@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from ddm_neuro.errors import DDMError
+from ddm_neuro.progress import ticking
 from ddm_neuro.fileio import atomic_directory
 
 from . import network as _network
@@ -146,7 +147,8 @@ def export(model, output, *, format="brian2-cpp", mode="rate", trials=1, duratio
             print(f"export {format}: generating {'CUDA' if cuda else 'C++'} for N = {model.n_neurons}, "
                   f"{trials} trial(s), {coupling} coupling ...", flush=True)
         try:
-            manifest = _build(arrays, info, tmp / "code", build, device, prefs)
+            with ticking(f"export {format}: generating" + ("" if cuda else " and compiling"), progress):
+                manifest = _build(arrays, info, tmp / "code", build, device, prefs)
         except CompileError as exc:
             if failed.exists():
                 shutil.rmtree(failed)

@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from ddm_neuro.errors import DDMError
+from ddm_neuro.progress import ticking
 from ddm_neuro.simulate import network_steps
 
 from . import network as _network
@@ -203,7 +204,8 @@ def ensure_build(arrays, info, build, root=None, progress=False):
             print(f"brian2-cpp: generating and compiling C++ in {path} (once per network structure) ...", flush=True)
         t0 = time.perf_counter()
         try:
-            build_project(arrays, info, tmp, **build)
+            with ticking("brian2-cpp: generating and compiling", progress):
+                build_project(arrays, info, tmp, **build)
         except CompileError as exc:
             failed = root / f"failed-{path.name}-{int(time.time())}"
             tmp.rename(failed)
@@ -259,8 +261,9 @@ def simulate(model, duration, *, trials=1, seed=None, u=None, mode="rate", progr
         path, compile_s = ensure_build(arrays, info, build, cache, progress)
         t0 = time.perf_counter()
         try:  # the exported project's run.py makes the same call: same seed, same trajectory
-            y = run_build(str(path), arrays, seed=run_seed, duration=(n_rec - 1) * record_dt, z0=z0,
-                          u_steps=u_grid)
+            with ticking(f"brian2-cpp: running {trials} x {duration:g} time units", progress):
+                y = run_build(str(path), arrays, seed=run_seed, duration=(n_rec - 1) * record_dt, z0=z0,
+                              u_steps=u_grid)
         except RunError as exc:
             raise DDMError(f"brian2-cpp: {exc}") from None
     y, spikes = y if isinstance(y, tuple) else (y, None)
