@@ -4,14 +4,27 @@ Expressions are checked with Python's :mod:`ast` against a whitelist *before*
 sympy sees them, so a spec file (or a model file that embeds one) can never run
 code. They are then compiled once, with :func:`sympy.lambdify`, into vectorised
 functions for numpy and for torch; nothing is evaluated through sympy per sample.
+
+The work of reading one expression is bounded, so that hostile text cannot
+hang the caller: an expression is at most :data:`MAX_EXPRESSION_CHARS`
+characters and :data:`MAX_NESTING` levels deep; a literal exponent is at most
+64 in magnitude; an exponent that is a number only once evaluated (``v**(2*k)``
+with a parameter ``k``) is at most :data:`MAX_EXPONENT`; and every exact
+constant must fit a float64 (magnitude at most about 1.8e308). Powers are
+checked *before* they are computed, also when parameters are substituted
+(:func:`substitute`), so ``2**(v - v + 10**10)`` is refused instead of being
+expanded into ten billion bits.
 """
 from __future__ import annotations
 
 import ast
 import math
+import operator
+import sys
 
 import numpy as np
 import sympy
+from sympy.core.sorting import _nodes, default_sort_key, ordered
 
 from .errors import SpecError
 
@@ -26,14 +39,30 @@ FUNCTIONS = {
     # Python conditional that torch tensors cannot evaluate)
     "sign": sympy.Function("sgn"),
 }
-_MAX_LITERAL_EXPONENT = 64
 #: Named constants allowed in expressions.
 CONSTANTS = {"pi": sympy.pi, "E": sympy.E}
+
+#: Longest expression text accepted (real drift and diffusion terms are < 200 characters).
+MAX_EXPRESSION_CHARS = 2000
+#: Deepest nesting of parentheses, calls, powers and signs (a chain ``a + b - c`` is one level).
+MAX_NESTING = 100
+#: Largest magnitude of an exponent that is a number once evaluated, e.g. ``v**k`` with a parameter k.
+MAX_EXPONENT = 1000
+_MAX_LITERAL_EXPONENT = 64
+#: Largest magnitude of an exact constant (and of a constant's numerator and denominator): float64's.
+MAX_CONSTANT = sys.float_info.max
+_MAX_INT = int(MAX_CONSTANT)
+_INT64 = 2 ** 63 - 1
 
 _ALLOWED_NODES = (
     ast.Expression, ast.BinOp, ast.UnaryOp, ast.Call, ast.Name, ast.Load,
     ast.Constant, ast.Add, ast.Sub, ast.Mult, ast.Div, ast.Pow, ast.USub, ast.UAdd,
 )
+_BINARY = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
+           ast.Div: operator.truediv, ast.Pow: operator.pow}
+_UNARY = {ast.USub: operator.neg, ast.UAdd: operator.pos}
+_CHAINS = {ast.Add: "add", ast.Sub: "add", ast.Mult: "mul", ast.Div: "mul"}
+_AFTER_SUBS = " (after substituting parameters)"
 
 
 def _torch_namespace():
@@ -49,6 +78,14 @@ def _torch_namespace():
            "asin", "acos", "atan", "atan2")}
     ns.update({"Abs": tensor_fn(torch.abs), "sgn": tensor_fn(torch.sign), "pi": math.pi, "E": math.e})
     return ns
+
+
+def show(text, limit=60):
+    """``repr`` of an expression text, shortened for one-line messages."""
+    text = str(text)
+    if len(text) <= limit:
+        return repr(text)
+    return f"{text[:limit - 10]!r}... ({len(text)} characters)"
 
 
 def parse(text, symbols, where):
@@ -71,57 +108,328 @@ def parse(text, symbols, where):
     ------
     SpecError
         On a syntax error, a construct other than arithmetic and whitelisted
-        function calls, or an unknown name.
+        function calls, an unknown name, text longer than
+        :data:`MAX_EXPRESSION_CHARS` or nested deeper than :data:`MAX_NESTING`,
+        an exponent beyond its limit, a constant beyond float64's range, or a
+        value that is complex, infinite or undefined.
     """
     if isinstance(text, bool) or not isinstance(text, (str, int, float)):
         raise SpecError(f"{where}: expected an expression string, got {type(text).__name__}")
+    if isinstance(text, float) and not math.isfinite(text):
+        raise SpecError(f"{where}: expected a finite number, got {text!r}")
+    if isinstance(text, int) and abs(text) > _MAX_INT:
+        raise SpecError(f"{where}: the number {_short_int(text)} is beyond float64's range (about 1.8e308)")
     text = str(text).strip()
     if not text:
         raise SpecError(f"{where}: empty expression")
+    if len(text) > MAX_EXPRESSION_CHARS:
+        raise SpecError(f"{where}: expression {show(text)} is longer than the limit of "
+                        f"{MAX_EXPRESSION_CHARS} characters")
     if "^" in text:
-        raise SpecError(f"{where}: '^' is not a power here; write '**' (in {text!r})")
+        raise SpecError(f"{where}: '^' is not a power here; write '**' (in {show(text)})")
     try:
         tree = ast.parse(text, mode="eval")
     except SyntaxError as exc:
-        raise SpecError(f"{where}: syntax error in {text!r}: {exc.msg}") from None
+        raise SpecError(f"{where}: syntax error in {show(text)}: {exc.msg}") from None
+    except (RecursionError, MemoryError):
+        raise SpecError(f"{where}: expression {show(text)} is nested too deeply to parse "
+                        f"(limit {MAX_NESTING} levels)") from None
+    _check_tree(tree, text, symbols, where)
+    depth = _nesting(tree)
+    if depth > MAX_NESTING:
+        raise SpecError(f"{where}: expression {show(text)} nests {depth} levels deep (parentheses, calls, "
+                        f"powers, signs); the limit is {MAX_NESTING}")
+    namespace = {**FUNCTIONS, **CONSTANTS, **symbols}
+    expr = sympy.sympify(_evaluate(tree, namespace, text, where))
+    _check_value(expr, text, where, "")
+    return expr
+
+
+def _check_tree(tree, text, symbols, where):
+    """The whitelist: arithmetic, numbers, known names and calls of known functions."""
     known = sorted(symbols)
+    called = {id(node.func) for node in ast.walk(tree) if isinstance(node, ast.Call)}
     for node in ast.walk(tree):
         if not isinstance(node, _ALLOWED_NODES):
-            raise SpecError(f"{where}: {type(node).__name__} is not allowed in an expression ({text!r})")
+            raise SpecError(f"{where}: {type(node).__name__} is not allowed in an expression ({show(text)})")
         if isinstance(node, ast.Constant) and not isinstance(node.value, (int, float)) or \
                 isinstance(node, ast.Constant) and isinstance(node.value, bool):
-            raise SpecError(f"{where}: only numbers may appear as literals ({text!r})")
+            raise SpecError(f"{where}: only numbers may appear as literals ({show(text)})")
         if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Pow):
             _check_exponent(node.right, text, where)
         if isinstance(node, ast.Call):
             if not isinstance(node.func, ast.Name) or node.func.id not in FUNCTIONS:
-                name = getattr(node.func, "id", ast.unparse(node.func))
-                raise SpecError(f"{where}: unknown function {name!r} in {text!r} "
+                name = getattr(node.func, "id", None) or ast.unparse(node.func)
+                raise SpecError(f"{where}: unknown function {name[:40]!r} in {show(text)} "
                                 f"(allowed: {', '.join(sorted(FUNCTIONS))})")
+            if node.func.id in symbols:
+                raise SpecError(f"{where}: {node.func.id!r} is a parameter or variable here, not a function "
+                                f"({show(text)})")
             if node.keywords:
-                raise SpecError(f"{where}: keyword arguments are not allowed ({text!r})")
+                raise SpecError(f"{where}: keyword arguments are not allowed ({show(text)})")
         elif isinstance(node, ast.Name):
-            if node.id in FUNCTIONS:
+            if node.id in FUNCTIONS and node.id not in symbols:
+                if id(node) not in called:
+                    raise SpecError(f"{where}: function {node.id!r} is used without arguments in {show(text)}; "
+                                    f"call it, e.g. {node.id}(x)")
                 continue
             if node.id not in symbols and node.id not in CONSTANTS:
-                raise SpecError(f"{where}: unknown symbol {node.id!r} in {text!r} "
+                raise SpecError(f"{where}: unknown symbol {node.id[:40]!r} in {show(text)} "
                                 f"(known: {', '.join(known) or 'none'})")
-    namespace = {**FUNCTIONS, **CONSTANTS, **symbols}
-    try:
-        expr = eval(compile(tree, "<expr>", "eval"), {"__builtins__": {}}, namespace)  # noqa: S307 - AST whitelisted above
-    except (TypeError, ValueError, ZeroDivisionError) as exc:
-        raise SpecError(f"{where}: cannot evaluate {text!r}: {exc}") from None
-    return sympy.sympify(expr)
 
 
 def _check_exponent(node, text, where):
     """Refuse exponents that Python would evaluate to astronomically large numbers (``9**9**9``)."""
     if any(isinstance(n, ast.Name) for n in ast.walk(node)):
-        return
+        return  # checked once its value is known (_check_power)
     inner = node.operand if isinstance(node, ast.UnaryOp) else node
     if not isinstance(inner, ast.Constant) or abs(inner.value) > _MAX_LITERAL_EXPONENT:
         raise SpecError(f"{where}: a constant exponent must be a number with magnitude <= "
-                        f"{_MAX_LITERAL_EXPONENT} ({text!r})")
+                        f"{_MAX_LITERAL_EXPONENT} ({show(text)})")
+
+
+def _nesting(tree):
+    """Nesting depth of an expression tree; a chain of + and - (or * and /) counts as one level."""
+    deepest = 0
+    stack = [(tree.body, 1)]
+    while stack:
+        node, depth = stack.pop()
+        deepest = max(deepest, depth)
+        group = _CHAINS.get(type(node.op)) if isinstance(node, ast.BinOp) else None
+        children = ([node.left, node.right] if isinstance(node, ast.BinOp) else
+                    [node.operand] if isinstance(node, ast.UnaryOp) else
+                    node.args if isinstance(node, ast.Call) else [])
+        for child in children:
+            same = group is not None and isinstance(child, ast.BinOp) and _CHAINS.get(type(child.op)) == group
+            stack.append((child, depth if same else depth + 1))
+    return deepest
+
+
+def _evaluate(tree, namespace, text, where):
+    """Evaluate a whitelisted tree bottom-up with Python's operators, checking each power first.
+
+    The result equals ``eval`` of the text in ``namespace``; the explicit stack
+    keeps deep (but allowed) chains such as long sums off Python's recursion.
+    """
+    values = []
+    stack = [(tree.body, False)]
+    while stack:
+        node, ready = stack.pop()
+        if isinstance(node, ast.Constant):
+            values.append(_checked(node.value, text, where, ""))
+            continue
+        if isinstance(node, ast.Name):
+            values.append(namespace[node.id])
+            continue
+        children = ([node.left, node.right] if isinstance(node, ast.BinOp) else
+                    [node.operand] if isinstance(node, ast.UnaryOp) else node.args)
+        if not ready:
+            stack.append((node, True))
+            stack.extend((child, False) for child in reversed(children))
+            continue
+        args = values[len(values) - len(children):]
+        del values[len(values) - len(children):]
+        try:
+            if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Pow):
+                _check_power(args[0], args[1], text, where, "")
+                out = args[0] ** args[1]
+            elif isinstance(node, ast.BinOp):
+                out = _BINARY[type(node.op)](*args)
+            elif isinstance(node, ast.UnaryOp):
+                out = _UNARY[type(node.op)](*args)
+            else:
+                out = _call(namespace[node.func.id], args, text, where, "")
+        except SpecError:
+            raise
+        except OverflowError:
+            raise SpecError(f"{where}: {show(text)} gives a number beyond float64's range (about 1.8e308)") from None
+        except Exception as exc:  # noqa: BLE001 - sympy and Python arithmetic fail in many ways
+            raise SpecError(f"{where}: cannot evaluate {show(text)}: {str(exc)[:200]}") from None
+        # sums and products of checked numbers stay small; their bound is checked at the next power or call
+        cheap = isinstance(node, (ast.BinOp, ast.UnaryOp)) and not isinstance(getattr(node, "op", None), ast.Pow) \
+            and isinstance(out, sympy.Basic) and not out.is_Number
+        values.append(out if cheap else _checked(out, text, where, ""))
+    return values[0]
+
+
+def _check_power(base, exponent, text, where, after):
+    """Refuse ``base ** exponent`` before computing it when the exponent or a constant is too large."""
+    _checked(base, text, where, after)
+    _checked(exponent, text, where, after)
+    e = _real_number(exponent)
+    if e is not None and math.isfinite(e) and abs(e) > MAX_EXPONENT:
+        raise SpecError(f"{where}: the exponent {_short_number(exponent)} in {show(text)}{after} is beyond the "
+                        f"limit of {MAX_EXPONENT} in magnitude")
+    b = _real_number(base)
+    if e is not None and b is not None and b != 0 and math.isfinite(e) and e * math.log10(abs(b)) > 308.25:
+        raise SpecError(f"{where}: {show(text)}{after} has a power of about 10^{e * math.log10(abs(b)):.0f}, "
+                        f"beyond float64's range (about 1.8e308)")
+
+
+def _call(func, args, text, where, after):
+    """``func(*args)`` with checked arguments; sympy's own failures become one-line errors."""
+    for a in args:
+        _checked(a, text, where, after)
+    try:
+        out = func(*args)
+    except TypeError:
+        raise  # a wrong number of arguments: reported by the caller
+    except Exception as exc:  # noqa: BLE001 - e.g. mpmath on exp(1e64)
+        shown = ", ".join(_short_expr(a) for a in args)
+        raise SpecError(f"{where}: {show(text)}{after}: {getattr(func, '__name__', func)}({shown}) cannot be "
+                        f"evaluated ({type(exc).__name__})") from None
+    return _checked(out, text, where, after)
+
+
+def _real_number(x):
+    """A float for a real number (Python or sympy), else None."""
+    if isinstance(x, bool):
+        return None
+    if isinstance(x, int):
+        return float(x) if abs(x) <= _MAX_INT else math.inf
+    if isinstance(x, float):
+        return x
+    if isinstance(x, sympy.Number) and x.is_extended_real:
+        try:
+            return float(x)
+        except (OverflowError, TypeError, ValueError):
+            return None
+    return None
+
+
+def _magnitude(x):
+    """``10^k`` for a sympy Float of any size (format() would overflow Python's Decimal)."""
+    sign, man, exp, bits = x._mpf_
+    k = (exp + bits) * math.log10(2) if man else 0.0
+    k_text = f"{k:.0f}" if abs(k) < 1e15 else f"{k:.3g}"
+    return f"{'-' if sign else ''}10^{k_text}"
+
+
+def _short_int(n):
+    digits = len(str(abs(n))) if n.bit_length() < 10000 else int(n.bit_length() * math.log10(2)) + 1
+    return f"{'-' if n < 0 else ''}10^{digits - 1}-ish ({digits} digits)" if digits > 20 else str(n)
+
+
+def _short_number(x):
+    if isinstance(x, (int, sympy.Integer)):
+        return _short_int(int(x))
+    return f"{float(x):.6g}" if _real_number(x) is not None else str(x)[:40]
+
+
+def _checked(x, text, where, after):
+    """``x`` itself, after checking every number in it fits a float64 (exactly: numerator, denominator)."""
+    if isinstance(x, bool):
+        return x
+    if isinstance(x, complex):
+        raise SpecError(f"{where}: {show(text)}{after} is complex; drift and diffusion must be real")
+    if isinstance(x, int):
+        if abs(x) > _MAX_INT:
+            raise SpecError(f"{where}: {show(text)}{after} has the constant {_short_int(x)}, beyond float64's "
+                            "range (about 1.8e308)")
+        return x
+    if isinstance(x, float):
+        if not math.isfinite(x):
+            raise SpecError(f"{where}: {show(text)}{after} gives {x!r}, not a finite number")
+        return x
+    if isinstance(x, sympy.Basic):
+        for n in x.atoms(sympy.Rational):
+            if abs(n.p) > _MAX_INT or n.q > _MAX_INT:
+                what = _short_int(n.p) if abs(n.p) > _MAX_INT else f"1/{_short_int(n.q)}"
+                raise SpecError(f"{where}: {show(text)}{after} has the exact constant {what}, beyond float64's "
+                                "range (about 1.8e308)")
+        for n in x.atoms(sympy.Float):
+            if not (abs(n) <= MAX_CONSTANT):
+                raise SpecError(f"{where}: {show(text)}{after} has a constant of about {_magnitude(n)}, beyond "
+                                "float64's range (about 1.8e308)")
+    return x
+
+
+def _check_value(expr, text, where, after):
+    """Refuse a value that is not a real expression, or one with a complex, infinite or undefined constant."""
+    if not isinstance(expr, sympy.Expr):
+        raise SpecError(f"{where}: {show(text)}{after} is not an arithmetic expression "
+                        f"(got {type(expr).__name__})")
+    _checked(expr, text, where, after)
+    if expr.has(sympy.zoo, sympy.nan):
+        raise SpecError(f"{where}: {show(text)}{after} is undefined (sympy gives {_short_expr(expr)}: "
+                        "a division by zero or a pole)")
+    if expr.has(sympy.oo, -sympy.oo):
+        raise SpecError(f"{where}: {show(text)}{after} is infinite (sympy gives {_short_expr(expr)})")
+    if expr.has(sympy.I):
+        raise SpecError(f"{where}: {show(text)}{after} is complex (sympy gives {_short_expr(expr)}); "
+                        "drift and diffusion must be real")
+
+
+def _short_expr(expr):
+    s = str(expr)
+    return s if len(s) <= 40 else s[:37] + "..."
+
+
+def substitute(expr, values, where, text=None):
+    """Substitute numbers for symbols, refusing powers and constants that would grow too large.
+
+    The result is ``expr.subs(values)``: the symbols are replaced one at a time,
+    in the order sympy's ``subs`` uses, and every node holding one is rebuilt
+    as sympy rebuilds it. Only, each power's base and exponent (and each
+    function's arguments) are checked *before* sympy computes them, so a
+    parameter ``k = 1e10`` in ``2**k`` is refused instead of hanging.
+
+    Parameters
+    ----------
+    expr : sympy.Expr
+        As returned by :func:`parse`.
+    values : dict of sympy.Symbol -> sympy.Number
+        The parameter values.
+    where : str
+        Where the expression comes from, e.g. ``"drift.v"``; used in errors.
+    text : str, optional
+        The expression's text, quoted in errors (default: ``str(expr)``).
+
+    Returns
+    -------
+    sympy.Expr
+
+    Raises
+    ------
+    SpecError
+        If a power's exponent exceeds :data:`MAX_EXPONENT`, a constant exceeds
+        float64's range, or the result is complex, infinite or undefined.
+    """
+    text = str(expr) if text is None else text
+    present = expr.free_symbols & set(values)
+    order = list(ordered(present, default=False, keys=(lambda x: -_nodes(x), default_sort_key)))
+
+    def rebuild(e, old, new):
+        if e == old:
+            return new
+        if not e.args:
+            return e
+        args = [rebuild(a, old, new) for a in e.args]
+        if all(a is b for a, b in zip(args, e.args)):
+            return e
+        try:
+            if isinstance(e, sympy.Pow):
+                _check_power(args[0], args[1], text, where, _AFTER_SUBS)
+                return _checked(e.func(*args), text, where, _AFTER_SUBS)
+            if isinstance(e, sympy.Function):
+                return _call(e.func, args, text, where, _AFTER_SUBS)
+            return e.func(*args)
+        except SpecError:
+            raise
+        except Exception as exc:  # noqa: BLE001
+            raise SpecError(f"{where}: cannot evaluate {show(text)}{_AFTER_SUBS}: {str(exc)[:200]}") from None
+
+    out = expr
+    for old in order:
+        out = rebuild(out, old, values[old])
+    _check_value(out, text, where, _AFTER_SUBS if order else "")
+    return out
+
+
+def _float_big_integers(expr):
+    """Integers beyond int64 as floats: numpy ufuncs and torch refuse such Python ints."""
+    big = {n: sympy.Float(float(n), 17) for n in expr.atoms(sympy.Integer) if abs(n) > _INT64}
+    return expr.xreplace(big) if big else expr
 
 
 class CompiledVector:
@@ -136,8 +444,9 @@ class CompiledVector:
         self.exprs = list(exprs)
         self.args = list(args)
         self.constant = not any(e.free_symbols & set(args) for e in self.exprs)
-        self._np = sympy.lambdify(self.args, self.exprs, modules=[{"sgn": np.sign}, "numpy"], dummify=True)
-        self._torch = sympy.lambdify(self.args, self.exprs, modules=[_torch_namespace()], dummify=True)
+        printable = [_float_big_integers(e) for e in self.exprs]
+        self._np = sympy.lambdify(self.args, printable, modules=[{"sgn": np.sign}, "numpy"], dummify=True)
+        self._torch = sympy.lambdify(self.args, printable, modules=[_torch_namespace()], dummify=True)
 
     def numpy(self, *columns):
         """Evaluate on numpy arrays of equal shape; returns ``batch + shape``."""
@@ -155,3 +464,29 @@ class CompiledVector:
         out = [o if isinstance(o, torch.Tensor) else torch.full_like(like, float(o)) for o in out]
         out = [o.expand(like.shape) for o in out]
         return torch.stack(out, dim=-1).reshape(like.shape + self.shape)
+
+    def probe(self, *columns):
+        """Evaluate every entry on numpy arrays, as computed (complex kept), for checks.
+
+        Returns
+        -------
+        list of (ndarray or None, Exception or None)
+            Per entry: its values broadcast to the columns' shape, or the
+            error its evaluation raised. Floating-point warnings are silenced.
+        """
+        like = columns[0]
+        with np.errstate(all="ignore"):
+            try:
+                raw = self._np(*columns)
+                return [(np.broadcast_to(np.asarray(o), like.shape), None) for o in raw]
+            except Exception:  # noqa: BLE001 - find the entry that fails, one at a time
+                pass
+            out = []
+            for e in self.exprs:
+                try:
+                    f = sympy.lambdify(self.args, _float_big_integers(e), modules=[{"sgn": np.sign}, "numpy"],
+                                       dummify=True)
+                    out.append((np.broadcast_to(np.asarray(f(*columns)), like.shape), None))
+                except Exception as exc:  # noqa: BLE001
+                    out.append((None, exc))
+            return out

@@ -18,6 +18,10 @@ import numpy as np
 
 from .errors import SpecError
 
+#: :meth:`SDE.domain_grid` returns at most this many numbers per Jacobian, states x d x d
+#: (5 states per dimension up to d = 8).
+MAX_GRID_ELEMENTS = 25_000_000
+
 
 @dataclass
 class SDE:
@@ -173,11 +177,23 @@ class SDE:
         return lo, hi
 
     def domain_grid(self, per_dim=None):
-        """A grid over the domain box (probe states in [-1, 1] without a domain)."""
+        """A grid over the domain box (probe states in [-1, 1] without a domain).
+
+        At most ``MAX_GRID_ELEMENTS / d**2`` states (the Jacobians on the grid
+        stay below :data:`MAX_GRID_ELEMENTS` numbers): the default points per
+        dimension (201, 41, 13 for d = 1, 2, 3; 5 above) shrink beyond d = 8,
+        and where even two per dimension are too many (d > 16), the states are
+        drawn uniformly from the box with a fixed seed.
+        """
         box = self.domain_box()
         if box is None:
             box = (-np.ones(self.dim), np.ones(self.dim))
         per_dim = per_dim or {1: 201, 2: 41, 3: 13}.get(self.dim, 5)
+        most = MAX_GRID_ELEMENTS // self.dim ** 2
+        if per_dim ** self.dim > most:
+            per_dim = int(np.floor(most ** (1.0 / self.dim) + 1e-9))
+            if per_dim < 2:
+                return np.random.default_rng(0).uniform(box[0], box[1], size=(most, self.dim))
         axes = [np.linspace(lo, hi, per_dim) for lo, hi in zip(*box)]
         return np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, self.dim)
 

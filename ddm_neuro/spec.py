@@ -21,12 +21,23 @@ The format (see DESIGN §4)::
 
 Drift and diffusion are Itô. Parameters are substituted before compiling, so
 the compiled functions take only states and inputs.
+
+A spec comes from files and model files that may be hostile, so the work of
+reading one is bounded: a spec file is at most :data:`MAX_SPEC_BYTES`, and a
+spec has at most :data:`MAX_VARIABLES` variables, :data:`MAX_INPUTS` inputs,
+:data:`MAX_NOISE_COLUMNS` noise columns, :data:`MAX_PARAMETERS` parameters,
+names of at most :data:`MAX_NAME_CHARS` characters and at most
+:data:`MAX_TOTAL_CHARS` characters of expressions (see
+:mod:`ddm_neuro.expressions` for the limits on one expression).
 """
 from __future__ import annotations
 
 import copy
+import keyword
 import math
+import os
 import re
+import stat
 import tomllib
 from pathlib import Path
 
@@ -34,7 +45,7 @@ import numpy as np
 import sympy
 
 from .errors import SpecError
-from .expressions import CONSTANTS, FUNCTIONS, CompiledVector, parse
+from .expressions import CONSTANTS, FUNCTIONS, CompiledVector, _short_int, parse, show, substitute
 from .sde import SDE
 
 _KNOWN_KEYS = {"name", "description", "variables", "inputs", "parameters", "drift",
@@ -43,6 +54,19 @@ _KNOWN_KEYS = {"name", "description", "variables", "inputs", "parameters", "drif
 TAGS = ("chaotic", "multistable", "nonequilibrium")
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
+#: Largest spec file read (real specs are a few hundred bytes).
+MAX_SPEC_BYTES = 2 ** 20
+#: Most state variables, input channels, noise columns and parameters a spec may have.
+MAX_VARIABLES = 32
+MAX_INPUTS = 32
+MAX_NOISE_COLUMNS = 64
+MAX_PARAMETERS = 1000
+#: Longest variable, input or parameter name, and longest spec ``name``.
+MAX_NAME_CHARS = 64
+MAX_SPEC_NAME_CHARS = 100
+#: Most characters of expression text in one spec (drift and diffusion together).
+MAX_TOTAL_CHARS = 20000
+
 
 def load_spec(path, overrides=None):
     """Read a TOML spec file and compile it into an :class:`SDE`.
@@ -50,41 +74,125 @@ def load_spec(path, overrides=None):
     Parameters
     ----------
     path : str or Path
+        A regular file of UTF-8 TOML text, at most :data:`MAX_SPEC_BYTES`.
     overrides : dict, optional
         Parameter values replacing those in the file.
 
     Raises
     ------
     SpecError
-        If the file cannot be read or parsed, or the spec is invalid.
+        If the file cannot be read, is not a regular file, is too large, is not
+        UTF-8 or not TOML, or the spec is invalid.
     """
     path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise SpecError(f"{path}: cannot read spec file: {exc.strerror}") from None
+    text = _read_spec_text(path)
     try:
         spec = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise SpecError(f"{path}: not valid TOML: {exc}") from None
+        raise SpecError(f"{_where(path)}: not valid TOML: {exc}") from None
+    except (RecursionError, MemoryError):
+        raise SpecError(f"{_where(path)}: not valid TOML: nested too deeply") from None
+    except ValueError as exc:  # e.g. an integer of more than 4300 digits
+        raise SpecError(f"{_where(path)}: not valid TOML: {str(exc)[:120]}") from None
     spec.setdefault("name", path.stem)
     return sde_from_spec(spec, overrides=overrides)
 
 
-def _names(spec, key, required):
+def _where(path):
+    """A path for a one-line message (``repr`` when it holds control characters)."""
+    s = str(path)
+    return s if s.isprintable() else repr(s)
+
+
+def _read_spec_text(path):
+    """The text of a spec file: a regular file, at most :data:`MAX_SPEC_BYTES`, UTF-8.
+
+    Opened without blocking (a FIFO would wait for a writer) and checked with
+    ``fstat`` before anything is read, so devices such as /dev/zero are refused.
+    """
+    where = _where(path)
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError as exc:
+        raise SpecError(f"{where}: cannot read spec file: {exc.strerror}") from None
+    except ValueError as exc:  # e.g. an embedded NUL
+        raise SpecError(f"{where}: cannot read spec file: {exc}") from None
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise SpecError(f"{where}: is a directory, not a spec file")
+        if not stat.S_ISREG(mode):
+            raise SpecError(f"{where}: is not a regular file (a device, FIFO or socket); give a .toml spec file")
+        chunks, size = [], 0
+        while size <= MAX_SPEC_BYTES:
+            chunk = os.read(fd, MAX_SPEC_BYTES + 1 - size)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+    except OSError as exc:
+        raise SpecError(f"{where}: cannot read spec file: {exc.strerror}") from None
+    finally:
+        os.close(fd)
+    if size > MAX_SPEC_BYTES:
+        raise SpecError(f"{where}: spec file is larger than {MAX_SPEC_BYTES // 2 ** 20} MiB; "
+                        "a spec is a short TOML text")
+    raw = b"".join(chunks)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise SpecError(f"{where}: spec file is not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset "
+                        f"{exc.start})") from None
+    # as text-mode reading did: universal newlines
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+def _names(spec, key, required, limit):
     val = spec.get(key, [] if not required else None)
     if val is None:
         raise SpecError(f"spec: missing key '{key}' (a list of names)")
     if isinstance(val, str) or not isinstance(val, list) or not all(isinstance(v, str) for v in val):
-        raise SpecError(f"spec: '{key}' must be a list of names, got {val!r}")
+        raise SpecError(f"spec: '{key}' must be a list of names, got {_short(val)}")
+    if len(val) > limit:
+        raise SpecError(f"spec: '{key}' has {len(val)} names; the limit is {limit}")
     for v in val:
-        if not _IDENT.match(v):
-            raise SpecError(f"spec: '{key}' entry {v!r} is not a valid name")
+        _check_name(v, f"'{key}' entry")
         if v in FUNCTIONS or v in CONSTANTS:
             raise SpecError(f"spec: '{key}' entry {v!r} clashes with a function or constant name")
     if len(set(val)) != len(val):
-        raise SpecError(f"spec: '{key}' has duplicate names: {val}")
+        raise SpecError(f"spec: '{key}' has duplicate names: {_short(val)}")
     return tuple(val)
+
+
+def _check_name(name, what):
+    """A name usable in expressions: an ASCII identifier, not a Python keyword, not too long."""
+    if len(name) > MAX_NAME_CHARS:
+        raise SpecError(f"spec: {what} {show(name, 30)} is longer than {MAX_NAME_CHARS} characters")
+    if not _IDENT.match(name):
+        raise SpecError(f"spec: {what} {show(name, 30)} is not a valid name")
+    if keyword.iskeyword(name):
+        raise SpecError(f"spec: {what} {name!r} is a Python keyword, which expressions cannot use as a name")
+
+
+def _short(value, limit=80):
+    """``repr`` of a value, shortened for one-line messages."""
+    try:
+        text = repr(value)
+    except (RecursionError, ValueError):  # deeply nested, or an int too long to print
+        return f"a {type(value).__name__}"
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def _finite(x):
+    """``float(x)`` for a real number that fits a float64, else None."""
+    if isinstance(x, bool) or not isinstance(x, (int, float)):
+        return None
+    try:
+        x = float(x)
+    except OverflowError:
+        return None
+    return x if math.isfinite(x) else None
 
 
 def _ranges(spec, key, names, required_all):
@@ -94,12 +202,13 @@ def _ranges(spec, key, names, required_all):
     out = {}
     for name, rng in table.items():
         if name not in names:
-            raise SpecError(f"spec: [{key}] names {name!r}, which is not one of {list(names)}")
-        ok = isinstance(rng, list) and len(rng) == 2 and all(
-            isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in rng)
-        if not ok or rng[0] >= rng[1]:
-            raise SpecError(f"spec: {key}.{name} must be [low, high] with low < high, got {rng!r}")
-        out[name] = (float(rng[0]), float(rng[1]))
+            raise SpecError(f"spec: [{key}] names {_short(name, 40)}, which is not one of {_short(list(names))}")
+        lo, hi = (_finite(x) for x in rng) if isinstance(rng, list) and len(rng) == 2 else (None, None)
+        if lo is None or hi is None or lo >= hi:
+            raise SpecError(f"spec: {key}.{name} must be [low, high] with low < high, got {_short(rng)}")
+        if not math.isfinite(hi - lo):
+            raise SpecError(f"spec: {key}.{name} = {_short(rng)} is wider than float64's range")
+        out[name] = (lo, hi)
     if required_all:
         missing = [n for n in names if n not in out]
         if missing:
@@ -125,35 +234,50 @@ def sde_from_spec(spec, overrides=None):
     """
     if not isinstance(spec, dict):
         raise SpecError("spec: expected a table at the top level")
-    spec = copy.deepcopy(spec)
     unknown = set(spec) - _KNOWN_KEYS
     if unknown:
-        raise SpecError(f"spec: unknown key(s) {sorted(unknown)} (known: {sorted(_KNOWN_KEYS)})")
+        raise SpecError(f"spec: unknown key(s) {_short(sorted(unknown, key=str))} (known: {sorted(_KNOWN_KEYS)})")
+    try:
+        spec = copy.deepcopy(spec)
+    except RecursionError:
+        raise SpecError("spec: nested too deeply") from None
     name = spec.get("name", "custom")
     if not isinstance(name, str) or not name:
-        raise SpecError(f"spec: 'name' must be a non-empty string, got {name!r}")
-    variables = _names(spec, "variables", required=True)
+        raise SpecError(f"spec: 'name' must be a non-empty string, got {_short(name)}")
+    if len(name) > MAX_SPEC_NAME_CHARS or not name.isprintable():
+        raise SpecError(f"spec: 'name' must be at most {MAX_SPEC_NAME_CHARS} printable characters, "
+                        f"got {show(name, 40)}")
+    if not isinstance(spec.get("description", ""), str):
+        raise SpecError(f"spec: 'description' must be a string, got {_short(spec['description'])}")
+    variables = _names(spec, "variables", required=True, limit=MAX_VARIABLES)
     if not variables:
         raise SpecError("spec: 'variables' must name at least one variable")
-    inputs = _names(spec, "inputs", required=False)
+    inputs = _names(spec, "inputs", required=False, limit=MAX_INPUTS)
     params = spec.get("parameters", {})
     if not isinstance(params, dict):
         raise SpecError("spec: [parameters] must be a table of name = number")
+    if len(params) > MAX_PARAMETERS:
+        raise SpecError(f"spec: [parameters] has {len(params)} entries; the limit is {MAX_PARAMETERS}")
+    for key in params:
+        if not isinstance(key, str):
+            raise SpecError(f"spec: parameter name {_short(key, 40)} is not a valid name")
+        _check_name(key, "parameter name")
     for key, val in (overrides or {}).items():
         if key not in params:
-            raise SpecError(f"{name}: unknown parameter {key!r} (known: {', '.join(sorted(params)) or 'none'})")
+            raise SpecError(f"{name}: unknown parameter {_short(key, 40)} "
+                            f"(known: {_short(', '.join(sorted(params)), 200)[1:-1] or 'none'})")
         params[key] = val
     spec["parameters"] = params
     for key, val in params.items():
-        if not _IDENT.match(key):
-            raise SpecError(f"spec: parameter name {key!r} is not a valid name")
         if key in variables or key in inputs:
             raise SpecError(f"spec: parameter {key!r} has the same name as a variable or input")
-        if isinstance(val, bool) or not isinstance(val, (int, float)) or not math.isfinite(val):
-            raise SpecError(f"spec: parameters.{key} must be a finite number, got {val!r}")
+        if isinstance(val, int) and not isinstance(val, bool) and _finite(val) is None:
+            raise SpecError(f"spec: parameters.{key} = {_short_int(val)} is beyond float64's range (about 1.8e308)")
+        if _finite(val) is None:
+            raise SpecError(f"spec: parameters.{key} must be a finite number, got {_short(val, 40)}")
     tags = spec.get("tags", [])
-    if not isinstance(tags, list) or any(t not in TAGS for t in tags):
-        raise SpecError(f"spec: 'tags' must be a list drawn from {list(TAGS)}, got {tags!r}")
+    if not isinstance(tags, list) or any(not isinstance(t, str) or t not in TAGS for t in tags):
+        raise SpecError(f"spec: 'tags' must be a list drawn from {list(TAGS)}, got {_short(tags)}")
     clash = set(variables) & set(inputs)
     if clash:
         raise SpecError(f"spec: {sorted(clash)} named both as variable and input")
@@ -171,8 +295,14 @@ def sde_from_spec(spec, overrides=None):
         missing = [v for v in variables if v not in drift]
         extra = [k for k in drift if k not in variables]
         raise SpecError(f"spec: [drift] needs exactly one entry per variable {list(variables)} "
-                        f"(got {len(drift)}; missing {missing}, unexpected {extra})")
-    f_exprs = [parse(drift[v], allsym, f"drift.{v}").subs(subs) for v in variables]
+                        f"(got {len(drift)}; missing {_short(missing)}, unexpected {_short(extra)})")
+    f_texts = {f"drift.{v}": drift[v] for v in variables}
+    _check_total(f_texts)
+
+    def compile_entry(text, symbols, where):
+        return substitute(parse(text, symbols, where), subs, where, str(text).strip())
+
+    f_exprs = [compile_entry(t, allsym, w) for w, t in f_texts.items()]
 
     diff = spec.get("diffusion")
     if not isinstance(diff, dict):
@@ -185,26 +315,32 @@ def sde_from_spec(spec, overrides=None):
         mat = diff["matrix"]
         if not (isinstance(mat, list) and all(isinstance(r, list) for r in mat)):
             raise SpecError(f"spec: diffusion.matrix must be a list of {d} rows, each a list of expressions "
-                            f"(one row per variable), got {mat!r}")
+                            f"(one row per variable), got {_short(mat)}")
         if len(mat) != d:
             raise SpecError(f"spec: diffusion.matrix has {len(mat)} rows, expected {d} (one per variable {list(variables)})")
         m = len(mat[0])
         if m < 1 or any(len(r) != m for r in mat):
             raise SpecError(f"spec: diffusion.matrix rows must all have the same length >= 1, "
-                            f"got lengths {[len(r) for r in mat]}")
-        g_exprs = [parse(mat[i][j], nosym, f"diffusion.matrix[{i}][{j}]").subs(subs)
-                   for i in range(d) for j in range(m)]
-        g_shape = (d, m)
+                            f"got lengths {_short([len(r) for r in mat])}")
+        if m > MAX_NOISE_COLUMNS:
+            raise SpecError(f"spec: diffusion.matrix has {m} columns (noise channels); the limit is "
+                            f"{MAX_NOISE_COLUMNS}")
+        g_texts = {f"diffusion.matrix[{i}][{j}]": mat[i][j] for i in range(d) for j in range(m)}
     else:
         if set(diff) != set(variables):
             missing = [v for v in variables if v not in diff]
             extra = [k for k in diff if k not in variables]
             raise SpecError(f"spec: [diffusion] needs one entry per variable {list(variables)} or a "
-                            f"'matrix' (missing {missing}, unexpected {extra})")
+                            f"'matrix' (missing {_short(missing)}, unexpected {_short(extra)})")
         m = d
-        diag = [parse(diff[v], nosym, f"diffusion.{v}").subs(subs) for v in variables]
-        g_exprs = [diag[i] if i == j else sympy.Integer(0) for i in range(d) for j in range(d)]
-        g_shape = (d, d)
+        g_texts = {f"diffusion.{v}": diff[v] for v in variables}
+    _check_total({**f_texts, **g_texts})
+    g_entries = [compile_entry(t, nosym, w) for w, t in g_texts.items()]
+    if "matrix" in diff:
+        g_exprs = g_entries
+    else:
+        g_exprs = [g_entries[i] if i == j else sympy.Integer(0) for i in range(d) for j in range(d)]
+    g_shape = (d, m)
 
     input_range = _ranges(spec, "input_range", inputs, required_all=bool(inputs))
     domain = _ranges(spec, "domain", variables, required_all=False) or None
@@ -213,8 +349,8 @@ def sde_from_spec(spec, overrides=None):
     try:
         f_c = CompiledVector(f_exprs, zs + us, (d,))
         g_c = CompiledVector(g_exprs, zs, g_shape)
-    except Exception as exc:  # sympy printer limits
-        raise SpecError(f"{name}: cannot compile expressions: {exc}") from None
+    except Exception as exc:  # noqa: BLE001 - sympy printer limits
+        raise SpecError(f"{name}: cannot compile expressions: {str(exc)[:200]}") from None
 
     def drift_fn(z, u, xp):
         cols = [z[..., i] for i in range(d)] + [u[..., j] for j in range(len(inputs))]
@@ -231,33 +367,79 @@ def sde_from_spec(spec, overrides=None):
               tags=tuple(tags))
     sde.drift_expressions = dict(zip(variables, f_exprs))
     sde.diffusion_expressions = np.array(g_exprs, dtype=object).reshape(g_shape)
-    entry_names = {"drift": [f"drift.{v}" for v in variables],
-                   "diffusion": ([f"diffusion.matrix[{i}][{j}]" for i in range(d) for j in range(m)]
-                                 if "matrix" in diff else
+    entry_names = {"drift": list(f_texts),
+                   "diffusion": (list(g_texts) if "matrix" in diff else
                                  [f"diffusion.{variables[i]}" if i == j else None for i in range(d) for j in range(d)])}
-    _check_on_domain(sde, entry_names)
+    _check_on_domain(sde, {"drift": f_c, "diffusion": g_c}, entry_names)
     return sde
 
 
-def _check_on_domain(sde, entry_names):
-    """Check finiteness on the domain grid, naming the first entry that fails."""
+def _check_total(texts):
+    total = sum(len(t) for t in texts.values() if isinstance(t, str))
+    if total > MAX_TOTAL_CHARS:
+        raise SpecError(f"spec: drift and diffusion hold {total} characters of expressions; the limit is "
+                        f"{MAX_TOTAL_CHARS}")
+
+
+def _check_on_domain(sde, compiled, entry_names):
+    """Evaluate drift and diffusion on the domain grid, naming the first entry that fails.
+
+    An entry fails where its evaluation raises, where it is not finite or where
+    it is complex. No floating-point warning escapes. The grid is evaluated in
+    blocks of rows, so a wide diffusion matrix does not need the whole grid's
+    values at once.
+    """
     grid = sde.domain_grid()
     where = "domain" if sde.domain and len(sde.domain) == sde.dim else \
         "domain (variables without a range probed on [-1, 1])"
-    inputs = [None]
+    inputs = [np.zeros(0)]
     if sde.n_inputs:
         inputs = [np.array([sde.input_range[k][i] for k in sde.inputs]) for i in (0, 1)]
-    with np.errstate(all="ignore"):
-        for u in inputs:
-            f = sde.drift(grid, u).reshape(len(grid), -1)
-            g = sde.diffusion(grid).reshape(len(grid), -1)
-            for label, arr in (("drift", f), ("diffusion", g)):
-                bad = ~np.isfinite(arr)
+
+    def at(row):
+        return ", ".join(f"{v}={x:.4g}" for v, x in zip(sde.variables, grid[row]))
+
+    for u in inputs:
+        for label in ("drift", "diffusion"):
+            entries = entry_names[label]
+            rows = max(1, _PROBE_NUMBERS // len(entries))
+            for first in range(0, len(grid), rows):
+                block = grid[first:first + rows]
+                cols = [block[:, i] for i in range(sde.dim)]
+                if label == "drift":
+                    cols += [np.full(len(block), x) for x in u]
+                arr = _probe_block(compiled[label], cols, entries, label, f"{sde.name}: {{}} cannot be evaluated "
+                                   f"over the {where}")
+                with np.errstate(all="ignore"):
+                    bad = ~np.isfinite(arr)
+                    imaginary = arr.imag != 0 if np.iscomplexobj(arr) else None
                 if bad.any():
                     row, col = np.argwhere(bad)[0]
-                    at = ", ".join(f"{v}={x:.4g}" for v, x in zip(sde.variables, grid[row]))
-                    name = entry_names[label][col] or label
-                    raise SpecError(f"{sde.name}: {name} is not finite over the {where} (at {at})")
+                    raise SpecError(f"{sde.name}: {entries[col] or label} is not finite over the "
+                                    f"{where} (at {at(first + row)})")
+                if imaginary is not None and imaginary.any():
+                    row, col = np.argwhere(imaginary)[0]
+                    raise SpecError(f"{sde.name}: {entries[col] or label} is complex over the "
+                                    f"{where} (at {at(first + row)}); drift and diffusion must be real")
+
+
+#: Numbers evaluated at once when probing the domain (rows x entries).
+_PROBE_NUMBERS = 2 ** 22
+
+
+def _probe_block(compiled, cols, entries, label, message):
+    """Values of every entry on one block of rows, (rows, entries), complex where an entry is."""
+    values = []
+    for col, (val, exc) in enumerate(compiled.probe(*cols)):
+        if exc is None:
+            try:
+                val = np.asarray(val, dtype=complex if np.iscomplexobj(val) else np.float64)
+            except (TypeError, ValueError, OverflowError) as err:
+                exc = err
+        if exc is not None:
+            raise SpecError(message.format(entries[col] or label) + f": {str(exc)[:150]}")
+        values.append(val)
+    return np.stack(values, axis=-1).reshape(len(cols[0]), -1)
 
 
 def to_toml(spec):
