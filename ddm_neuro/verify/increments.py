@@ -161,8 +161,8 @@ def increment_pairs(sde, z, t, k, delta, dt_int, rng, signal=None, draws=DRAWS, 
     ts = np.tile(t[idx], trials)
     n_sub = max(1, int(np.ceil(delta / dt_int - 1e-9)))
     max_starts = min(HARD_MAX_STARTS, max(max_starts, MAX_WORK // (n_sub * d * draws)))
-    if len(starts) > max_starts:
-        sel = np.sort(rng.choice(len(starts), size=max_starts, replace=False))
+    if len(starts) > max_starts:  # evenly spaced, so that the trajectory's own statistic is seed-free
+        sel = np.unique(np.linspace(0, len(starts) - 1, max_starts).round().astype(int))
         starts, obs, ts = starts[sel], obs[sel], ts[sel]
     tgt = propagate(sde, starts, ts, delta, dt_int, draws=draws, rng=rng, signal=signal, scheme=scheme,
                     antithetic=antithetic)
