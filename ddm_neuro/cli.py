@@ -207,6 +207,9 @@ def cmd_calibrate(args):
         if len(signal.times) > 1:
             raise DDMError("--input: calibration takes a constant input (NAME=VALUE), not steps")
         u = signal.values[0]
+    from .simulate import check_run_size
+
+    check_run_size(model, args.duration, args.trials)
     out = model
     if args.rounds:
         out = calibrate_spiking(model, sde, rounds=args.rounds, duration=args.duration, trials=args.trials,
@@ -650,6 +653,11 @@ def main(argv=None):
     except DDMError as exc:
         _close_progress_bars()
         print(f"ddm-neuro {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a full disk, a folder that became unwritable, ...: the machine's, not ours
+        _close_progress_bars()
+        where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
+        print(f"ddm-neuro {args.command}: error: {where}{exc.strerror or exc}", file=sys.stderr)
         return 2
     except _Terminated:
         _close_progress_bars()

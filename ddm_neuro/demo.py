@@ -118,6 +118,10 @@ def run_demo(out, force=False, n_neurons=512, duration=60.0, trials=16, quick=Fa
         n_neurons, duration, trials = min(n_neurons, 128), min(duration, 10.0), min(trials, 4)
     if trials < 2:
         raise DDMError(f"--trials must be >= 2 (standard errors come from the trials), got {trials}")
+    for name, value, most in (("-n", n_neurons, 20000), ("--duration", duration, 10000.0), ("--trials", trials, 1000)):
+        if value > most:  # a demo, not a production run: refused before the fit, not after it
+            raise DDMError(f"demo {name} {value:g} is more than the demo takes ({most:g}); use fit and simulate "
+                           "for larger runs")
     sde = get_system("lorenz")
     stages = _Stages(_prepare(out, force, resume))
     try:

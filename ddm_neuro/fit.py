@@ -432,12 +432,16 @@ def fit(sde, config=None, **overrides):
         En, Dn, bn, Bnn, Kn = (v.detach().numpy().copy() for v in (E, D, b, Bn, K))
         B = Bnn / u_scale if k else np.zeros((N, 0))
         b_raw = bn - (Bnn @ (u_center / u_scale) if k else 0.0)
-        return LatentRNN(neuron=neuron, tau=cfg.tau, time_scale=T, scale=scale, center=center,
-                         encoders=En, decoders=Kn, readout=Dn, bias=b_raw, input_weights=B,
-                         noise_const=np.asarray(c), noise_act=np.asarray(a), noise_latent=np.asarray(L),
-                         init_states=z_vis[rng_samp.choice(len(z_vis), min(256, len(z_vis)), replace=False)],
-                         sde_spec=sde.spec, variables=list(sde.variables), inputs=list(sde.inputs),
-                         meta={"sde_name": sde.name, "seed": cfg.seed, "tags": list(sde.tags)})
+        try:
+            return LatentRNN(neuron=neuron, tau=cfg.tau, time_scale=T, scale=scale, center=center,
+                             encoders=En, decoders=Kn, readout=Dn, bias=b_raw, input_weights=B,
+                             noise_const=np.asarray(c), noise_act=np.asarray(a), noise_latent=np.asarray(L),
+                             init_states=z_vis[rng_samp.choice(len(z_vis), min(256, len(z_vis)), replace=False)],
+                             sde_spec=sde.spec, variables=list(sde.variables), inputs=list(sde.inputs),
+                             meta={"sde_name": sde.name, "seed": cfg.seed, "tags": list(sde.tags)})
+        except DDMError as exc:  # e.g. decoders gone non-finite
+            raise DDMError(f"{sde.name}: the fit failed ({exc}); check the SDE's parameters, tau and "
+                           "time_scale") from None
 
     def solve_noise(E, b, Bn, K):
         def activity():

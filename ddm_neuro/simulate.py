@@ -51,6 +51,10 @@ def available_memory():
         return None
 
 
+#: Most integration steps a run may take (10^9 steps: days at any network size).
+MAX_STEPS = 1e9
+
+
 def run_size(model, duration, trials):
     """Bytes a run of ``model`` holds: the recorded latent (twice: kept and written) and the network state.
 
@@ -73,13 +77,21 @@ def run_size(model, duration, trials):
 
 
 def check_run_size(model, duration, trials):
-    """Refuse, before any work, a run that cannot fit in memory, saying what it would need.
+    """Refuse, before any work, a run that cannot fit in memory or would never end, saying what it would need.
 
     Raises
     ------
     DDMError
-        When :func:`run_size` exceeds the memory available now.
+        When the run takes more than :data:`MAX_STEPS` integration steps, or
+        :func:`run_size` exceeds the memory available now.
     """
+    dt, rec = network_steps(model)
+    steps = duration / dt
+    if not steps <= MAX_STEPS:
+        raise DDMError(f"--duration {duration:g} is {steps:.3g} integration steps of {dt:.3g} time units "
+                       f"(tau {model.tau:.3g} s, {model.time_scale:.3g} s per time unit), more than the "
+                       f"{MAX_STEPS:.0e} a run may take: use a shorter --duration, or check the model's tau and "
+                       "time_scale")
     need = run_size(model, duration, trials)
     have = available_memory()
     if have is not None and need > have:

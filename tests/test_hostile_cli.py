@@ -56,19 +56,35 @@ def test_report_folder_that_is_a_file_refused(small_model_path, tmp_path, capsys
 
 
 @pytest.mark.parametrize("argv, words", [
-    (["--duration", "1e12"], "--duration 1e+12 x --trials 1 needs about"),
+    (["--duration", "1e12"], "--duration 1e+12 is 5e+13 integration steps"),
     (["--trials", "100000000", "--duration", "1"], "--trials 100000000 needs about"),
 ])
-def test_runs_too_large_for_memory_refused_up_front(small_model_path, tmp_path, capsys, monkeypatch, argv, words):
+def test_runs_too_large_refused_up_front(small_model_path, tmp_path, capsys, monkeypatch, argv, words):
     monkeypatch.setattr("ddm_neuro.simulate.simulate_network", _no_work)
     err = run_failing(["simulate", str(small_model_path), *argv, "-o", str(tmp_path / "t.npz")], capsys, tmp_path)
-    assert words in err and "GiB available" in err
+    assert words in err and ("GiB available" in err or "more than the 1e+09" in err)
+
+
+def test_a_model_whose_tau_makes_runs_endless_is_refused(small_model, tmp_path, capsys, monkeypatch):
+    """tau = 1e-12 s is a valid number but a run would take 10^13 steps: refused, not left to spin."""
+    small_model.tau = 1e-12
+    small_model.save(tmp_path / "m.ddm")
+    monkeypatch.setattr("ddm_neuro.simulate.simulate_network", _no_work)
+    err = run_failing(["simulate", str(tmp_path / "m.ddm"), "--duration", "1", "-o", str(tmp_path / "t.npz")],
+                      capsys, tmp_path)
+    assert "integration steps" in err and "tau 1e-12 s" in err
+
+
+def test_demo_sizes_refused_before_the_fit(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(demo_module, "fit", _no_work)
+    err = run_failing(["demo", "--out", str(tmp_path / "d"), "--duration", "1e12"], capsys, tmp_path)
+    assert "more than the demo takes" in err
 
 
 def test_analyze_too_large_refused_up_front(small_model_path, tmp_path, capsys, monkeypatch):
     monkeypatch.setattr("ddm_neuro.analysis.analyze", _no_work)
     err = run_failing(["analyze", str(small_model_path), "--duration", "1e13"], capsys, tmp_path)
-    assert "GiB available" in err
+    assert "more than the 1e+09 a run may take" in err
 
 
 @pytest.mark.parametrize("value, words", [("0", "must be >= 1"), ("two", "not an integer")])
