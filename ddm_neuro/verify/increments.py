@@ -140,7 +140,7 @@ def visited_cells(labels, n_cells):
 
 
 def increment_pairs(sde, z, t, k, delta, dt_int, rng, signal=None, draws=DRAWS, max_starts=MAX_STARTS,
-                    scheme="euler", antithetic=False):
+                    scheme="euler", antithetic=False, max_work=MAX_WORK):
     """Observed increments at lag ``k`` samples and target increments from the same starts.
 
     Parameters
@@ -149,6 +149,9 @@ def increment_pairs(sde, z, t, k, delta, dt_int, rng, signal=None, draws=DRAWS, 
     t : ndarray (n,)
     antithetic : bool
         Draw the target increments in antithetic pairs (:func:`.reference.propagate`).
+    max_work : int
+        Beyond ``max_starts``, starts are used while starts x draws x steps x d stays below
+        this; the starts kept are evenly spaced over the run (:data:`MAX_WORK`).
 
     Returns
     -------
@@ -160,7 +163,7 @@ def increment_pairs(sde, z, t, k, delta, dt_int, rng, signal=None, draws=DRAWS, 
     obs = (z[:, idx + k] - z[:, idx]).reshape(-1, d)
     ts = np.tile(t[idx], trials)
     n_sub = max(1, int(np.ceil(delta / dt_int - 1e-9)))
-    max_starts = min(HARD_MAX_STARTS, max(max_starts, MAX_WORK // (n_sub * d * draws)))
+    max_starts = min(HARD_MAX_STARTS, max(max_starts, max_work // (n_sub * d * draws)))
     if len(starts) > max_starts:  # evenly spaced, so that the trajectory's own statistic is seed-free
         sel = np.unique(np.linspace(0, len(starts) - 1, max_starts).round().astype(int))
         starts, obs, ts = starts[sel], obs[sel], ts[sel]
