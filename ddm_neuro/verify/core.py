@@ -337,20 +337,24 @@ def _drift_diffusion(report, sde, traj, refs, cells, k, delta, dt_int, rng_inc, 
              ("diffusion", f"studentised error of the increment covariance at lag delta (RMS per increment){where}",
               null_diff, dof_diff, {"cells": run["diffusion_cells"] or run["cells_used"], **extra_diff}))
     for name, desc, null, dof, extra in specs:
-        refs_base = float(np.sqrt(np.mean([s[name] ** 2 for s in inc[1:]])))
+        if null is None:  # no exact null: the references' RMS (as many increments as the trajectory's or fewer)
+            base, ratio = float(np.sqrt(np.mean([s[name] ** 2 for s in inc[1:]]))), None
+        else:  # the references' squared metric over its own null: 1 +- sqrt(2 / (n_ref dof)) if the null holds
+            base, ratio = float(np.sqrt(null[0])), float(np.mean(null[2]))
         if null is not None and null_consistent(null[2], null[1]):
-            base, mult, tse, how = float(np.sqrt(null[0])), chi2_multiple(dof), 0.0, "exact null"
+            mult, tse, how = chi2_multiple(dof), 0.0, "exact null"
         else:
-            base, mult = refs_base, f_multiple(dof, n_ref)
-            tse, how = mult * base * np.sqrt(1.0 / (2.0 * n_ref * max(dof, 1))), "reference runs"
-            if null is not None:
+            if null is not None:  # the exact null scaled by what the reference runs measured
+                base = base * float(np.sqrt(ratio))
                 report.info["notes"].append(
-                    f"{name}: the reference runs exceed the exact null by {np.mean(null[2]):.3g}x (more than their "
+                    f"{name}: the reference runs exceed the exact null by {ratio:.3g}x (more than their "
                     f"own noise allows), so its threshold comes from the {n_ref} reference runs and moves with the "
                     "verifier's seed (threshold_se)")
+            mult, how = f_multiple(dof, n_ref), "reference runs"
+            tse = mult * base * np.sqrt(1.0 / (2.0 * n_ref * max(dof, 1)))
         report.add(name, run[name], base, mult, desc, value_se=chi2_value_se(run[name], base, dof),
                    threshold_se=tse, estimate=run[f"{name}_estimate"], increments=run["increments"],
-                   baseline_from=how, baseline_references=refs_base, dof=int(dof), **extra)
+                   baseline_from=how, references_null_ratio=ratio, dof=int(dof), **extra)
     if split:
         singular.judge_noise_free(report, free, tolerance, delta, sing)
     return inc
