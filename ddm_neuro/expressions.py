@@ -18,6 +18,7 @@ expanded into ten billion bits.
 from __future__ import annotations
 
 import ast
+import cmath
 import math
 import operator
 import sys
@@ -39,6 +40,8 @@ FUNCTIONS = {
     # Python conditional that torch tensors cannot evaluate)
     "sign": sympy.Function("sgn"),
 }
+#: How many arguments each function takes (log's optional second one is the base).
+_ARITY = {"atan2": (2,), "log": (1, 2)}
 #: Named constants allowed in expressions.
 CONSTANTS = {"pi": sympy.pi, "E": sympy.E}
 
@@ -77,7 +80,16 @@ def _torch_namespace():
           ("exp", "log", "sqrt", "sin", "cos", "tan", "sinh", "cosh", "tanh",
            "asin", "acos", "atan", "atan2")}
     ns.update({"Abs": tensor_fn(torch.abs), "sgn": tensor_fn(torch.sign), "pi": math.pi, "E": math.e})
+    # sympy may rewrite parts of real expressions with these, e.g. abs(exp(sign(x))) -> exp(re(sgn(x)))
+    ns.update({"re": tensor_fn(torch.real), "im": tensor_fn(torch.zeros_like), "sign": tensor_fn(torch.sign),
+               "arg": tensor_fn(torch.angle), "conjugate": tensor_fn(lambda x: x)})
     return ns
+
+
+def one_line(exc, limit=200):
+    """An exception's message as one short line (sympy's messages may span several)."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def show(text, limit=60):
@@ -148,6 +160,7 @@ def parse(text, symbols, where):
 def _check_tree(tree, text, symbols, where):
     """The whitelist: arithmetic, numbers, known names and calls of known functions."""
     known = sorted(symbols)
+    known = ", ".join(known[:20]) + (f", ... ({len(known)} in all)" if len(known) > 20 else "")
     called = {id(node.func) for node in ast.walk(tree) if isinstance(node, ast.Call)}
     for node in ast.walk(tree):
         if not isinstance(node, _ALLOWED_NODES):
@@ -167,6 +180,11 @@ def _check_tree(tree, text, symbols, where):
                                 f"({show(text)})")
             if node.keywords:
                 raise SpecError(f"{where}: keyword arguments are not allowed ({show(text)})")
+            arity = _ARITY.get(node.func.id, (1,))
+            if len(node.args) not in arity:
+                want = " or ".join(map(str, arity))
+                raise SpecError(f"{where}: {node.func.id}() takes {want} argument{'s' if arity != (1,) else ''}, "
+                                f"got {len(node.args)} in {show(text)}")
         elif isinstance(node, ast.Name):
             if node.id in FUNCTIONS and node.id not in symbols:
                 if id(node) not in called:
@@ -175,7 +193,7 @@ def _check_tree(tree, text, symbols, where):
                 continue
             if node.id not in symbols and node.id not in CONSTANTS:
                 raise SpecError(f"{where}: unknown symbol {node.id[:40]!r} in {show(text)} "
-                                f"(known: {', '.join(known) or 'none'})")
+                                f"(known: {known or 'none'})")
 
 
 def _check_exponent(node, text, where):
@@ -183,6 +201,9 @@ def _check_exponent(node, text, where):
     if any(isinstance(n, ast.Name) for n in ast.walk(node)):
         return  # checked once its value is known (_check_power)
     inner = node.operand if isinstance(node, ast.UnaryOp) else node
+    if isinstance(inner, ast.Constant) and (isinstance(inner.value, bool) or
+                                            not isinstance(inner.value, (int, float))):
+        raise SpecError(f"{where}: only numbers may appear as literals ({show(text)})")
     if not isinstance(inner, ast.Constant) or abs(inner.value) > _MAX_LITERAL_EXPONENT:
         raise SpecError(f"{where}: a constant exponent must be a number with magnitude <= "
                         f"{_MAX_LITERAL_EXPONENT} ({show(text)})")
@@ -232,8 +253,11 @@ def _evaluate(tree, namespace, text, where):
         try:
             if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Pow):
                 _check_power(args[0], args[1], text, where, "")
-                out = args[0] ** args[1]
+                out = _check_real_constant(args[0] ** args[1], text, where, "")
             elif isinstance(node, ast.BinOp):
+                if isinstance(node.op, ast.Div) and _is_zero(args[1]):
+                    # refused before sympy builds x * zoo, whose simplification can run for minutes
+                    raise SpecError(f"{where}: {show(text)} divides by zero")
                 out = _BINARY[type(node.op)](*args)
             elif isinstance(node, ast.UnaryOp):
                 out = _UNARY[type(node.op)](*args)
@@ -244,10 +268,10 @@ def _evaluate(tree, namespace, text, where):
         except OverflowError:
             raise SpecError(f"{where}: {show(text)} gives a number beyond float64's range (about 1.8e308)") from None
         except Exception as exc:  # noqa: BLE001 - sympy and Python arithmetic fail in many ways
-            raise SpecError(f"{where}: cannot evaluate {show(text)}: {str(exc)[:200]}") from None
+            raise SpecError(f"{where}: cannot evaluate {show(text)}: {one_line(exc)}") from None
         # sums and products of checked numbers stay small; their bound is checked at the next power or call
         cheap = isinstance(node, (ast.BinOp, ast.UnaryOp)) and not isinstance(getattr(node, "op", None), ast.Pow) \
-            and isinstance(out, sympy.Basic) and not out.is_Number
+            and isinstance(out, sympy.Basic) and not out.is_Number and out is not sympy.zoo
         values.append(out if cheap else _checked(out, text, where, ""))
     return values[0]
 
@@ -257,6 +281,8 @@ def _check_power(base, exponent, text, where, after):
     _checked(base, text, where, after)
     _checked(exponent, text, where, after)
     e = _real_number(exponent)
+    if _is_zero(base) and e is not None and e < 0:
+        raise SpecError(f"{where}: {show(text)}{after} divides by zero (0 to a negative power)")
     if e is not None and math.isfinite(e) and abs(e) > MAX_EXPONENT:
         raise SpecError(f"{where}: the exponent {_short_number(exponent)} in {show(text)}{after} is beyond the "
                         f"limit of {MAX_EXPONENT} in magnitude")
@@ -278,7 +304,74 @@ def _call(func, args, text, where, after):
         shown = ", ".join(_short_expr(a) for a in args)
         raise SpecError(f"{where}: {show(text)}{after}: {getattr(func, '__name__', func)}({shown}) cannot be "
                         f"evaluated ({type(exc).__name__})") from None
-    return _checked(out, text, where, after)
+    return _check_real_constant(_checked(out, text, where, after), text, where, after)
+
+
+def _check_real_constant(x, text, where, after):
+    """Refuse a constant that is clearly not real (``asin(64)``) or beyond float64 (``exp(10**64)``).
+
+    sympy keeps such constants unevaluated, and its assumption system and
+    numerical evaluation can loop on them (``tanh(asin(64)**v)`` and
+    ``tan(exp(10**64))`` never return), so they are approximated here in
+    floating point as soon as they appear; a relative imaginary part below
+    1e-6 passes (rounding), to be judged later.
+    """
+    if not isinstance(x, sympy.Basic) or x.is_Number or x.free_symbols:
+        return x
+    value = _approximate(x)
+    if value is not None and not cmath.isfinite(value):
+        raise SpecError(f"{where}: {show(text)}{after} has the constant {_short_expr(x)}, beyond float64's range "
+                        "(about 1.8e308)")
+    if value is not None and abs(value.imag) > 1e-6 * max(1.0, abs(value)):
+        raise SpecError(f"{where}: {show(text)}{after} is complex ({_short_expr(x)} is about "
+                        f"{value.real:.4g}{value.imag:+.4g}j); drift and diffusion must be real")
+    return x
+
+
+_APPROX = {
+    sympy.exp: cmath.exp, sympy.log: cmath.log, sympy.sin: cmath.sin, sympy.cos: cmath.cos,
+    sympy.tan: cmath.tan, sympy.sinh: cmath.sinh, sympy.cosh: cmath.cosh, sympy.tanh: cmath.tanh,
+    sympy.asin: cmath.asin, sympy.acos: cmath.acos, sympy.atan: cmath.atan, sympy.Abs: abs,
+}
+
+
+def _approximate(x):
+    """A complex float for a constant sympy expression: infinite where it overflows, None where unknown."""
+    try:
+        if x.is_Number:
+            return complex(float(x)) if x.is_extended_real and x.is_finite else None
+        if x is sympy.pi or x is sympy.E or x is sympy.I:
+            return {sympy.pi: complex(math.pi), sympy.E: complex(math.e), sympy.I: 1j}[x]
+        args = [_approximate(a) for a in x.args]
+        if any(a is None for a in args):
+            return None
+        if not all(cmath.isfinite(a) for a in args):
+            return complex(math.inf)
+        if x.is_Add:
+            return complex(sum(args))
+        if x.is_Mul:
+            return complex(math.prod(args))
+        if x.is_Pow:
+            if args[0] == 0:
+                return None
+            return complex(args[0] ** args[1])
+        if x.func is sympy.log and len(args) == 2:
+            return cmath.log(args[0]) / cmath.log(args[1])
+        if x.func is sympy.atan2 and not any(a.imag for a in args):
+            return complex(math.atan2(args[0].real, args[1].real))
+        if x.func is FUNCTIONS["sign"] and not args[0].imag:
+            return complex(float(np.sign(args[0].real)))
+        fn = _APPROX.get(x.func)
+        return complex(fn(*args)) if fn is not None else None
+    except OverflowError:
+        return complex(math.inf)
+    except (ArithmeticError, ValueError, TypeError):
+        return None
+
+
+def _is_zero(x):
+    """True for a number (Python or sympy) equal to zero."""
+    return (isinstance(x, (int, float)) and not isinstance(x, bool) or isinstance(x, sympy.Number)) and x == 0
 
 
 def _real_number(x):
@@ -317,9 +410,17 @@ def _short_number(x):
 
 
 def _checked(x, text, where, after):
-    """``x`` itself, after checking every number in it fits a float64 (exactly: numerator, denominator)."""
+    """``x`` itself, after checking every number in it fits a float64 (exactly: numerator, denominator).
+
+    An infinite or undefined result (``zoo``, ``nan``, ``oo``) is refused at once: sympy's simplification
+    of expressions holding one can run for minutes.
+    """
     if isinstance(x, bool):
         return x
+    if x is sympy.zoo or x is sympy.nan:
+        raise SpecError(f"{where}: {show(text)}{after} is undefined (sympy gives {x}: a division by zero or a pole)")
+    if x is sympy.oo or x is sympy.S.NegativeInfinity:
+        raise SpecError(f"{where}: {show(text)}{after} is infinite (sympy gives {x})")
     if isinstance(x, complex):
         raise SpecError(f"{where}: {show(text)}{after} is complex; drift and diffusion must be real")
     if isinstance(x, int):
@@ -350,7 +451,7 @@ def _check_value(expr, text, where, after):
         raise SpecError(f"{where}: {show(text)}{after} is not an arithmetic expression "
                         f"(got {type(expr).__name__})")
     _checked(expr, text, where, after)
-    if expr.has(sympy.zoo, sympy.nan):
+    if expr.has(sympy.zoo, sympy.nan) or expr.atoms(sympy.AccumBounds):
         raise SpecError(f"{where}: {show(text)}{after} is undefined (sympy gives {_short_expr(expr)}: "
                         "a division by zero or a pole)")
     if expr.has(sympy.oo, -sympy.oo):
@@ -410,14 +511,15 @@ def substitute(expr, values, where, text=None):
         try:
             if isinstance(e, sympy.Pow):
                 _check_power(args[0], args[1], text, where, _AFTER_SUBS)
-                return _checked(e.func(*args), text, where, _AFTER_SUBS)
+                return _check_real_constant(_checked(e.func(*args), text, where, _AFTER_SUBS), text, where,
+                                            _AFTER_SUBS)
             if isinstance(e, sympy.Function):
                 return _call(e.func, args, text, where, _AFTER_SUBS)
             return e.func(*args)
         except SpecError:
             raise
         except Exception as exc:  # noqa: BLE001
-            raise SpecError(f"{where}: cannot evaluate {show(text)}{_AFTER_SUBS}: {str(exc)[:200]}") from None
+            raise SpecError(f"{where}: cannot evaluate {show(text)}{_AFTER_SUBS}: {one_line(exc)}") from None
 
     out = expr
     for old in order:
@@ -444,9 +546,16 @@ class CompiledVector:
         self.exprs = list(exprs)
         self.args = list(args)
         self.constant = not any(e.free_symbols & set(args) for e in self.exprs)
-        printable = [_float_big_integers(e) for e in self.exprs]
-        self._np = sympy.lambdify(self.args, printable, modules=[{"sgn": np.sign}, "numpy"], dummify=True)
-        self._torch = sympy.lambdify(self.args, printable, modules=[_torch_namespace()], dummify=True)
+        # real stand-ins for the arguments, so no printed name can clash with a module's; lambdify's own
+        # dummies would be complex, and re-evaluating e.g. abs(tanh((v + 1)**1000)) with them expands the power
+        # named and numbered as lambdify names its own (Dummy_<n>, n in descending order of the names), so that
+        # terms and factors print in the same order as with lambdify's dummies
+        rank = {arg: i for i, arg in enumerate(reversed(list(ordered(self.args))))}
+        self._dummies = [sympy.Symbol(f"Dummy_{rank[arg]:03d}", real=True) for arg in self.args]
+        swap = dict(zip(self.args, self._dummies))
+        self._printable = [_float_big_integers(e).xreplace(swap) for e in self.exprs]
+        self._np = sympy.lambdify(self._dummies, self._printable, modules=[{"sgn": np.sign}, "numpy"], dummify=False)
+        self._torch = sympy.lambdify(self._dummies, self._printable, modules=[_torch_namespace()], dummify=False)
 
     def numpy(self, *columns):
         """Evaluate on numpy arrays of equal shape; returns ``batch + shape``."""
@@ -482,10 +591,9 @@ class CompiledVector:
             except Exception:  # noqa: BLE001 - find the entry that fails, one at a time
                 pass
             out = []
-            for e in self.exprs:
+            for e in self._printable:
                 try:
-                    f = sympy.lambdify(self.args, _float_big_integers(e), modules=[{"sgn": np.sign}, "numpy"],
-                                       dummify=True)
+                    f = sympy.lambdify(self._dummies, e, modules=[{"sgn": np.sign}, "numpy"], dummify=False)
                     out.append((np.broadcast_to(np.asarray(f(*columns)), like.shape), None))
                 except Exception as exc:  # noqa: BLE001
                     out.append((None, exc))

@@ -176,20 +176,23 @@ class SDE:
         hi = np.array([self.domain.get(v, (-1.0, 1.0))[1] for v in self.variables], dtype=float)
         return lo, hi
 
-    def domain_grid(self, per_dim=None):
+    def domain_grid(self, per_dim=None, max_points=None):
         """A grid over the domain box (probe states in [-1, 1] without a domain).
 
         At most ``MAX_GRID_ELEMENTS / d**2`` states (the Jacobians on the grid
         stay below :data:`MAX_GRID_ELEMENTS` numbers): the default points per
         dimension (201, 41, 13 for d = 1, 2, 3; 5 above) shrink beyond d = 8,
         and where even two per dimension are too many (d > 16), the states are
-        drawn uniformly from the box with a fixed seed.
+        drawn uniformly from the box with a fixed seed. ``max_points`` lowers
+        the bound further.
         """
         box = self.domain_box()
         if box is None:
             box = (-np.ones(self.dim), np.ones(self.dim))
         per_dim = per_dim or {1: 201, 2: 41, 3: 13}.get(self.dim, 5)
         most = MAX_GRID_ELEMENTS // self.dim ** 2
+        if max_points is not None:
+            most = max(1, min(most, int(max_points)))
         if per_dim ** self.dim > most:
             per_dim = int(np.floor(most ** (1.0 / self.dim) + 1e-9))
             if per_dim < 2:

@@ -45,7 +45,7 @@ import numpy as np
 import sympy
 
 from .errors import SpecError
-from .expressions import CONSTANTS, FUNCTIONS, CompiledVector, _short_int, parse, show, substitute
+from .expressions import CONSTANTS, FUNCTIONS, CompiledVector, _short_int, one_line, parse, show, substitute
 from .sde import SDE
 
 _KNOWN_KEYS = {"name", "description", "variables", "inputs", "parameters", "drift",
@@ -89,12 +89,14 @@ def load_spec(path, overrides=None):
     try:
         spec = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise SpecError(f"{_where(path)}: not valid TOML: {exc}") from None
+        raise SpecError(f"{_where(path)}: not valid TOML: {one_line(exc)}") from None
     except (RecursionError, MemoryError):
         raise SpecError(f"{_where(path)}: not valid TOML: nested too deeply") from None
     except ValueError as exc:  # e.g. an integer of more than 4300 digits
-        raise SpecError(f"{_where(path)}: not valid TOML: {str(exc)[:120]}") from None
-    spec.setdefault("name", path.stem)
+        raise SpecError(f"{_where(path)}: not valid TOML: {one_line(exc, 120)}") from None
+    # the file name stands in for a missing name, made printable and short enough to be one
+    stem = "".join(c if c.isprintable() else "_" for c in path.stem)[:MAX_SPEC_NAME_CHARS]
+    spec.setdefault("name", stem or "custom")
     return sde_from_spec(spec, overrides=overrides)
 
 
@@ -117,7 +119,7 @@ def _read_spec_text(path):
     except OSError as exc:
         raise SpecError(f"{where}: cannot read spec file: {exc.strerror}") from None
     except ValueError as exc:  # e.g. an embedded NUL
-        raise SpecError(f"{where}: cannot read spec file: {exc}") from None
+        raise SpecError(f"{where}: cannot read spec file: {one_line(exc)}") from None
     try:
         mode = os.fstat(fd).st_mode
         if stat.S_ISDIR(mode):
@@ -350,7 +352,7 @@ def sde_from_spec(spec, overrides=None):
         f_c = CompiledVector(f_exprs, zs + us, (d,))
         g_c = CompiledVector(g_exprs, zs, g_shape)
     except Exception as exc:  # noqa: BLE001 - sympy printer limits
-        raise SpecError(f"{name}: cannot compile expressions: {str(exc)[:200]}") from None
+        raise SpecError(f"{name}: cannot compile expressions: {one_line(exc)}") from None
 
     def drift_fn(z, u, xp):
         cols = [z[..., i] for i in range(d)] + [u[..., j] for j in range(len(inputs))]
@@ -370,7 +372,8 @@ def sde_from_spec(spec, overrides=None):
     entry_names = {"drift": list(f_texts),
                    "diffusion": (list(g_texts) if "matrix" in diff else
                                  [f"diffusion.{variables[i]}" if i == j else None for i in range(d) for j in range(d)])}
-    _check_on_domain(sde, {"drift": f_c, "diffusion": g_c}, entry_names)
+    chars = sum(len(str(t)) for t in (*f_texts.values(), *g_texts.values()))
+    _check_on_domain(sde, {"drift": f_c, "diffusion": g_c}, entry_names, chars)
     return sde
 
 
@@ -381,15 +384,19 @@ def _check_total(texts):
                         f"{MAX_TOTAL_CHARS}")
 
 
-def _check_on_domain(sde, compiled, entry_names):
+def _check_on_domain(sde, compiled, entry_names, chars=0):
     """Evaluate drift and diffusion on the domain grid, naming the first entry that fails.
 
     An entry fails where its evaluation raises, where it is not finite or where
     it is complex. No floating-point warning escapes. The grid is evaluated in
     blocks of rows, so a wide diffusion matrix does not need the whole grid's
-    values at once.
+    values at once. Above d = 3, where the grid has 5**d states, long
+    expressions (``chars`` characters in all) are probed on fewer states, so
+    that states x characters stays below :data:`_PROBE_WORK`.
     """
     grid = sde.domain_grid()
+    if sde.dim > 3 and len(grid) * chars > _PROBE_WORK:
+        grid = sde.domain_grid(max_points=max(1000, _PROBE_WORK // chars))
     where = "domain" if sde.domain and len(sde.domain) == sde.dim else \
         "domain (variables without a range probed on [-1, 1])"
     inputs = [np.zeros(0)]
@@ -408,27 +415,30 @@ def _check_on_domain(sde, compiled, entry_names):
                 cols = [block[:, i] for i in range(sde.dim)]
                 if label == "drift":
                     cols += [np.full(len(block), x) for x in u]
-                arr = _probe_block(compiled[label], cols, entries, label, f"{sde.name}: {{}} cannot be evaluated "
-                                   f"over the {where}")
+                arr, complex_entries = _probe_block(compiled[label], cols, entries, label,
+                                                    f"{sde.name}: {{}} cannot be evaluated over the {where}")
                 with np.errstate(all="ignore"):
                     bad = ~np.isfinite(arr)
-                    imaginary = arr.imag != 0 if np.iscomplexobj(arr) else None
                 if bad.any():
                     row, col = np.argwhere(bad)[0]
                     raise SpecError(f"{sde.name}: {entries[col] or label} is not finite over the "
                                     f"{where} (at {at(first + row)})")
-                if imaginary is not None and imaginary.any():
-                    row, col = np.argwhere(imaginary)[0]
-                    raise SpecError(f"{sde.name}: {entries[col] or label} is complex over the "
+                if np.iscomplexobj(arr):  # a complex constant in the compiled code; its values cannot be cast
+                    which = [j for j, v in enumerate(complex_entries) if v] or [0]
+                    imaginary = arr.imag[:, which] != 0
+                    row = int(np.argmax(imaginary.any(axis=1))) if imaginary.any() else 0
+                    raise SpecError(f"{sde.name}: {entries[which[0]] or label} is complex over the "
                                     f"{where} (at {at(first + row)}); drift and diffusion must be real")
 
 
 #: Numbers evaluated at once when probing the domain (rows x entries).
 _PROBE_NUMBERS = 2 ** 22
+#: Bound on probe states x characters of expression text (about seconds of numpy work).
+_PROBE_WORK = 200_000_000
 
 
 def _probe_block(compiled, cols, entries, label, message):
-    """Values of every entry on one block of rows, (rows, entries), complex where an entry is."""
+    """Values of every entry on one block of rows, (rows, entries), and which entries came out complex."""
     values = []
     for col, (val, exc) in enumerate(compiled.probe(*cols)):
         if exc is None:
@@ -437,9 +447,9 @@ def _probe_block(compiled, cols, entries, label, message):
             except (TypeError, ValueError, OverflowError) as err:
                 exc = err
         if exc is not None:
-            raise SpecError(message.format(entries[col] or label) + f": {str(exc)[:150]}")
+            raise SpecError(message.format(entries[col] or label) + f": {one_line(exc, 150)}")
         values.append(val)
-    return np.stack(values, axis=-1).reshape(len(cols[0]), -1)
+    return np.stack(values, axis=-1).reshape(len(cols[0]), -1), [np.iscomplexobj(v) for v in values]
 
 
 def to_toml(spec):
