@@ -47,8 +47,8 @@ from .thresholds import MULTIPLES, chi2_multiple, chi2_value_se, f_multiple, nul
 
 #: Number of independent target runs behind the baselines of the stationary distribution,
 #: autocorrelation and scalar statistics. Reference runs are batched over all runs and trials
-#: (the per-step cost dominates); 16 runs halve the variance that the verifier's own seed adds
-#: to these values and thresholds compared with 8 (benchmarks/RESULTS_verify.md, seed stability).
+#: (the per-step cost dominates); with 16 the verifier's own seed moves these thresholds by
+#: 6-12 % (SD; benchmarks/RESULTS_verify.md §H.2), stated per metric as ``threshold_se``.
 N_REFERENCE = 16
 #: Smallest trajectory integration step (fraction of the default step) that the
 #: references reproduce; finer steps are compared with the Heun target (:func:`choose_integration`).
@@ -60,9 +60,8 @@ N_SPLITS = 48
 N_PROPAGATED = 8
 #: Work cap (starts x draws x steps x d) of the trajectory's own propagations: 4x that of the
 #: reference runs (:data:`.increments.MAX_WORK`), so that a 16 x 60 Lorenz run uses all its
-#: increments. A subset is a sample of the run's increments: on the Brian2 Lorenz run of
-#: benchmarks/RESULTS_verify.md thirteen evenly spaced subsets of 80 000-130 000 of its
-#: 263 000 increments gave chi-square ratios 0.73-1.44 (threshold 1.47).
+#: increments. A subset is a sample of the run's increments, and its statistic a different
+#: chi-square draw (benchmarks/RESULTS_verify.md §H.5).
 TRAJECTORY_MAX_WORK = 4 * increments.MAX_WORK
 #: Seed of the generator behind everything that depends on the trajectory only (cells, lag).
 CELL_SEED = 0
@@ -84,10 +83,8 @@ def _split_baselines(fns, pool, trials, rng, n_splits=N_SPLITS):
         Standard deviation of one split's value (a pair metric's null spread).
     baseline_se : ndarray
         Standard error of the baseline from the splits' spread of squares, as if the
-        splits were independent (they share trials; measured against the spread of the
-        threshold over 20 verifier seeds it is about right, while dividing by the
-        number of independent reference runs instead overstated it twofold:
-        benchmarks/RESULTS_verify.md).
+        splits were independent (they share trials; against the threshold's measured
+        spread over verifier seeds it is 15-40 % low: benchmarks/RESULTS_verify.md §H.2).
     """
     vals = np.zeros((n_splits, len(fns)))
     for s in range(n_splits):
