@@ -555,7 +555,9 @@ def build_parser():
     s.add_argument("trajectory")
     s.add_argument("--report", help="folder for report.json and figures")
     s.add_argument("--delta", type=float, default=None, help="lag for drift/diffusion (SDE units; default automatic)")
-    s.add_argument("--seed", type=_seed, default=0, help="seed of the target baselines")
+    s.add_argument("--seed", type=_seed, default=0,
+                   help="seed of the reference runs and propagations (cells and lag depend on the trajectory "
+                        "only; a verdict within its own noise is marked marginal)")
     s.add_argument("--drift-tolerance", type=_positive(float), default=None,
                    help="deterministic targets (noise 0) only: relative drift error accepted (default 0.03)")
     s.add_argument("--force", action="store_true")

@@ -115,7 +115,7 @@ def run_demo(out, force=False, n_neurons=512, duration=60.0, trials=16, quick=Fa
     folder's ``model.ddm`` instead of fitting again.
     """
     if quick:
-        n_neurons, duration, trials = min(n_neurons, 128), min(duration, 10.0), min(trials, 4)
+        n_neurons, duration, trials = min(n_neurons, 128), min(duration, 20.0), min(trials, 4)
     if trials < 2:
         raise DDMError(f"--trials must be >= 2 (standard errors come from the trials), got {trials}")
     for name, value, most in (("-n", n_neurons, 20000), ("--duration", duration, 10000.0), ("--trials", trials, 1000)):
