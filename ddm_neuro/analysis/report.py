@@ -54,14 +54,17 @@ def table(analysis):
         e = r["entropy_production_rate"]
         lines.append("")
         lines.append("entropy production rate (per SDE time unit; ± block standard error)")
-        if e.get("closed_form") is not None:
+        if e.get("undefined"):
+            lines.append("  undefined (see the note below: the diffusion is singular)")
+        elif e.get("closed_form") is not None:
             lines.append(f"  {'closed form':<28}{_fmt(e['closed_form'])}")
-        lines.append(f"  {'target':<28}{_fmt(e['target'], e['target_stderr'])}   (runs {e['target_runs'][0]:.4g}, "
-                     f"{e['target_runs'][1]:.4g})")
-        lines.append(f"  {'target vs target |A - B|':<28}{_fmt(e['baseline'])}   (expected spread "
-                     f"{e['baseline_spread']:.2g}: what 'no difference' looks like)")
-        lines.append(f"  {'network':<28}{_fmt(e['network'], e['network_stderr'])}")
-        if "symmetric_fit" in e:
+        if not e.get("undefined"):
+            lines.append(f"  {'target':<28}{_fmt(e['target'], e['target_stderr'])}   (runs "
+                         f"{e['target_runs'][0]:.4g}, {e['target_runs'][1]:.4g})")
+            lines.append(f"  {'target vs target |A - B|':<28}{_fmt(e['baseline'])}   (expected spread "
+                         f"{e['baseline_spread']:.2g}: what 'no difference' looks like)")
+            lines.append(f"  {'network':<28}{_fmt(e['network'], e['network_stderr'])}")
+        if "symmetric_fit" in e and not e.get("undefined"):
             lines.append(f"  {'network, symmetric W':<28}{_fmt(e['symmetric_fit'], e['symmetric_fit_stderr'])}")
         ro = r["rotation"]
         lines.append("mean rotation rate per plane (Stratonovich)")
