@@ -262,6 +262,16 @@ def test_interrupted_command_ends_its_whole_process_group(tmp_path):
     """run_group: an interruption ends the child and every process it started (as make's compilers)."""
     from exporters.brian2.processes import run_group
 
+    # Python's own Ctrl-C handler: once imported, Brian2 installs one that fails when the handler before it was
+    # SIG_DFL, so this test's SIGINT would depend on which tests ran earlier in the session
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        _interrupt_a_process_tree(tmp_path, run_group)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _interrupt_a_process_tree(tmp_path, run_group):
     script = tmp_path / "tree.sh"
     script.write_text(f"sleep 60 &\necho $! > {tmp_path}/grandchild\nsleep 60\n")
     pids = {}
