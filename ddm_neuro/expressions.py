@@ -19,9 +19,13 @@ from __future__ import annotations
 
 import ast
 import cmath
+import contextlib
+import ctypes
 import math
 import operator
 import sys
+import threading
+import time
 
 import numpy as np
 import sympy
@@ -37,8 +41,9 @@ FUNCTIONS = {
     "asin": sympy.asin, "acos": sympy.acos, "atan": sympy.atan,
     "atan2": sympy.atan2, "abs": sympy.Abs,
     # an undefined sympy function, so printers emit a plain call (sympy's sign prints as a
-    # Python conditional that torch tensors cannot evaluate)
-    "sign": sympy.Function("sgn"),
+    # Python conditional that torch tensors cannot evaluate); real, or sympy would treat it as complex
+    # and expand powers of it into real and imaginary parts
+    "sign": sympy.Function("sgn", real=True),
 }
 #: How many arguments each function takes (log's optional second one is the base).
 _ARITY = {"atan2": (2,), "log": (1, 2)}
@@ -55,6 +60,10 @@ _MAX_LITERAL_EXPONENT = 64
 #: Largest magnitude of an exact constant (and of a constant's numerator and denominator): float64's.
 MAX_CONSTANT = sys.float_info.max
 _MAX_INT = int(MAX_CONSTANT)
+#: Seconds sympy may spend on one expression (or on compiling a spec) before it is refused. Some short
+#: expressions send sympy's automatic simplification into a near-endless expansion, e.g.
+#: ``abs(tanh((log(v) + log(w) + 1)**64))``: no structural limit catches them all, so time does.
+SYMPY_SECONDS = 10.0
 _INT64 = 2 ** 63 - 1
 
 _ALLOWED_NODES = (
@@ -84,6 +93,77 @@ def _torch_namespace():
     ns.update({"re": tensor_fn(torch.real), "im": tensor_fn(torch.zeros_like), "sign": tensor_fn(torch.sign),
                "arg": tensor_fn(torch.angle), "conjugate": tensor_fn(lambda x: x)})
     return ns
+
+
+class _Overtime(BaseException):
+    """Raised inside sympy when :data:`SYMPY_SECONDS` have passed (a BaseException: sympy's own
+    ``except Exception`` clauses must not swallow it)."""
+
+
+@contextlib.contextmanager
+def _raise_after(seconds):
+    """Raise :class:`_Overtime` in this thread if the block runs longer than ``seconds``.
+
+    A timer thread sets an asynchronous exception in this thread (CPython's
+    ``PyThreadState_SetAsyncExc``), which Python raises at the next bytecode:
+    no cost while the block is fast. Where the API is missing, there is no limit.
+    """
+    set_async = getattr(getattr(ctypes, "pythonapi", None), "PyThreadState_SetAsyncExc", None)
+    if set_async is None:
+        yield
+        return
+    thread = ctypes.c_ulong(threading.get_ident())
+    lock = threading.Lock()
+    state = {"active": True, "fired": False}
+
+    def fire():
+        with lock:
+            if state["active"]:
+                state["fired"] = True
+                set_async(thread, ctypes.py_object(_Overtime))
+
+    timer = threading.Timer(seconds, fire)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
+        with lock:
+            state["active"] = False
+            if state["fired"]:
+                set_async(thread, None)  # clear it, should it not have been raised yet
+
+
+def deadline():
+    """The time (``time.monotonic()``) by which sympy work started now must end: :data:`SYMPY_SECONDS` away."""
+    return time.monotonic() + SYMPY_SECONDS
+
+
+def bounded(fn, message, until=None):
+    """``fn()``, refused with one line if it is still running at the time ``until``.
+
+    Parameters
+    ----------
+    fn : callable
+        The sympy work, without arguments.
+    message : str
+        The error's text; `` (sympy ran longer than N s)`` is appended.
+    until : float, optional
+        A :func:`time.monotonic` time (default :func:`deadline`), shared by
+        the steps of one task so that their total is bounded.
+
+    Raises
+    ------
+    SpecError
+        If ``fn`` runs past ``until``.
+    """
+    until = deadline() if until is None else until
+    try:
+        with _raise_after(max(until - time.monotonic(), 1e-3)):
+            return fn()
+    except _Overtime:
+        raise SpecError(f"{message} (sympy ran longer than {SYMPY_SECONDS:g} s)") from None
 
 
 def one_line(exc, limit=200):

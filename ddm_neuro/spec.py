@@ -45,7 +45,8 @@ import numpy as np
 import sympy
 
 from .errors import SpecError
-from .expressions import CONSTANTS, FUNCTIONS, CompiledVector, _short_int, one_line, parse, show, substitute
+from .expressions import (CONSTANTS, FUNCTIONS, CompiledVector, _short_int, bounded, deadline, one_line, parse,
+                          show, substitute)
 from .sde import SDE
 
 _KNOWN_KEYS = {"name", "description", "variables", "inputs", "parameters", "drift",
@@ -301,8 +302,12 @@ def sde_from_spec(spec, overrides=None):
     f_texts = {f"drift.{v}": drift[v] for v in variables}
     _check_total(f_texts)
 
+    until = deadline()  # one time budget for all of the spec's sympy work
+
     def compile_entry(text, symbols, where):
-        return substitute(parse(text, symbols, where), subs, where, str(text).strip())
+        return bounded(lambda: substitute(parse(text, symbols, where), subs, where, str(text).strip()),
+                       f"{where}: {show(str(text).strip())} is too hard to simplify; write it in a simpler form",
+                       until)
 
     f_exprs = [compile_entry(t, allsym, w) for w, t in f_texts.items()]
 
@@ -349,8 +354,10 @@ def sde_from_spec(spec, overrides=None):
 
     zs, us = list(zsym.values()), list(usym.values())
     try:
-        f_c = CompiledVector(f_exprs, zs + us, (d,))
-        g_c = CompiledVector(g_exprs, zs, g_shape)
+        f_c, g_c = bounded(lambda: (CompiledVector(f_exprs, zs + us, (d,)), CompiledVector(g_exprs, zs, g_shape)),
+                           f"{name}: compiling the drift and diffusion takes too long", until)
+    except SpecError:
+        raise
     except Exception as exc:  # noqa: BLE001 - sympy printer limits
         raise SpecError(f"{name}: cannot compile expressions: {one_line(exc)}") from None
 
