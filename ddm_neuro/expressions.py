@@ -9,11 +9,15 @@ The work of reading one expression is bounded, so that hostile text cannot
 hang the caller: an expression is at most :data:`MAX_EXPRESSION_CHARS`
 characters and :data:`MAX_NESTING` levels deep; a literal exponent is at most
 64 in magnitude; an exponent that is a number only once evaluated (``v**(2*k)``
-with a parameter ``k``) is at most :data:`MAX_EXPONENT`; and every exact
-constant must fit a float64 (magnitude at most about 1.8e308). Powers are
+with a parameter ``k``) is at most :data:`MAX_EXPONENT`; and every constant
+must fit a float64 (magnitude at most about 1.8e308) and be real. Powers are
 checked *before* they are computed, also when parameters are substituted
 (:func:`substitute`), so ``2**(v - v + 10**10)`` is refused instead of being
-expanded into ten billion bits.
+expanded into ten billion bits; constants such as ``asin(64)`` or
+``exp(10**64)``, on which sympy's simplification can loop, are refused as soon
+as they appear, and so is a division by zero. What remains of sympy's
+automatic simplification is bounded in time (:data:`SYMPY_SECONDS`, applied by
+:func:`bounded`).
 """
 from __future__ import annotations
 
@@ -89,7 +93,7 @@ def _torch_namespace():
           ("exp", "log", "sqrt", "sin", "cos", "tan", "sinh", "cosh", "tanh",
            "asin", "acos", "atan", "atan2")}
     ns.update({"Abs": tensor_fn(torch.abs), "sgn": tensor_fn(torch.sign), "pi": math.pi, "E": math.e})
-    # sympy may rewrite parts of real expressions with these, e.g. abs(exp(sign(x))) -> exp(re(sgn(x)))
+    # functions sympy may introduce while simplifying (e.g. re(f(x)) for a function not known to be real)
     ns.update({"re": tensor_fn(torch.real), "im": tensor_fn(torch.zeros_like), "sign": tensor_fn(torch.sign),
                "arg": tensor_fn(torch.angle), "conjugate": tensor_fn(lambda x: x)})
     return ns
@@ -210,7 +214,7 @@ def parse(text, symbols, where):
     if isinstance(text, float) and not math.isfinite(text):
         raise SpecError(f"{where}: expected a finite number, got {text!r}")
     if isinstance(text, int) and abs(text) > _MAX_INT:
-        raise SpecError(f"{where}: the number {_short_int(text)} is beyond float64's range (about 1.8e308)")
+        raise SpecError(f"{where}: the number {short_int(text)} is beyond float64's range (about 1.8e308)")
     text = str(text).strip()
     if not text:
         raise SpecError(f"{where}: empty expression")
@@ -478,14 +482,15 @@ def _magnitude(x):
     return f"{'-' if sign else ''}10^{k_text}"
 
 
-def _short_int(n):
+def short_int(n):
+    """An integer for a one-line message: its digits, or ``10^k-ish (n digits)`` when long."""
     digits = len(str(abs(n))) if n.bit_length() < 10000 else int(n.bit_length() * math.log10(2)) + 1
     return f"{'-' if n < 0 else ''}10^{digits - 1}-ish ({digits} digits)" if digits > 20 else str(n)
 
 
 def _short_number(x):
     if isinstance(x, (int, sympy.Integer)):
-        return _short_int(int(x))
+        return short_int(int(x))
     return f"{float(x):.6g}" if _real_number(x) is not None else str(x)[:40]
 
 
@@ -505,7 +510,7 @@ def _checked(x, text, where, after):
         raise SpecError(f"{where}: {show(text)}{after} is complex; drift and diffusion must be real")
     if isinstance(x, int):
         if abs(x) > _MAX_INT:
-            raise SpecError(f"{where}: {show(text)}{after} has the constant {_short_int(x)}, beyond float64's "
+            raise SpecError(f"{where}: {show(text)}{after} has the constant {short_int(x)}, beyond float64's "
                             "range (about 1.8e308)")
         return x
     if isinstance(x, float):
@@ -515,7 +520,7 @@ def _checked(x, text, where, after):
     if isinstance(x, sympy.Basic):
         for n in x.atoms(sympy.Rational):
             if abs(n.p) > _MAX_INT or n.q > _MAX_INT:
-                what = _short_int(n.p) if abs(n.p) > _MAX_INT else f"1/{_short_int(n.q)}"
+                what = short_int(n.p) if abs(n.p) > _MAX_INT else f"1/{short_int(n.q)}"
                 raise SpecError(f"{where}: {show(text)}{after} has the exact constant {what}, beyond float64's "
                                 "range (about 1.8e308)")
         for n in x.atoms(sympy.Float):
@@ -608,6 +613,14 @@ def substitute(expr, values, where, text=None):
     return out
 
 
+def _float_sign(x):
+    """numpy's sign in float64: ``np.sign(0)`` is an int64, and ``(sign(0) + 10**12)**2`` would overflow."""
+    return np.sign(np.asarray(x, dtype=np.float64))
+
+
+_NUMPY_NAMES = {"sgn": _float_sign}
+
+
 def _float_big_integers(expr):
     """Integers beyond int64 as floats: numpy ufuncs and torch refuse such Python ints."""
     big = {n: sympy.Float(float(n), 17) for n in expr.atoms(sympy.Integer) if abs(n) > _INT64}
@@ -634,7 +647,7 @@ class CompiledVector:
         self._dummies = [sympy.Symbol(f"Dummy_{rank[arg]:03d}", real=True) for arg in self.args]
         swap = dict(zip(self.args, self._dummies))
         self._printable = [_float_big_integers(e).xreplace(swap) for e in self.exprs]
-        self._np = sympy.lambdify(self._dummies, self._printable, modules=[{"sgn": np.sign}, "numpy"], dummify=False)
+        self._np = sympy.lambdify(self._dummies, self._printable, modules=[_NUMPY_NAMES, "numpy"], dummify=False)
         self._torch = sympy.lambdify(self._dummies, self._printable, modules=[_torch_namespace()], dummify=False)
 
     def numpy(self, *columns):
@@ -673,7 +686,7 @@ class CompiledVector:
             out = []
             for e in self._printable:
                 try:
-                    f = sympy.lambdify(self._dummies, e, modules=[{"sgn": np.sign}, "numpy"], dummify=False)
+                    f = sympy.lambdify(self._dummies, e, modules=[_NUMPY_NAMES, "numpy"], dummify=False)
                     out.append((np.broadcast_to(np.asarray(f(*columns)), like.shape), None))
                 except Exception as exc:  # noqa: BLE001
                     out.append((None, exc))

@@ -45,7 +45,7 @@ import numpy as np
 import sympy
 
 from .errors import SpecError
-from .expressions import (CONSTANTS, FUNCTIONS, CompiledVector, _short_int, bounded, deadline, one_line, parse,
+from .expressions import (CONSTANTS, FUNCTIONS, CompiledVector, short_int, bounded, deadline, one_line, parse,
                           show, substitute)
 from .sde import SDE
 
@@ -275,7 +275,7 @@ def sde_from_spec(spec, overrides=None):
         if key in variables or key in inputs:
             raise SpecError(f"spec: parameter {key!r} has the same name as a variable or input")
         if isinstance(val, int) and not isinstance(val, bool) and _finite(val) is None:
-            raise SpecError(f"spec: parameters.{key} = {_short_int(val)} is beyond float64's range (about 1.8e308)")
+            raise SpecError(f"spec: parameters.{key} = {short_int(val)} is beyond float64's range (about 1.8e308)")
         if _finite(val) is None:
             raise SpecError(f"spec: parameters.{key} must be a finite number, got {_short(val, 40)}")
     tags = spec.get("tags", [])

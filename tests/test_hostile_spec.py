@@ -55,7 +55,7 @@ CHILD = textwrap.dedent("""\
     from ddm_neuro.spec import load_spec, sde_from_spec
     from ddm_neuro.network import LatentRNN
 
-    ddm_neuro.expressions.SYMPY_SECONDS = 2.0  # the time budget on sympy's work, shortened for the test
+    ddm_neuro.expressions.SYMPY_SECONDS = 4.0  # the budget on sympy, shortened for the test (a valid case takes 1 s quiet)
     for case in json.loads(sys.stdin.read()):
         print("START", case["name"], flush=True)
         t0 = time.perf_counter()
@@ -97,7 +97,7 @@ HANG_CASES = {
     "diffusion-power": ("spec", spec(diffusion={"v": "1 + 0*(3*v)**(v - v + 10**12)"}),
                         ["diffusion.v:", "exponent 1000000000000"]),
     "sympy-expansion": ("spec", spec({"v": "abs(tanh((log(v) + log(w) + 1)**64))", "w": "-w"}, variables=("v", "w")),
-                        ["drift.v:", "too hard to simplify", "sympy ran longer than 2 s"]),
+                        ["drift.v:", "too hard to simplify", "sympy ran longer than 4 s"]),
     "complex-constant-in-a-power": ("spec", spec({"v": "tanh((-log(asin(64)))**v)"}),
                                     ["drift.v:", "is complex", "asin(64)"]),
     "tan-of-a-huge-constant": ("spec", spec({"v": "tan(exp(10**64))*v"}),
@@ -122,7 +122,7 @@ HANG_CASES = {
     "fifo": ("load", "{fifo}", ["fifo", "not a regular file"]),
     "model-file-embedding-a-hang": ("model", "{model}", ["drift.x:", "exponent 10000000000"]),
 }
-HANG_SECONDS = 5.0
+HANG_SECONDS = 8.0  # the budget (4 s) plus start-up: minutes before the budget existed
 
 
 @pytest.fixture(scope="module")
@@ -228,6 +228,14 @@ def test_log_with_a_base_and_sign_inside_abs_still_evaluate_in_numpy_and_torch()
     want = -np.log2(2 + z ** 2) - np.exp(np.sign(z))
     np.testing.assert_allclose(sde.drift(z), want, rtol=1e-12)
     np.testing.assert_allclose(sde.drift_torch(torch.tensor(z)).numpy(), want, rtol=1e-12)
+
+
+def test_sign_of_a_constant_does_not_overflow_as_an_integer():
+    # numpy's sign(0) is an int64: (sign(0) + 10**12)**2 wrapped around to 2e18
+    sde = sde_from_spec(spec({"v": "(sign(v - v) + k)**2*1e-24 - v"}, parameters={"k": 10 ** 12}))
+    z = np.array([[0.5], [-1.0]])
+    np.testing.assert_allclose(sde.drift(z), 1.0 - z, rtol=1e-12)
+    np.testing.assert_allclose(sde.drift_torch(torch.tensor(z)).numpy(), 1.0 - z, rtol=1e-12)
 
 
 def test_the_same_expressions_in_a_diffusion_matrix_name_the_entry():
