@@ -151,8 +151,9 @@ def bounded(fn, message, until=None):
     ----------
     fn : callable
         The sympy work, without arguments.
-    message : str
-        The error's text; `` (sympy ran longer than N s)`` is appended.
+    message : str or callable
+        The error's text (or a function returning it, called on failure);
+        `` (sympy ran longer than N s)`` is appended.
     until : float, optional
         A :func:`time.monotonic` time (default :func:`deadline`), shared by
         the steps of one task so that their total is bounded.
@@ -167,7 +168,8 @@ def bounded(fn, message, until=None):
         with _raise_after(max(until - time.monotonic(), 1e-3)):
             return fn()
     except _Overtime:
-        raise SpecError(f"{message} (sympy ran longer than {SYMPY_SECONDS:g} s)") from None
+        text = message() if callable(message) else message
+        raise SpecError(f"{text} (sympy ran longer than {SYMPY_SECONDS:g} s)") from None
 
 
 def one_line(exc, limit=200):

@@ -45,7 +45,7 @@ import numpy as np
 import sympy
 
 from .errors import SpecError
-from .expressions import (CONSTANTS, FUNCTIONS, CompiledVector, short_int, bounded, deadline, one_line, parse,
+from .expressions import (CONSTANTS, FUNCTIONS, CompiledVector, bounded, deadline, one_line, parse, short_int,
                           show, substitute)
 from .sde import SDE
 
@@ -267,8 +267,9 @@ def sde_from_spec(spec, overrides=None):
         _check_name(key, "parameter name")
     for key, val in (overrides or {}).items():
         if key not in params:
-            raise SpecError(f"{name}: unknown parameter {_short(key, 40)} "
-                            f"(known: {_short(', '.join(sorted(params)), 200)[1:-1] or 'none'})")
+            known = ", ".join(sorted(params))
+            known = known if len(known) <= 200 else known[:197] + "..."
+            raise SpecError(f"{name}: unknown parameter {_short(key, 40)} (known: {known or 'none'})")
         params[key] = val
     spec["parameters"] = params
     for key, val in params.items():
@@ -303,13 +304,19 @@ def sde_from_spec(spec, overrides=None):
     _check_total(f_texts)
 
     until = deadline()  # one time budget for all of the spec's sympy work
+    current = {}
 
-    def compile_entry(text, symbols, where):
-        return bounded(lambda: substitute(parse(text, symbols, where), subs, where, str(text).strip()),
-                       f"{where}: {show(str(text).strip())} is too hard to simplify; write it in a simpler form",
-                       until)
+    def compile_entries(texts, symbols):
+        def run():
+            out = []
+            for where, text in texts.items():
+                current.update(where=where, text=str(text).strip())
+                out.append(substitute(parse(text, symbols, where), subs, where, current["text"]))
+            return out
+        return bounded(run, lambda: f"{current['where']}: {show(current['text'])} is too hard to simplify; "
+                                    "write it in a simpler form", until)
 
-    f_exprs = [compile_entry(t, allsym, w) for w, t in f_texts.items()]
+    f_exprs = compile_entries(f_texts, allsym)
 
     diff = spec.get("diffusion")
     if not isinstance(diff, dict):
@@ -342,7 +349,7 @@ def sde_from_spec(spec, overrides=None):
         m = d
         g_texts = {f"diffusion.{v}": diff[v] for v in variables}
     _check_total({**f_texts, **g_texts})
-    g_entries = [compile_entry(t, nosym, w) for w, t in g_texts.items()]
+    g_entries = compile_entries(g_texts, nosym)
     if "matrix" in diff:
         g_exprs = g_entries
     else:
