@@ -22,7 +22,7 @@ from ddm_neuro.cli import main
 from ddm_neuro.errors import DDMError, SpecError
 from ddm_neuro.expressions import MAX_EXPRESSION_CHARS, parse, substitute
 from ddm_neuro.sde import MAX_GRID_ELEMENTS, SDE
-from ddm_neuro.spec import MAX_SPEC_BYTES, load_spec, sde_from_spec
+from ddm_neuro.spec import MAX_SPEC_BYTES, sde_from_spec
 from ddm_neuro.systems import SPECS
 
 
@@ -55,7 +55,8 @@ CHILD = textwrap.dedent("""\
     from ddm_neuro.spec import load_spec, sde_from_spec
     from ddm_neuro.network import LatentRNN
 
-    ddm_neuro.expressions.SYMPY_SECONDS = 4.0  # the budget on sympy, shortened for the test (a valid case takes 1 s quiet)
+    # the budget on sympy, shortened for the test (a valid case takes 1 s on a quiet machine)
+    ddm_neuro.expressions.SYMPY_SECONDS = 4.0
     for case in json.loads(sys.stdin.read()):
         print("START", case["name"], flush=True)
         t0 = time.perf_counter()
@@ -320,7 +321,7 @@ def test_the_domain_grid_stays_bounded_in_high_dimensions():
     assert len(SDE.from_callables(lambda z: -z, 1.0, [f"x{i}" for i in range(8)]).domain_grid()) == 5 ** 8
 
 
-# --------------------------------------------------------------------------- the command line: one line, nothing written
+# ---------------------------------------------------------------- the command line: one line, nothing written
 def fit_refuses(path, tmp_path, capsys, pieces):
     out = tmp_path / "out.ddm"
     with warnings.catch_warnings(record=True) as caught:
