@@ -21,10 +21,10 @@ from pathlib import Path
 import numpy as np
 
 from ddm_neuro.backends import get_backend
-from ddm_neuro.fit import fit
-from ddm_neuro.inputs import InputSignal
-from ddm_neuro.spec import load_spec
-from ddm_neuro.systems import get_system
+from ddm_neuro.fit.matching import fit
+from ddm_neuro.run.inputs import InputSignal
+from ddm_neuro.sde.spec import load_spec
+from ddm_neuro.sde.systems import get_system
 from ddm_neuro.verify import verify
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -13,10 +13,10 @@ Each trajectory is also judged by ``ddm_neuro.verify``.
 import numpy as np
 from scipy import linalg, stats
 
-from ddm_neuro.fit import fit
-from ddm_neuro.sdeint import simulate_sde
-from ddm_neuro.simulate import network_steps, simulate_network
-from ddm_neuro.systems import get_system
+from ddm_neuro.fit.matching import fit
+from ddm_neuro.run.target import simulate_sde
+from ddm_neuro.run.rate import network_steps, simulate_network
+from ddm_neuro.sde.systems import get_system
 from ddm_neuro.verify import verify
 
 

@@ -21,8 +21,8 @@ import time
 import numpy as np
 
 from ddm_neuro.analysis import analyze, fit_symmetric
-from ddm_neuro.fit import fit
-from ddm_neuro.systems import get_system
+from ddm_neuro.fit.matching import fit
+from ddm_neuro.sde.systems import get_system
 from ddm_neuro.trajectory import Trajectory
 
 
@@ -31,7 +31,7 @@ def cycling(an, sde):
     if sde.name != "ring":
         return {}
     try:
-        from ddm_neuro.memory import ring_centres, visit_sequence
+        from ddm_neuro.analysis.memory_tasks import ring_centres, visit_sequence
     except ImportError:
         return {}
     p = sde.parameters
@@ -86,7 +86,7 @@ def run(system, n, duration, trials, seed, steps, fit_size):
             line += f"{c[0]:>10.4g} ± {c[1]:<5.2g}{c[2]:>10.3f}{c[3]:>12d}"
         print(line)
     if cyc:
-        from ddm_neuro.memory import risken_current
+        from ddm_neuro.analysis.memory_tasks import risken_current
 
         p = sde.parameters
         J = risken_current(lambda th: p["omega"] - p["a"] * np.sin(p["K"] * th), p["sigma"] ** 2 / 2)

@@ -26,9 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ddm_neuro.fit import fit
+from ddm_neuro.fit.matching import fit
 from ddm_neuro.network import LatentRNN
-from ddm_neuro.systems import get_system
+from ddm_neuro.sde.systems import get_system
 from exporters.graph import load_graph_json, partition_network
 from exporters.graph.build import mean_rates
 from exporters.graph.export import export_graph

@@ -50,10 +50,10 @@ import numpy as np  # noqa: E402
 
 from ddm_neuro.backends import get_backend  # noqa: E402
 from ddm_neuro.errors import DDMError  # noqa: E402
-from ddm_neuro.fit import fit  # noqa: E402
-from ddm_neuro.memory import (angular_current, compare_proportions, cue_protocol, ring_angle_diffusion,  # noqa: E402
+from ddm_neuro.fit.matching import fit  # noqa: E402
+from ddm_neuro.analysis.memory_tasks import (angular_current, compare_proportions, cue_protocol, ring_angle_diffusion,  # noqa: E402
                               ring_centres, risken_current, switching_success, visit_sequence)
-from ddm_neuro.systems import get_system  # noqa: E402
+from ddm_neuro.sde.systems import get_system  # noqa: E402
 from ddm_neuro.verify.switching import switches  # noqa: E402
 
 

@@ -25,9 +25,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ddm_neuro.fit import fit
+from ddm_neuro.fit.matching import fit
 from ddm_neuro.network import LatentRNN
-from ddm_neuro.systems import get_system
+from ddm_neuro.sde.systems import get_system
 from ddm_neuro.verify import verify
 from exporters.nir.consumers import run_norse, run_snntorch
 from exporters.nir.export import STEP_TAU_REF, export
@@ -36,7 +36,7 @@ from exporters.nir.layout import read_network
 SYSTEMS = {"lorenz": lambda: get_system("lorenz", noise=1.0), "double_well": lambda: get_system("double_well")}
 def run_torch(path, duration, *, trials, seed, noise, model=None, fano=1.0):
     """The reference: the same model in the torch spiking simulator (exact spike times) at the same step."""
-    from ddm_neuro.spiking import simulate_spiking
+    from ddm_neuro.spiking.simulator import simulate_spiking
 
     return simulate_spiking(model, duration, dt=DT / model.time_scale, trials=trials, seed=seed,
                             noise="remainder" if noise else "none", fano=fano)

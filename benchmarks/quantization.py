@@ -22,12 +22,12 @@ import time
 import numpy as np
 
 from ddm_neuro.errors import DDMError
-from ddm_neuro.fit import fit, model_errors
-from ddm_neuro.hardware import constrain
+from ddm_neuro.fit.matching import fit, model_errors
+from ddm_neuro.fit.hardware import constrain
 from ddm_neuro.network import LatentRNN
-from ddm_neuro.sampling import visited_states
-from ddm_neuro.simulate import simulate_network
-from ddm_neuro.systems import get_system
+from ddm_neuro.fit.states import visited_states
+from ddm_neuro.run.rate import simulate_network
+from ddm_neuro.sde.systems import get_system
 from ddm_neuro.verify import verify
 
 

@@ -27,10 +27,11 @@ import warnings
 import numpy as np
 import torch
 
-from ddm_neuro.fit import fit
-from ddm_neuro.spiking import (SpikeNoiseWarning, measure_spike_noise, regular_fano, residual_cov, simulate_spiking,
-                               spike_noise_cov, spike_noise_excess)
-from ddm_neuro.systems import get_system
+from ddm_neuro.fit.matching import fit
+from ddm_neuro.spiking.measure import measure_spike_noise, residual_cov
+from ddm_neuro.spiking.noise import SpikeNoiseWarning, regular_fano, spike_noise_cov, spike_noise_excess
+from ddm_neuro.spiking.simulator import simulate_spiking
+from ddm_neuro.sde.systems import get_system
 
 
 def main():

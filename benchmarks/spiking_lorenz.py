@@ -41,15 +41,15 @@ import time
 import numpy as np
 import torch
 
-from ddm_neuro.calibrate import calibrate_spiking, drift_residual, split_half_noise, systematic_drift_error
-from ddm_neuro.fit import fit
-from ddm_neuro.foci import calibrate_foci
+from ddm_neuro.spiking.calibrate import calibrate_spiking, drift_residual, split_half_noise, systematic_drift_error
+from ddm_neuro.fit.matching import fit
+from ddm_neuro.spiking.unstable_foci import calibrate_foci
 from ddm_neuro.network import LatentRNN
-from ddm_neuro.sampling import visited_states
-from ddm_neuro.sdeint import simulate_sde
-from ddm_neuro.simulate import simulate_network
-from ddm_neuro.spiking import simulate_spiking
-from ddm_neuro.systems import get_system
+from ddm_neuro.fit.states import visited_states
+from ddm_neuro.run.target import simulate_sde
+from ddm_neuro.run.rate import simulate_network
+from ddm_neuro.spiking.simulator import simulate_spiking
+from ddm_neuro.sde.systems import get_system
 from ddm_neuro.trajectory import Trajectory
 
 S, R, B = 10.0, 28.0, 8 / 3
@@ -187,8 +187,8 @@ def report(name, model, sde, args, z_att, lam, v):
 def brian2_stage(path, args):
     """The calibrated network in Brian2 cpp_standalone: stochastic verify, noise-free collapse."""
     from ddm_neuro.backends import get_backend
-    from ddm_neuro.calibrate import _with_decoders
-    from ddm_neuro.spiking import spike_noise_excess
+    from ddm_neuro.spiking.calibrate import _with_decoders
+    from ddm_neuro.spiking.noise import spike_noise_excess
     from ddm_neuro.verify import verify
 
     cal = LatentRNN.load(path)

@@ -31,11 +31,11 @@ import numpy as np
 from scipy.stats import ks_2samp
 
 from ddm_neuro.backends import get_backend
-from ddm_neuro.fit import fit
-from ddm_neuro.inputs import InputSignal
-from ddm_neuro.sdeint import simulate_sde
-from ddm_neuro.spec import load_spec
-from ddm_neuro.systems import get_system
+from ddm_neuro.fit.matching import fit
+from ddm_neuro.run.inputs import InputSignal
+from ddm_neuro.run.target import simulate_sde
+from ddm_neuro.sde.spec import load_spec
+from ddm_neuro.sde.systems import get_system
 from ddm_neuro.verify import verify
 from ddm_neuro.verify.switching import find_wells, switches
 
@@ -63,7 +63,7 @@ def switching_ks(sde, traj, seed):
 
 def stronger_ridge(model, sde, factor):
     """Re-solve the decoders with ``factor`` x the fit's ridge lambda (smaller decoders: less spike jitter)."""
-    from ddm_neuro.calibrate import _training, refit_decoders
+    from ddm_neuro.spiking.calibrate import _training, refit_decoders
 
     z, u, _ = _training(model, sde, model.init_states, 20000, np.random.default_rng(0))
     return refit_decoders(model, sde, z, u, model.meta["fit"]["ridge_lambda"] * factor)
@@ -71,7 +71,7 @@ def stronger_ridge(model, sde, factor):
 
 def calibrate_noisy(model, sde, u, spec, rounds, backend="torch"):
     """Noisy calibration (``calibrate --noise remainder``) with runs ``spec`` = "TRIALSxDURATION"."""
-    from ddm_neuro.calibrate import calibrate_spiking
+    from ddm_neuro.spiking.calibrate import calibrate_spiking
 
     trials, duration = spec.lower().split("x")
     t0 = time.perf_counter()

@@ -27,9 +27,9 @@ import time
 
 import numpy as np
 
-from ddm_neuro.sde import SDE
-from ddm_neuro.sdeint import default_steps, simulate_sde
-from ddm_neuro.systems import get_system
+from ddm_neuro.sde.equation import SDE
+from ddm_neuro.run.target import default_steps, simulate_sde
+from ddm_neuro.sde.systems import get_system
 from ddm_neuro.verify import verify
 
 #: (trials, duration) per system for false alarms / detection.

@@ -30,9 +30,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ddm_neuro.sde import SDE
-from ddm_neuro.sdeint import default_steps, simulate_sde
-from ddm_neuro.systems import get_system
+from ddm_neuro.sde.equation import SDE
+from ddm_neuro.run.target import default_steps, simulate_sde
+from ddm_neuro.sde.systems import get_system
 from ddm_neuro.verify import verify
 
 DUFFING = Path(__file__).resolve().parent.parent / "tests" / "duffing.toml"
@@ -47,7 +47,7 @@ CASES = {
 
 def system(name):
     if name == "duffing":
-        from ddm_neuro.spec import load_spec
+        from ddm_neuro.sde.spec import load_spec
         return load_spec(DUFFING)
     return get_system(name)
 

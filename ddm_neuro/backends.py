@@ -58,18 +58,18 @@ def names():
 @register("torch", modes=("rate", "spiking"))
 def _torch(model, duration, *, trials, seed, u, mode, progress, **options):
     if mode == "spiking":  # LIF spiking network, see ddm_neuro.spiking
-        from .spiking import simulate_spiking
+        from .spiking.simulator import simulate_spiking
 
         return simulate_spiking(model, duration, trials=trials, seed=seed, u=u, progress=progress, **options)
-    from .simulate import simulate_network
+    from .run.rate import simulate_network
 
     return simulate_network(model, duration, trials=trials, seed=seed, u=u, progress=progress, **options)
 
 
 @register("target", modes=("rate", "sde"))
 def _target(model, duration, *, trials, seed, u, mode, progress, **options):
-    from .sdeint import simulate_sde
-    from .simulate import network_steps
+    from .run.target import simulate_sde
+    from .run.rate import network_steps
 
     unsupported = sorted(set(options) - {"dt", "record_dt"})
     if unsupported:

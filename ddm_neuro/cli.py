@@ -53,8 +53,8 @@ def _params(items):
 
 def load_sde(source, overrides=None):
     """A built-in name or a TOML spec path -> SDE."""
-    from .spec import load_spec
-    from .systems import SPECS, get_system
+    from .sde.spec import load_spec
+    from .sde.systems import SPECS, get_system
 
     if source.endswith(".toml") or (Path(source).exists() and source not in SPECS):
         return load_spec(source, overrides)
@@ -62,8 +62,8 @@ def load_sde(source, overrides=None):
 
 
 def cmd_systems(args):
-    from .spec import to_toml
-    from .systems import builtin_spec, list_systems
+    from .sde.spec import to_toml
+    from .sde.systems import builtin_spec, list_systems
 
     if args.show:
         sys.stdout.write(to_toml(builtin_spec(args.show)))
@@ -76,7 +76,7 @@ def cmd_systems(args):
 
 def print_fit_summary(model, path=None):
     """Print the held-out errors and settings of a fitted model; warnings on stderr."""
-    from .fit import fit_summary, fit_warnings
+    from .fit.matching import fit_summary, fit_warnings
 
     print(fit_summary(model, path))
     for text in fit_warnings(model):
@@ -113,7 +113,7 @@ def _add_lif_options(s):
 
 def cmd_fit(args):
     from .fileio import check_output
-    from .fit import SPIKING_BUDGET, fit
+    from .fit.matching import SPIKING_BUDGET, fit
 
     check_output(args.output, args.force)
     budget = args.spike_budget if args.spike_budget is not None else (SPIKING_BUDGET if args.spiking else None)
@@ -144,7 +144,7 @@ def cmd_fit(args):
 
 
 def cmd_convert(args):
-    from .convert import convert
+    from .spiking.convert import convert
     from .fileio import check_output
     from .network import LatentRNN
 
@@ -190,9 +190,9 @@ def _print_foci_calibration(info):
 
 
 def cmd_calibrate(args):
-    from .calibrate import calibrate_spiking
+    from .spiking.calibrate import calibrate_spiking
     from .fileio import check_output
-    from .inputs import parse_input_option
+    from .run.inputs import parse_input_option
     from .network import LatentRNN
 
     if args.rounds == 0 and not args.foci:
@@ -207,7 +207,7 @@ def cmd_calibrate(args):
         if len(signal.times) > 1:
             raise DDMError("--input: calibration takes a constant input (NAME=VALUE), not steps")
         u = signal.values[0]
-    from .simulate import check_run_size
+    from .run.rate import check_run_size
 
     check_run_size(model, args.duration, args.trials)
     out = model
@@ -216,7 +216,7 @@ def cmd_calibrate(args):
                                 noise=noise, damping=args.damping, seed=args.seed, backend=args.backend, u=u,
                                 near_fixed_points=args.near_fixed_points, progress=not args.quiet)
     if args.foci:
-        from .foci import calibrate_foci
+        from .spiking.unstable_foci import calibrate_foci
 
         out = calibrate_foci(out, sde, backend=args.backend, trials=args.foci_trials, seed=args.seed, u=u,
                              progress=not args.quiet)
@@ -231,9 +231,9 @@ def cmd_calibrate(args):
 
 def cmd_simulate(args):
     from .backends import get_backend
-    from .simulate import check_run_size
+    from .run.rate import check_run_size
     from .fileio import check_output
-    from .inputs import parse_input_option
+    from .run.inputs import parse_input_option
     from .network import LatentRNN
 
     check_output(args.output, args.force)
@@ -354,7 +354,7 @@ def cmd_demo(args):
 
 def cmd_constrain(args):
     from .fileio import check_output
-    from .hardware import constrain, preset_limits
+    from .fit.hardware import constrain, preset_limits
     from .network import LatentRNN
 
     check_output(args.output, args.force)
@@ -387,7 +387,7 @@ def cmd_analyze(args):
     from .analysis import analyze, save_report, table
     from .analysis.report import check_report_folder
     from .network import LatentRNN
-    from .simulate import check_run_size
+    from .run.rate import check_run_size
 
     if args.report:
         check_report_folder(args.report, args.force)  # before the (long) analysis, not after

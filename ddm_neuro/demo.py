@@ -24,13 +24,13 @@ import numpy as np
 from .backends import get_backend
 from .errors import DDMError
 from .fileio import check_output
-from .fit import fit, fit_summary, fit_warnings
+from .fit.matching import fit, fit_summary, fit_warnings
 from .network import LatentRNN
 from .plots import attractor_figure
-from .sdeint import simulate_sde
-from .simulate import network_steps, simulate_network
+from .run.target import simulate_sde
+from .run.rate import network_steps, simulate_network
 from .stats import compare, format_table
-from .systems import get_system
+from .sde.systems import get_system
 from .verify import verify
 
 
@@ -239,9 +239,9 @@ def _spiking_run(stages, model, sde, quick, progress):
     """
     import warnings
 
-    from .convert import convert
+    from .spiking.convert import convert
     from .plots import trajectory_figure
-    from .spiking import SpikeNoiseWarning, spike_noise_excess
+    from .spiking.noise import SpikeNoiseWarning, spike_noise_excess
 
     s_trials, s_duration = (2, 3.0) if quick else (4, 20.0)
     stages.start("spiking", f"spiking: the model converted to LIF neurons, {s_trials} trials x {s_duration:g} "

@@ -299,7 +299,7 @@ class LatentRNN:
     def sde(self):
         """Rebuild the target SDE from the stored spec."""
         from .errors import ModelFileError
-        from .spec import sde_from_spec
+        from .sde.spec import sde_from_spec
 
         if self.sde_spec is None:
             raise ModelFileError("this model was fitted to Python callables; pass the SDE explicitly")

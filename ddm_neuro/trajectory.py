@@ -141,7 +141,7 @@ def _meta_field_ok(key, value):
             return math.isfinite(value) and value > 0
         except OverflowError:  # an integer beyond the double range
             return False
-    from .inputs import InputSignal
+    from .run.inputs import InputSignal
 
     try:
         InputSignal.from_dict(value)

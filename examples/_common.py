@@ -40,7 +40,7 @@ def save(fig, path):
 
 def fit_and_save(sde, n, out, small, where=""):
     """Fit ``sde`` with ``n`` tanh neurons (seed 0), print its held-out errors, save ``out/model.ddm``."""
-    from ddm_neuro.fit import fit
+    from ddm_neuro.fit.matching import fit
 
     print(f"== fit {sde.name}: N = {n} tanh neurons, seed 0")
     model = fit(sde, n_neurons=n, seed=0, progress=False, **small)

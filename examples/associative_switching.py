@@ -34,8 +34,8 @@ import numpy as np
 from ddm_neuro.backends import get_backend
 from ddm_neuro.errors import DDMError
 from ddm_neuro.fileio import atomic_directory
-from ddm_neuro.memory import compare_proportions, cue_protocol, switching_success
-from ddm_neuro.systems import get_system
+from ddm_neuro.analysis.memory_tasks import compare_proportions, cue_protocol, switching_success
+from ddm_neuro.sde.systems import get_system
 
 from _common import fit_and_save, fit_options, parse_args, pyplot, run, save  # examples/_common.py
 

@@ -24,8 +24,8 @@ import sys
 
 from ddm_neuro.analysis import analyze, fit_symmetric, save_report, table
 from ddm_neuro.errors import DDMError
-from ddm_neuro.fit import fit
-from ddm_neuro.systems import get_system
+from ddm_neuro.fit.matching import fit
+from ddm_neuro.sde.systems import get_system
 
 
 def main(argv=None):

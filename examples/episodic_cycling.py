@@ -30,11 +30,11 @@ import numpy as np
 
 from ddm_neuro.backends import get_backend
 from ddm_neuro.fileio import atomic_directory
-from ddm_neuro.fit import fit
-from ddm_neuro.memory import (angular_current, compare_proportions, ring_angle_diffusion, ring_centres,
+from ddm_neuro.fit.matching import fit
+from ddm_neuro.analysis.memory_tasks import (angular_current, compare_proportions, ring_angle_diffusion, ring_centres,
                               risken_current, risken_density, visit_sequence)
 from ddm_neuro.plots import attractor_figure
-from ddm_neuro.systems import get_system
+from ddm_neuro.sde.systems import get_system
 
 from _common import fit_options, parse_args, pyplot, run, save  # examples/_common.py
 

@@ -27,7 +27,7 @@ from ddm_neuro.backends import get_backend
 from ddm_neuro.errors import DDMError
 from ddm_neuro.fileio import atomic_directory
 from ddm_neuro.plots import attractor_figure
-from ddm_neuro.systems import get_system
+from ddm_neuro.sde.systems import get_system
 from ddm_neuro.verify import verify
 
 from _common import fit_and_save, fit_options, parse_args, run  # examples/_common.py

@@ -26,9 +26,9 @@ from pathlib import Path
 from ddm_neuro.backends import get_backend
 from ddm_neuro.errors import DDMError
 from ddm_neuro.fileio import atomic_directory
-from ddm_neuro.inputs import InputSignal
+from ddm_neuro.run.inputs import InputSignal
 from ddm_neuro.plots import attractor_figure
-from ddm_neuro.spec import load_spec
+from ddm_neuro.sde.spec import load_spec
 from ddm_neuro.verify import verify
 
 from _common import fit_and_save, fit_options, parse_args, pyplot, run, save  # examples/_common.py

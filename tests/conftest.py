@@ -29,8 +29,8 @@ def _build_cache(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def _small_fit(tmp_path_factory):
-    from ddm_neuro.fit import fit
-    from ddm_neuro.systems import get_system
+    from ddm_neuro.fit.matching import fit
+    from ddm_neuro.sde.systems import get_system
 
     model = fit(get_system("ou"), n_neurons=32, steps=0, n_train=3000, n_val=1000, n_test=500,
                 n_noise=100, seed=3, progress=False)

@@ -14,8 +14,8 @@ from ddm_neuro.analysis.decomposition import divergence, split_drift
 from ddm_neuro.analysis.density import LogDensity
 from ddm_neuro.cli import main
 from ddm_neuro.errors import DDMError
-from ddm_neuro.fit import fit
-from ddm_neuro.systems import get_system
+from ddm_neuro.fit.matching import fit
+from ddm_neuro.sde.systems import get_system
 
 SMALL = dict(n_train=4000, n_val=1000, n_test=1000, n_noise=100, progress=False)
 RUN = dict(duration=20.0, trials=8)
@@ -163,7 +163,7 @@ def test_symmetric_fit_is_symmetric_and_does_not_cycle(rot_models, rot_analysis)
 
 def _winding(model, duration=5.0):
     """Total angle (rad) the noise-free latent turns around its end point, from three starts."""
-    from ddm_neuro.simulate import simulate_network
+    from ddm_neuro.run.rate import simulate_network
 
     z0 = np.array([[2.0, 0.0], [0.0, -2.0], [-1.5, 1.5]])
     v = simulate_network(model, duration, trials=3, z0=z0, noise=False, seed=0).z
@@ -238,7 +238,7 @@ def test_bad_input_messages(small_model_path, well_model_path, capsys):
 
 
 def test_switching_on_an_input_driven_model():
-    memory = pytest.importorskip("ddm_neuro.memory")
+    memory = pytest.importorskip("ddm_neuro.analysis.memory_tasks")
     sde = get_system("switch")
     model = fit(sde, n_neurons=32, steps=0, seed=1, **SMALL)
     r = analyze(model, sde, duration=16.0, trials=8, seed=2, switching=True).results

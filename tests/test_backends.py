@@ -10,10 +10,10 @@ import pytest
 
 from ddm_neuro.backends import get_backend
 from ddm_neuro.cli import main
-from ddm_neuro.fit import fit
-from ddm_neuro.inputs import InputSignal
-from ddm_neuro.simulate import network_steps, simulate_network
-from ddm_neuro.systems import get_system
+from ddm_neuro.fit.matching import fit
+from ddm_neuro.run.inputs import InputSignal
+from ddm_neuro.run.rate import network_steps, simulate_network
+from ddm_neuro.sde.systems import get_system
 from ddm_neuro.trajectory import Trajectory
 
 pytest.importorskip("brian2")

@@ -13,9 +13,10 @@ import pytest
 
 from ddm_neuro.backends import get_backend
 from ddm_neuro.errors import DDMError
-from ddm_neuro.fit import fit
-from ddm_neuro.spiking import SpikeNoiseWarning, simulate_spiking
-from ddm_neuro.systems import get_system
+from ddm_neuro.fit.matching import fit
+from ddm_neuro.spiking.noise import SpikeNoiseWarning
+from ddm_neuro.spiking.simulator import simulate_spiking
+from ddm_neuro.sde.systems import get_system
 
 pytest.importorskip("brian2")
 CPP = pytest.mark.skipif(shutil.which("make") is None, reason="brian2-cpp needs make and g++")

@@ -12,14 +12,14 @@ import copy
 import numpy as np
 import pytest
 
-from ddm_neuro.calibrate import (bin_errors, calibrate_spiking, drift_residual, effective_rate,
+from ddm_neuro.spiking.calibrate import (bin_errors, calibrate_spiking, drift_residual, effective_rate,
                                  systematic_drift_error)
 from ddm_neuro.errors import DDMError
-from ddm_neuro.fit import fit
+from ddm_neuro.fit.matching import fit
 from ddm_neuro.network import LatentRNN
-from ddm_neuro.simulate import simulate_network
-from ddm_neuro.spiking import simulate_spiking
-from ddm_neuro.systems import get_system
+from ddm_neuro.run.rate import simulate_network
+from ddm_neuro.spiking.simulator import simulate_spiking
+from ddm_neuro.sde.systems import get_system
 
 SMALL = dict(steps=0, n_train=10000, n_val=1000, n_test=500, progress=False)
 
@@ -205,7 +205,7 @@ def test_cli_calibrate_refuses_an_input_that_is_not_constant(tmp_path, capsys):
 
 
 def test_fixed_point_states_surround_lorenz_c_plus_and_minus():
-    from ddm_neuro.calibrate import _attractor, fixed_point_states
+    from ddm_neuro.spiking.calibrate import _attractor, fixed_point_states
 
     sde = get_system("lorenz", noise=0.0)
     rng = np.random.default_rng(0)

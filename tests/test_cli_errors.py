@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from ddm_neuro.cli import main
-from ddm_neuro.spec import sde_from_spec
-from ddm_neuro.systems import SPECS, get_system
+from ddm_neuro.sde.spec import sde_from_spec
+from ddm_neuro.sde.systems import SPECS, get_system
 from ddm_neuro.trajectory import Trajectory
 
 GOOD = {

@@ -3,13 +3,13 @@ import numpy as np
 import pytest
 
 from ddm_neuro.cli import main
-from ddm_neuro.convert import convert, tuning_of
+from ddm_neuro.spiking.convert import convert, tuning_of
 from ddm_neuro.errors import DDMError
-from ddm_neuro.fit import fit
+from ddm_neuro.fit.matching import fit
 from ddm_neuro.modelio import model_id
 from ddm_neuro.network import LatentRNN
-from ddm_neuro.spiking import simulate_spiking
-from ddm_neuro.systems import get_system
+from ddm_neuro.spiking.simulator import simulate_spiking
+from ddm_neuro.sde.systems import get_system
 
 SMALL = dict(steps=0, n_train=10000, n_val=1000, n_test=500, progress=False)
 

@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 
 from ddm_neuro.errors import DDMError
-from ddm_neuro.fit import fit
-from ddm_neuro.systems import get_system
+from ddm_neuro.fit.matching import fit
+from ddm_neuro.sde.systems import get_system
 
 SMALL = dict(n_train=6000, n_val=2000, n_test=2000, progress=False)
 
@@ -56,7 +56,7 @@ def test_drift_matches_at_held_out_states():
 
 def test_lif_rate_neurons_fit_and_stay_finite():
     """The LIF rate curve (kink at threshold) trains without NaN gradients and gives positive rates."""
-    from ddm_neuro.simulate import simulate_network
+    from ddm_neuro.run.rate import simulate_network
 
     m = fit(get_system("double_well"), n_neurons=64, neuron="lif", steps=20, **SMALL)
     assert m.neuron.name == "lif"

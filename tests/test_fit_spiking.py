@@ -6,10 +6,10 @@ import pytest
 
 from ddm_neuro.cli import main
 from ddm_neuro.errors import DDMError
-from ddm_neuro.fit import SPIKING_BUDGET, fit, spike_ratio
+from ddm_neuro.fit.matching import SPIKING_BUDGET, fit, spike_ratio
 from ddm_neuro.network import LatentRNN
-from ddm_neuro.spiking import spike_noise_excess
-from ddm_neuro.systems import get_system
+from ddm_neuro.spiking.noise import spike_noise_excess
+from ddm_neuro.sde.systems import get_system
 
 SMALL = dict(n_neurons=120, neuron="lif", steps=0, seed=1, n_train=4000, n_val=1500, n_test=1000, n_noise=100,
              progress=False)

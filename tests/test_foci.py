@@ -12,12 +12,12 @@
 import numpy as np
 import pytest
 
-from ddm_neuro.calibrate import _attractor
+from ddm_neuro.spiking.calibrate import _attractor
 from ddm_neuro.errors import DDMError
-from ddm_neuro.fit import fit
-from ddm_neuro.foci import calibrate_foci, escape_times, push_decoders, unstable_foci
+from ddm_neuro.fit.matching import fit
+from ddm_neuro.spiking.unstable_foci import calibrate_foci, escape_times, push_decoders, unstable_foci
 from ddm_neuro.network import LatentRNN
-from ddm_neuro.systems import get_system
+from ddm_neuro.sde.systems import get_system
 from ddm_neuro.trajectory import Trajectory
 
 SMALL = dict(steps=0, n_train=10000, n_val=1000, n_test=500, progress=False)

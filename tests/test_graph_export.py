@@ -12,7 +12,7 @@ from ddm_neuro.errors import DDMError, ModelFileError  # noqa: E402
 from ddm_neuro.exporters import get_exporter  # noqa: E402
 from ddm_neuro.modelio import ARRAYS  # noqa: E402
 from ddm_neuro.neurons import make_neuron  # noqa: E402
-from ddm_neuro.simulate import simulate_network  # noqa: E402
+from ddm_neuro.run.rate import simulate_network  # noqa: E402
 from exporters.graph import load_graph, load_graph_json, partition_network  # noqa: E402
 from exporters.graph.export import partition_path  # noqa: E402
 from exporters.graph.partition import partition_figures, random_assignment  # noqa: E402

@@ -6,11 +6,11 @@ import pytest
 
 from ddm_neuro.cli import main
 from ddm_neuro.errors import DDMError
-from ddm_neuro.fit import fit
-from ddm_neuro.hardware import constrain, integer_weights, levels, preset_limits
+from ddm_neuro.fit.matching import fit
+from ddm_neuro.fit.hardware import constrain, integer_weights, levels, preset_limits
 from ddm_neuro.network import LatentRNN
-from ddm_neuro.simulate import simulate_network
-from ddm_neuro.systems import get_system
+from ddm_neuro.run.rate import simulate_network
+from ddm_neuro.sde.systems import get_system
 from ddm_neuro.verify import verify
 
 #: Small refits: fewer states and steps than the defaults (the limits are enforced the same way).

@@ -20,10 +20,10 @@ import torch
 
 from ddm_neuro.cli import main
 from ddm_neuro.errors import DDMError, SpecError
-from ddm_neuro.expressions import MAX_EXPRESSION_CHARS, parse, substitute
-from ddm_neuro.sde import MAX_GRID_ELEMENTS, SDE
-from ddm_neuro.spec import MAX_SPEC_BYTES, sde_from_spec
-from ddm_neuro.systems import SPECS
+from ddm_neuro.sde.expressions import MAX_EXPRESSION_CHARS, parse, substitute
+from ddm_neuro.sde.equation import MAX_GRID_ELEMENTS, SDE
+from ddm_neuro.sde.spec import MAX_SPEC_BYTES, sde_from_spec
+from ddm_neuro.sde.systems import SPECS
 
 
 def spec(drift=None, diffusion=None, variables=("v",), **extra):
@@ -50,9 +50,9 @@ def refused(spec_dict, **kw):
 # --------------------------------------------------------------------------- hangs, in a child with a deadline
 CHILD = textwrap.dedent("""\
     import json, sys, time
-    import ddm_neuro.expressions
+    import ddm_neuro.sde.expressions
     from ddm_neuro.errors import DDMError
-    from ddm_neuro.spec import load_spec, sde_from_spec
+    from ddm_neuro.sde.spec import load_spec, sde_from_spec
     from ddm_neuro.network import LatentRNN
 
     # the budget on sympy, shortened for the test (a valid case takes 1 s on a quiet machine)

@@ -12,10 +12,10 @@ covariance), not tuned constants.
 import numpy as np
 import pytest
 
-from ddm_neuro.fit import fit
-from ddm_neuro.lagresidual import lag_residual, relative_cov_error
-from ddm_neuro.sdeint import simulate_sde
-from ddm_neuro.systems import get_system
+from ddm_neuro.fit.matching import fit
+from ddm_neuro.spiking.lag_error import lag_residual, relative_cov_error
+from ddm_neuro.run.target import simulate_sde
+from ddm_neuro.sde.systems import get_system
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from ddm_neuro.errors import DDMError
-from ddm_neuro.memory import (angular_current, compare_proportions, cue_protocol, ring_angle_diffusion,
+from ddm_neuro.analysis.memory_tasks import (angular_current, compare_proportions, cue_protocol, ring_angle_diffusion,
                               ring_centres, risken_current, risken_density, switching_success, visit_sequence)
 from ddm_neuro.trajectory import Trajectory
 
@@ -233,8 +233,8 @@ def test_ring_angle_diffusion_series():
 # --------------------------------------------------------------------------- a fitted switch network
 @pytest.fixture(scope="module")
 def switch_model():
-    from ddm_neuro.fit import fit
-    from ddm_neuro.systems import get_system
+    from ddm_neuro.fit.matching import fit
+    from ddm_neuro.sde.systems import get_system
 
     return fit(get_system("switch"), n_neurons=64, seed=0, steps=100, n_train=6000, n_val=2000, n_test=1000,
                progress=False)

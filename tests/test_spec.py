@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from ddm_neuro.errors import SpecError
-from ddm_neuro.expressions import parse
-from ddm_neuro.spec import load_spec, sde_from_spec
+from ddm_neuro.sde.expressions import parse
+from ddm_neuro.sde.spec import load_spec, sde_from_spec
 
 # DESIGN §4's FitzHugh-Nagumo example, verbatim (its [domain] names only v).
 DESIGN_FHN = textwrap.dedent("""\

@@ -18,11 +18,12 @@ import pytest
 
 from ddm_neuro.backends import get_backend
 from ddm_neuro.errors import DDMError
-from ddm_neuro.fit import fit
+from ddm_neuro.fit.matching import fit
 from ddm_neuro.network import LatentRNN
-from ddm_neuro.spiking import (SpikeNoiseWarning, measure_spike_noise, regular_fano, residual_cov,
-                               simulate_spiking, spike_noise_cov, spike_noise_excess, warn_spike_noise)
-from ddm_neuro.systems import get_system
+from ddm_neuro.spiking.measure import measure_spike_noise, residual_cov
+from ddm_neuro.spiking.noise import SpikeNoiseWarning, regular_fano, spike_noise_cov, spike_noise_excess, warn_spike_noise
+from ddm_neuro.spiking.simulator import simulate_spiking
+from ddm_neuro.sde.systems import get_system
 from ddm_neuro.trajectory import Trajectory
 
 # n_train 10000: with 3000 training states the closed form picks a tiny ridge lambda at N = 200 and

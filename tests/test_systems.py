@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from ddm_neuro.errors import SpecError
-from ddm_neuro.sde import SDE
-from ddm_neuro.spec import sde_from_spec, to_toml
-from ddm_neuro.systems import SPECS, builtin_spec, get_system, list_systems
+from ddm_neuro.sde.equation import SDE
+from ddm_neuro.sde.spec import sde_from_spec, to_toml
+from ddm_neuro.sde.systems import SPECS, builtin_spec, get_system, list_systems
 
 NAMES = ["ou", "ou_rot", "double_well", "van_der_pol", "stuart_landau", "lorenz", "switch", "ring"]
 

@@ -6,9 +6,9 @@ import pytest
 from scipy.linalg import solve_continuous_lyapunov
 
 from ddm_neuro.errors import DDMError, OutputExistsError, TrajectoryError
-from ddm_neuro.sde import SDE
-from ddm_neuro.sdeint import default_steps, simulate_sde
-from ddm_neuro.systems import get_system
+from ddm_neuro.sde.equation import SDE
+from ddm_neuro.run.target import default_steps, simulate_sde
+from ddm_neuro.sde.systems import get_system
 from ddm_neuro.trajectory import Trajectory
 from ddm_neuro.verify import Report, run_verify, verify
 
@@ -147,7 +147,7 @@ def test_filtered_readout_is_corrected():
 
 
 def test_input_driven_system_runs():
-    from ddm_neuro.inputs import InputSignal
+    from ddm_neuro.run.inputs import InputSignal
 
     sde = get_system("switch")
     u = InputSignal([0.0, 10.0, 20.0], [[0.5], [-0.5], [0.0]])

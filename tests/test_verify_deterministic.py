@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from ddm_neuro.cli import main
-from ddm_neuro.sdeint import simulate_sde
-from ddm_neuro.systems import get_system
+from ddm_neuro.run.target import simulate_sde
+from ddm_neuro.sde.systems import get_system
 from ddm_neuro.trajectory import Trajectory
 from ddm_neuro.verify import verify
 from ddm_neuro.verify.deterministic import DRIFT_TOLERANCE, is_deterministic
@@ -88,7 +88,7 @@ def test_tolerance_is_checked_and_ignored_for_stochastic_targets():
 
 
 def test_cli_spiking_run_of_a_chaotic_target_skips_the_rate_lyapunov(tmp_path, lorenz, capsys):
-    from ddm_neuro.fit import fit
+    from ddm_neuro.fit.matching import fit
 
     sde, tr = lorenz
     model = fit(sde, n_neurons=32, steps=0, n_train=2000, n_val=500, n_test=300, n_noise=50, seed=0,

@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ddm_neuro.sde import SDE
-from ddm_neuro.sdeint import default_steps, simulate_sde
-from ddm_neuro.spec import load_spec
-from ddm_neuro.systems import get_system
+from ddm_neuro.sde.equation import SDE
+from ddm_neuro.run.target import default_steps, simulate_sde
+from ddm_neuro.sde.spec import load_spec
+from ddm_neuro.sde.systems import get_system
 from ddm_neuro.verify import Report, verify
 from ddm_neuro.verify.increments import DRAWS
 from ddm_neuro.verify.singular import detect

@@ -49,7 +49,7 @@ def _states(z, n, rng):
 
 
 def _run_network(model, duration, trials, seed, progress, label, u=None):
-    from ..simulate import simulate_network
+    from ..run.rate import simulate_network
 
     traj = simulate_network(model, duration, trials=trials, seed=seed, u=u, progress=progress)
     bad = traj.meta.get("diverged_trials") or []
@@ -61,7 +61,7 @@ def _run_network(model, duration, trials, seed, progress, label, u=None):
 
 def symmetric_counterpart(model, sde, progress=False):
     """Fit :func:`.symmetric.fit_symmetric` with the model's own fit settings (N, neuron, tau, seed, steps)."""
-    from ..fit import FitConfig
+    from ..fit.matching import FitConfig
     from .symmetric import fit_symmetric
 
     cfg = dict(model.meta.get("fit", {}).get("config") or {})
@@ -228,7 +228,7 @@ def _currents(res, data, model, sde, run_a, duration, trials, seeds, rng, progre
 def _switching(model, sde, duration, trials, seed, progress):
     """Success rate of cue pulses, network and target (:mod:`ddm_neuro.memory`)."""
     try:
-        from .. import memory
+        from . import memory_tasks as memory
     except ImportError:  # pragma: no cover - memory.py ships with the package
         raise DDMError("a switching analysis needs ddm_neuro.memory, which this installation lacks") from None
     from ..verify.switching import find_wells

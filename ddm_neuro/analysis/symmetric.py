@@ -37,9 +37,9 @@ from dataclasses import asdict
 import numpy as np
 import torch
 
-from ..fit import FitConfig, _Data, _inputs, _Structure, fit, input_normalisation, model_errors
-from ..noisefit import fit_noise_for, target_latent_cov
-from ..sampling import held_out_states, training_states, visited_states
+from ..fit.matching import FitConfig, _Data, _inputs, _Structure, fit, input_normalisation, model_errors
+from ..fit.diffusion import fit_noise_for, target_latent_cov
+from ..fit.states import held_out_states, training_states, visited_states
 
 
 def solve_symmetric(H, R):

@@ -38,8 +38,8 @@ import time
 import numpy as np
 from tqdm.auto import tqdm
 
-from ..inputs import InputSignal
-from ..sdeint import as_input_signal
+from ..run.inputs import InputSignal
+from ..run.target import as_input_signal
 from . import checks, deterministic, increments, singular, stationary
 from .extras import tag_metrics
 from .report import Report

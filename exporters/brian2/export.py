@@ -116,7 +116,7 @@ def export(model, output, *, format="brian2-cpp", mode="rate", trials=1, duratio
         raise DDMError("--format brian2-cpp needs 'make' and a C++ compiler (g++ or clang++) on PATH")
     spiking = {}
     if mode == "spiking":
-        from ddm_neuro.spiking import default_dt
+        from ddm_neuro.spiking.simulator import default_dt
 
         from .rate import spiking_fano, spiking_noise
 

@@ -11,8 +11,8 @@ import math
 import numpy as np
 
 from ddm_neuro.errors import DDMError
-from ddm_neuro.sdeint import recording_grid
-from ddm_neuro.simulate import input_signal, network_steps, start_states
+from ddm_neuro.run.target import recording_grid
+from ddm_neuro.run.rate import input_signal, network_steps, start_states
 from ddm_neuro.trajectory import Trajectory
 
 from .network import NetworkError, build_network, build_spiking_network, initial_state, spiking_state
@@ -134,7 +134,7 @@ def simulate(model, duration, *, trials=1, seed=None, u=None, mode="rate", progr
     check_steps(dt, record_dt, duration)
     spiking = mode == "spiking"
     if spiking:
-        from ddm_neuro.spiking import default_dt
+        from ddm_neuro.spiking.simulator import default_dt
 
         noise = spiking_noise(noise)
         dt = dt or default_dt(model)

@@ -29,7 +29,7 @@ import numpy as np
 
 from ddm_neuro.errors import DDMError
 from ddm_neuro.progress import ticking
-from ddm_neuro.simulate import network_steps
+from ddm_neuro.run.rate import network_steps
 
 from . import network as _network
 from .network import CompileError, NetworkError, build_project
@@ -240,7 +240,7 @@ def simulate(model, duration, *, trials=1, seed=None, u=None, mode="rate", progr
     check_steps(dt, record_dt, duration)
     build = {"trials": int(trials)}
     if mode == "spiking":
-        from ddm_neuro.spiking import default_dt
+        from ddm_neuro.spiking.simulator import default_dt
 
         noise, dt, coupling = spiking_noise(noise), dt or default_dt(model), coupling or "factored"
         build.update(mode="spiking", fano=spiking_fano(model, fano), record_spikes=bool(record_spikes))

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from ddm_neuro.errors import DDMError
-from ddm_neuro.inputs import InputSignal
+from ddm_neuro.run.inputs import InputSignal
 
 
 def _constant_input(model, u):

@@ -98,8 +98,8 @@ import numpy as np
 
 from ddm_neuro.errors import DDMError
 from ddm_neuro.fileio import atomic_write, check_output
-from ddm_neuro.simulate import network_steps
-from ddm_neuro.spiking import regular_fano
+from ddm_neuro.run.rate import network_steps
+from ddm_neuro.spiking.noise import regular_fano
 
 #: Version of the layout below; readers refuse other versions.
 FORMAT_VERSION = 1

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .inputs import InputSignal
-from .sdeint import default_steps, simulate_sde
+from ..run.inputs import InputSignal
+from ..run.target import default_steps, simulate_sde
 
 
 @dataclass
@@ -67,7 +67,7 @@ def visited_states(sde, rng, trials=32, records=2000, batches=4, progress=False)
     span = np.maximum(hi - lo, 1e-12)
     ok = np.isfinite(z).all(axis=1) & np.all(np.abs(z - (hi + lo) / 2) < 1e3 * span, axis=1)
     if not ok.all():
-        from .errors import SpecError
+        from ..errors import SpecError
         raise SpecError(f"{sde.name}: the target SDE diverged in simulation ({(~ok).sum()} states non-finite or "
                         f"beyond 1000x the domain's size); check the drift's signs and the parameters")
     return z, u, (dt, rec)

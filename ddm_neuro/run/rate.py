@@ -21,10 +21,10 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .errors import DDMError
+from ..errors import DDMError
 from .inputs import InputSignal
-from .sdeint import recording_grid
-from .trajectory import Trajectory
+from .target import recording_grid
+from ..trajectory import Trajectory
 
 
 def network_steps(model):

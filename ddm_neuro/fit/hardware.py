@@ -82,11 +82,11 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .errors import DDMError
-from .network import settle_perp
-from .noisefit import fit_noise_for, target_latent_cov
-from .presets import get_preset
-from .sampling import held_out_states, training_states, visited_states
+from ..errors import DDMError
+from ..network import settle_perp
+from .diffusion import fit_noise_for, target_latent_cov
+from ..presets import get_preset
+from .states import held_out_states, training_states, visited_states
 
 #: Fractions of ``max|W| / q`` tried as the shared scale.
 SCALE_FRACTIONS = (1.0, 0.85, 0.7, 0.55, 0.4, 0.3)
@@ -291,7 +291,7 @@ def constrain(model, sde=None, *, bits=None, fan_in=None, sparsity=None, dale=Fa
         Bad limits; a result beyond ``max_drift_error`` or unstable off the latent subspace
         (the message names the limit and suggests a looser one).
     """
-    from .fit import model_errors
+    from .matching import model_errors
 
     _check_args(model, bits, fan_in, sparsity, dale, max_drift_error)
     for name, v, low in (("steps", steps, 0), ("batch", batch, 1), ("n_train", n_train, 100), ("n_val", n_val, 10),

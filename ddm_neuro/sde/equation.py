@@ -16,7 +16,7 @@ from typing import Callable
 
 import numpy as np
 
-from .errors import SpecError
+from ..errors import SpecError
 
 #: :meth:`SDE.domain_grid` returns at most this many numbers per Jacobian, states x d x d
 #: (5 states per dimension up to d = 8).

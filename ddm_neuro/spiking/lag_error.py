@@ -32,8 +32,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .errors import DDMError
-from .verify.basis import PolyBasis
+from ..errors import DDMError
+from ..verify.basis import PolyBasis
 
 
 class LagResidual:
@@ -111,9 +111,9 @@ def lag_residual(model, sde, traj, degree, rng, draws=16, delta=None):
     -------
     LagResidual
     """
-    from .verify import checks
-    from .verify.core import choose_integration
-    from .verify.increments import increment_pairs
+    from ..verify import checks
+    from ..verify.core import choose_integration
+    from ..verify.increments import increment_pairs
 
     d = model.dim
     auto = checks.choose_lag(sde, traj, None, None, rng)  # what verify would choose on this run
@@ -162,8 +162,8 @@ def _support(starts, basis, rng, n=5000):
 
 def _signal(sde, traj):
     """The run's recorded input signal (zero if it recorded none), or None for a target without inputs."""
-    from .inputs import InputSignal
-    from .sdeint import as_input_signal
+    from ..run.inputs import InputSignal
+    from ..run.target import as_input_signal
 
     spec = traj.meta.get("input")
     return as_input_signal(sde, InputSignal.from_dict(spec) if spec and sde.n_inputs else None)
@@ -171,7 +171,7 @@ def _signal(sde, traj):
 
 def relative_cov_error(model, sde, cov_error, z):
     """RMS (Frobenius) of ``cov_error(z)`` (e.g. :meth:`LagResidual.cov`) over states ``z``, relative to the target's."""
-    from .noisefit import target_latent_cov
+    from ..fit.diffusion import target_latent_cov
 
     C = target_latent_cov(sde, z, model.scale, model.time_scale)
     dC = cov_error(z)

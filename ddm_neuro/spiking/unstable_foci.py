@@ -32,7 +32,7 @@ import math
 import numpy as np
 from tqdm.auto import tqdm
 
-from .errors import DDMError
+from ..errors import DDMError
 
 #: Start radii of the escape runs, in window widths.
 START_RADII = (0.3, 1.3)
@@ -239,9 +239,9 @@ def calibrate_foci(model, sde, *, backend="torch", trials=8, window=None, steps=
         Not a LIF model, no unstable focus, a focus too slow to leave within
         ``max_duration``, bad options.
     """
-    from .backends import get_backend
+    from ..backends import get_backend
     from .calibrate import _attractor, _constant_input
-    from .sdeint import simulate_sde
+    from ..run.target import simulate_sde
 
     run = get_backend(backend, "spiking")
     if model.neuron.name != "lif":

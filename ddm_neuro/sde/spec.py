@@ -44,10 +44,10 @@ from pathlib import Path
 import numpy as np
 import sympy
 
-from .errors import SpecError
+from ..errors import SpecError
 from .expressions import (CONSTANTS, FUNCTIONS, CompiledVector, bounded, deadline, one_line, parse, short_int,
                           show, substitute)
-from .sde import SDE
+from .equation import SDE
 
 _KNOWN_KEYS = {"name", "description", "variables", "inputs", "parameters", "drift",
                "diffusion", "input_range", "domain", "tags"}

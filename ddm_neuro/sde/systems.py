@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import copy
 
-from .errors import SpecError
+from ..errors import SpecError
 from .spec import sde_from_spec
 
 SPECS = {

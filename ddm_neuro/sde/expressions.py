@@ -35,7 +35,7 @@ import numpy as np
 import sympy
 from sympy.core.sorting import _nodes, default_sort_key, ordered
 
-from .errors import SpecError
+from ..errors import SpecError
 
 #: Functions allowed in expressions: name in the spec -> sympy function.
 FUNCTIONS = {

@@ -59,13 +59,13 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from . import ridge
-from .errors import DDMError
-from .lagresidual import lag_residual, relative_cov_error
-from .noisefit import fit_noise_for, target_latent_cov
-from .sampling import training_states, visited_states
-from .verify.basis import PolyBasis
-from .verify.checks import C_DELTA
+from ..fit import decoders as ridge
+from ..errors import DDMError
+from .lag_error import lag_residual, relative_cov_error
+from ..fit.diffusion import fit_noise_for, target_latent_cov
+from ..fit.states import training_states, visited_states
+from ..verify.basis import PolyBasis
+from ..verify.checks import C_DELTA
 
 
 def default_degree(d):
@@ -80,7 +80,7 @@ def _u_at(model, traj, times):
         return None
     if spec is None:
         return np.zeros((len(times), model.n_inputs))
-    from .inputs import InputSignal
+    from ..run.inputs import InputSignal
 
     return np.asarray(InputSignal.from_dict(spec).at(times), dtype=np.float64).reshape(len(times), -1)
 
@@ -191,7 +191,7 @@ def systematic_drift_error(model, sde, residual, z, u=None):
 
 def _trial_halves(traj):
     """The run's first and second half of trials, as two Trajectories (for split-half noise)."""
-    from .trajectory import Trajectory
+    from ..trajectory import Trajectory
 
     h = traj.trials // 2
     return [Trajectory(t=traj.t, z=zz, dt=traj.dt, meta=traj.meta) for zz in (traj.z[:h], traj.z[h:])]
@@ -379,7 +379,7 @@ def fixed_point_states(sde, z_vis, rng, u0=None, starts=64, spread=0.15, n=4000)
     each, Gaussian offsets with ``spread`` times the visited states'
     per-coordinate std. Returns (M, d), empty if none was found.
     """
-    from .foci import fixed_points
+    from .unstable_foci import fixed_points
 
     found = fixed_points(sde, z_vis, rng, u0, starts)
     if not len(found):
@@ -394,7 +394,7 @@ def _constant_input(model, u):
         if u is not None:
             raise DDMError("this model has no inputs; calibrate it without an input")
         return None, None
-    from .inputs import InputSignal
+    from ..run.inputs import InputSignal
 
     u0 = np.zeros(model.n_inputs) if u is None else np.atleast_1d(np.asarray(u, dtype=np.float64)).ravel()
     if u0.shape != (model.n_inputs,) or not np.all(np.isfinite(u0)):
@@ -407,8 +407,8 @@ def _attractor(sde, rng, signal):
     """The target's visited states (M, d), at the constant input ``signal`` if given (first 20 % dropped)."""
     if signal is None:
         return visited_states(sde, rng, trials=16, records=1000, batches=2)[0]
-    from .sampling import default_steps
-    from .sdeint import simulate_sde
+    from ..fit.states import default_steps
+    from ..run.target import simulate_sde
 
     dt, rec = default_steps(sde)
     tr = simulate_sde(sde, 1000 * rec, dt=dt, record_dt=rec, trials=32, seed=rng, u=signal, burn_in=0.0)
@@ -510,8 +510,8 @@ def calibrate_spiking(model, sde, *, rounds=6, duration=1.0, trials=128, dt=None
         held at zero during calibration (models with inputs are calibrated at
         ``u = 0`` only).
     """
-    from .backends import get_backend
-    from .trajectory import Trajectory
+    from ..backends import get_backend
+    from ..trajectory import Trajectory
 
     run = get_backend(backend, "spiking")  # unknown or not installed: a clear error before anything runs
     if model.neuron.name != "lif":

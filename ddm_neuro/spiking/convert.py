@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .errors import DDMError
-from .fit import fit
-from .modelio import model_id
+from ..errors import DDMError
+from ..fit.matching import fit
+from ..modelio import model_id
 
 
 def tuning_of(model):

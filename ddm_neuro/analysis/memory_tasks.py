@@ -48,8 +48,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import DDMError
-from .inputs import InputSignal
+from ..errors import DDMError
+from ..run.inputs import InputSignal
 
 __all__ = ["CueProtocol", "cue_protocol", "SwitchingResult", "switching_success", "compare_proportions",
            "VisitResult", "visit_sequence", "ring_centres", "angular_current", "risken_current",

@@ -10,7 +10,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from .inputs import InputSignal
-from .trajectory import Trajectory
+from ..trajectory import Trajectory
 
 
 def default_steps(sde, states=None, u=None):
@@ -62,7 +62,7 @@ def as_input_signal(sde, u):
     """Turn None, a constant or an :class:`InputSignal` into an InputSignal (or None)."""
     if sde.n_inputs == 0:
         if u is not None and not (isinstance(u, InputSignal) and u.n_inputs == 0):
-            from .errors import DDMError
+            from ..errors import DDMError
             raise DDMError(f"{sde.name} has no inputs, but an input was given")
         return None
     if u is None:
@@ -70,7 +70,7 @@ def as_input_signal(sde, u):
     if not isinstance(u, InputSignal):
         u = InputSignal.constant(u)
     if u.n_inputs != sde.n_inputs:
-        from .errors import DDMError
+        from ..errors import DDMError
         raise DDMError(f"input has {u.n_inputs} channels, {sde.name} has {sde.n_inputs} ({', '.join(sde.inputs)})")
     return u
 

@@ -36,12 +36,12 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from . import ridge
-from .errors import DDMError
-from .network import LatentRNN
-from .neurons import make_neuron
-from .noisefit import fit_noise_for, target_latent_cov
-from .sampling import held_out_states, training_states, visited_states
+from . import decoders as ridge
+from ..errors import DDMError
+from ..network import LatentRNN
+from ..neurons import make_neuron
+from .diffusion import fit_noise_for, target_latent_cov
+from .states import held_out_states, training_states, visited_states
 
 
 @dataclass
@@ -402,7 +402,7 @@ def fit(sde, config=None, **overrides):
     f_norm_val = float((val.f ** 2).sum(1).mean())
     spike = {}  # spiking lambda choice (spike_budget)
     if sb is not None:
-        from .verify.checks import C_DELTA  # the verifier's lag rule: C_DELTA / characteristic rate
+        from ..verify.checks import C_DELTA  # the verifier's lag rule: C_DELTA / characteristic rate
 
         pick = np.linspace(0, len(z_vis) - 1, min(len(z_vis), 2000)).astype(int)  # no draws: same seeds as without
         lag = C_DELTA / max(sde.characteristic_rate(z_vis[pick], u_vis[pick] if k else None), 1e-6)

@@ -1,0 +1,1 @@
+"""Running a model: the run plan, input signals, and the core's simulators (torch rate network, target SDE)."""

@@ -1,0 +1,1 @@
+"""Spiking networks: the torch LIF simulator, spike-noise accounting, calibration and conversion."""
