@@ -18,6 +18,54 @@ from .errors import DDMError, TrajectoryError
 from .fileio import atomic_write, open_npz
 
 
+@dataclass(frozen=True)
+class RunInfo:
+    """The metadata of a trajectory that code reads, as typed fields (from ``Trajectory.meta``).
+
+    Attributes
+    ----------
+    backend, mode : str or None
+        The simulator and its mode (``rate``, ``spiking``, ``sde``).
+    seed : int or None
+    model_id, system : str or None
+        The model's id and the target SDE's name.
+    variables : list of str or None
+    n_neurons : int or None
+    input : InputSignal or None
+        The run's input ``u(s)`` (None: no inputs).
+    readout_filter_tau : float or None
+        Set by back ends whose latent read-out is filtered (seconds).
+    noise : bool, str or None
+    duration : float or None
+    trials : int or None
+    integration_dt : float or None
+    """
+
+    backend: str | None = None
+    mode: str | None = None
+    seed: int | None = None
+    model_id: str | None = None
+    system: str | None = None
+    variables: list | None = None
+    n_neurons: int | None = None
+    input: object = None
+    readout_filter_tau: float | None = None
+    noise: object = None
+    duration: float | None = None
+    trials: int | None = None
+    integration_dt: float | None = None
+
+    @classmethod
+    def from_meta(cls, meta):
+        """Read the known fields of a ``meta`` dict (others are ignored; absent ones are None)."""
+        from .run.inputs import InputSignal
+
+        values = {k: meta.get(k) for k in cls.__dataclass_fields__}
+        if values["input"] is not None:
+            values["input"] = InputSignal.from_dict(values["input"])
+        return cls(**values)
+
+
 @dataclass
 class Trajectory:
     """Latent trajectories sampled on a regular grid.
@@ -55,6 +103,11 @@ class Trajectory:
         if self.z.ndim == 2:
             self.z = self.z[None]
         validate(self)
+
+    @property
+    def info(self):
+        """The metadata as typed fields (:class:`RunInfo`)."""
+        return RunInfo.from_meta(self.meta)
 
     @property
     def trials(self):
