@@ -61,7 +61,7 @@ os.environ["DDM_NEURO_CACHE"] = _CACHE  # before any exporters import: builds ne
 
 import numpy as np  # noqa: E402
 
-from ddm_neuro.backends import get_backend  # noqa: E402
+from ddm_neuro.plugins import get_backend  # noqa: E402
 from ddm_neuro.network import LatentRNN  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -48,7 +48,7 @@ os.environ["DDM_NEURO_CACHE"] = _CACHE
 
 import numpy as np  # noqa: E402
 
-from ddm_neuro.backends import get_backend  # noqa: E402
+from ddm_neuro.plugins import get_backend  # noqa: E402
 from ddm_neuro.errors import DDMError  # noqa: E402
 from ddm_neuro.fit.matching import fit  # noqa: E402
 from ddm_neuro.analysis.memory_tasks import (angular_current, compare_proportions, cue_protocol, ring_angle_diffusion,  # noqa: E402

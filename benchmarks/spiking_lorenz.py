@@ -186,7 +186,7 @@ def report(name, model, sde, args, z_att, lam, v):
 
 def brian2_stage(path, args):
     """The calibrated network in Brian2 cpp_standalone: stochastic verify, noise-free collapse."""
-    from ddm_neuro.backends import get_backend
+    from ddm_neuro.plugins import get_backend
     from ddm_neuro.spiking.calibrate import _with_decoders
     from ddm_neuro.spiking.noise import spike_noise_excess
     from ddm_neuro.verify import verify

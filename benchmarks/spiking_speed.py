@@ -27,7 +27,7 @@ os.environ.setdefault("DDM_NEURO_CACHE", tempfile.mkdtemp(prefix="ddm_spk_speed_
 
 import numpy as np  # noqa: E402
 
-from ddm_neuro.backends import get_backend  # noqa: E402
+from ddm_neuro.plugins import get_backend  # noqa: E402
 from ddm_neuro.network import LatentRNN  # noqa: E402
 
 TAU, TAU_M, TAU_REF, T = 0.02, 0.02, 0.002, 0.1   # seconds; T: network seconds per SDE unit

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 from scipy.stats import ks_2samp
 
-from ddm_neuro.backends import get_backend
+from ddm_neuro.plugins import get_backend
 from ddm_neuro.fit.matching import fit
 from ddm_neuro.run.inputs import InputSignal
 from ddm_neuro.run.target import simulate_sde

@@ -31,7 +31,8 @@ from pathlib import Path
 import numpy as np
 
 from ddm_neuro.sde.equation import SDE
-from ddm_neuro.run.target import default_steps, simulate_sde
+from ddm_neuro.run.plan import default_steps
+from ddm_neuro.run.target import simulate_sde
 from ddm_neuro.sde.systems import get_system
 from ddm_neuro.verify import verify
 

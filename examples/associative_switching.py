@@ -31,7 +31,7 @@ import time
 
 import numpy as np
 
-from ddm_neuro.backends import get_backend
+from ddm_neuro.plugins import get_backend
 from ddm_neuro.errors import DDMError
 from ddm_neuro.fileio import atomic_directory
 from ddm_neuro.analysis.memory_tasks import compare_proportions, cue_protocol, switching_success

@@ -28,7 +28,7 @@ import time
 
 import numpy as np
 
-from ddm_neuro.backends import get_backend
+from ddm_neuro.plugins import get_backend
 from ddm_neuro.fileio import atomic_directory
 from ddm_neuro.fit.matching import fit
 from ddm_neuro.analysis.memory_tasks import (angular_current, compare_proportions, ring_angle_diffusion, ring_centres,

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ddm_neuro.backends import get_backend
+from ddm_neuro.plugins import get_backend
 from ddm_neuro.errors import DDMError
 from ddm_neuro.fileio import atomic_directory
 from ddm_neuro.plots import attractor_figure

@@ -23,7 +23,7 @@ run, not a measurement (so small a network is not expected to pass verification)
 import time
 from pathlib import Path
 
-from ddm_neuro.backends import get_backend
+from ddm_neuro.plugins import get_backend
 from ddm_neuro.errors import DDMError
 from ddm_neuro.fileio import atomic_directory
 from ddm_neuro.run.inputs import InputSignal

@@ -8,11 +8,12 @@ model's latent covariance, within sampling error).
 import numpy as np
 import pytest
 
-from ddm_neuro.backends import get_backend
+from ddm_neuro.plugins import get_backend
 from ddm_neuro.cli import main
 from ddm_neuro.fit.matching import fit
 from ddm_neuro.run.inputs import InputSignal
-from ddm_neuro.run.rate import network_steps, simulate_network
+from ddm_neuro.run.plan import network_steps
+from ddm_neuro.run.rate import simulate_network
 from ddm_neuro.sde.systems import get_system
 from ddm_neuro.trajectory import Trajectory
 

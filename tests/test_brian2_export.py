@@ -14,7 +14,7 @@ import sys
 import numpy as np
 import pytest
 
-from ddm_neuro.backends import get_backend
+from ddm_neuro.plugins import get_backend
 from ddm_neuro.cli import main
 from ddm_neuro.errors import DDMError
 from ddm_neuro.fit.matching import fit
@@ -276,7 +276,7 @@ def _starts(i):
 
 
 def test_runtime_noise_and_drift_are_the_models(ou):
-    from ddm_neuro.run.rate import network_steps
+    from ddm_neuro.run.plan import network_steps
 
     h = network_steps(ou)[0]
     run = get_backend("brian2", "rate")
@@ -288,7 +288,7 @@ def test_runtime_noise_and_drift_are_the_models(ou):
 
 
 def test_cpp_noise_and_drift_are_the_models(ou):
-    from ddm_neuro.run.rate import network_steps
+    from ddm_neuro.run.plan import network_steps
 
     h = network_steps(ou)[0]
     a = cpp(ou, NOISE_STEPS * h, trials=NOISE_TRIALS, seed=11, z0=_starts(0), record_dt=h)
@@ -300,7 +300,7 @@ def test_cpp_noise_and_drift_are_the_models(ou):
 @pytest.fixture(scope="module")
 def ou_project(ou, tmp_path_factory):
     """The OU model exported (brian2-cpp) with one recorded sample per step and NOISE_TRIALS trials."""
-    from ddm_neuro.run.rate import network_steps
+    from ddm_neuro.run.plan import network_steps
     from exporters.brian2.export import export
 
     out = tmp_path_factory.mktemp("ou_export") / "proj"
@@ -315,7 +315,7 @@ def run_py(project, *args, **kw):
 
 
 def test_exported_run_py_noise_and_drift_are_the_models(ou, ou_project, tmp_path):
-    from ddm_neuro.run.rate import network_steps
+    from ddm_neuro.run.plan import network_steps
 
     h = network_steps(ou)[0]
     runs = []

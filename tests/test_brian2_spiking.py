@@ -11,7 +11,7 @@ import shutil
 import numpy as np
 import pytest
 
-from ddm_neuro.backends import get_backend
+from ddm_neuro.plugins import get_backend
 from ddm_neuro.errors import DDMError
 from ddm_neuro.fit.matching import fit
 from ddm_neuro.spiking.noise import SpikeNoiseWarning

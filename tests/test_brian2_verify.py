@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 
-from ddm_neuro.backends import get_backend
+from ddm_neuro.plugins import get_backend
 from ddm_neuro.fit.matching import fit
 from ddm_neuro.sde.systems import get_system
 from ddm_neuro.verify import verify

@@ -9,7 +9,7 @@ nx = pytest.importorskip("networkx")
 
 from ddm_neuro.cli import main  # noqa: E402
 from ddm_neuro.errors import DDMError, ModelFileError  # noqa: E402
-from ddm_neuro.exporters import get_exporter  # noqa: E402
+from ddm_neuro.plugins import get_exporter  # noqa: E402
 from ddm_neuro.modelio import ARRAYS  # noqa: E402
 from ddm_neuro.neurons import make_neuron  # noqa: E402
 from ddm_neuro.run.rate import simulate_network  # noqa: E402

@@ -357,7 +357,7 @@ def test_run_py_refuses_outputs_it_cannot_write(tmp_path):
 @pytest.mark.parametrize("bad", [{"dt": 0.0}, {"dt": -0.01}, {"dt": float("nan")}, {"record_dt": float("inf")},
                                  {"duration": -1.0}])
 def test_steps_that_do_not_fit_are_refused_before_any_work(small_model, backend, bad, tmp_path, monkeypatch):
-    from ddm_neuro.backends import get_backend
+    from ddm_neuro.plugins import get_backend
 
     if backend == "brian2-cpp" and shutil.which("make") is None:
         pytest.skip("brian2-cpp needs make")

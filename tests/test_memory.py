@@ -242,7 +242,7 @@ def switch_model():
 
 def test_small_switch_network_follows_cues_like_the_target(switch_model):
     """50 pulses x 4 trials at a marginal cue (u = 0.8 for 2 time units: ~60 % of needed switches succeed)."""
-    from ddm_neuro.backends import get_backend
+    from ddm_neuro.plugins import get_backend
 
     p = cue_protocol(25, 0.8, 2.0, 2.0, seed=3)
     runs = {}

@@ -328,7 +328,7 @@ def test_step_matched_export(model, tmp_path):
         export(half, tmp_path / "c.nir", progress=False, step_matched=False)
     # by default a tau_ref that a consumer's step supplies is written step-matched for it
     assert read_network(export(half, tmp_path / "c.nir", progress=False)).info["step_matched"] == "norse"
-    from ddm_neuro.backends import get_backend
+    from ddm_neuro.plugins import get_backend
 
     with pytest.raises(DDMError, match="step-matched for norse"):
         get_backend("snntorch", "spiking")(half, 0.1, trials=1, seed=0)

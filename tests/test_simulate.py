@@ -6,7 +6,8 @@ from scipy import linalg, stats
 from ddm_neuro.fit.matching import fit
 from ddm_neuro.run.inputs import InputSignal
 from ddm_neuro.run.target import simulate_sde
-from ddm_neuro.run.rate import network_steps, simulate_network
+from ddm_neuro.run.plan import network_steps
+from ddm_neuro.run.rate import simulate_network
 from ddm_neuro.sde.systems import get_system
 
 SMALL = dict(n_train=8000, n_val=2000, n_test=2000, progress=False)

@@ -7,7 +7,8 @@ from scipy.linalg import solve_continuous_lyapunov
 
 from ddm_neuro.errors import DDMError, OutputExistsError, TrajectoryError
 from ddm_neuro.sde.equation import SDE
-from ddm_neuro.run.target import default_steps, simulate_sde
+from ddm_neuro.run.plan import default_steps
+from ddm_neuro.run.target import simulate_sde
 from ddm_neuro.sde.systems import get_system
 from ddm_neuro.trajectory import Trajectory
 from ddm_neuro.verify import Report, run_verify, verify

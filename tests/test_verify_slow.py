@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 
 from ddm_neuro.sde.equation import SDE
-from ddm_neuro.run.target import default_steps, simulate_sde
+from ddm_neuro.run.plan import default_steps
+from ddm_neuro.run.target import simulate_sde
 from ddm_neuro.sde.systems import get_system
 from ddm_neuro.verify import verify
 from ddm_neuro.verify.lyapunov import largest_lyapunov

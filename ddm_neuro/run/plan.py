@@ -253,6 +253,10 @@ class RunPlan:
         The back end's own options, declared defaults filled in (:mod:`ddm_neuro.plugins`).
     progress : bool
         Show a progress display.
+    requested_dt, requested_record_dt : float or None
+        The caller's ``dt`` and ``record_dt`` before defaults and rounding
+        (None: the default). Back ends whose grid is fixed by a compiled
+        build or a file (brian2-cpp, NIR consumers) lay their grid from these.
     """
 
     model: object
@@ -270,6 +274,8 @@ class RunPlan:
     noise: object = True
     options: dict = field(default_factory=dict)
     progress: bool = False
+    requested_dt: float | None = None
+    requested_record_dt: float | None = None
 
     @property
     def n_steps(self):
@@ -308,7 +314,7 @@ class RunPlan:
             return None
         return self.input.at(np.arange(self.n_steps + extra) * self.dt)
 
-    def trajectory(self, z, *, backend, spikes_t=None, spikes_i=None, **extra):
+    def trajectory(self, z, *, backend, spikes_t=None, spikes_i=None, grid=None, **extra):
         """Wrap a simulator's latent array as a :class:`Trajectory` with the standard metadata.
 
         Parameters
@@ -319,6 +325,9 @@ class RunPlan:
             The simulator's registered name.
         spikes_t, spikes_i : ndarray, optional
             Spike times (SDE units) and indices ``neuron + trial * N``.
+        grid : (dt, record_dt), optional
+            The back end's own grid, where a compiled build or a file fixes it
+            (then ``z`` may hold another number of samples than ``n_rec``).
         **extra
             Further metadata of this back end (coupling, device, fano, ...).
 
@@ -327,15 +336,17 @@ class RunPlan:
         Trajectory
         """
         z = np.asarray(z, dtype=np.float64)
-        if z.shape != (self.trials, self.n_rec, self.dim):
+        dt, record_dt = (self.dt, self.record_dt) if grid is None else (float(grid[0]), float(grid[1]))
+        n_rec = self.n_rec if grid is None else z.shape[1] if z.ndim == 3 else -1
+        if z.shape != (self.trials, n_rec, self.dim):
             raise DDMError(f"back end {backend!r} returned a latent of shape {z.shape}; the plan expects "
-                           f"{(self.trials, self.n_rec, self.dim)}")
+                           f"{(self.trials, n_rec, self.dim)}")
         owner = self.model if self.model is not None else self.sde
         meta = {"backend": backend, "mode": self.mode,
                 "model_id": None if self.model is None else self.model.meta.get("model_id"),
                 "system": self.sde.name if self.model is None else self.model.meta.get("sde_name"),
                 "variables": self.variables, "seed": self.seed, "duration": float(self.duration),
-                "trials": int(self.trials), "integration_dt": float(self.dt),
+                "trials": int(self.trials), "integration_dt": dt,
                 "noise": self.noise if isinstance(self.noise, str) else bool(self.noise),
                 "input": None if self.input is None else self.input.to_dict()}
         if self.model is not None:
@@ -344,7 +355,8 @@ class RunPlan:
         if self.mode != "sde":
             meta["diverged_trials"] = [int(i) for i in np.flatnonzero(~finite)]
         meta.update(extra)
-        return Trajectory(t=self.times, z=z, dt=self.record_dt, meta=meta, spikes_t=spikes_t, spikes_i=spikes_i)
+        return Trajectory(t=np.arange(n_rec) * record_dt, z=z, dt=record_dt, meta=meta, spikes_t=spikes_t,
+                          spikes_i=spikes_i)
 
 
 def plan_run(model, duration, *, mode="rate", trials=1, seed=None, u=None, z0=None, dt=None, record_dt=None,
@@ -397,6 +409,7 @@ def plan_run(model, duration, *, mode="rate", trials=1, seed=None, u=None, z0=No
     if mode == "sde" and sde is None:
         sde = model.sde()
     owner = model if model is not None else sde
+    requested = (None if dt is None else float(dt), None if record_dt is None else float(record_dt))
     if model is not None:
         d0, r0 = network_steps(model)
         if mode == "spiking":
@@ -416,4 +429,5 @@ def plan_run(model, duration, *, mode="rate", trials=1, seed=None, u=None, z0=No
     return RunPlan(model=model, sde=sde, mode=mode, duration=float(duration), trials=int(trials),
                    seed=None if seed is None else int(seed), dt=float(dt), record_dt=float(record_dt),
                    n_rec=int(n_rec), n_sub=int(n_sub), input=signal, z0=z0, noise=noise,
-                   options=dict(options or {}), progress=bool(progress))
+                   options=dict(options or {}), progress=bool(progress), requested_dt=requested[0],
+                   requested_record_dt=requested[1])

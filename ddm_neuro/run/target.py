@@ -4,49 +4,11 @@ r"""Euler–Maruyama integration of the target SDE (Itô), float64, batched over
 """
 from __future__ import annotations
 
-import math
-
 import numpy as np
 from tqdm.auto import tqdm
 
-from .inputs import InputSignal
 from ..trajectory import Trajectory
-
-
-def default_steps(sde, states=None, u=None):
-    """Integration step and recording interval (SDE time units) from the drift's rates.
-
-    ``dt = 0.02 / rate`` and ``record_dt = 5 dt``, where ``rate`` is the 95th
-    percentile of the drift Jacobian's spectral radius over ``states`` (default:
-    the domain grid, or a few probe states).
-
-    Returns
-    -------
-    dt, record_dt : float
-    """
-    if states is None:
-        states = sde.domain_grid()
-    if states is None:
-        states = np.random.default_rng(0).normal(size=(64, sde.dim))
-    rate = max(sde.characteristic_rate(states, u), 1e-3)
-    dt = float(f"{0.02 / rate:.2g}")
-    return dt, 5 * dt
-
-
-def recording_grid(duration, dt, record_dt):
-    """Samples, recording interval and sub-steps covering exactly ``duration``.
-
-    ``record_dt`` is adjusted so that a whole number of intervals spans
-    ``duration``; the integration step is never coarser than ``dt``.
-
-    Returns
-    -------
-    n_rec, record_dt, n_sub, dt
-    """
-    n_rec = max(1, int(round(duration / record_dt))) + 1
-    record_dt = duration / (n_rec - 1)
-    n_sub = max(1, math.ceil(record_dt / dt - 1e-9))
-    return n_rec, record_dt, n_sub, record_dt / n_sub
+from .plan import default_steps, input_signal, recording_grid
 
 
 def initial_states(sde, trials, rng):
@@ -56,23 +18,6 @@ def initial_states(sde, trials, rng):
         return rng.normal(size=(trials, sde.dim))
     lo, hi = box
     return rng.uniform(lo, hi, size=(trials, sde.dim))
-
-
-def as_input_signal(sde, u):
-    """Turn None, a constant or an :class:`InputSignal` into an InputSignal (or None)."""
-    if sde.n_inputs == 0:
-        if u is not None and not (isinstance(u, InputSignal) and u.n_inputs == 0):
-            from ..errors import DDMError
-            raise DDMError(f"{sde.name} has no inputs, but an input was given")
-        return None
-    if u is None:
-        return InputSignal.constant(np.zeros(sde.n_inputs))
-    if not isinstance(u, InputSignal):
-        u = InputSignal.constant(u)
-    if u.n_inputs != sde.n_inputs:
-        from ..errors import DDMError
-        raise DDMError(f"input has {u.n_inputs} channels, {sde.name} has {sde.n_inputs} ({', '.join(sde.inputs)})")
-    return u
 
 
 def simulate_sde(sde, duration, *, dt=None, record_dt=None, trials=1, seed=None, z0=None,
@@ -109,10 +54,29 @@ def simulate_sde(sde, duration, *, dt=None, record_dt=None, trials=1, seed=None,
         dt = dt or dt0
         record_dt = record_dt or max(rec0, dt)
     n_rec, record_dt, n_sub, dt = recording_grid(duration, dt, record_dt)
-    n_burn = int(round(burn_in / dt))
-    signal = as_input_signal(sde, u)
+    signal = input_signal(sde, u)
     z = initial_states(sde, trials, rng) if z0 is None else \
         np.array(np.broadcast_to(np.asarray(z0, dtype=np.float64), (trials, sde.dim)))
+    out = integrate(sde, z, n_rec=n_rec, n_sub=n_sub, dt=dt, signal=signal, rng=rng,
+                    burn_in_steps=int(round(burn_in / dt)), progress=progress)
+    info = {"backend": "target", "mode": "sde", "system": sde.name, "variables": list(sde.variables),
+            "seed": seed if isinstance(seed, int) else None, "duration": float(duration),
+            "trials": int(trials), "integration_dt": dt, "burn_in": float(burn_in),
+            "input": None if signal is None else signal.to_dict()}
+    info.update(meta or {})
+    return Trajectory(t=np.arange(n_rec) * record_dt, z=out, dt=record_dt, meta=info)
+
+
+def integrate(sde, z, *, n_rec, n_sub, dt, signal, rng, burn_in_steps=0, progress=False):
+    """Euler-Maruyama from states ``z`` (trials, d): ``n_rec`` samples, ``n_sub`` steps of ``dt`` apart.
+
+    The first ``burn_in_steps`` steps (input held at ``u(0)``) are not recorded.
+
+    Returns
+    -------
+    ndarray (trials, n_rec, d)
+    """
+    trials = len(z)
     out = np.empty((trials, n_rec, sde.dim))
     sq = np.sqrt(dt)
     m = sde.noise_dim
@@ -123,7 +87,7 @@ def simulate_sde(sde, duration, *, dt=None, record_dt=None, trials=1, seed=None,
         return z + sde.drift(z, uval) * dt + np.einsum("tdm,tm->td", g, dw)
 
     u0 = None if signal is None else signal.values[0]
-    for _ in range(n_burn):
+    for _ in range(burn_in_steps):
         z = step(z, u0)
     bar = tqdm(total=n_rec - 1, desc=f"target {sde.name}", disable=not progress, unit="sample")
     out[:, 0] = z
@@ -135,9 +99,27 @@ def simulate_sde(sde, duration, *, dt=None, record_dt=None, trials=1, seed=None,
         out[:, k] = z
         bar.update()
     bar.close()
-    info = {"backend": "target", "mode": "sde", "system": sde.name, "variables": list(sde.variables),
-            "seed": seed if isinstance(seed, int) else None, "duration": float(duration),
-            "trials": int(trials), "integration_dt": dt, "burn_in": float(burn_in),
-            "input": None if signal is None else signal.to_dict()}
-    info.update(meta or {})
-    return Trajectory(t=np.arange(n_rec) * record_dt, z=out, dt=record_dt, meta=info)
+    return out
+
+
+def run_sde(plan):
+    """Simulate the target SDE of a :class:`~ddm_neuro.run.plan.RunPlan` (the ``target`` back end).
+
+    Start states: the plan's, else drawn from the model's stored states (or,
+    for a bare SDE, :func:`initial_states`); then the noise, all from
+    ``numpy.random.default_rng(plan.seed)``.
+
+    Returns
+    -------
+    Trajectory
+        ``meta["backend"] = "target"``, ``meta["mode"] = "sde"``.
+    """
+    sde = plan.sde if plan.sde is not None else plan.model.sde()
+    rng = np.random.default_rng(plan.seed)
+    if plan.z0 is not None or plan.model is not None:
+        z = np.array(plan.start_states(rng))
+    else:
+        z = initial_states(sde, plan.trials, rng)
+    out = integrate(sde, z, n_rec=plan.n_rec, n_sub=plan.n_sub, dt=plan.dt, signal=plan.input, rng=rng,
+                    progress=plan.progress)
+    return plan.trajectory(out, backend="target", mode="sde", burn_in=0.0)

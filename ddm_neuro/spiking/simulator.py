@@ -47,16 +47,13 @@ import torch
 from tqdm.auto import tqdm
 
 from ..errors import DDMError
-from ..run.target import recording_grid
-from ..run.rate import input_signal, network_steps, start_states
-from ..trajectory import Trajectory
+from ..run.plan import plan_run, spiking_dt
 from .noise import check_fano, warn_spike_noise
 
 NOISE_MODES = ("remainder", "none", "model")
 
-def default_dt(model):
-    """Default integration step in SDE units: 0.1 ms of network time, ``1e-4 / T``."""
-    return 1e-4 / model.time_scale
+#: Default integration step of a spiking run (SDE units): 0.1 ms of network time.
+default_dt = spiking_dt
 
 
 def check_spiking(model, dt, u0=None):
@@ -155,31 +152,44 @@ def simulate_spiking(model, duration, *, dt=None, record_dt=None, trials=1, seed
     DDMError
         Bad options, or a model that cannot spike (:func:`check_spiking`).
     """
+    if noise is True or noise is False:
+        noise = "remainder" if noise else "none"
+    plan = plan_run(model, duration, mode="spiking", trials=trials, seed=seed, u=u, z0=z0, dt=dt, record_dt=record_dt,
+                    noise=noise, progress=progress,
+                    options={"coupling": coupling, "fano": fano, "record_spikes": record_spikes, "chunk": chunk})
+    return run_spiking(plan)
+
+
+def run_spiking(plan):
+    """Simulate a spiking-mode :class:`~ddm_neuro.run.plan.RunPlan` in torch.
+
+    Options: ``coupling`` (default factored), ``fano`` (default "regular"),
+    ``record_spikes`` (default False), ``chunk``; see :func:`simulate_spiking`.
+
+    Returns
+    -------
+    Trajectory
+    """
+    model, trials, dt, noise, progress = plan.model, plan.trials, plan.dt, plan.noise, plan.progress
+    opt = plan.options
+    coupling = opt.get("coupling") or "factored"
+    fano = "regular" if opt.get("fano") is None else opt["fano"]
+    record_spikes, chunk = bool(opt.get("record_spikes")), opt.get("chunk") or 256
     if coupling not in ("factored", "dense"):
         raise DDMError(f"coupling must be 'factored' or 'dense', got {coupling!r}")
     if noise is True or noise is False:
         noise = "remainder" if noise else "none"
     if noise not in NOISE_MODES:
         raise DDMError(f"noise must be one of {', '.join(NOISE_MODES)} (got {noise!r})")
-    if not (isinstance(duration, (int, float)) and math.isfinite(duration) and duration > 0) or int(trials) < 1:
-        raise DDMError(f"duration must be a finite number > 0 and trials >= 1 (got {duration}, {trials})")
-    for name, v in (("dt", dt), ("record_dt", record_dt)):
-        if v is not None and not (math.isfinite(v) and v > 0):
-            raise DDMError(f"{name} must be a finite number > 0 (got {v})")
-    trials = int(trials)
     F = check_fano(model, fano)
-    dt = dt or default_dt(model)
-    record_dt = record_dt or max(network_steps(model)[1], dt)
-    signal = input_signal(model, u)
-    u0 = None if signal is None else signal.values[0]
+    signal, u0 = plan.input, plan.u0
     check_spiking(model, dt, u0)
     if noise == "remainder":
         warn_spike_noise(model, F, u=u0)
-    seed = None if seed is None else int(seed)
-    n_rec, record_dt, n_sub, dt = recording_grid(duration, dt, record_dt)
-    rng = np.random.default_rng(seed)
+    n_rec, n_sub = plan.n_rec, plan.n_sub
+    rng = np.random.default_rng(plan.seed)
     gen = torch.Generator().manual_seed(int(rng.integers(2 ** 62)))
-    z0 = start_states(model, trials, rng, z0)
+    z0 = plan.start_states(rng)
     N = model.n_neurons
     v0 = rng.uniform(0.0, 1.0, (trials, N))
 
@@ -280,7 +290,6 @@ def simulate_spiking(model, duration, *, dt=None, record_dt=None, trials=1, seed
                 break
             bar.update()
     bar.close()
-    diverged = [int(i) for i in np.flatnonzero(~np.isfinite(out).all(axis=(1, 2)))]
     spikes_t = spikes_i = None
     if record_spikes:
         spikes_t = np.concatenate(sp_t) if sp_t else np.zeros(0)
@@ -288,13 +297,9 @@ def simulate_spiking(model, duration, *, dt=None, record_dt=None, trials=1, seed
         order = np.argsort(spikes_t, kind="stable")
         spikes_t, spikes_i = spikes_t[order], spikes_i[order]
     sim_s = step * h
-    meta = {"backend": "torch", "mode": "spiking", "coupling": coupling, "model_id": model.meta.get("model_id"),
-            "system": model.meta.get("sde_name"), "variables": list(model.variables), "seed": seed,
-            "duration": float(duration), "trials": trials, "integration_dt": dt, "noise": noise,
-            "fano": F if isinstance(F, str) else float(F[0]) if np.all(F == F[0]) else F.tolist(),
-            "n_neurons": N,
-            "input": None if signal is None else signal.to_dict(), "diverged_trials": diverged,
-            "mean_rate_hz": n_spikes / (trials * N * sim_s) if sim_s > 0 else 0.0,
-            "neuron": model.neuron.to_dict(), "tau_syn": tau, "time_scale": model.time_scale}
-    return Trajectory(t=np.arange(n_rec) * record_dt, z=out, dt=record_dt, meta=meta,
-                      spikes_t=spikes_t, spikes_i=spikes_i)
+    return plan.trajectory(
+        out, backend="torch", spikes_t=spikes_t, spikes_i=spikes_i, coupling=coupling, noise=noise,
+        fano=F if isinstance(F, str) else float(F[0]) if np.all(F == F[0]) else F.tolist(),
+        mean_rate_hz=n_spikes / (trials * N * sim_s) if sim_s > 0 else 0.0,
+        neuron=model.neuron.to_dict(), tau_syn=tau, time_scale=model.time_scale)
+

@@ -8,39 +8,43 @@
 * :mod:`.runner` runs a compiled build (numpy only; shipped as ``run.py``);
 * :mod:`.export` writes self-contained ``brian2-cpp`` / ``brian2-cuda`` projects.
 
-Registered through the ``ddm_neuro.backends`` and ``ddm_neuro.exporters``
-entry points; Brian2 is imported only inside these modules.
+Declared to the core's plug-in registry (:mod:`ddm_neuro.plugins`) by
+:func:`plugins`, the ``ddm_neuro.plugins`` entry point; Brian2 is imported
+only when a run or an export starts.
 """
 
 
-def backend():
-    """Entry point ``brian2``: ``(run_function, modes)``."""
-    import brian2  # noqa: F401  (a missing Brian2 is reported when the back end is chosen)
+def plugins():
+    """Entry point ``brian2`` of ``ddm_neuro.plugins``: the Brian2 simulators and export formats."""
+    from ddm_neuro.plugins import Option, Plugin
 
-    from .rate import simulate
-
-    return simulate, ("rate", "spiking")
-
-
-def backend_cpp():
-    """Entry point ``brian2-cpp``: ``(run_function, modes)``."""
-    import brian2  # noqa: F401
-
-    from .standalone import simulate
-
-    return simulate, ("rate", "spiking")
-
-
-def exporters():
-    """Entry point ``brian2`` of ``ddm_neuro.exporters``: ``{format: export_function}``."""
-    import brian2  # noqa: F401
-
-    from .export import export
-
-    def cpp(model, output, **options):
-        return export(model, output, format="brian2-cpp", **options)
-
-    def cuda(model, output, **options):
-        return export(model, output, format="brian2-cuda", **options)
-
-    return {"brian2-cpp": cpp, "brian2-cuda": cuda}
+    coupling = Option(None, "recurrent coupling: factored N->d->N or dense W (default: dense up to 128 neurons "
+                            "without shared noise, else factored; spiking: factored)", ("factored", "dense", "none"))
+    spiking = {"fano": Option(None, "spiking: Fano factor of the spikes counted in the noise remainder: 'regular' "
+                                    "(default) or numbers >= 0"),
+               "record_spikes": Option(None, "spiking: store spike times and indices in the trajectory")}
+    common = dict(requires=("brian2",), extra="brian2")
+    project = {"trials": Option(1, "independent copies side by side (fixed by the build)"),
+               "duration": Option(60.0, "SDE time units: the default run and input-buffer length (brian2-cuda: "
+                                        "the simulated length)"),
+               "seed": Option(0, "seed baked into brian2-cuda code (brian2-cpp takes one per run)"),
+               "dt": Option(None, "integration step, SDE units (default: the simulators')"),
+               "record_dt": Option(None, "recording interval, SDE units"),
+               "coupling": coupling,
+               "noise": Option(True, "False: the noise-free network (spiking: remainder, none or model)"),
+               "fano": Option("regular", "spiking: the spikes' Fano factor counted in the noise remainder"),
+               "record_spikes": Option(True, "spiking: the project's runs store spike times")}
+    return [
+        Plugin("brian2", "simulator", ("rate", "spiking"), "exporters.brian2.rate:run",
+               {"coupling": coupling, **spiking}, help="Brian2 runtime device (numpy code generation)", **common),
+        Plugin("brian2-cpp", "simulator", ("rate", "spiking"), "exporters.brian2.standalone:run",
+               {"coupling": coupling, **spiking,
+                "cache": Option(None, "folder of compiled builds (default $DDM_NEURO_CACHE or ~/.cache/ddm_neuro)")},
+               help="Brian2 cpp_standalone: generated C++, compiled once per network structure", **common),
+        Plugin("brian2-cpp", "format", ("rate", "spiking"), "exporters.brian2.export:export_cpp", project,
+               help="a self-contained Brian2 C++ project (python run.py --seed S ...)", **common),
+        Plugin("brian2-cuda", "format", ("rate", "spiking"), "exporters.brian2.export:export_cuda",
+               {**project, "cuda_prefs": Option(None, "Brian2 preferences for Brian2CUDA (Python API)")},
+               requires=("brian2",), extra="brian2",
+               help="a Brian2CUDA project (GPU; generated here, compiled where CUDA is)"),
+    ]

@@ -28,6 +28,7 @@ import numpy as np
 
 from ddm_neuro.errors import DDMError
 from ddm_neuro.progress import ticking
+from ddm_neuro.run.plan import check_positive, spiking_dt
 from ddm_neuro.fileio import atomic_directory
 
 from . import network as _network
@@ -35,8 +36,8 @@ from . import processes as _processes
 from . import runner as _runner
 from .network import CompileError, NetworkError, build_project, save_spec
 from .processes import terminate_as_interrupt
-from .rate import check_steps, choose_coupling, model_spec
-from .standalone import _input_buffer, fixed_grid
+from .rate import choose_coupling, model_spec, spiking_fano, spiking_noise
+from .standalone import fixed_grid, input_buffer
 
 FORMATS = {"brian2-cpp": "cpp_standalone", "brian2-cuda": "cuda_standalone"}
 
@@ -100,7 +101,7 @@ def export(model, output, *, format="brian2-cpp", mode="rate", trials=1, duratio
     if mode == "spiking" and model.neuron.name != "lif":
         raise DDMError(f"spiking mode needs LIF neurons (this model has {model.neuron.name!r}; "
                        "fit with --neuron lif)")
-    check_steps(dt, record_dt, duration)
+    check_positive(dt=dt, record_dt=record_dt, duration=duration)
     output = Path(output)
     if output.exists() and not output.is_dir():
         raise DDMError(f"{output}: exists and is not a folder; a {format} project is a folder (choose another name)")
@@ -116,11 +117,7 @@ def export(model, output, *, format="brian2-cpp", mode="rate", trials=1, duratio
         raise DDMError("--format brian2-cpp needs 'make' and a C++ compiler (g++ or clang++) on PATH")
     spiking = {}
     if mode == "spiking":
-        from ddm_neuro.spiking.simulator import default_dt
-
-        from .rate import spiking_fano, spiking_noise
-
-        noise, dt, coupling = spiking_noise(noise), dt or default_dt(model), coupling or "factored"
+        noise, dt, coupling = spiking_noise(noise), dt or spiking_dt(model), coupling or "factored"
         spiking = {"mode": "spiking", "fano": spiking_fano(model, fano), "record_spikes": bool(record_spikes)}
     else:
         coupling = choose_coupling(model, coupling, noise)
@@ -129,7 +126,7 @@ def export(model, output, *, format="brian2-cpp", mode="rate", trials=1, duratio
     n_steps = int(round(duration / record_dt)) * int(round(record_dt / dt))
     arrays, info = model_spec(model)
     build = {"trials": int(trials), "dt": dt, "record_dt": record_dt, "coupling": coupling, "noise": noise, **spiking,
-             "input_steps": _input_buffer(n_steps) if model.n_inputs else 0,
+             "input_steps": input_buffer(n_steps) if model.n_inputs else 0,
              "duration": float(duration), "seed": int(seed) if cuda else None}
     prefs = {**CUDA_CODEGEN_PREFS, "devices.cuda_standalone.cuda_backend.cuda_path": _cuda_path(),
              **(cuda_prefs or {})} if cuda else {}
@@ -237,3 +234,13 @@ def _readme(format, model, build, manifest):
         "",
     ]
     return "\n".join(lines)
+
+
+def export_cpp(model, output, **options):
+    """``--format brian2-cpp``: :func:`export` with ``format="brian2-cpp"``."""
+    return export(model, output, format="brian2-cpp", **options)
+
+
+def export_cuda(model, output, **options):
+    """``--format brian2-cuda``: :func:`export` with ``format="brian2-cuda"``."""
+    return export(model, output, format="brian2-cuda", **options)

@@ -11,8 +11,8 @@ import math
 import numpy as np
 
 from ddm_neuro.errors import DDMError
-from ddm_neuro.run.target import recording_grid
-from ddm_neuro.run.rate import input_signal, network_steps, start_states
+from ddm_neuro.run.plan import recording_grid
+from ddm_neuro.run.plan import input_signal, network_steps, start_states
 from ddm_neuro.trajectory import Trajectory
 
 from .network import NetworkError, build_network, build_spiking_network, initial_state, spiking_state
@@ -48,50 +48,19 @@ def choose_coupling(model, coupling=None, noise=True):
     return "dense" if model.n_neurons <= DENSE_MAX_NEURONS and not shared else "factored"
 
 
-def check_steps(dt=None, record_dt=None, duration=None):
-    """Refuse a step, recording interval or duration that is not a finite number > 0 (None: the default)."""
-    for name, value in (("dt", dt), ("record_dt", record_dt), ("duration", duration)):
-        if value is None:
-            continue
-        ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
-        if not (ok and math.isfinite(value) and value > 0):
-            raise DDMError(f"{name} must be a finite number > 0 (SDE time units), got {value!r}")
+def spiking_meta(model, spikes, trials, n_rec, record_dt):
+    """``(spikes_t, spikes_i, extra meta)`` of a spiking run from Brian2's ``(t_seconds, i)`` (or None).
 
-
-def run_grid(model, duration, dt=None, record_dt=None):
-    """``(dt, record_dt, n_steps, n_rec)`` of a run, as the torch simulator lays it out."""
-    d0, r0 = network_steps(model)
-    n_rec, record_dt, n_sub, dt = recording_grid(duration, dt or d0, record_dt or max(r0, dt or d0))
-    return dt, record_dt, (n_rec - 1) * n_sub, n_rec
-
-
-def input_steps(model, u, dt, n_steps):
-    """The input on the step grid, (n_steps + 2, k), or None for models without inputs."""
-    signal = input_signal(model, u)
-    return None if signal is None else signal.at(np.arange(n_steps + 2) * dt)
-
-
-def trajectory(model, y, record_dt, *, backend, device, coupling, seed, duration, trials, dt, noise, u,
-               mode="rate", spikes=None, **extra):
-    """Wrap a latent read-out ``y`` (trials, n_rec, d) as a Trajectory in SDE units.
-
-    ``spikes``: optional ``(t_seconds, i)`` of a spiking run, stored in SDE time units.
+    Spike times are stored in SDE time units; ``mean_rate_hz`` is the mean rate per neuron.
     """
-    signal = input_signal(model, u)
-    meta = {"backend": backend, "mode": mode, "device": device, "coupling": coupling,
-            "model_id": model.meta.get("model_id"), "system": model.meta.get("sde_name"),
-            "variables": list(model.variables), "seed": seed, "duration": float(duration), "trials": int(trials),
-            "integration_dt": dt, "noise": noise if isinstance(noise, str) else bool(noise), "n_neurons": model.n_neurons,
-            "input": None if signal is None else signal.to_dict(), "time_scale": model.time_scale, **extra}
-    if mode == "spiking":
-        meta["tau_syn"] = model.tau  # seconds, as the torch spiking simulator records it
-    sp_t, sp_i = (None, None) if spikes is None else (np.asarray(spikes[0]) / model.time_scale,
-                                                      np.asarray(spikes[1], dtype=np.int64))
-    if spikes is not None and len(sp_t):
-        meta["mean_rate_hz"] = float(len(sp_t) / (model.n_neurons * trials * (y.shape[1] - 1) * record_dt
-                                                  * model.time_scale))
-    return Trajectory(t=np.arange(y.shape[1]) * record_dt, z=y * model.scale + model.center, dt=record_dt, meta=meta,
-                      spikes_t=sp_t, spikes_i=sp_i)
+    extra = {"tau_syn": model.tau}  # seconds, as the torch spiking simulator records it
+    if spikes is None:
+        return None, None, extra
+    sp_t, sp_i = np.asarray(spikes[0]) / model.time_scale, np.asarray(spikes[1], dtype=np.int64)
+    if len(sp_t):
+        extra["mean_rate_hz"] = float(len(sp_t) / (model.n_neurons * trials * (n_rec - 1) * record_dt
+                                                   * model.time_scale))
+    return sp_t, sp_i, extra
 
 
 def spiking_noise(noise):
@@ -115,39 +84,39 @@ def spiking_fano(model, fano):
     return F.tolist()
 
 
-def simulate(model, duration, *, trials=1, seed=None, u=None, mode="rate", progress=False, dt=None,
-             record_dt=None, noise=True, coupling=None, z0=None, fano="regular", record_spikes=False):
-    """Run the model in Brian2's runtime device (numpy target); return the latent Trajectory.
+def spiking_settings(model, plan):
+    """``(noise, coupling, fano)`` of a spiking plan, checked (defaults: remainder, factored, regular)."""
+    fano = plan.options.get("fano")
+    return (spiking_noise(plan.noise), plan.options.get("coupling") or "factored",
+            spiking_fano(model, "regular" if fano is None else fano))
 
-    Parameters are those of :func:`ddm_neuro.simulate.simulate_network`; the
-    coupling defaults to :func:`choose_coupling`. ``mode="spiking"`` runs the
-    LIF network of :func:`exporters.brian2.network.build_spiking_network`
-    (default step 0.1 ms of network time; ``noise`` True/"remainder",
-    False/"none" or "model"; ``fano`` the spikes' Fano factor counted in
-    "remainder", default ``"regular"``; ``record_spikes`` stores ``spikes_t``,
-    ``spikes_i``), as the torch spiking simulator (:mod:`ddm_neuro.spiking`) does.
+
+def run(plan):
+    """Run a plan in Brian2's runtime device (numpy target); return the latent Trajectory.
+
+    ``mode="spiking"`` runs the LIF network of
+    :func:`exporters.brian2.network.build_spiking_network` (default step
+    0.1 ms of network time; noise True/"remainder", False/"none" or "model";
+    option ``fano``, the spikes' Fano factor counted in "remainder", default
+    ``"regular"``; ``record_spikes`` stores ``spikes_t``, ``spikes_i``), as the
+    torch spiking simulator does. Rate mode: ``coupling`` defaults to
+    :func:`choose_coupling`.
     """
     import brian2 as b2
 
-    if mode not in ("rate", "spiking"):
-        raise DDMError(f"backend 'brian2' does not support mode {mode!r} (supports: rate, spiking)")
-    check_steps(dt, record_dt, duration)
-    spiking = mode == "spiking"
+    model, trials, dt, record_dt = plan.model, plan.trials, plan.dt, plan.record_dt
+    spiking = plan.mode == "spiking"
+    record_spikes = bool(plan.options.get("record_spikes"))
     if spiking:
-        from ddm_neuro.spiking.simulator import default_dt
-
-        noise = spiking_noise(noise)
-        dt = dt or default_dt(model)
-        coupling = coupling or "factored"
-        fano = spiking_fano(model, fano)
+        noise, coupling, fano = spiking_settings(model, plan)
     else:
-        coupling = choose_coupling(model, coupling, noise)
-    dt, record_dt, n_steps, n_rec = run_grid(model, duration, dt, record_dt)
+        noise, coupling, fano = plan.noise, choose_coupling(model, plan.options.get("coupling"), plan.noise), None
+    n_steps, n_rec = plan.n_steps, plan.n_rec
     arrays, info = model_spec(model)
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(plan.seed)
     b2_seed = int(rng.integers(2 ** 31))
-    z0 = start_states(model, trials, rng, z0)
-    u_grid = input_steps(model, u, dt, n_steps)
+    z0 = plan.start_states(rng)
+    u_grid = plan.input_on_steps()
     x0, drive0 = initial_state(arrays, z0, None if u_grid is None else u_grid[0])
     b2.start_scope()
     b2.prefs.codegen.target = "numpy"
@@ -164,12 +133,16 @@ def simulate(model, duration, *, trials=1, seed=None, u=None, mode="rate", progr
     except NetworkError as exc:
         raise DDMError(str(exc)) from None
     parts["network"].run((n_steps + 1) * dt * model.time_scale * b2.second, namespace=parts["namespace"],
-                         report="text" if progress else None)
+                         report="text" if plan.progress else None)
     y = np.asarray(parts["monitor"].y)[:, :n_rec]                      # (d * trials, n_rec)
     y = y.reshape(trials, model.dim, n_rec).transpose(0, 2, 1)
-    spikes = None
-    if parts["spikes"] is not None:
-        spikes = (np.asarray(parts["spikes"].t / b2.second), np.asarray(parts["spikes"].i))
-    extra = {"fano": fano if isinstance(fano, str) or len(set(fano)) > 1 else fano[0]} if spiking else {}
-    return trajectory(model, y, record_dt, backend="brian2", device="runtime", coupling=coupling, seed=seed,
-                      duration=duration, trials=trials, dt=dt, noise=noise, u=u, mode=mode, spikes=spikes, **extra)
+    extra = {"device": "runtime", "coupling": coupling, "noise": noise if isinstance(noise, str) else bool(noise),
+             "time_scale": model.time_scale}
+    sp_t = sp_i = None
+    if spiking:
+        spikes = None
+        if parts["spikes"] is not None:
+            spikes = (np.asarray(parts["spikes"].t / b2.second), np.asarray(parts["spikes"].i))
+        sp_t, sp_i, more = spiking_meta(model, spikes, trials, n_rec, record_dt)
+        extra.update(more, fano=fano if isinstance(fano, str) or len(set(fano)) > 1 else fano[0])
+    return plan.trajectory(y * model.scale + model.center, backend="brian2", spikes_t=sp_t, spikes_i=sp_i, **extra)

@@ -29,13 +29,12 @@ import numpy as np
 
 from ddm_neuro.errors import DDMError
 from ddm_neuro.progress import ticking
-from ddm_neuro.run.rate import network_steps
+from ddm_neuro.run.plan import network_steps, spiking_dt
 
 from . import network as _network
 from .network import CompileError, NetworkError, build_project
 from .processes import terminate_as_interrupt
-from .rate import (check_steps, choose_coupling, input_steps, model_spec, spiking_fano, spiking_noise,
-                   start_states, trajectory)
+from .rate import choose_coupling, model_spec, spiking_meta, spiking_settings
 from .runner import RunError, run_build
 
 def snap(value):
@@ -74,7 +73,7 @@ def cache_root():
 MIN_INPUT_STEPS = 2 ** 20
 
 
-def _input_buffer(n_steps):
+def input_buffer(n_steps):
     """Rows of the input TimedArray a build holds: a power of two >= the run's, at least MIN_INPUT_STEPS."""
     return max(MIN_INPUT_STEPS, 1 << int(np.ceil(np.log2(n_steps + 2))))
 
@@ -223,46 +222,42 @@ def ensure_build(arrays, info, build, root=None, progress=False):
         return path, time.perf_counter() - t0
 
 
-def simulate(model, duration, *, trials=1, seed=None, u=None, mode="rate", progress=False, dt=None,
-             record_dt=None, noise=True, coupling=None, z0=None, cache=None, fano="regular", record_spikes=False):
-    """Run the model as compiled C++ (Brian2 ``cpp_standalone``); return the latent Trajectory.
+def run(plan):
+    """Run a plan as compiled C++ (Brian2 ``cpp_standalone``); return the latent Trajectory.
 
-    Parameters are those of :func:`exporters.brian2.rate.simulate` (rate or
-    spiking mode), plus ``cache`` (the build folder's root, default
-    :func:`cache_root`). The first run of a network structure compiles it (a
-    few seconds); later runs with any seed, duration, start or input reuse the
-    binary.
+    Modes and options are those of :func:`exporters.brian2.rate.run`, plus
+    ``cache`` (the build folder's root, default :func:`cache_root`). The grid
+    is the build's (:func:`fixed_grid`, from the requested steps), so that a
+    new duration does not rebuild: the first run of a network structure
+    compiles it (a few seconds); later runs with any seed, duration, start or
+    input reuse the binary.
     """
-    if mode not in ("rate", "spiking"):
-        raise DDMError(f"backend 'brian2-cpp' does not support mode {mode!r} (supports: rate, spiking)")
+    model, trials, duration, seed, progress = plan.model, plan.trials, plan.duration, plan.seed, plan.progress
     if shutil.which("make") is None:
         raise DDMError("backend 'brian2-cpp' needs 'make' and a C++ compiler (g++ or clang++) on PATH")
-    check_steps(dt, record_dt, duration)
     build = {"trials": int(trials)}
-    if mode == "spiking":
-        from ddm_neuro.spiking.simulator import default_dt
-
-        noise, dt, coupling = spiking_noise(noise), dt or default_dt(model), coupling or "factored"
-        build.update(mode="spiking", fano=spiking_fano(model, fano), record_spikes=bool(record_spikes))
+    dt = plan.requested_dt
+    if plan.mode == "spiking":
+        noise, coupling, fano = spiking_settings(model, plan)
+        dt = dt or spiking_dt(model)
+        build.update(mode="spiking", fano=fano, record_spikes=bool(plan.options.get("record_spikes")))
     else:
-        coupling = choose_coupling(model, coupling, noise)
-        noise = bool(noise)
-    dt, record_dt = fixed_grid(model, dt, record_dt)
+        coupling = choose_coupling(model, plan.options.get("coupling"), plan.noise)
+        noise = bool(plan.noise)
+    dt, record_dt = fixed_grid(model, dt, plan.requested_record_dt)
     n_rec = max(1, int(round(duration / record_dt))) + 1
     n_steps = (n_rec - 1) * int(round(record_dt / dt))
     arrays, info = model_spec(model)
-    u_grid = input_steps(model, u, dt, n_steps)
+    u_grid = None if plan.input is None else plan.input.at(np.arange(n_steps + 2) * dt)
     build.update(dt=dt, record_dt=record_dt, coupling=coupling, noise=noise,
-                 input_steps=0 if u_grid is None else _input_buffer(n_steps))
-    if z0 is not None:
-        z0 = start_states(model, trials, None, z0)
+                 input_steps=0 if u_grid is None else input_buffer(n_steps))
     run_seed = int(np.random.default_rng().integers(2 ** 62)) if seed is None else int(seed)
     with terminate_as_interrupt():  # SIGTERM: make, compilers or the binary ended, temporaries removed
-        path, compile_s = ensure_build(arrays, info, build, cache, progress)
+        path, compile_s = ensure_build(arrays, info, build, plan.options.get("cache"), progress)
         t0 = time.perf_counter()
         try:  # the exported project's run.py makes the same call: same seed, same trajectory
             with ticking(f"brian2-cpp: running {trials} x {duration:g} time units", progress):
-                y = run_build(str(path), arrays, seed=run_seed, duration=(n_rec - 1) * record_dt, z0=z0,
+                y = run_build(str(path), arrays, seed=run_seed, duration=(n_rec - 1) * record_dt, z0=plan.z0,
                               u_steps=u_grid)
         except RunError as exc:
             raise DDMError(f"brian2-cpp: {exc}") from None
@@ -270,8 +265,12 @@ def simulate(model, duration, *, trials=1, seed=None, u=None, mode="rate", progr
     if progress:
         print(f"brian2-cpp: ran {trials} x {duration:g} time units in {time.perf_counter() - t0:.1f} s"
               + (f" (compiled in {compile_s:.1f} s)" if compile_s else " (cached build)"), flush=True)
-    return trajectory(model, y, record_dt, backend="brian2-cpp", device="cpp_standalone", coupling=coupling,
-                      seed=seed, duration=duration, trials=trials, dt=dt, noise=noise, u=u, mode=mode,
-                      spikes=spikes, build=path.name, compile_seconds=compile_s,
-                      **({"fano": build["fano"] if isinstance(build["fano"], str) or len(set(build["fano"])) > 1
-                          else build["fano"][0]} if mode == "spiking" else {}))
+    extra = {"device": "cpp_standalone", "coupling": coupling, "noise": noise, "time_scale": model.time_scale,
+             "build": path.name, "compile_seconds": compile_s}
+    sp_t = sp_i = None
+    if plan.mode == "spiking":
+        sp_t, sp_i, more = spiking_meta(model, spikes, trials, y.shape[1], record_dt)
+        fano = build["fano"]
+        extra.update(more, fano=fano if isinstance(fano, str) or len(set(fano)) > 1 else fano[0])
+    return plan.trajectory(y * model.scale + model.center, backend="brian2-cpp", spikes_t=sp_t, spikes_i=sp_i,
+                           grid=(dt, record_dt), **extra)

@@ -6,30 +6,27 @@
 * :mod:`.load` — a graph file back into a :class:`~ddm_neuro.network.LatentRNN`;
 * :mod:`.partition` — neurons onto cores of a chip, with the cross-core traffic.
 
-Registered under the ``ddm_neuro.exporters`` entry point ``graph``; networkx
-is imported only where a graph is built or read.
+Declared to :mod:`ddm_neuro.plugins` by :func:`plugins` (entry point ``graph``);
+networkx is imported only where a graph is built or read.
 """
 from .build import model_to_graph
 from .load import load_graph, load_graph_json, model_from_networkx
 from .partition import Partition, partition_network
 
-__all__ = ["exporters", "load_graph", "load_graph_json", "model_from_networkx", "model_to_graph", "Partition",
+__all__ = ["plugins", "load_graph", "load_graph_json", "model_from_networkx", "model_to_graph", "Partition",
            "partition_network"]
 
 
-def exporters():
-    """Entry point ``graph`` of ``ddm_neuro.exporters``: ``{format: export_function}``."""
-    import networkx  # noqa: F401  (a missing networkx is reported when the format is chosen)
+def plugins():
+    """Entry point ``graph`` of ``ddm_neuro.plugins``: the graph export formats."""
+    from ddm_neuro.plugins import Option, Plugin
 
-    from .export import export_graph
-
-    def graphml(model, output, **options):
-        return export_graph(model, output, format="graphml", **options)
-
-    def gexf(model, output, **options):
-        return export_graph(model, output, format="gexf", **options)
-
-    def json(model, output, **options):
-        return export_graph(model, output, format="json", **options)
-
-    return {"graphml": graphml, "gexf": gexf, "json": json}
+    options = {"core_size": Option(None, "partition the neurons onto cores of this size"),
+               "preset": Option(None, "partition for a chip (loihi, loihi2, xylo, spinnaker); checks its limits"),
+               "objective": Option("auto", "what the partition keeps inside cores", ("auto", "synapses", "weight")),
+               "seed": Option(0, "seed of the partition's refinement and random baseline"),
+               "knn": Option(32, "neighbours per neuron the partition refinement looks at")}
+    what = {"graphml": "GraphML (networkx, Gephi, yEd)", "gexf": "GEXF (Gephi)", "json": "node-link JSON"}
+    return [Plugin(fmt, "format", ("rate", "spiking"), f"exporters.graph.export:export_{fmt}", options,
+                   requires=("networkx",), extra="graph", help=f"connectivity graph as {text}")
+            for fmt, text in what.items()]

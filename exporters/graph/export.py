@@ -164,3 +164,18 @@ def export_graph(model, output, *, format="graphml", mode="rate", force=False, p
         print(f"export {format}: wrote {part_out}")
     return output
 
+
+
+def export_graphml(model, output, **options):
+    """``--format graphml``: :func:`export_graph` with ``format="graphml"``."""
+    return export_graph(model, output, format="graphml", **options)
+
+
+def export_gexf(model, output, **options):
+    """``--format gexf``: :func:`export_graph` with ``format="gexf"``."""
+    return export_graph(model, output, format="gexf", **options)
+
+
+def export_json(model, output, **options):
+    """``--format json``: :func:`export_graph` with ``format="json"`` (node-link)."""
+    return export_graph(model, output, format="json", **options)

@@ -12,28 +12,21 @@ NIR, Norse and snnTorch are imported only inside these modules.
 """
 
 
-def exporters():
-    """Entry point ``nir`` of ``ddm_neuro.exporters``: ``{format: export_function}``."""
-    import nir  # noqa: F401  (a missing NIR is reported when the format is chosen)
+def plugins():
+    """Entry point ``nir`` of ``ddm_neuro.plugins``: the NIR format and the Norse and snnTorch back ends."""
+    from ddm_neuro.plugins import Option, Plugin
 
-    from .export import export
-
-    return {"nir": export}
-
-
-def backend_norse():
-    """Entry point ``norse`` of ``ddm_neuro.backends``: ``(run_function, modes)``."""
-    import norse  # noqa: F401
-
-    from .backend import make_simulate
-
-    return make_simulate("norse"), ("spiking",)
-
-
-def backend_snntorch():
-    """Entry point ``snntorch`` of ``ddm_neuro.backends``: ``(run_function, modes)``."""
-    import snntorch  # noqa: F401
-
-    from .backend import make_simulate
-
-    return make_simulate("snntorch"), ("spiking",)
+    run_options = {"fano": Option(None, "Fano factor of the spikes counted in the host noise (default 1)"),
+                   "coupling": Option(None, "not applicable: the NIR graph has one dense recurrent Linear")}
+    return [
+        Plugin("nir", "format", ("spiking",), "exporters.nir.export:export",
+               {"dt": Option(1e-4, "step in seconds the file is written for (snnTorch's 1e-4 s by default)"),
+                "fano": Option(1.0, "spike Fano factor counted against the model's private noise"),
+                "noise": Option(True, "False: the host adds no noise"),
+                "step_matched": Option(None, "write for the consumer's step (default: when tau_ref matches it)")},
+               requires=("nir",), extra="nir", help="NIR graph of the spiking LIF network (HDF5)"),
+        Plugin("norse", "simulator", ("spiking",), "exporters.nir.backend:run_norse", run_options,
+               requires=("nir", "norse"), extra="nir", help="the exported NIR file run in Norse"),
+        Plugin("snntorch", "simulator", ("spiking",), "exporters.nir.backend:run_snntorch", run_options,
+               requires=("nir", "snntorch"), extra="nir", help="the exported NIR file run in snnTorch"),
+    ]

@@ -32,7 +32,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ddm_neuro.errors import DDMError
-from ddm_neuro.run.rate import start_states
+from ddm_neuro.run.plan import start_states
 from ddm_neuro.trajectory import Trajectory
 
 from .layout import read_network

@@ -98,7 +98,7 @@ import numpy as np
 
 from ddm_neuro.errors import DDMError
 from ddm_neuro.fileio import atomic_write, check_output
-from ddm_neuro.run.rate import network_steps
+from ddm_neuro.run.plan import network_steps
 from ddm_neuro.spiking.noise import regular_fano
 
 #: Version of the layout below; readers refuse other versions.
