@@ -79,9 +79,7 @@ def choose_lag(sde, traj, delta=None, filter_tau=None, rng=None, floor=None):
     rng = rng or np.random.default_rng(0)
     flat = traj.z.reshape(-1, traj.dim)
     sample = flat[rng.choice(len(flat), size=min(len(flat), 2000), replace=False)]
-    u = None
-    if sde.n_inputs and traj.meta.get("input"):
-        u = np.asarray(traj.meta["input"]["values"][0], dtype=np.float64)
+    u = traj.info.input.values[0] if sde.n_inputs and traj.info.input is not None else None
     rate = max(sde.characteristic_rate(sample, u), 1e-6)
     target = C_DELTA / rate
     if filter_tau:

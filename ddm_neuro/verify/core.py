@@ -38,8 +38,7 @@ import time
 import numpy as np
 from tqdm.auto import tqdm
 
-from ..run.inputs import InputSignal
-from ..run.target import as_input_signal
+from ..run.plan import input_signal
 from . import checks, deterministic, increments, singular, stationary
 from .extras import tag_metrics
 from .report import Report
@@ -143,8 +142,7 @@ def choose_integration(sde, traj, rate, scheme=None, dt_int=None, filter_tau=Non
 def _signal(sde, traj):
     if not sde.n_inputs:
         return None
-    inp = traj.meta.get("input") if isinstance(traj.meta, dict) else None
-    return as_input_signal(sde, InputSignal.from_dict(inp) if inp else None)
+    return input_signal(sde, traj.info.input if isinstance(traj.meta, dict) else None)
 
 
 def verify(sde, traj, *, delta=None, seed=0, filter_tau=None, model_drift=None, progress=False,
