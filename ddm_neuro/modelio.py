@@ -17,7 +17,7 @@ import numpy as np
 
 from .errors import DDMError, ModelFileError
 from .fileio import atomic_write, open_npz
-from .network import ARRAY_FIELDS
+from .model_fields import ARRAY_FIELDS, check_sizes
 
 FORMAT = "ddm_neuro.model"
 FORMAT_VERSION = 1
@@ -56,20 +56,23 @@ def save_model(model, path, force=False):
     model.meta["model_id"] = meta["model_id"]
 
 
-def load_model(path):
+def load_model(path, cls):
     """Read a model file, with one clear error if it is missing, truncated, newer or not a model.
 
     Everything is checked before the model is used: the archive before any
     array is decompressed (:func:`~ddm_neuro.fileio.open_npz`), then the
     metadata's types, every array's dtype and declared shape against N, d and
     k, the embedded SDE spec's structure (its expressions are compiled only
-    when the SDE is rebuilt), the values (:func:`~ddm_neuro.network.check_model`:
+    when the SDE is rebuilt), the values (:func:`~ddm_neuro.model_fields.check_model`:
     finite numbers, positive time constants, non-negative noise, a valid
     neuron model) and the read-out identity ``D E = I``.
 
     Parameters
     ----------
     path : str or Path
+    cls : type
+        The model class to build (:class:`~ddm_neuro.network.LatentRNN`; its
+        ``load`` passes itself, so this module needs no import of it).
 
     Returns
     -------
@@ -80,7 +83,6 @@ def load_model(path):
     ModelFileError
         One line naming the file, the field and the problem.
     """
-    from .network import LatentRNN, check_sizes
 
     path = Path(path)
     with open_npz(path, ModelFileError, "model file") as data:
@@ -107,7 +109,7 @@ def load_model(path):
         arrays = {a: np.asarray(data[a], dtype=np.float64) for a in names}
     w_perp = arrays.pop("w_perp", None)
     try:
-        model = LatentRNN(**fields, w_perp=w_perp, **arrays)
+        model = cls(**fields, w_perp=w_perp, **arrays)
     except DDMError as exc:
         raise ModelFileError(f"{path}: {exc}") from None
     with np.errstate(all="ignore"):  # overflow shows as inf, refused below

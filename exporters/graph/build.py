@@ -140,7 +140,7 @@ def check_finite(model):
     DDMError
         Naming the array and the first bad entry.
     """
-    from ddm_neuro.network import ARRAY_FIELDS
+    from ddm_neuro.model_fields import ARRAY_FIELDS
 
     arrays = {name: getattr(model, name) for name in ARRAY_FIELDS}
     if model.w_perp is not None:
