@@ -22,8 +22,7 @@ with its spike train ``s_j(t) = sum_k delta(t - t_j^k)``:
   ``x``, not just a linear interpolation), and the membrane integrates the
   remainder of the step after reset and refractory time. So the realised
   rate at constant input is ``phi(x)`` at any ``h``, with no bias from the
-  step (issue 5: fit with the rate curve the simulator actually realises;
-  here it is the analytic one).
+  step; the fit uses this same analytic rate curve.
 * **Synapses.** Exponential, ``tau_syn = tau`` (the model's): each spike of
   neuron j moves ``x`` by ``W[:, j] / tau`` (factored coupling: by
   ``E (K[:, j] / tau)``, O(N d) per step; dense: the N x N ``W``), weighted by

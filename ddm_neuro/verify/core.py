@@ -47,7 +47,7 @@ from .thresholds import MULTIPLES, chi2_multiple, chi2_value_se, f_multiple, nul
 #: Number of independent target runs behind the baselines of the stationary distribution,
 #: autocorrelation and scalar statistics. Reference runs are batched over all runs and trials
 #: (the per-step cost dominates); with 16 the verifier's own seed moves these thresholds by
-#: 6-12 % (SD; benchmarks/RESULTS_verify.md §H.2), stated per metric as ``threshold_se``.
+#: 6-12 % (SD; measured by benchmarks/verify_seed_stability.py), stated per metric as ``threshold_se``.
 N_REFERENCE = 16
 #: Smallest trajectory integration step (fraction of the default step) that the
 #: references reproduce; finer steps are compared with the Heun target (:func:`choose_integration`).
@@ -60,7 +60,7 @@ N_PROPAGATED = 8
 #: Work cap (starts x draws x steps x d) of the trajectory's own propagations: 4x that of the
 #: reference runs (:data:`.increments.MAX_WORK`), so that a 16 x 60 Lorenz run uses all its
 #: increments. A subset is a sample of the run's increments, and its statistic a different
-#: chi-square draw (benchmarks/RESULTS_verify.md §H.5).
+#: chi-square draw.
 TRAJECTORY_MAX_WORK = 4 * increments.MAX_WORK
 #: Seed of the generator behind everything that depends on the trajectory only (cells, lag).
 CELL_SEED = 0
@@ -83,7 +83,7 @@ def _split_baselines(fns, pool, trials, rng, n_splits=N_SPLITS):
     baseline_se : ndarray
         Standard error of the baseline from the splits' spread of squares, as if the
         splits were independent (they share trials; against the threshold's measured
-        spread over verifier seeds it is 15-40 % low: benchmarks/RESULTS_verify.md §H.2).
+        spread over verifier seeds it is 15-40 % low, measured by benchmarks/verify_seed_stability.py).
     """
     vals = np.zeros((n_splits, len(fns)))
     for s in range(n_splits):

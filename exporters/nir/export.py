@@ -73,12 +73,12 @@ add, as a current into the input of ``lif``, at every step::
 neuron, at the neuron's input ``x = I/current_scale``, ``phi`` the fitted rate
 curve) is the model's private output-noise intensity ``noise_const +
 noise_act tau_ref phi(x)`` minus what the spikes supply (``F r``, averaged over
-the model's start states; ``fano=1`` (default, as :func:`ddm_neuro.spiking.simulate_spiking`)
+the model's start states; ``fano=1`` (default, as :func:`ddm_neuro.spiking.simulator.simulate_spiking`)
 counts Poisson-like spikes, which is what they look like at lags shorter than an
 inter-spike interval, where the verifier measures the diffusion; ``fano="regular"``
-counts regular firing over one SDE time unit, :func:`ddm_neuro.spiking.regular_fano`,
-far less: on the double well it left the diffusion ~2 % too high, see
-``benchmarks/RESULTS_nir.md``); with
+counts regular firing over one SDE time unit, :func:`ddm_neuro.spiking.noise.regular_fano`,
+far less: on the double well it left the diffusion ~2 % too high, measured by
+``benchmarks/nir_roundtrip.py``); with
 ``tau_ref = 0`` the rate term vanishes and the intensity is constant;
 ``host_noise_latent`` is ``sqrt(dt)(dt/tau_m) E L`` premultiplied, (N, d). The
 first term is exactly a fractional spike count ``sqrt(sigma2 dt) xi`` sent
