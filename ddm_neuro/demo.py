@@ -21,14 +21,15 @@ from pathlib import Path
 
 import numpy as np
 
-from .backends import get_backend
+from . import plugins
 from .errors import DDMError
 from .fileio import check_output
 from .fit.matching import fit, fit_summary, fit_warnings
 from .network import LatentRNN
 from .plots import attractor_figure
 from .run.target import simulate_sde
-from .run.rate import network_steps, simulate_network
+from .run.plan import network_steps
+from .run.rate import simulate_network
 from .stats import compare, format_table
 from .sde.systems import get_system
 from .verify import verify
@@ -112,8 +113,34 @@ def run_demo(out, force=False, n_neurons=512, duration=60.0, trials=16, quick=Fa
 
     Each stage's files are written into ``out`` as the stage ends (atomically);
     an interruption keeps the finished ones and says so. ``resume`` reuses the
-    folder's ``model.ddm`` instead of fitting again.
+    folder's ``model.ddm`` instead of fitting again (``force`` and ``resume``
+    together are refused).
+
+    Parameters
+    ----------
+    out : str or Path
+        The demo folder.
+    force, resume : bool
+    n_neurons : int
+    duration : float
+        SDE time units per trial.
+    trials : int
+        At least 2.
+    quick : bool
+        Small and short (N <= 128, 4 trials x 20 time units), for a smoke test.
+    progress : bool
+
+    Returns
+    -------
+    int
+
+    Raises
+    ------
+    DDMError
+        Sizes beyond the demo's, or a folder that cannot be used; all before the fit.
     """
+    if force and resume:
+        raise DDMError("--force starts the demo afresh and --resume reuses its model.ddm: give one of them")
     if quick:
         n_neurons, duration, trials = min(n_neurons, 128), min(duration, 20.0), min(trials, 4)
     if trials < 2:
@@ -195,6 +222,12 @@ def _rate_stages(stages, sde, n_neurons, duration, trials, quick, progress, resu
     return _brian2_run(stages, model, sde, duration, trials, quick, progress) or status
 
 
+def _installed(backend, mode):
+    """The run function of ``backend`` in ``mode``; a DDMError now (not at the run) when its packages are missing."""
+    plugins.get("simulator", backend, mode).load()
+    return plugins.get_backend(backend, mode)
+
+
 def _brian2_run(stages, model, sde, duration, trials, quick, progress):
     """The same network in Brian2 (runtime device, then generated C++), each verified.
 
@@ -207,7 +240,7 @@ def _brian2_run(stages, model, sde, duration, trials, quick, progress):
     for backend, what, b_trials, b_duration in runs:
         stages.start(backend, f"{backend} ({what}, rate mode): {b_trials} trials x {b_duration:g} time units")
         try:
-            run = get_backend(backend, "rate")
+            run = _installed(backend, "rate")
         except DDMError as exc:  # not installed: say so, and go on
             print(f"  skipped: {exc} (install with: pip install '.[brian2]')")
             continue
@@ -253,10 +286,10 @@ def _spiking_run(stages, model, sde, quick, progress):
           f"{100 * lif.meta['fit']['drift_error']:.2f} % (LIF rate curve)")
     backend = "torch" if quick else "brian2-cpp"  # --quick: no second C++ build
     try:
-        run = get_backend(backend, "spiking")
+        run = _installed(backend, "spiking")
     except DDMError as exc:
         print(f"  {backend} not available ({exc}); spiking in torch instead")
-        backend, run = "torch", get_backend("torch", "spiking")
+        backend, run = "torch", plugins.get_backend("torch", "spiking")
     ex = spike_noise_excess(lif, fano="regular")
     if ex["ratio"] > 1 and ex["n_needed"] is not None:
         print(f"  note: spikes alone give {ex['ratio']:.3g}x the target's diffusion along its worst direction "
