@@ -16,7 +16,8 @@ Unknown options are refused with the accepted ones listed; a plug-in whose
 package is missing is refused with the ``pip install`` line that adds it;
 registering a name twice for one kind is refused.
 
-The core registers ``torch`` and ``target`` (:mod:`ddm_neuro.run.backends`).
+The core's own, ``torch`` and ``target``, are declared in :data:`CORE`
+(functions in :mod:`ddm_neuro.run.backends`).
 Other packages (such as the top-level ``exporters``) declare theirs through
 the ``ddm_neuro.plugins`` entry-point group: each entry point is a callable
 returning a list of :class:`Plugin`. The core never imports them directly.
@@ -29,8 +30,10 @@ from dataclasses import dataclass, field
 from importlib import metadata
 
 from .errors import DDMError
+from .run.plan import MODES, plan_run
 
 KINDS = ("simulator", "format")
+
 
 
 class OptionError(DDMError):
@@ -108,7 +111,8 @@ class Plugin:
     def check_mode(self, mode):
         """Refuse a mode this plug-in does not take, listing the ones it does."""
         if mode not in self.modes:
-            raise DDMError(f"{self.label} does not support mode {mode!r} (supports: {', '.join(self.modes)})")
+            unknown = f"unknown mode {mode!r}: " if mode not in MODES else ""
+            raise DDMError(f"{unknown}{self.label} does not support mode {mode!r} (supports: {', '.join(self.modes)})")
 
     def resolve(self, options):
         """The declared options with ``options`` applied; unknown options and values outside ``choices`` refused.
@@ -179,11 +183,28 @@ def simulator(name, modes, *, options=None, requires=(), extra=None, help=""):
     return deco
 
 
+_COUPLING = Option(None, "recurrent coupling: factored E (K r), O(N d) per step (default), or the dense N x N W",
+                   ("factored", "dense"))
+
+#: The core's simulator back ends.
+CORE = [
+    Plugin("torch", "simulator", ("rate", "spiking"), "ddm_neuro.run.backends:run_torch", {
+        "coupling": _COUPLING,
+        "fano": Option(None, "spiking: Fano factor of the spikes counted in the noise remainder (default 'regular')"),
+        "record_spikes": Option(None, "spiking: store spike times and indices in the trajectory"),
+        "chunk": Option(256, "integration steps of random numbers drawn at once"),
+    }, help="the rate network (Euler-Maruyama) or its LIF spiking network (exact integration), torch float64"),
+    Plugin("target", "simulator", ("rate", "sde"), "ddm_neuro.run.backends:run_target",
+           help="the model's target SDE itself (Euler-Maruyama, Ito) on the network's grid"),
+]
+
+
 def _load_entry_points():
     if _LOADED:
         return
     _LOADED.append(True)
-    importlib.import_module("ddm_neuro.run.backends")  # the core's own: torch, target
+    for plugin in CORE:
+        register(plugin)
     for ep in metadata.entry_points(group="ddm_neuro.plugins"):
         for plugin in ep.load()():
             if plugin.name not in _REGISTRY[plugin.kind]:  # an installed copy seen twice: first wins
@@ -246,8 +267,6 @@ def simulate(model, duration, *, backend="torch", mode="rate", trials=1, seed=No
     -------
     Trajectory
     """
-    from .run.plan import plan_run
-
     plugin = get("simulator", backend, mode)
     resolved = plugin.resolve(options)
     if noise is None:
