@@ -182,7 +182,7 @@ def run_spiking(plan):
         raise DDMError(f"noise must be one of {', '.join(NOISE_MODES)} (got {noise!r})")
     F = check_fano(model, fano)
     signal, u0 = plan.input, plan.u0
-    check_spiking(model, dt, u0)
+    check_spiking(model, plan.requested_dt or dt, u0)  # the step asked for: the grid may refine it
     if noise == "remainder":
         warn_spike_noise(model, F, u=u0)
     n_rec, n_sub = plan.n_rec, plan.n_sub
