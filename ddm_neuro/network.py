@@ -9,7 +9,7 @@ Noise is **private to each neuron and enters at its output**, like the
 variability of a spike train: neuron j's output is ``phi_j(x) + eta_j`` with
 independent white ``eta_j`` of intensity ``sigma_j^2(x) = a_j act(x_j) + c_j``
 (per second; Poisson-like when ``a`` dominates). Where private noise cannot
-reach a latent direction (see :mod:`ddm_neuro.noisefit`), a shared noise
+reach a latent direction (see :mod:`ddm_neuro.fit.diffusion`), a shared noise
 ``E L dW'`` (d sources) tops it up. In DESIGN §2's notation the noise matrix is
 ``Sigma_x = [W diag(sigma) / tau, E L]``. One unit of SDE time is ``T`` seconds
 (``time_scale``).
@@ -23,7 +23,7 @@ latent subspace: ``x_perp`` relaxes deterministically (rate ``1/tau``) to
 ``b + B u``. The input also has a feed-forward path, ``tau B du/dt`` (a step
 in u moves ``x`` by ``B du`` at once), so ``x_perp`` sits at ``b + B u(t)``
 and the latent sees the input without a lag of tau. ``W_perp`` (never set
-by the fit; hardware constraints, :mod:`ddm_neuro.hardware`, make one) moves
+by the fit; hardware constraints, :mod:`ddm_neuro.fit.hardware`, make one) moves
 ``x_perp`` to a fixed point that depends on ``y`` (:meth:`LatentRNN.settle`,
 used by :meth:`LatentRNN.neuron_inputs`) and acts on the noisy outputs too,
 which is then not covered by :meth:`LatentRNN.latent_cov`. So the latent process is exactly an Itô SDE with drift

@@ -6,7 +6,7 @@ sigma = 0.25): two wells m = -1, +1; an input u beyond the fold
 the other. The script
 
 1. fits N = 256 tanh neurons with the input channel u (``input_range`` [-1, 1]);
-2. builds a cue protocol (:func:`ddm_neuro.memory.cue_protocol`): 60 pulses of
+2. builds a cue protocol (:func:`ddm_neuro.analysis.memory_tasks.cue_protocol`): 60 pulses of
    random sign, ``u = +-0.8`` for 2 time units, then u = 0 for 3;
 3. runs it in the network (torch), in the target SDE, and, when Brian2 and a
    C++ compiler are installed, in Brian2 (``brian2-cpp``: the cue is a TimedArray);

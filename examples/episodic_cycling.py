@@ -9,11 +9,11 @@ about once every 20 time units. The script
 
 1. fits N = 256 tanh neurons to it;
 2. simulates the network (torch) and the target SDE;
-3. measures the order of visits (:func:`ddm_neuro.memory.visit_sequence`: the
+3. measures the order of visits (:func:`ddm_neuro.analysis.memory_tasks.visit_sequence`: the
    fraction of forward transitions), the cycle rate, the dwell times, and the
-   mean angular velocity ``<dθ/dt> = 2π J`` (:func:`ddm_neuro.memory.angular_current`),
+   mean angular velocity ``<dθ/dt> = 2π J`` (:func:`ddm_neuro.analysis.memory_tasks.angular_current`),
    against the target and against Risken's closed form for the angle SDE with
-   ``D = σ² <r⁻²> / 2`` (:func:`ddm_neuro.memory.risken_current`);
+   ``D = σ² <r⁻²> / 2`` (:func:`ddm_neuro.analysis.memory_tasks.risken_current`);
 4. writes ``phase_portrait.png`` (network beside target), ``angle.png``
    (unwrapped angle vs time, well labels), ``visits.png`` (transition counts)
    and ``angle_density.png`` (stationary angle density vs Risken's).

@@ -5,8 +5,8 @@ An :class:`SDE` is ``dz = f(z, u) ds + g(z) dW_s`` in the **Itô** sense, with
 Wiener process. Drift and diffusion are vectorised functions usable with numpy
 (float64) and torch.
 
-Three ways to make one: :func:`ddm_neuro.systems.get_system` (built-ins),
-:func:`ddm_neuro.spec.sde_from_spec` / :func:`ddm_neuro.spec.load_spec` (a TOML
+Three ways to make one: :func:`ddm_neuro.sde.systems.get_system` (built-ins),
+:func:`ddm_neuro.sde.spec.sde_from_spec` / :func:`ddm_neuro.sde.spec.load_spec` (a TOML
 spec compiled once with sympy) and :meth:`SDE.from_callables` (plain Python).
 """
 from __future__ import annotations

@@ -30,7 +30,7 @@ with its spike train ``s_j(t) = sum_k delta(t - t_j^k)``:
   exactly as it would have by the step's end, and ``x`` relaxes to
   ``b + B u`` exactly (``x <- b + B u + (x - b - B u) exp(-h/tau)``). A step of
   the input moves ``x`` by ``B du`` at once (the feed-forward path, as in
-  :func:`ddm_neuro.simulate.simulate_network`). Spikes act only through
+  :func:`ddm_neuro.run.rate.simulate_network`). Spikes act only through
   ``W = E K``, so ``x_perp`` stays at rest and the latent obeys
   ``tau dy = (-y + K s(t)) dt``.
 
@@ -106,7 +106,7 @@ def simulate_spiking(model, duration, *, dt=None, record_dt=None, trials=1, seed
     dt : float, optional
         Integration step in SDE units (default 0.1 ms of network time, ``1e-4 / T``).
     record_dt : float, optional
-        Recording interval in SDE units (default as :func:`ddm_neuro.simulate.simulate_network`).
+        Recording interval in SDE units (default as :func:`ddm_neuro.run.rate.simulate_network`).
     trials : int
     seed : int, optional
     z0 : array (d,) or (trials, d), optional

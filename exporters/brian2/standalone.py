@@ -54,7 +54,7 @@ def fixed_grid(model, dt=None, record_dt=None):
     d0, r0 = network_steps(model)
     dt = dt or d0
     record_dt = record_dt or max(r0, dt)
-    n_sub = max(1, math.ceil(record_dt / dt - 1e-9))   # as ddm_neuro.sdeint.recording_grid: dt never coarser
+    n_sub = max(1, math.ceil(record_dt / dt - 1e-9))   # as ddm_neuro.run.target.recording_grid: dt never coarser
     record_dt = snap(record_dt)
     # dt derived from the snapped record_dt, not snapped itself: snapping record_dt / 7 to 12 digits made
     # 7 dt differ from record_dt by ~1e-12 relative, and after ~1000 steps the scheduler's clocks fell
