@@ -76,7 +76,7 @@ import nengo
 import numpy as np
 from nengo.utils.ensemble import tuning_curves
 
-from ddm_neuro.spiking.calibrate import drift_residual, systematic_drift_error
+from ddm_neuro.spiking.window_error import drift_residual, systematic_drift_error
 from ddm_neuro.run.target import simulate_sde
 from ddm_neuro.sde.systems import get_system
 from ddm_neuro.trajectory import Trajectory

@@ -41,7 +41,8 @@ import time
 import numpy as np
 import torch
 
-from ddm_neuro.spiking.calibrate import calibrate_spiking, drift_residual, split_half_noise, systematic_drift_error
+from ddm_neuro.spiking.drift_calibration import calibrate_spiking
+from ddm_neuro.spiking.window_error import drift_residual, split_half_noise, systematic_drift_error
 from ddm_neuro.fit.matching import fit
 from ddm_neuro.spiking.unstable_foci import calibrate_foci
 from ddm_neuro.network import LatentRNN
@@ -187,7 +188,7 @@ def report(name, model, sde, args, z_att, lam, v):
 def brian2_stage(path, args):
     """The calibrated network in Brian2 cpp_standalone: stochastic verify, noise-free collapse."""
     from ddm_neuro.plugins import get_backend
-    from ddm_neuro.spiking.calibrate import _with_decoders
+    from ddm_neuro.fit.decoders import with_decoders as _with_decoders
     from ddm_neuro.spiking.noise import spike_noise_excess
     from ddm_neuro.verify import verify
 

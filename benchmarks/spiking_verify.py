@@ -63,7 +63,8 @@ def switching_ks(sde, traj, seed):
 
 def stronger_ridge(model, sde, factor):
     """Re-solve the decoders with ``factor`` x the fit's ridge lambda (smaller decoders: less spike jitter)."""
-    from ddm_neuro.spiking.calibrate import _training, refit_decoders
+    from ddm_neuro.fit.decoders import refit_decoders
+    from ddm_neuro.spiking.states import mixed_training_states as _training
 
     z, u, _ = _training(model, sde, model.init_states, 20000, np.random.default_rng(0))
     return refit_decoders(model, sde, z, u, model.meta["fit"]["ridge_lambda"] * factor)
@@ -71,7 +72,7 @@ def stronger_ridge(model, sde, factor):
 
 def calibrate_noisy(model, sde, u, spec, rounds, backend="torch"):
     """Noisy calibration (``calibrate --noise remainder``) with runs ``spec`` = "TRIALSxDURATION"."""
-    from ddm_neuro.spiking.calibrate import calibrate_spiking
+    from ddm_neuro.spiking.drift_calibration import calibrate_spiking
 
     trials, duration = spec.lower().split("x")
     t0 = time.perf_counter()

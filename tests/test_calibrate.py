@@ -12,8 +12,9 @@ import copy
 import numpy as np
 import pytest
 
-from ddm_neuro.spiking.calibrate import (bin_errors, calibrate_spiking, drift_residual, effective_rate,
-                                 systematic_drift_error)
+from ddm_neuro.spiking.drift_calibration import calibrate_spiking
+from ddm_neuro.spiking.rate_curve import effective_rate
+from ddm_neuro.spiking.window_error import bin_errors, drift_residual, systematic_drift_error
 from ddm_neuro.errors import DDMError
 from ddm_neuro.fit.matching import fit
 from ddm_neuro.network import LatentRNN
@@ -205,7 +206,7 @@ def test_cli_calibrate_refuses_an_input_that_is_not_constant(tmp_path, capsys):
 
 
 def test_fixed_point_states_surround_lorenz_c_plus_and_minus():
-    from ddm_neuro.spiking.calibrate import _attractor, fixed_point_states
+    from ddm_neuro.spiking.states import attractor_states as _attractor, fixed_point_states
 
     sde = get_system("lorenz", noise=0.0)
     rng = np.random.default_rng(0)

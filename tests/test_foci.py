@@ -12,7 +12,7 @@
 import numpy as np
 import pytest
 
-from ddm_neuro.spiking.calibrate import _attractor
+from ddm_neuro.spiking.states import attractor_states as _attractor
 from ddm_neuro.errors import DDMError
 from ddm_neuro.fit.matching import fit
 from ddm_neuro.spiking.unstable_foci import calibrate_foci, escape_times, push_decoders, unstable_foci

@@ -344,7 +344,7 @@ def test_calibrate_runs_in_norse(model):
     """The NIR consumers are calibration back ends too (noise on/off by name, the file's own step, no
     coupling option): before, calibrate's noise="none" and coupling="factored" were refused there.
     (At this size the error measurement itself is noise: the mechanics are what is tested.)"""
-    from ddm_neuro.spiking.calibrate import calibrate_spiking
+    from ddm_neuro.spiking.drift_calibration import calibrate_spiking
 
     out = calibrate_spiking(model, model.sde(), rounds=1, trials=24, duration=3.0, backend="norse", seed=1)
     cal = out.meta["spiking_calibration"]

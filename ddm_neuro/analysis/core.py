@@ -94,9 +94,9 @@ def analyze(model, sde=None, *, duration=100.0, trials=16, seed=0, symmetric=Fal
         Probability currents and entropy production. None: on for d >= 2, off
         for d = 1; True on a 1-D system is an error.
     switching : bool
-        Success rate of cue pulses (input-driven models only, :mod:`ddm_neuro.memory`).
+        Success rate of cue pulses (input-driven models only, :mod:`ddm_neuro.analysis.memory_tasks`).
     epr_degree : int, optional
-        Degree of the entropy-production basis (default :func:`.entropy.degree_for`).
+        Degree of the entropy-production basis (default ``degree_for(d, entropy.EPR_DEGREES)``).
     progress : bool
 
     Returns
@@ -226,11 +226,8 @@ def _currents(res, data, model, sde, run_a, duration, trials, seeds, rng, progre
 
 
 def _switching(model, sde, duration, trials, seed, progress):
-    """Success rate of cue pulses, network and target (:mod:`ddm_neuro.memory`)."""
-    try:
-        from . import memory_tasks as memory
-    except ImportError:  # pragma: no cover - memory.py ships with the package
-        raise DDMError("a switching analysis needs ddm_neuro.memory, which this installation lacks") from None
+    """Success rate of cue pulses, network and target (:mod:`ddm_neuro.analysis.memory_tasks`)."""
+    from . import memory_tasks as memory
     from ..verify.switching import find_wells
 
     rng = np.random.default_rng(seed)

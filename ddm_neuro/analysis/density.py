@@ -10,18 +10,17 @@ monomials of :math:`x = (z - \mu)/s` of total degree 1..p (the basis of
 
 needs no normalising constant and is minimised in closed form,
 :math:`\theta = -A^{-1} c` (a tiny ridge keeps ``A`` invertible). For a Gaussian
-(any OU process) degree 2 is exact. Degree 6 for d <= 2, 4 for d = 3, 2 above.
+(any OU process) degree 2 is exact. Degree 6 for d <= 2, 4 for d = 3, 2 above (:data:`DENSITY_DEGREES`).
 """
 from __future__ import annotations
 
 import numpy as np
 
-from ..verify.basis import PolyBasis
+from ..verify.basis import PolyBasis, degree_for
 
-
-def degree_for(d):
-    """Default total degree of the log-density polynomial for dimension d."""
-    return 6 if d <= 2 else (4 if d == 3 else 2)
+#: Default total degree of the log-density polynomial for d = 1, 2, 3 and above
+#: (:func:`~ddm_neuro.verify.basis.degree_for`).
+DENSITY_DEGREES = (6, 6, 4, 2)
 
 
 def _mono(x, P):
@@ -55,7 +54,7 @@ class LogDensity:
         ----------
         z : array (M, d) or (trials, n, d)
         degree : int, optional
-            Total degree (default :func:`degree_for`).
+            Total degree (default ``degree_for(d, DENSITY_DEGREES)``).
         ridge : float
             Relative ridge on ``A`` (times its mean diagonal).
         max_samples : int
@@ -67,7 +66,7 @@ class LogDensity:
             rng = rng if rng is not None else np.random.default_rng(0)
             z = z[rng.choice(len(z), max_samples, replace=False)]
         d = z.shape[1]
-        base = PolyBasis.fit_to(z, degree_for(d) if degree is None else degree)
+        base = PolyBasis.fit_to(z, degree_for(d, DENSITY_DEGREES) if degree is None else degree)
         P = np.array([p for p in base.powers if sum(p) > 0], dtype=int)
         self = cls(base.mean, base.scale, P, np.zeros(len(P)))
         grads, lap = self._derivatives(z)

@@ -2,7 +2,7 @@ r"""Entropy production rate and mean rotation: closed form (linear systems) and 
 
 **From trajectories**: the bias-corrected estimator of
 :func:`ddm_neuro.verify.currents.entropy_production` (phase-space velocity on
-a polynomial basis, Stratonovich; a lower bound up to noise, see :func:`degree_for`) and the mean rotation
+a polynomial basis, Stratonovich; a lower bound up to noise, see :data:`EPR_DEGREES`) and the mean rotation
 :func:`ddm_neuro.verify.currents.rotation`, each with a block standard error
 (about 16 blocks: trials or chunks of trials). Every run is judged with the
 same basis, standardised on the first target run.
@@ -22,8 +22,15 @@ from __future__ import annotations
 import numpy as np
 
 from ..verify import currents
-from ..verify.basis import PolyBasis
-from ..verify.extras import _block_stat  # block standard errors, as the verifier computes them
+from ..verify.basis import PolyBasis, degree_for
+from ..verify.extras import block_stat  # block standard errors, as the verifier computes them
+
+#: Default total degree of the estimator's basis for d = 1, 2, 3 and above (:func:`~ddm_neuro.verify.basis.degree_for`):
+#: 5 for d <= 2, 3 for d = 3, 1 above. Higher than the verifier's (3, 2, 1): the estimate is the
+#: entropy production of the velocity's projection on the basis, a lower bound, and a current
+#: concentrated at barriers (the ``ring``'s, between wells) needs the extra degrees (measured on
+#: ``ring``, 16 x 100 time units: degree 3 gives 0.28, degree 5 1.36, 7 1.46, 9 1.46).
+EPR_DEGREES = (5, 5, 3, 1)
 
 
 def closed_form_epr(sde, rng=None, n_probe=16):
@@ -84,23 +91,15 @@ def singular(sde, z):
     return None if sing is None else note(sing.names, sing.dim, sing.fraction)
 
 
-def degree_for(d):
-    """Default total degree of the estimator's basis: 5 for d <= 2, 3 for d = 3, 1 above.
-
-    Higher than the verifier's (3, 2, 1): the estimate is the entropy production of
-    the velocity's projection on the basis, a lower bound, and a current
-    concentrated at barriers (the ``ring``'s, between wells) needs the extra
-    degrees (measured on ``ring``, 16 x 100 time units: degree 3 gives 0.28,
-    degree 5 1.36, 7 1.46, 9 1.46).
-    """
-    return 5 if d <= 2 else (3 if d == 3 else 1)
-
-
 def make_basis(z, degree=None):
-    """The polynomial basis of the estimator, standardised on the states ``z`` (trials, n, d)."""
+    """The polynomial basis of the estimator, standardised on the states ``z`` (trials, n, d).
+
+    ``degree``: its total degree (default ``degree_for(d, EPR_DEGREES)``).
+    """
     pooled = np.asarray(z).reshape(-1, np.shape(z)[-1])
     d = pooled.shape[1]
-    return PolyBasis.fit_to(pooled[::max(1, len(pooled) // 20000)], degree_for(d) if degree is None else degree)
+    return PolyBasis.fit_to(pooled[::max(1, len(pooled) // 20000)],
+                            degree_for(d, EPR_DEGREES) if degree is None else degree)
 
 
 def run_statistics(z, dt, basis, mu, epr=True):
@@ -125,9 +124,9 @@ def run_statistics(z, dt, basis, mu, epr=True):
         ``rotation``, ``rotation_stderr`` (one per coordinate plane).
     """
     if epr:
-        epr, epr_var, _ = _block_stat(lambda x: currents.entropy_production(x, dt, basis), z)
+        epr, epr_var, _ = block_stat(lambda x: currents.entropy_production(x, dt, basis), z)
     else:
         epr, epr_var = np.array([np.nan]), np.array([np.nan])
-    rot, rot_var, _ = _block_stat(lambda x: currents.rotation(x, dt, mu), z)
+    rot, rot_var, _ = block_stat(lambda x: currents.rotation(x, dt, mu), z)
     return {"entropy_production": float(epr[0]), "entropy_production_stderr": float(np.sqrt(epr_var[0])),
             "rotation": rot.tolist(), "rotation_stderr": np.sqrt(rot_var).tolist()}

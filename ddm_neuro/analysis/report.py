@@ -6,12 +6,12 @@ from pathlib import Path
 
 from ..errors import DDMError
 from ..fileio import atomic_write
-from ..verify.report import _clean  # numpy -> JSON-safe Python (non-finite floats -> null)
+from ..verify.report import clean  # numpy -> JSON-safe Python (non-finite floats -> null)
 
 
 def to_json(analysis):
     """The JSON document of an :class:`~.core.Analysis` (a string)."""
-    return json.dumps(_clean(analysis.results), indent=2)
+    return json.dumps(clean(analysis.results), indent=2)
 
 
 def _fmt(x, se=None):

@@ -13,7 +13,7 @@ rotation, and no sustained cycling. It is "gradient-like", not gradient: with
 ``M`` not a multiple of the noise covariance a small current remains, so its
 entropy production is small, not exactly zero.
 
-The fit uses :func:`ddm_neuro.fit.fit`'s pieces on the same states: a
+The fit uses :func:`ddm_neuro.fit.matching.fit`'s pieces on the same states: a
 closed-form ``fit(steps=0)`` gives the normalisation, time scale, initial
 encoders, gains and biases (same seed, same states); the training states are
 drawn again with the same generators. Then
@@ -23,10 +23,10 @@ drawn again with the same generators. Then
   equation ``H M + M H = R + R^T`` (``H = h^T h / n + lambda E^T E``,
   ``R = h^T Y / n``), solved in the eigenbasis of ``H``:
   ``M~_ij = C~_ij / (l_i + l_j)``;
-* **gradient refinement** (variable projection, as in :func:`~ddm_neuro.fit.fit`):
+* **gradient refinement** (variable projection, as in :func:`~ddm_neuro.fit.matching.fit`):
   encoders, gains, biases and input weights move, with ``M`` solved inside the graph on
   one half of each batch and judged on the other;
-* **diffusion**: :func:`ddm_neuro.noisefit.fit_noise` with ``K = M E^T``.
+* **diffusion**: :func:`ddm_neuro.fit.matching.structure_noise` with ``K = M E^T``.
 """
 from __future__ import annotations
 
@@ -37,8 +37,10 @@ from dataclasses import asdict
 import numpy as np
 import torch
 
-from ..fit.matching import FitConfig, _Data, _inputs, _Structure, fit, input_normalisation, model_errors
-from ..fit.diffusion import fit_noise_for, target_latent_cov
+from ..fit.decoders import gram
+from ..fit.diffusion import target_latent_cov
+from ..fit.matching import (FitConfig, TrainableEncoders, TrainingData, fit, input_normalisation, model_errors,
+                            structure_noise)
 from ..fit.states import held_out_states, training_states, visited_states
 
 
@@ -68,14 +70,14 @@ def fit_symmetric(sde, config=None, **overrides):
     sde : SDE
     config : FitConfig, optional
     **overrides
-        Fields of :class:`~ddm_neuro.fit.FitConfig` (``n_neurons``, ``seed``, ``steps``, ...).
+        Fields of :class:`~ddm_neuro.fit.matching.FitConfig` (``n_neurons``, ``seed``, ``steps``, ...).
 
     Returns
     -------
     LatentRNN
         ``W = model.weights()`` is symmetric; ``meta["fit"]["constraint"] == "symmetric"``,
         ``meta["fit"]["latent_matrix"]`` is ``M``, and the held-out drift and
-        diffusion errors are reported as for :func:`~ddm_neuro.fit.fit`.
+        diffusion errors are reported as for :func:`~ddm_neuro.fit.matching.fit`.
     """
     t_start = time.perf_counter()
     cfg = FitConfig(**{**asdict(config or FitConfig()), **overrides})
@@ -91,7 +93,7 @@ def fit_symmetric(sde, config=None, **overrides):
     z_vis, u_vis, _ = visited_states(sde, rng_sim)
     z_test, u_test, _ = visited_states(sde, rng_test, trials=16, records=1000, batches=2)
     both = training_states(z_vis, u_vis, sde, center, scale, cfg.n_train + cfg.n_val, rng_samp, cfg.margin)
-    train = _Data(sde, both.take(np.arange(cfg.n_train)), norm, cfg.tau, T)
+    train = TrainingData(sde, both.take(np.arange(cfg.n_train)), norm, cfg.tau, T)
     test = held_out_states(z_test, u_test, cfg.n_test, rng_samp)
     C_noise = target_latent_cov(sde, train.z[: cfg.n_noise], scale, T)
     neuron = base.neuron
@@ -108,23 +110,15 @@ def fit_symmetric(sde, config=None, **overrides):
         perp = dev - (dev @ D0.T) @ E.T
 
     def features(E_, b_, Bn_, rows=slice(None), smooth_=False):
-        x = _inputs(train, E_, b_, Bn_, rows)
-        return neuron.phi(x if perp is None else x + perp[rows], torch, smooth=smooth_)
+        return train.rates(neuron, E_, b_, Bn_, rows, smooth=smooth_, dev=perp)
 
     def solve_M(E_, b_, Bn_):
-        with torch.no_grad():
-            H = torch.zeros(sde.dim, sde.dim, dtype=torch.float64)
-            R = torch.zeros_like(H)
-            M_rows = len(train.z)
-            for start in range(0, M_rows, 4096):
-                rows = slice(start, min(M_rows, start + 4096))
-                h = features(E_, b_, Bn_, rows) @ E_
-                H += h.T @ h
-                R += h.T @ train.target[rows]
-            return solve_symmetric(H / M_rows + lam * E_.T @ E_, R / M_rows)
+        with torch.no_grad():  # the decoders' Gram matrices in the latent basis: h = E^T phi
+            H, R = gram(lambda rows: features(E_, b_, Bn_, rows) @ E_, train.target)
+            return solve_symmetric(H + lam * E_.T @ E_, R)
 
     if cfg.steps > 0:
-        net = _Structure(E, Bn, b)
+        net = TrainableEncoders(E, Bn, b)
         opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.steps, eta_min=cfg.lr * 0.01)
         f_norm = float((train.f ** 2).sum(1).mean())
@@ -149,10 +143,7 @@ def fit_symmetric(sde, config=None, **overrides):
     M = solve_M(E, b, Bn)
     M = 0.5 * (M + M.T)
     K = M @ E.T
-    def activity():
-        with torch.no_grad():
-            return neuron.activity(_inputs(train, E, b, Bn, slice(0, cfg.n_noise)), torch).numpy()
-    a, c, L, info = fit_noise_for(sde, K.numpy() / cfg.tau, activity, C_noise)
+    a, c, L, info = structure_noise(sde, train, neuron, E, b, Bn, K, cfg.tau, C_noise, cfg.n_noise)
 
     model = base  # same normalisation, time scale, start states and metadata; new structure
     En, Dn, bn, Bnn = (v.detach().numpy().copy() for v in (E, D, b, Bn))

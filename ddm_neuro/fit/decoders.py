@@ -9,11 +9,23 @@ lambda is the *largest* one (relative to ``mean(L)``) whose validation error is
 within ``max(tol, 1.5 x best)``: decoders with small norm, because every unit of
 decoder norm turns the network's off-subspace noise into latent noise (see
 :mod:`ddm_neuro.network`) and amplifies any mismatch of a simulator or chip.
+
+A fitted network's decoders are re-solved at its own lambda (:func:`fit_lambda`)
+whenever its decoding target changes: the fit's last solve, the spiking
+calibration's correction ``K <- K - solve(phi, e)``, the push around an unstable
+focus. :func:`ridge_decoders` is that solve from rates; :func:`resolve_decoders`
+the same for a :class:`~ddm_neuro.network.LatentRNN`'s neurons on given states;
+:func:`with_decoders` the model with new decoders and its noise refitted for them.
 """
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import torch
+
+from ..errors import DDMError
+from .diffusion import refit_noise
 
 RELATIVE_LAMBDAS = 10.0 ** np.arange(-12, -1.5, 0.5)
 
@@ -82,3 +94,104 @@ def solve(G, R, lam=None, phi_val=None, Y_val=None, weight=None, norm=1.0, tol=0
     i = int(ok.max())
     lam = float(lambdas[i]) * scale
     return (Q @ (QR / (L + lam)[:, None])).T, lam, float(errs[i])
+
+
+def ridge_decoders(rates, target, lam):
+    """Ridge decoders ``K`` (d, N) of ``target`` from ``rates`` at a fixed lambda (:func:`gram`, then :func:`solve`).
+
+    Parameters
+    ----------
+    rates : callable or array (M, N)
+        ``rates(rows) -> Phi`` (torch, a slice of rows), or the whole table.
+    target : array or torch.Tensor (M, d)
+    lam : float
+        Absolute lambda.
+
+    Returns
+    -------
+    torch.Tensor (d, N)
+    """
+    if not callable(rates):
+        table = torch.as_tensor(rates)
+        rates = lambda rows: table[rows]  # noqa: E731
+    G, R = gram(rates, torch.as_tensor(target))
+    return solve(G, R, lam)[0]
+
+
+def fit_lambda(model):
+    """The ridge lambda ``model`` was fitted with (``meta["fit"]["ridge_lambda"]``).
+
+    Raises
+    ------
+    DDMError
+        The model records none (not fitted by :func:`ddm_neuro.fit.matching.fit`).
+    """
+    lam = float(model.meta.get("fit", {}).get("ridge_lambda") or 0.0)
+    if lam <= 0:
+        raise DDMError("the model records no ridge lambda (meta.fit.ridge_lambda); refit it with ddm_neuro.fit")
+    return lam
+
+
+def resolve_decoders(model, z, u, target, lam):
+    """Ridge decoders (d, N) of ``model``'s neurons for ``target`` on states ``z`` (inputs ``u``).
+
+    Parameters
+    ----------
+    model : LatentRNN
+        Its encoders, biases and input weights give the rates ``phi(x(z, u))``.
+    z : array (M, d)
+    u : array (M, k) or None
+    target : array (M, d)
+        What ``K phi`` should decode, ``y`` units (e.g. ``y + tau f_y``, :func:`decoding_target`,
+        or a correction to it).
+    lam : float
+        Absolute ridge lambda (usually :func:`fit_lambda`).
+
+    Returns
+    -------
+    ndarray (d, N)
+    """
+    return ridge_decoders(model.neuron.phi(model.neuron_inputs(z, u)), target, lam).numpy().copy()
+
+
+def decoding_target(model, sde, z, u=None):
+    """``y + tau f_y`` (M, d): the decoders' target for ``sde`` at states ``z`` in ``model``'s latent units."""
+    y = (z - model.center) / model.scale
+    return y + sde.drift(z, u) * (model.tau / (model.scale * model.time_scale))
+
+
+def with_decoders(model, sde, decoders, z, u=None, cov_offset=None):
+    """A copy of ``model`` with ``decoders`` and its noise refitted for them on states ``z``.
+
+    Parameters
+    ----------
+    model : LatentRNN
+    sde : SDE
+        The target whose diffusion the noise matches.
+    decoders : array (d, N)
+    z, u : arrays
+        States (and inputs) of the noise fit (its first ones, see :func:`ddm_neuro.fit.diffusion.refit_noise`).
+    cov_offset : callable, optional
+        Subtracted from the target's latent covariance first (see :func:`~ddm_neuro.fit.diffusion.refit_noise`).
+
+    Returns
+    -------
+    LatentRNN
+    """
+    new = copy.deepcopy(model)
+    new.decoders = decoders
+    refit_noise(new, sde, z, u, cov_offset)
+    return new
+
+
+def refit_decoders(model, sde, z, u, lam):
+    """A copy of ``model`` with its decoders re-solved for ``y + tau f_y`` at lambda ``lam`` and its noise refitted.
+
+    Encoders, gains, biases and input weights are kept; ``z``, ``u`` are the
+    training states (e.g. :func:`ddm_neuro.spiking.states.mixed_training_states`).
+
+    Returns
+    -------
+    LatentRNN
+    """
+    return with_decoders(model, sde, resolve_decoders(model, z, u, decoding_target(model, sde, z, u), lam), z, u)

@@ -136,3 +136,39 @@ def fit_noise_for(sde, V, activity, C_target):
         return fit_noise(V, np.zeros((1, V.shape[1])), C_target[:1], use_act=False)
     return fit_noise(V, activity(), C_target)
 
+
+
+#: States (the first of those given) the noise of a re-solved network is refitted on.
+NOISE_STATES = 300
+
+
+def refit_noise(model, sde, z, u=None, cov_offset=None):
+    """Refit ``model``'s noise (in place) for its current decoders on the first :data:`NOISE_STATES` of ``z``.
+
+    Parameters
+    ----------
+    model : LatentRNN
+    sde : SDE
+        The target whose latent covariance :func:`target_latent_cov` is matched.
+    z : array (M, d)
+    u : array (M, k), optional
+    cov_offset : callable, optional
+        ``cov_offset(z)`` (M, d, d), ``y`` units per second, subtracted from the
+        target's covariance before the fit; the difference's eigenvalues are
+        floored at 5 % of the target's smallest (a covariance stays one).
+    """
+    z = z[:NOISE_STATES]
+    u = None if u is None or not model.n_inputs else u[:NOISE_STATES]
+    C = target_latent_cov(sde, z, model.scale, model.time_scale)
+    if cov_offset is not None:
+        C = _psd_floor(C - cov_offset(z), C)
+    a, c, L, _ = fit_noise_for(sde, model.decoders / model.tau,
+                               lambda: model.neuron.activity(model.neuron_inputs(z, u)), C)
+    model.noise_act, model.noise_const, model.noise_latent = np.asarray(a), np.asarray(c), np.asarray(L)
+
+
+def _psd_floor(A, C, share=0.05):
+    """``A`` with its eigenvalues raised to at least ``share`` of ``C``'s smallest, per state."""
+    vals, vecs = np.linalg.eigh(0.5 * (A + np.swapaxes(A, -1, -2)))
+    floor = share * np.linalg.eigvalsh(C)[..., :1]
+    return np.einsum("mij,mj,mkj->mik", vecs, np.maximum(vals, floor), vecs)

@@ -36,7 +36,7 @@ reaches the latent only through ``phi``, at second order in ``W_perp``, and is
 not in :meth:`LatentRNN.latent_cov` (``T S (K' Sigma^2 K'^T / tau^2 + L L^T) S``)
 — verification of simulated runs is what judges it. The private noise
 intensities and the shared top-up ``L`` are refitted for ``K'``
-(:func:`ddm_neuro.noisefit.fit_noise`), so the diffusion follows the
+(:func:`ddm_neuro.fit.diffusion.refit_noise`), so the diffusion follows the
 quantised decoders.
 
 **Methods.** *Rounding only*: ``W_q = s round(clip(W/s, -q, q))`` after the
@@ -57,7 +57,7 @@ forward pass uses ``W_q = Q(W_r)`` with ``s`` fixed, the backward pass the
 straight-through estimator (``dQ/dW_r = 1`` inside the clip range); the
 loss is the fit's relative drift error
 ``mean ||f_net - f||^2 / mean ||f||^2`` on training states of the target
-(visited, jittered and box states, as in :mod:`ddm_neuro.sampling`), with
+(visited, jittered and box states, as in :mod:`ddm_neuro.fit.states`), with
 ``x_perp`` at its fixed point (a few fixed-point iterations inside the
 graph). Masks stay fixed (fan-in, sparsity: the largest ``|W_ij|`` are kept);
 Dale's law is kept by projection after every step (weights of the wrong sign
@@ -84,7 +84,7 @@ from tqdm.auto import tqdm
 
 from ..errors import DDMError
 from ..network import settle_perp
-from .diffusion import fit_noise_for, target_latent_cov
+from .diffusion import refit_noise
 from ..presets import get_preset
 from .states import held_out_states, training_states, visited_states
 
@@ -373,7 +373,7 @@ def constrain(model, sde=None, *, bits=None, fan_in=None, sparsity=None, dale=Fa
         b = torch.nn.Parameter(b0.clone())
         nz = Wm[Wm != 0]
         # Adam's step in weight units: lr x the grid step, shrunk by sqrt(2) per bit below 8 (coarse grids
-        # want fewer flips per step; chosen on Lorenz N = 512, see benchmarks/RESULTS_quantization.md)
+        # want fewer flips per step; chosen on Lorenz N = 512 with benchmarks/quantization.py)
         unit = s * min(1.0, 2.0 ** ((bits - 8) / 2)) if s is not None else float(np.sqrt(np.mean(nz ** 2)))
         opt = torch.optim.Adam([{"params": [Wr], "lr": lr * unit},
                                 {"params": [b], "lr": lr * 0.02 * float(np.sqrt(np.mean(model.bias ** 2)) + 1e-3)}])
@@ -437,10 +437,7 @@ def _build(model, sde, Wq, b, z_noise, u_noise):
     K = model.readout @ Wq
     out.decoders, out.w_perp, out.bias = K, Wq - model.encoders @ K, np.asarray(b, dtype=np.float64)
     out.meta.pop("model_id", None)
-    C = target_latent_cov(sde, z_noise, model.scale, model.time_scale)
-    a, c, L, _ = fit_noise_for(sde, K / model.tau, lambda: model.neuron.activity(
-        out.neuron_inputs(z_noise, u_noise if model.n_inputs else None)), C)
-    out.noise_act, out.noise_const, out.noise_latent = np.asarray(a), np.asarray(c), np.asarray(L)
+    refit_noise(out, sde, z_noise, u_noise)
     return out
 
 
@@ -459,3 +456,38 @@ def _hint(bits, fan_in, sparsity, dale, err, limit):
     if dale:
         parts.append("no Dale's law")
     return "loosen: " + ", ".join(parts)
+
+
+def constrain_summary(model_before, model_after, bits, fan_in, sparsity, dale, path=None):
+    """What :func:`constrain` did, as printed lines: the limits, the weights, the errors before and after.
+
+    Parameters
+    ----------
+    model_before : LatentRNN
+        The model as given.
+    model_after : LatentRNN
+        :func:`constrain`'s result (``meta["hardware"]``).
+    bits, fan_in, sparsity, dale
+        The limits applied (after a preset's values are filled in).
+    path : str or Path, optional
+        Where the result was written (said on the last line).
+
+    Returns
+    -------
+    str
+    """
+    h = model_after.meta["hardware"]
+    limits = ", ".join(f"{k}={v}" for k, v in (("bits", bits), ("fan-in", fan_in), ("sparsity", sparsity),
+                                                ("dale", dale or None)) if v is not None)
+    lines = [f"constrained {model_before.meta.get('sde_name')} N={model_before.n_neurons}: {limits} "
+             f"({'quantisation-aware refit' if h['method'] == 'refit' else 'rounding only'})"]
+    if h["bits"]:
+        lines.append(f"  weights: {h['levels_used']} integer levels in [{h['level_range'][0]}, {h['level_range'][1]}] "
+                     f"x scale {h['scale']:.4g}; {h['nonzero_weights']} nonzero, fan-in <= {h['max_fan_in']}")
+    else:
+        lines.append(f"  weights: {h['nonzero_weights']} nonzero, fan-in <= {h['max_fan_in']}")
+    lines.append(f"  held-out drift error     {100 * h['drift_error_before']:.3f} % -> {100 * h['drift_error']:.3f} %")
+    lines.append(f"  held-out diffusion error {100 * h['diffusion_error_before']:.3f} % -> "
+                 f"{100 * h['diffusion_error']:.3f} %")
+    lines.append(f"  wall time {h['wall_time_s']:.1f} s" + (f"; wrote {path}" if path else ""))
+    return "\n".join(lines)

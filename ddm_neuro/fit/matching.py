@@ -1,11 +1,11 @@
 r"""Drift-diffusion matching: fit a :class:`LatentRNN` to an SDE.
 
-1. **States** (:mod:`ddm_neuro.sampling`): simulate the target; normalise
+1. **States** (:mod:`ddm_neuro.fit.states`): simulate the target; normalise
    ``z = S y + c`` so the visited region maps to about ``[-1, 1]^d``; choose the
    time scale ``T`` so that ``rms(tau |f_y|) = ratio * rms(|y|)``.
 2. **Neurons**: random encoders on the sphere of R^(d+k) with gains and
    intercepts (NEF-style); biases and input weights projected off span(E).
-3. **Drift, closed form**: ridge decoders (:mod:`ddm_neuro.ridge`) for
+3. **Drift, closed form**: ridge decoders (:mod:`ddm_neuro.fit.decoders`) for
    ``K phi(x) = y + tau f_y`` on the training states; among the regularisers
    whose validation error is within tolerance the largest is taken (small
    decoders amplify noise and mismatch least). Training states include
@@ -19,7 +19,7 @@ r"""Drift-diffusion matching: fit a :class:`LatentRNN` to an SDE.
    biases and input weights move to lower the held-out drift-matching loss, with
    ``K`` solved in closed form inside the graph on one half of each batch and
    judged on the other (variable projection).
-5. **Diffusion matching** (:mod:`ddm_neuro.noisefit`): private output-noise
+5. **Diffusion matching** (:mod:`ddm_neuro.fit.diffusion`): private output-noise
    intensities with ``K Sigma^2(x) K^T / tau^2 = S^-1 g g^T(z) S^-1 / T``.
 
 Errors (reported on held-out states from an independent simulation of the
@@ -82,7 +82,7 @@ class FitConfig:
         shorter than an inter-spike interval, each spike is a visible jump),
         relative to the target's increment over the same lag, worst latent
         direction (for additive or state-dependent noise about
-        :func:`ddm_neuro.spiking.spike_noise_excess`'s ``ratio``; for
+        :func:`ddm_neuro.spiking.noise.spike_noise_excess`'s ``ratio``; for
         deterministic targets the drift displacement over the lag takes the
         diffusion's place). Starting from the rate-accuracy lambda, the
         smallest lambda on a quarter-decade grid with ``rho <= spike_budget``
@@ -100,7 +100,7 @@ class FitConfig:
         Largest validation drift error (closed form, before refinement, which
         typically halves it) that the spiking lambda choice may accept in
         exchange for smaller decoders. Default 0.08, from the double well at
-        N = 1000 (``benchmarks/RESULTS_spiking.md`` section 4): re-solving the
+        N = 1000 (``benchmarks/spiking_verify.py --ridge-factor``): re-solving the
         decoders with more ridge, the spiking network's drift was best near
         300 x the rate-accuracy lambda, where the closed-form validation error
         is about 0.08; beyond, the rate drift error took over.
@@ -109,7 +109,7 @@ class FitConfig:
     tuning : dict or None
         Start from given tuning instead of random: ``{"directions": (N, d + k)
         unit encoders, "intercepts": (N,)}`` in normalised latent units (see
-        :func:`ddm_neuro.convert.convert`); gains are drawn as usual.
+        :func:`ddm_neuro.spiking.convert.convert`); gains are drawn as usual.
     progress : bool
     """
 
@@ -136,8 +136,32 @@ class FitConfig:
     progress: bool = True
 
 
-class _Data:
-    """Training states as torch tensors, and the decoding target ``y + tau f_y``."""
+class TrainingData:
+    """Training states as torch tensors, and the decoding target ``y + tau f_y``.
+
+    Parameters
+    ----------
+    sde : SDE
+    sample : StateSample
+        States ``z`` and inputs ``u`` (:mod:`ddm_neuro.fit.states`).
+    norm : tuple
+        ``(center, scale, u_center, u_scale)``: the latent and input normalisation.
+    tau, T : float
+        Time constant (s) and time scale (s per SDE time unit).
+
+    Attributes
+    ----------
+    z, u : ndarray
+        The states and inputs as given.
+    y, un : torch.Tensor
+        Normalised latent states and inputs.
+    f : torch.Tensor
+        The target's drift at the states.
+    target : torch.Tensor
+        ``y + tau f_y``, what the decoders decode.
+    out_w : torch.Tensor (d,)
+        Weights turning a latent decoding error into SDE drift units.
+    """
 
     def __init__(self, sde, sample, norm, tau, T):
         center, scale, u_center, u_scale = norm
@@ -150,9 +174,50 @@ class _Data:
         self.target = self.y + self.f * (tau / (torch.as_tensor(scale) * T))
         self.out_w = torch.as_tensor(scale * T / tau)  # latent decoding error -> SDE drift units
 
+    def inputs(self, E, b, Bn, rows=slice(None)):
+        """Neuron inputs ``x = E y + Bn u_n + b`` (normalised inputs) at ``rows``."""
+        return self.y[rows] @ E.T + self.un[rows] @ Bn.T + b
 
-class _Structure(torch.nn.Module):
-    """Trainable E, Bn, b; ``D = (E^T E)^-1 E^T``; b and Bn projected off span(E)."""
+    def rates(self, neuron, E, b, Bn, rows=slice(None), smooth=False, dev=None):
+        """Rates ``phi(x + dev)`` at ``rows`` (torch; ``dev``: off-subspace deviations of all rows, optional)."""
+        x = self.inputs(E, b, Bn, rows)
+        return neuron.phi(x if dev is None else x + dev[rows], torch, smooth=smooth)
+
+
+def structure_noise(sde, data, neuron, E, b, Bn, K, tau, cov, n):
+    """The noise fit for decoders ``K`` on the first ``n`` rows of ``data`` (:func:`~.diffusion.fit_noise_for`).
+
+    Parameters
+    ----------
+    sde : SDE
+    data : TrainingData
+    neuron : Neuron
+    E, b, Bn : torch.Tensor
+        Encoders, biases and normalised input weights of the network.
+    K : torch.Tensor (d, N)
+        Its decoders.
+    tau : float
+    cov : ndarray (n, d, d)
+        The target's latent covariance at those rows (:func:`~ddm_neuro.fit.diffusion.target_latent_cov`).
+    n : int
+
+    Returns
+    -------
+    a, c, L, info
+        As :func:`~ddm_neuro.fit.diffusion.fit_noise`.
+    """
+    def activity():
+        with torch.no_grad():
+            return neuron.activity(data.inputs(E, b, Bn, slice(0, n)), torch).numpy()
+    return fit_noise_for(sde, K.numpy() / tau, activity, cov)
+
+
+class TrainableEncoders(torch.nn.Module):
+    """Trainable encoders ``E``, normalised input weights ``Bn`` and biases ``b`` of the fit's refinement.
+
+    :meth:`parts` gives ``E``, the read-out ``D = (E^T E)^-1 E^T``, and ``b``
+    and ``Bn`` projected off span(E).
+    """
 
     def __init__(self, E, Bn, b):
         super().__init__()
@@ -161,6 +226,7 @@ class _Structure(torch.nn.Module):
         self.b = torch.nn.Parameter(torch.as_tensor(b).clone())
 
     def parts(self):
+        """``(E, D, b, Bn)`` with ``b`` and ``Bn`` projected off span(E)."""
         E = self.E
         D = torch.linalg.solve(E.T @ E, E.T)
         return E, D, self.b - E @ (D @ self.b), self.Bn - E @ (D @ self.Bn)
@@ -173,10 +239,6 @@ def input_normalisation(sde):
     ulo = np.array([sde.input_range[n][0] for n in sde.inputs])
     uhi = np.array([sde.input_range[n][1] for n in sde.inputs])
     return (uhi + ulo) / 2, (uhi - ulo) / 2
-
-
-def _inputs(data, E, b, Bn, rows=slice(None)):
-    return data.y[rows] @ E.T + data.un[rows] @ Bn.T + b
 
 
 #: Spiking lambda grid (:func:`spike_aware_ridge`): steps of a quarter decade from the
@@ -222,7 +284,7 @@ def spike_aware_ridge(G, R, phi_val, Y_val, weight, norm, tol, rates, c_ref, tau
     r"""Ridge decoders with lambda chosen for a spiking network: decoding error against spike jitter.
 
     The rule (:attr:`FitConfig.spike_budget`): start from the lambda that
-    :func:`ddm_neuro.ridge.solve` picks for rate accuracy, and walk up a grid of
+    :func:`ddm_neuro.fit.decoders.solve` picks for rate accuracy, and walk up a grid of
     quarter decades (to ``SPIKE_LAMBDA_MAX x mean eig(G)``) while the
     validation drift error stays ``<= drift_cap``; take the first lambda whose
     spike-noise ratio ``rho`` (:func:`spike_ratio`) is ``<= budget``, or, if the
@@ -233,7 +295,7 @@ def spike_aware_ridge(G, R, phi_val, Y_val, weight, norm, tol, rates, c_ref, tau
     Parameters
     ----------
     G, R, phi_val, Y_val, weight, norm, tol
-        As :func:`ddm_neuro.ridge.solve`.
+        As :func:`ddm_neuro.fit.decoders.solve`.
     rates : array (N,)
         Mean rates (Hz) over the validation states.
     c_ref : array (d, d)
@@ -386,18 +448,15 @@ def fit(sde, config=None, **overrides):
 
     # 3. samples
     both = training_states(z_vis, u_vis, sde, center, scale, cfg.n_train + cfg.n_val, rng_samp, cfg.margin)
-    train = _Data(sde, both.take(np.arange(cfg.n_train)), norm, cfg.tau, T)
+    train = TrainingData(sde, both.take(np.arange(cfg.n_train)), norm, cfg.tau, T)
     val_rows = np.arange(cfg.n_train, cfg.n_train + cfg.n_val)
-    val = _Data(sde, both.take(val_rows[both.on_attractor[val_rows]]), norm, cfg.tau, T)  # judged where it matters
+    val_rows = val_rows[both.on_attractor[val_rows]]  # judged where it matters
+    val = TrainingData(sde, both.take(val_rows), norm, cfg.tau, T)
     test = held_out_states(z_test, u_test, cfg.n_test, rng_samp)
     C_noise = target_latent_cov(sde, train.z[: cfg.n_noise], scale, T)
     perp = None  # off-subspace deviations of the training inputs (fixed draws, projected off span(E0))
     if cfg.perp_margin > 0:
         perp = proj((torch.randn(len(train.z), N, generator=gen, dtype=torch.float64) * cfg.perp_margin).T).T
-
-    def features(data, E, b, Bn, rows=slice(None), smooth_=False, dev=None):
-        x = _inputs(data, E, b, Bn, rows)
-        return neuron.phi(x if dev is None else x + dev[rows], torch, smooth=smooth_)
 
     f_norm_val = float((val.f ** 2).sum(1).mean())
     spike = {}  # spiking lambda choice (spike_budget)
@@ -416,10 +475,11 @@ def fit(sde, config=None, **overrides):
 
     def solve_K(E, b, Bn, lam=None):
         with torch.no_grad():
-            G, R = ridge.gram(lambda rows: features(train, E, b, Bn, rows, dev=perp), train.target)
+            rates = lambda rows: train.rates(neuron, E, b, Bn, rows, dev=perp)  # noqa: E731
             if lam is not None:
-                return ridge.solve(G, R, lam)[:2]
-            phi_val = features(val, E, b, Bn)
+                return ridge.ridge_decoders(rates, train.target, lam), lam
+            G, R = ridge.gram(rates, train.target)
+            phi_val = val.rates(neuron, E, b, Bn)
             if sb is not None:
                 K_, lam_, info = spike_aware_ridge(G, R, phi_val, val.target, train.out_w, f_norm_val,
                                                    cfg.drift_tol, phi_val.mean(0), spike["c_ref"], cfg.tau,
@@ -444,10 +504,7 @@ def fit(sde, config=None, **overrides):
                            "time_scale") from None
 
     def solve_noise(E, b, Bn, K):
-        def activity():
-            with torch.no_grad():
-                return neuron.activity(_inputs(train, E, b, Bn, slice(0, cfg.n_noise)), torch).numpy()
-        return fit_noise_for(sde, K.numpy() / cfg.tau, activity, C_noise)
+        return structure_noise(sde, train, neuron, E, b, Bn, K, cfg.tau, C_noise, cfg.n_noise)
 
     bar = tqdm(total=cfg.steps + 2, desc=f"fit {sde.name} N={N}", disable=not cfg.progress)
     E, D, b, Bn = E0, D0, b0, Bn0
@@ -459,7 +516,7 @@ def fit(sde, config=None, **overrides):
 
     # 4. gradient refinement (variable projection: K solved inside the graph)
     if cfg.steps > 0:
-        net = _Structure(E, Bn, b)
+        net = TrainableEncoders(E, Bn, b)
         opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.steps, eta_min=cfg.lr * 0.01)
         f_norm = float((train.f ** 2).sum(1).mean())
@@ -470,7 +527,7 @@ def fit(sde, config=None, **overrides):
             rows = torch.randint(0, M, (batch,), generator=gen)
             half = batch // 2
             E_, D_, b_, Bn_ = net.parts()
-            phi = features(train, E_, b_, Bn_, rows, smooth_=smooth, dev=perp)
+            phi = train.rates(neuron, E_, b_, Bn_, rows, smooth=smooth, dev=perp)
             G = phi[:half].T @ phi[:half] / half
             R = phi[:half].T @ train.target[rows[:half]] / half
             K_ = torch.linalg.solve(G + lam * eye, R).T
@@ -505,7 +562,7 @@ def fit(sde, config=None, **overrides):
     }
     if sb is not None:
         with torch.no_grad():
-            rates_final = features(val, E, b, Bn).mean(0).numpy()
+            rates_final = val.rates(neuron, E, b, Bn).mean(0).numpy()
         info = spike["info"]
         model.meta["fit"]["spike_ridge"] = {
             "budget": float(sb), "drift_cap": float(cfg.spike_drift_cap), "lag": float(spike["lag"]),

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..run.inputs import InputSignal
-from ..run.target import default_steps, simulate_sde
+from ..run.plan import default_steps
+from ..run.target import simulate_sde
 
 
 @dataclass

@@ -80,7 +80,7 @@ def calibrate(model, sde=None, *, rounds=6, foci=False, duration=1.0, trials=128
     check_run_size(model, duration, trials)
     out = model
     if rounds:
-        from .calibrate import calibrate_spiking
+        from .drift_calibration import calibrate_spiking
 
         out = calibrate_spiking(model, sde, rounds=rounds, duration=duration, trials=trials, noise=noise,
                                 damping=damping, seed=seed, backend=backend, u=u,

@@ -1,6 +1,6 @@
 r"""The spiking network's drift and diffusion error with its own noise on, at the verifier's lag.
 
-The windowed estimator of :mod:`ddm_neuro.calibrate` (:func:`~ddm_neuro.calibrate.bin_errors`)
+The windowed estimator of :mod:`ddm_neuro.spiking.window_error` (:func:`~ddm_neuro.spiking.window_error.bin_errors`)
 needs a noise-free run: regressing a window's increment on its mean state is
 biased by the diffusion inside the window. But a noisy spiking network's
 drift is not its noise-free drift: its LIF membranes filter the fluctuating
@@ -22,7 +22,7 @@ has no finite-lag bias whatever the noise, and
   covariance) is the network's increment covariance minus the target's.
 
 Both are regressed on a polynomial basis of the start state and returned in
-the decoders' units (``y``), ready for :func:`ddm_neuro.calibrate.calibrate_spiking`
+the decoders' units (``y``), ready for :func:`ddm_neuro.spiking.calibration.calibrate_spiking`
 to cancel: the drift through the decoders, the diffusion through the model's
 noise parameters. The regression's noise falls with the total simulated
 time, not with the lag (per increment the signal is ``delta_f Delta`` and the
@@ -33,6 +33,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import DDMError
+from ..run.plan import input_signal
 from ..verify.basis import PolyBasis
 
 
@@ -44,10 +45,10 @@ class LagResidual:
     basis : PolyBasis
     drift_coef : ndarray (n_basis, d)
         ``e(z) = basis(z) @ drift_coef``: drift error in ``y`` units (the
-        decoders' target ``y + tau f_y``), like :class:`~ddm_neuro.calibrate.DriftResidual`.
+        decoders' target ``y + tau f_y``), like :class:`~ddm_neuro.spiking.window_error.DriftResidual`.
     cov_coef : ndarray (n_basis, d * d)
         Latent covariance error per network second, ``y`` units (those of
-        :func:`ddm_neuro.noisefit.target_latent_cov`).
+        :func:`ddm_neuro.fit.diffusion.target_latent_cov`).
     delta : float
         The lag (SDE units).
     n_increments : int
@@ -118,7 +119,7 @@ def lag_residual(model, sde, traj, degree, rng, draws=16, delta=None):
     d = model.dim
     auto = checks.choose_lag(sde, traj, None, None, rng)  # what verify would choose on this run
     delta, k = auto if delta is None else checks.choose_lag(sde, traj, delta)
-    signal = _signal(sde, traj)
+    signal = input_signal(sde, traj.info.input if sde.n_inputs else None)  # zero if the run recorded none
     u0 = None if signal is None else signal.values[0]
     visited = traj.z.reshape(-1, d)[::max(1, traj.z.shape[1] * traj.trials // 2000)]
     rate = max(sde.characteristic_rate(visited, u0), 1e-6)
@@ -158,15 +159,6 @@ def _support(starts, basis, rng, n=5000):
     tree = cKDTree(pts)
     nn = tree.query(pts, k=2)[0][:, 1]
     return tree, 3.0 * float(np.percentile(nn, 95))
-
-
-def _signal(sde, traj):
-    """The run's recorded input signal (zero if it recorded none), or None for a target without inputs."""
-    from ..run.inputs import InputSignal
-    from ..run.target import as_input_signal
-
-    spec = traj.meta.get("input")
-    return as_input_signal(sde, InputSignal.from_dict(spec) if spec and sde.n_inputs else None)
 
 
 def relative_cov_error(model, sde, cov_error, z):

@@ -33,6 +33,12 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ..errors import DDMError
+from ..fit.decoders import fit_lambda, resolve_decoders
+from ..plugins import get_backend
+from ..run.inputs import InputSignal
+from ..run.plan import constant_input
+from ..run.target import simulate_sde
+from .states import attractor_states, fixed_points, mixed_training_states
 
 #: Start radii of the escape runs, in window widths.
 START_RADII = (0.3, 1.3)
@@ -40,38 +46,6 @@ START_RADII = (0.3, 1.3)
 ESCAPE_RADIUS = 2.0
 #: A run must leave within this multiple of the target's slowest escape from the same starts.
 ESCAPE_SLACK = 1.5
-
-
-def fixed_points(sde, z_vis, rng, u0=None, starts=64):
-    """Fixed points of the target's drift inside its visited region, found by root-finding.
-
-    Parameters
-    ----------
-    sde : SDE
-    z_vis : ndarray (M, d)
-        Visited states; roots are sought from ``starts`` of them and kept when
-        they lie inside their bounding box (duplicates merged).
-    rng : numpy.random.Generator
-    u0 : array (k,), optional
-        Constant input the drift is taken at.
-
-    Returns
-    -------
-    ndarray (F, d)
-    """
-    from scipy.optimize import root
-
-    lo, hi, sd = z_vis.min(0), z_vis.max(0), z_vis.std(0)
-    uu = None if u0 is None else np.asarray(u0, dtype=np.float64)[None]
-    found = []
-    for z0 in z_vis[rng.choice(len(z_vis), min(starts, len(z_vis)), replace=False)]:
-        sol = root(lambda z: sde.drift(z[None], uu)[0], z0,
-                   jac=lambda z: sde.jacobian(z[None], uu)[0], method="hybr")
-        z = sol.x
-        if (sol.success and np.all((z >= lo) & (z <= hi))
-                and not any(np.all(np.abs(z - f) < 1e-3 * sd) for f in found)):
-            found.append(z)
-    return np.array(found).reshape(-1, z_vis.shape[1])
 
 
 class Focus:
@@ -108,7 +82,9 @@ class Focus:
 
 
 def unstable_foci(sde, z_vis, rng, u0=None):
-    """The target's fixed points (:func:`fixed_points`) whose Jacobian has a growing complex pair.
+    """The target's fixed points whose Jacobian has a growing complex pair.
+
+    Fixed points from :func:`ddm_neuro.spiking.states.fixed_points`.
 
     Returns
     -------
@@ -166,13 +142,9 @@ def push_decoders(model, sde, foci, kappas, window, rng, n_train=20000):
     -------
     LatentRNN
     """
-    from .calibrate import _solve, _training
-
-    lam = float(model.meta.get("fit", {}).get("ridge_lambda") or 0.0)
-    if lam <= 0:
-        raise DDMError("the model records no ridge lambda (meta.fit.ridge_lambda); refit it with ddm_neuro.fit")
+    lam = fit_lambda(model)
     near = np.concatenate([f.centre + rng.normal(size=(2000, len(f.centre))) * window for f in foci])
-    z, u, _ = _training(model, sde, near, n_train, rng)
+    z, u, _ = mixed_training_states(model, sde, near, n_train, rng)
 
     def extra(q):
         out = np.zeros_like(q)
@@ -184,7 +156,7 @@ def push_decoders(model, sde, foci, kappas, window, rng, n_train=20000):
     # decoders give y + tau f_y: an extra drift df (SDE units) is tau df / (scale T) in y units
     target = extra(z) * (model.tau / (model.scale * model.time_scale))
     new = copy.deepcopy(model)
-    new.decoders = model.decoders + _solve(model, z, u, lam, target)
+    new.decoders = model.decoders + resolve_decoders(model, z, u, target, lam)
     return new
 
 
@@ -203,11 +175,11 @@ def calibrate_foci(model, sde, *, backend="torch", trials=8, window=None, steps=
     Parameters
     ----------
     model : LatentRNN
-        A LIF model (calibrate its drift first: :func:`ddm_neuro.calibrate.calibrate_spiking`).
+        A LIF model (calibrate its drift first: :func:`ddm_neuro.spiking.drift_calibration.calibrate_spiking`).
     sde : SDE
         Its target; must have at least one unstable focus inside its attractor.
     backend : str
-        Spiking simulator of the runs (as :func:`~ddm_neuro.calibrate.calibrate_spiking`).
+        Spiking simulator of the runs (as :func:`~ddm_neuro.spiking.drift_calibration.calibrate_spiking`).
     trials : int
         Runs per focus and step.
     window : float, optional
@@ -239,18 +211,15 @@ def calibrate_foci(model, sde, *, backend="torch", trials=8, window=None, steps=
         Not a LIF model, no unstable focus, a focus too slow to leave within
         ``max_duration``, bad options.
     """
-    from ..backends import get_backend
-    from .calibrate import _attractor, _constant_input
-    from ..run.target import simulate_sde
-
     run = get_backend(backend, "spiking")
     if model.neuron.name != "lif":
         raise DDMError(f"foci calibration needs LIF neurons (this model has {model.neuron.name!r})")
     if int(trials) < 2 or int(steps) < 1:
         raise DDMError(f"trials must be >= 2 and steps >= 1 (got {trials}, {steps})")
     rng = np.random.default_rng(seed)
-    u0, signal = _constant_input(model, u)
-    z_vis = _attractor(sde, rng, signal)
+    u0 = constant_input(model, u)
+    signal = None if u0 is None else InputSignal.constant(u0)
+    z_vis = attractor_states(sde, rng, u0)
     foci = unstable_foci(sde, z_vis, rng, u0)
     if not foci:
         raise DDMError("the target has no unstable focus (a fixed point with a growing spiral) inside its "
@@ -304,3 +273,36 @@ def calibrate_foci(model, sde, *, backend="torch", trials=8, window=None, steps=
         "input": None if u0 is None else u0.tolist(), "foci": records,
     }
     return out
+
+
+def foci_summary(info):
+    """The foci calibration's steps per focus, as printed lines, and its warnings.
+
+    Parameters
+    ----------
+    info : dict
+        ``model.meta["foci_calibration"]`` (from :func:`calibrate_foci`).
+
+    Returns
+    -------
+    text : str
+        The lines for stdout.
+    warnings : list of str
+        One sentence per focus from which runs still do not leave (the command
+        line prints each as ``  warning: ...`` on stderr).
+    """
+    lines = [f"unstable foci ({info['simulator']}, {info['trials']} runs each from radii {info['start_radii'][0]:.3g}-"
+             f"{info['start_radii'][1]:.3g}, leaving at {info['escape_radius']:.3g} within {info['duration']:.3g} "
+             "time units):"]
+    warnings = []
+    slowest = lambda t: max(t) if all(map(math.isfinite, t)) else math.inf  # noqa: E731
+    for f in info["foci"]:
+        centre = ", ".join(f"{c:.4g}" for c in f["centre"])
+        steps = "; ".join(f"kappa {s['kappa']:.3g}: {sum(map(math.isfinite, s['escape']))}/{len(s['escape'])} left "
+                          f"(slowest {slowest(s['escape']):.3g})" for s in f["steps"])
+        lines.append(f"  focus ({centre}), growth {f['growth']:.3g}, target's slowest escape "
+                     f"{max(f['target_escape']):.3g}: {steps}")
+        if not f["escaped"]:
+            warnings.append(f"runs still stay near the focus ({centre}) at kappa {f['kappa']:.3g}: the network "
+                            "can collapse there")
+    return "\n".join(lines), warnings

@@ -17,9 +17,27 @@ import itertools
 import numpy as np
 
 
-def degree_for(d):
-    """Default total degree for dimension d."""
-    return 3 if d <= 2 else (2 if d == 3 else 1)
+#: The verifier's default total degree by dimension: d = 1, 2, 3 and above (see :func:`degree_for`).
+VERIFY_DEGREES = (3, 3, 2, 1)
+
+
+def degree_for(d, table=VERIFY_DEGREES):
+    """Default total degree of a polynomial basis for dimension ``d``.
+
+    Parameters
+    ----------
+    d : int
+        Dimension (>= 1).
+    table : sequence of int
+        Degrees for d = 1, 2, ...; the last entry holds for every larger d
+        (default :data:`VERIFY_DEGREES`: 3 for d <= 2, 2 for d = 3, 1 above).
+        Estimators that need more degrees pass their own table.
+
+    Returns
+    -------
+    int
+    """
+    return int(table[min(int(d), len(table)) - 1])
 
 
 class PolyBasis:

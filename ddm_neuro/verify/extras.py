@@ -43,8 +43,25 @@ def _blocks(z):
     return [z[i:i + 1, a:b] for i in range(trials) for a, b in zip(edges[:-1], edges[1:])]
 
 
-def _block_stat(fn, z):
-    """Statistic on all of ``z``, its block variance (of the full-run value) and its dof."""
+def block_stat(fn, z):
+    """A statistic of runs with its block variance: the verifier's standard error of scalar statistics.
+
+    Parameters
+    ----------
+    fn : callable
+        ``fn(z) -> float or array``: the statistic of runs (trials, n, d).
+    z : array (trials, n, d)
+
+    Returns
+    -------
+    value : ndarray
+        ``fn`` on all of ``z`` (at least 1-d).
+    variance : ndarray
+        Its variance from about :data:`N_BLOCKS` blocks (trials or chunks of
+        trials): the blocks' variance divided by their number; NaN with fewer than 2 blocks.
+    dof : int
+        Blocks minus one.
+    """
     full = np.atleast_1d(fn(z))
     parts = np.array([np.atleast_1d(fn(b)) for b in _blocks(z)])
     if len(parts) < 2:
@@ -54,8 +71,8 @@ def _block_stat(fn, z):
 
 def _scalar_metric(report, name, fn, z, refs, description, **extra):
     """Compare a (vector) statistic of ``z`` with the mean over the reference runs (module docstring)."""
-    x, var_x, _ = _block_stat(fn, z)
-    stats = [_block_stat(fn, r) for r in refs]
+    x, var_x, _ = block_stat(fn, z)
+    stats = [block_stat(fn, r) for r in refs]
     xr = np.array([s[0] for s in stats])
     n_ref = len(xr)
     dof_b = sum(s[2] for s in stats)

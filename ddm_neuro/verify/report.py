@@ -30,14 +30,23 @@ from ..errors import DDMError
 from ..fileio import atomic_write, check_output
 
 
-def _clean(x):
-    """JSON-safe copy: numpy to Python, non-finite floats to None."""
+def clean(x):
+    """JSON-safe copy of ``x``: numpy to Python, non-finite floats to None (dicts and sequences recursively).
+
+    Parameters
+    ----------
+    x : object
+
+    Returns
+    -------
+    object
+    """
     if isinstance(x, dict):
-        return {str(k): _clean(v) for k, v in x.items()}
+        return {str(k): clean(v) for k, v in x.items()}
     if isinstance(x, (list, tuple)):
-        return [_clean(v) for v in x]
+        return [clean(v) for v in x]
     if isinstance(x, np.ndarray):
-        return _clean(x.tolist())
+        return clean(x.tolist())
     if isinstance(x, (np.bool_, bool)):
         return bool(x)
     if isinstance(x, (np.integer,)):
@@ -107,7 +116,7 @@ class Report:
 
     def to_dict(self):
         """The JSON content (DESIGN §4)."""
-        return _clean({"passed": self.passed, "marginal": self.marginal, "metrics": self.metrics,
+        return clean({"passed": self.passed, "marginal": self.marginal, "metrics": self.metrics,
                        "info": {**self.info, "marginal_notes": self.marginal_notes()}})
 
     def table(self):
