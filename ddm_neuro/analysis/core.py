@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import DDMError
+from ..plugins import simulate
 from . import connectivity, entropy
 from .decomposition import field_summary, split_drift
 from .density import LogDensity
@@ -121,12 +122,9 @@ def analyze(model, sde=None, *, duration=100.0, trials=16, seed=0, symmetric=Fal
                        "(drop --switching)")
     if symmetric_model is None and symmetric:
         symmetric_model = symmetric_counterpart(model, sde, progress=progress)
-    from ..backends import get_backend
-
     s_a, s_b, s_net, s_sym, s_rng, s_sw = _seeds(seed, 6)
     rng = np.random.default_rng(s_rng)
-    target_run = get_backend("target", "sde")
-    run_a = target_run(model, duration, trials=trials, seed=s_a, u=None, mode="sde", progress=progress)
+    run_a = simulate(model, duration, backend="target", mode="sde", trials=trials, seed=s_a, progress=progress)
     dt = run_a.dt
     res = {"system": sde.name, "variables": list(sde.variables),
            "model": {"n_neurons": model.n_neurons, "neuron": model.neuron.name, "tau": model.tau,
@@ -159,10 +157,7 @@ def analyze(model, sde=None, *, duration=100.0, trials=16, seed=0, symmetric=Fal
 def _currents(res, data, model, sde, run_a, duration, trials, seeds, rng, progress, degree):
     """Entropy production, rotation and the reversible/irreversible split (fills ``res`` and ``data``)."""
     s_b, s_net, s_sym = seeds
-    from ..backends import get_backend
-
-    target_run = get_backend("target", "sde")
-    run_b = target_run(model, duration, trials=trials, seed=s_b, u=None, mode="sde", progress=progress)
+    run_b = simulate(model, duration, backend="target", mode="sde", trials=trials, seed=s_b, progress=progress)
     dt = run_a.dt
     runs = {"target_a": run_a.z, "target_b": run_b.z}
     net_z, lost = _run_network(model, duration, trials, s_net, progress, "network")
@@ -241,12 +236,10 @@ def _switching(model, sde, duration, trials, seed, progress):
     width, gap = 2.0, 4.0  # SDE time units; long enough for the built-in switch to cross
     n_pulses = max(1, int((duration - gap) // (width + gap)))
     proto = memory.cue_protocol(n_pulses, amplitude, width, gap, seed=rng, n_inputs=model.n_inputs)
-    from ..backends import get_backend
-
-    net_z = get_backend("torch", "rate")(model, proto.duration, trials=trials, seed=seed, u=proto.signal,
-                                         mode="rate", progress=progress)
-    tgt = get_backend("target", "sde")(model, proto.duration, trials=trials, seed=seed + 1, u=proto.signal,
-                                       mode="sde", progress=progress)
+    net_z = simulate(model, proto.duration, backend="torch", mode="rate", trials=trials, seed=seed, u=proto.signal,
+                     progress=progress)
+    tgt = simulate(model, proto.duration, backend="target", mode="sde", trials=trials, seed=seed + 1, u=proto.signal,
+                   progress=progress)
     out = {"protocol": {"n_pulses": n_pulses, "amplitude": amplitude, "width": width, "gap": gap},
            "wells": wells.tolist()}
     for name, traj in (("network", net_z), ("target", tgt)):

@@ -155,7 +155,20 @@ def resolve_decoders(model, z, u, target, lam):
 
 
 def decoding_target(model, sde, z, u=None):
-    """``y + tau f_y`` (M, d): the decoders' target for ``sde`` at states ``z`` in ``model``'s latent units."""
+    """``y + tau f_y``: the decoders' target for ``sde`` at states ``z`` in ``model``'s latent units.
+
+    Parameters
+    ----------
+    model : LatentRNN
+        Its normalisation ``z = S y + c``, tau and time scale.
+    sde : SDE
+    z : array (M, d)
+    u : array (M, k), optional
+
+    Returns
+    -------
+    ndarray (M, d)
+    """
     y = (z - model.center) / model.scale
     return y + sde.drift(z, u) * (model.tau / (model.scale * model.time_scale))
 

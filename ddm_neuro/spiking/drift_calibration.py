@@ -52,7 +52,7 @@ from tqdm.auto import tqdm
 
 from ..errors import DDMError
 from ..fit.decoders import fit_lambda, resolve_decoders, with_decoders
-from ..plugins import get_backend
+from .. import plugins
 from ..run.inputs import InputSignal
 from ..run.plan import constant_input
 from ..trajectory import Trajectory
@@ -92,6 +92,13 @@ def _decoder_step(model, measured, z, u, lam, damping):
 
 class NoiseFreeDrift:
     """The noise-free network's drift error, windowed estimator; cancelled through the decoders.
+
+    A strategy is what the loop of :func:`calibrate_spiking` calls: ``noise``
+    (the runs' noise), ``estimator`` and ``piece`` (words for the record and
+    for messages), ``window(model, sde, z_vis, u0)`` (the length of one
+    measured piece of a run, SDE units, for the up-front run-length check),
+    ``measure(model, sde, traj, z_eval, rng, u0) -> Measurement`` and
+    ``correct(model, sde, measured, z, u, lam, damping) -> LatentRNN``.
 
     Parameters
     ----------
@@ -171,7 +178,20 @@ class NoisyDriftDiffusion:
 
 
 def strategy_for(noise, degree):
-    """The calibration strategy for runs with ``noise``: :class:`NoiseFreeDrift` for ``"none"``, else noisy."""
+    """The calibration strategy for runs with ``noise``.
+
+    Parameters
+    ----------
+    noise : str
+        ``"none"``: :class:`NoiseFreeDrift`; anything else (``"remainder"``,
+        ``"model"``): :class:`NoisyDriftDiffusion` with that noise.
+    degree : int
+        Degree of the error regression.
+
+    Returns
+    -------
+    NoiseFreeDrift or NoisyDriftDiffusion
+    """
     return NoiseFreeDrift(degree) if noise == "none" else NoisyDriftDiffusion(degree, noise)
 
 
@@ -246,7 +266,7 @@ def calibrate_spiking(model, sde, *, rounds=6, duration=1.0, trials=128, noise="
         Not a LIF model, bad settings, runs too short for the error regression
         (before anything runs), an unknown back end.
     """
-    run = get_backend(backend, "spiking")  # unknown or not installed: a clear error before anything runs
+    plugins.get("simulator", backend, "spiking")  # an unknown back end: a clear error before anything runs
     if model.neuron.name != "lif":
         raise DDMError(f"spiking calibration needs LIF neurons (this model has {model.neuron.name!r}; "
                        "fit with --neuron lif)")
@@ -286,8 +306,8 @@ def calibrate_spiking(model, sde, *, rounds=6, duration=1.0, trials=128, noise="
         starts = z_vis[rng.choice(len(z_vis), int(trials))]
         if n_near:
             starts[:n_near] = near[rng.choice(len(near), n_near)]
-        traj = run(current, duration + skip_t, trials=int(trials), seed=int(rng.integers(2 ** 31)), u=signal,
-                   progress=False, z0=starts, noise=noise, **run_options)
+        traj = plugins.simulate(current, duration + skip_t, backend=backend, mode="spiking", trials=int(trials),
+                                seed=int(rng.integers(2 ** 31)), u=signal, z0=starts, noise=noise, **run_options)
         k = int(np.searchsorted(traj.t, skip_t - 1e-12))
         traj = Trajectory(t=traj.t[k:] - traj.t[k], z=traj.z[:, k:], dt=traj.dt, meta=traj.meta)
         measured = strategy.measure(current, sde, traj, z_eval, rng, u0)

@@ -18,10 +18,20 @@ from ..run.target import simulate_sde
 
 
 def attractor_states(sde, rng, u0=None):
-    """The target's visited states (M, d), at the constant input ``u0`` (k,) if given (first 20 % dropped).
+    """The target's visited states, at a constant input (the first 20 % of each run dropped).
 
-    Without ``u0`` the states of :func:`ddm_neuro.fit.states.visited_states`
-    (16 trials of 1000 records; input-driven targets see random input steps).
+    Parameters
+    ----------
+    sde : SDE
+    rng : numpy.random.Generator
+    u0 : array (k,), optional
+        The constant input (32 runs of 1000 records). Without it, the states of
+        :func:`ddm_neuro.fit.states.visited_states` (16 trials of 1000 records;
+        input-driven targets see random input steps).
+
+    Returns
+    -------
+    ndarray (M, d)
     """
     if u0 is None:
         return visited_states(sde, rng, trials=16, records=1000, batches=2)[0]
@@ -70,6 +80,20 @@ def fixed_point_states(sde, z_vis, rng, u0=None, starts=64, spread=0.15, n=4000)
     visited states, kept inside the visited bounding box); around each,
     Gaussian offsets with ``spread`` times the visited states' per-coordinate
     std.
+
+    Parameters
+    ----------
+    sde : SDE
+    z_vis : ndarray (M, d)
+        Visited states.
+    rng : numpy.random.Generator
+    u0 : array (k,), optional
+        Constant input the drift is taken at.
+    starts : int
+        Root-finding starts.
+    spread : float
+    n : int
+        States returned.
 
     Returns
     -------

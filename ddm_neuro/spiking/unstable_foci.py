@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 
 from ..errors import DDMError
 from ..fit.decoders import fit_lambda, resolve_decoders
-from ..plugins import get_backend
+from .. import plugins
 from ..run.inputs import InputSignal
 from ..run.plan import constant_input
 from ..run.target import simulate_sde
@@ -211,7 +211,7 @@ def calibrate_foci(model, sde, *, backend="torch", trials=8, window=None, steps=
         Not a LIF model, no unstable focus, a focus too slow to leave within
         ``max_duration``, bad options.
     """
-    run = get_backend(backend, "spiking")
+    plugins.get("simulator", backend, "spiking")  # an unknown back end: a clear error before anything runs
     if model.neuron.name != "lif":
         raise DDMError(f"foci calibration needs LIF neurons (this model has {model.neuron.name!r})")
     if int(trials) < 2 or int(steps) < 1:
@@ -250,8 +250,8 @@ def calibrate_foci(model, sde, *, backend="torch", trials=8, window=None, steps=
     current = model
     bar = tqdm(total=int(steps) + 1, desc="calibrate foci", disable=not progress)
     for step in range(int(steps) + 1):
-        traj = run(current, duration, trials=len(z0), seed=int(rng.integers(2 ** 31)), u=signal, mode="spiking",
-                   progress=False, z0=z0, dt=dt, noise="none")
+        traj = plugins.simulate(current, duration, backend=backend, mode="spiking", trials=len(z0),
+                                seed=int(rng.integers(2 ** 31)), u=signal, z0=z0, dt=dt, noise="none")
         for i, f in enumerate(foci):
             if done[i]:
                 continue

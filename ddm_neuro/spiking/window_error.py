@@ -43,9 +43,17 @@ ERROR_DEGREES = (5, 4, 3)
 
 
 def run_inputs(model, traj):
-    """Inputs (n, k) at the run's sample times from its recorded input signal (zero if none), or None.
+    """The inputs of a run at its sample times, from its recorded input signal.
 
-    None for a model without inputs.
+    Parameters
+    ----------
+    model : LatentRNN
+    traj : Trajectory
+
+    Returns
+    -------
+    ndarray (n, k) or None
+        Zero where the run recorded no input; None for a model without inputs.
     """
     if not model.n_inputs:
         return None
@@ -56,8 +64,19 @@ def run_inputs(model, traj):
 
 
 def default_lag(model, traj):
-    """Window of the error estimate: about ``2 tau`` of network time, at least one recording step.
+    """Window of the error estimate in recording steps: about ``2 tau`` of network time, at least one step.
 
+    Parameters
+    ----------
+    model : LatentRNN
+    traj : Trajectory
+
+    Returns
+    -------
+    int
+
+    Notes
+    -----
     Spike noise of regularly firing neurons is a bounded jitter, so the
     estimate's noise falls as 1/L; the drift error is compared along the same
     path, so a window longer than the recording step adds no finite-lag bias
@@ -180,12 +199,36 @@ def systematic_drift_error(model, sde, residual, z, u=None):
 
 
 def trial_halves(traj):
-    """The run's first and second half of trials, as two Trajectories (for split-half noise)."""
+    """The run's first and second half of trials, as two Trajectories (for split-half noise).
+
+    Parameters
+    ----------
+    traj : Trajectory
+
+    Returns
+    -------
+    list of Trajectory
+    """
     h = traj.trials // 2
     return [Trajectory(t=traj.t, z=zz, dt=traj.dt, meta=traj.meta) for zz in (traj.z[:h], traj.z[h:])]
 
 
 def split_half_noise(model, sde, traj, z, degree=None, u=None):
-    """Noise of :func:`systematic_drift_error` for a run: the error between its two halves' trials, halved."""
+    """Noise of :func:`systematic_drift_error` for a run: the error between its two halves' trials, halved.
+
+    Parameters
+    ----------
+    model, sde, traj
+        As :func:`drift_residual`.
+    z : ndarray (M, d)
+        States the error is taken over.
+    degree : int, optional
+    u : array (k,), optional
+        As :func:`systematic_drift_error`.
+
+    Returns
+    -------
+    float
+    """
     halves = [drift_residual(model, sde, half, degree) for half in trial_halves(traj)]
     return systematic_drift_error(model, sde, lambda q: (halves[0](q) - halves[1](q)) / 2, z, u)
