@@ -50,9 +50,9 @@ from dataclasses import dataclass
 import numpy as np
 from tqdm.auto import tqdm
 
+from .. import plugins
 from ..errors import DDMError
 from ..fit.decoders import fit_lambda, resolve_decoders, with_decoders
-from .. import plugins
 from ..run.inputs import InputSignal
 from ..run.plan import constant_input
 from ..trajectory import Trajectory

@@ -32,9 +32,9 @@ import math
 import numpy as np
 from tqdm.auto import tqdm
 
+from .. import plugins
 from ..errors import DDMError
 from ..fit.decoders import fit_lambda, resolve_decoders
-from .. import plugins
 from ..run.inputs import InputSignal
 from ..run.plan import constant_input
 from ..run.target import simulate_sde
