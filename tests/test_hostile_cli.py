@@ -26,7 +26,7 @@ def _no_work(*args, **kwargs):
 
 # ----------------------------------------------------------------------------- refusals before work
 def test_figure_format_refused_before_simulating(small_model_path, tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr("ddm_neuro.backends.get_backend", _no_work)
+    monkeypatch.setattr("ddm_neuro.plugins.simulate", _no_work)
     err = run_failing(["simulate", str(small_model_path), "--figure", str(tmp_path / "x.xyz"),
                        "-o", str(tmp_path / "t.npz")], capsys, tmp_path)
     assert "x.xyz" in err and "png" in err
@@ -60,7 +60,7 @@ def test_report_folder_that_is_a_file_refused(small_model_path, tmp_path, capsys
     (["--trials", "100000000", "--duration", "1"], "--trials 100000000 needs about"),
 ])
 def test_runs_too_large_refused_up_front(small_model_path, tmp_path, capsys, monkeypatch, argv, words):
-    monkeypatch.setattr("ddm_neuro.run.rate.simulate_network", _no_work)
+    monkeypatch.setattr("ddm_neuro.plugins.simulate", _no_work)
     err = run_failing(["simulate", str(small_model_path), *argv, "-o", str(tmp_path / "t.npz")], capsys, tmp_path)
     assert words in err and ("GiB available" in err or "more than the 1e+09" in err)
 
@@ -69,7 +69,7 @@ def test_a_model_whose_tau_makes_runs_endless_is_refused(small_model, tmp_path, 
     """tau = 1e-12 s is a valid number but a run would take 10^13 steps: refused, not left to spin."""
     small_model.tau = 1e-12
     small_model.save(tmp_path / "m.ddm")
-    monkeypatch.setattr("ddm_neuro.run.rate.simulate_network", _no_work)
+    monkeypatch.setattr("ddm_neuro.plugins.simulate", _no_work)
     err = run_failing(["simulate", str(tmp_path / "m.ddm"), "--duration", "1", "-o", str(tmp_path / "t.npz")],
                       capsys, tmp_path)
     assert "integration steps" in err and "tau 1e-12 s" in err

@@ -1,47 +1,29 @@
-"""The ``ddm-neuro`` command line (DESIGN §5): argument parsing and printing; the rules live in the library.
+"""The ``ddm-neuro`` command line (DESIGN §5): parsing and printing; what to run is the library's.
 
-User mistakes end as one line on stderr and exit status 2; ``verify`` exits 1
-when a metric fails; Ctrl-C exits 130 and SIGTERM 143, after the clean-ups.
+Exit status: 0; 1 when ``verify`` finds a failing metric; 2 for a user mistake
+(one line on stderr); 130 on Ctrl-C and 143 on SIGTERM, after the clean-ups.
 """
 from __future__ import annotations
 
 import signal
 import sys
+import threading
 
 from ..errors import DDMError
 from ..threads import configure_threads
 from .parser import build_parser
-
-__all__ = ["main", "build_parser"]
-
-
-def _close_progress_bars():
-    """End the progress bars an interruption left open, so the last line printed is ours."""
-    tqdm = sys.modules.get("tqdm.std")
-    if tqdm is not None:
-        for bar in list(getattr(tqdm.tqdm, "_instances", ())):
-            bar.close()
 
 
 class Terminated(KeyboardInterrupt):
     """SIGTERM, raised like Ctrl-C so that every clean-up (temporary files, child processes) runs."""
 
 
-def _terminate_as_interrupt():
-    """Turn SIGTERM into :class:`Terminated` in the main thread; returns the previous handler (or None)."""
-    import threading
-
-    if threading.current_thread() is not threading.main_thread():
-        return None
-
-    def handler(signum, frame):
-        raise Terminated()
-
-    return signal.signal(signal.SIGTERM, handler)
+def _terminated(signum, frame):
+    raise Terminated()
 
 
 def main(argv=None):
-    """Entry point of ``ddm-neuro``.
+    """Run ``ddm-neuro``.
 
     Parameters
     ----------
@@ -51,33 +33,28 @@ def main(argv=None):
     Returns
     -------
     int
-        The exit status: 0, 1 (a failed verification), 2 (bad input), 130 (Ctrl-C), 143 (SIGTERM).
+        The exit status: 0; 1 when ``verify`` finds a failing metric; 2 for a user mistake; 130, 143: interrupted.
     """
     try:
         args = build_parser().parse_args(argv)
     except SystemExit as exc:  # --help, or a usage error already printed as one line
         return exc.code if isinstance(exc.code, int) else 2
-    previous = _terminate_as_interrupt()
+    in_main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminated) if in_main else None
     try:
         configure_threads(getattr(args, "threads", None))
-        return args.func(args)
-    except DDMError as exc:
-        _close_progress_bars()
-        print(f"ddm-neuro {args.command}: error: {exc}", file=sys.stderr)
-        return 2
-    except OSError as exc:  # a full disk, a folder that became unwritable, ...: the machine's, not ours
-        _close_progress_bars()
+        return args.func(args) or 0
+    except (DDMError, OSError) as exc:  # OSError: a full disk, an unwritable folder...: the machine's, not ours
         where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
-        print(f"ddm-neuro {args.command}: error: {where}{exc.strerror or exc}", file=sys.stderr)
-        return 2
-    except Terminated:
-        _close_progress_bars()
-        print("ddm-neuro: terminated", file=sys.stderr)
-        return 143
-    except KeyboardInterrupt:
-        _close_progress_bars()
-        print("ddm-neuro: interrupted", file=sys.stderr)
-        return 130
+        message, status = f"ddm-neuro {args.command}: error: {where}{getattr(exc, 'strerror', None) or exc}", 2
+    except KeyboardInterrupt as exc:
+        message, status = ("terminated", 143) if isinstance(exc, Terminated) else ("interrupted", 130)
+        message = f"ddm-neuro: {message}"
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+    bars = sys.modules.get("tqdm.std")  # close the bars left open, so that the last line printed is ours
+    for bar in list(getattr(getattr(bars, "tqdm", None), "_instances", ())):
+        bar.close()
+    print(message, file=sys.stderr)
+    return status

@@ -1,12 +1,52 @@
-"""How the fit's and the hardware constraint's user options tie together, and what the spiking choice did.
+"""The user options of ``fit``, ``convert`` and ``constrain``: declared, tied together, and what they chose.
 
-The command line passes its flags here unchanged, so a Python user calling
-:func:`fit_settings` or :func:`constrain_limits` gets the same refusals (in
-the same words, which name the flags) and the same defaults.
+:data:`FIT`, :data:`CONVERT` and :data:`CONSTRAIN` declare the options (rows
+as in :mod:`ddm_neuro.options`: flag, type, default, help) that the command
+line offers. :func:`fit_settings` and :func:`constrain_settings` turn given
+options into the keywords of :func:`~ddm_neuro.fit.matching.fit` and
+:func:`~ddm_neuro.fit.hardware.constrain`, with the refusals of options that
+do not go together (in words that name the flags), so a Python user and the
+command line get the same behaviour.
 """
 from __future__ import annotations
 
 from ..errors import DDMError
+from ..options import APPEND, FLAG, SEED, SPAN, rates
+
+#: LIF neuron parameters (``fit`` and ``convert``).
+LIF = [("--tau-ref SECONDS", float, None, "LIF refractory period in seconds (default 0.002; 0 for NIR export, whose "
+                                          "CubaLIF has none)"),
+       ("--max-rates LOW,HIGH", rates, None, "LIF: range of the neurons' maximum rates in Hz (default 200,400)")]
+#: The options of a fit that :func:`fit_settings` takes.
+FIT_SETTINGS = [
+    ("-n N", int, 512, "number of neurons N (default 512)", "n_neurons"),
+    ("--neuron", ("tanh", "lif"), None, "neuron model (default tanh; lif with --spiking/--spike-budget)"),
+    ("--seed", SEED, 0, "(default 0)"), ("--tau", SPAN, 0.02, "neuron time constant in seconds (default 0.02)"), *LIF,
+    ("--time-scale", SPAN, None, "seconds per SDE time unit (default: automatic)"),
+    ("--steps", SEED, 200, "gradient refinement steps (0: closed form only)"),
+    ("--spiking", FLAG, None, "fit for a spiking LIF network: choose the ridge lambda for spike jitter as well as rate "
+     "accuracy (spike-noise budget 0.02 of the target's diffusion; implies --neuron lif)"),
+    ("--spike-budget RATIO", SPAN, None, "as --spiking, with this budget: the spikes' predicted latent noise (Poisson "
+     "count) over the target's, at the verifier's lag"),
+    ("--spike-drift-cap ERR", SPAN, None, "largest validation drift error the spiking lambda may accept for smaller "
+     "decoders (default 0.08)")]
+#: The options of a fit: the system (:func:`ddm_neuro.sde.load.load_sde`), :data:`FIT_SETTINGS`, parameter overrides.
+FIT = [("system", str, None, "built-in name (see 'systems') or a .toml spec file"), *FIT_SETTINGS,
+       ("--param NAME=VALUE", APPEND, None, "override an SDE parameter")]
+#: The options of a conversion to LIF neurons (:func:`ddm_neuro.spiking.convert.convert`).
+CONVERT = [("--neuron", ("lif",), "lif", "neuron model of the refit (lif)"), *LIF,
+           ("--steps", SEED, 200, "gradient refinement steps of the refit"),
+           ("--seed", SEED, None, "default: the model's own fit seed")]
+#: The options of :func:`constrain_settings`.
+CONSTRAIN = [
+    ("--bits", int, None, "weight bits on one shared scale (2..32)"),
+    ("--fan-in", int, None, "most nonzero incoming weights per neuron"),
+    ("--sparsity", float, None, "fraction of the N x N weights kept, in (0, 1]"),
+    ("--dale", FLAG, None, "one sign per neuron's outgoing weights (Dale's law)"),
+    ("--preset", str, None, "a chip's published limits (loihi, loihi2, xylo, spinnaker); --bits/--fan-in override "
+     "its values"), ("--round-only", FLAG, None, "round and mask only, no quantisation-aware refit"),
+    ("--steps", SEED, 300, "gradient steps of the refit (default 300; 0: compensated rounding only)"),
+    ("--seed", SEED, 0, None)]
 
 
 def lif_neuron(neuron, tau_ref=None, max_rates=None):
@@ -43,9 +83,9 @@ def lif_neuron(neuron, tau_ref=None, max_rates=None):
     return make_neuron({"name": "lif", **given}).to_dict()
 
 
-def fit_settings(*, neuron=None, spiking=False, spike_budget=None, spike_drift_cap=None, tau_ref=None,
-                 max_rates=None):
-    """The keywords of :func:`ddm_neuro.fit.matching.fit` that the neuron and spiking options choose.
+def fit_settings(*, n_neurons=512, neuron=None, seed=0, tau=0.02, time_scale=None, steps=200, spiking=False,
+                 spike_budget=None, spike_drift_cap=None, tau_ref=None, max_rates=None):
+    """The keywords of :func:`ddm_neuro.fit.matching.fit` that the options of :data:`FIT_SETTINGS` choose.
 
     ``spiking`` (or a ``spike_budget``) chooses the ridge lambda for spike
     jitter as well as rate accuracy (budget
@@ -54,6 +94,8 @@ def fit_settings(*, neuron=None, spiking=False, spike_budget=None, spike_drift_c
 
     Parameters
     ----------
+    n_neurons, seed, tau, time_scale, steps
+        Passed on (see :func:`~ddm_neuro.fit.matching.fit`).
     neuron : {"tanh", "lif"}, optional
         Default ``"lif"`` with a spike budget, else ``"tanh"``.
     spiking : bool
@@ -67,7 +109,8 @@ def fit_settings(*, neuron=None, spiking=False, spike_budget=None, spike_drift_c
     Returns
     -------
     dict
-        ``neuron``, and ``spike_budget`` / ``spike_drift_cap`` where they apply.
+        ``n_neurons``, ``neuron``, ``seed``, ``tau``, ``time_scale``, ``steps``, and ``spike_budget`` /
+        ``spike_drift_cap`` where they apply.
 
     Raises
     ------
@@ -86,12 +129,55 @@ def fit_settings(*, neuron=None, spiking=False, spike_budget=None, spike_drift_c
     if budget is not None and neuron != "lif":
         raise DDMError(f"--spiking/--spike-budget choose the ridge for spiking LIF networks; --neuron {neuron} "
                        "cannot spike (use --neuron lif or leave --neuron out)")
-    out = {"neuron": lif_neuron(neuron, tau_ref, max_rates)}
+    out = {"n_neurons": n_neurons, "neuron": lif_neuron(neuron, tau_ref, max_rates), "seed": seed, "tau": tau,
+           "time_scale": time_scale, "steps": steps}
     if budget is not None:
         out["spike_budget"] = budget
     if spike_drift_cap is not None:
         out["spike_drift_cap"] = spike_drift_cap
     return out
+
+
+def convert_settings(*, neuron="lif", tau_ref=None, max_rates=None, steps=200, seed=None):
+    """The keywords of :func:`ddm_neuro.spiking.convert.convert` that the options of :data:`CONVERT` choose.
+
+    Parameters
+    ----------
+    neuron : str
+    tau_ref, max_rates : optional
+        LIF parameters (:func:`lif_neuron`).
+    steps, seed
+        Passed on (``seed`` None: the model's own fit seed).
+
+    Returns
+    -------
+    dict
+        ``neuron``, ``steps``, ``seed``.
+    """
+    return {"neuron": lif_neuron(neuron, tau_ref, max_rates), "steps": steps, "seed": seed}
+
+
+def fit_report(model, path=None):
+    """What a fit gives its user: the summary lines (with the spiking ridge choice) and the warnings.
+
+    Parameters
+    ----------
+    model : LatentRNN
+        A fitted model (from ``fit``, ``convert`` or ``constrain``).
+    path : str or Path, optional
+        Where it was written (said in the summary).
+
+    Returns
+    -------
+    text : str
+        :func:`~ddm_neuro.fit.matching.fit_summary`, then :func:`spike_ridge_summary` where it applies.
+    warnings : list of str
+        :func:`~ddm_neuro.fit.matching.fit_warnings`.
+    """
+    from .matching import fit_summary, fit_warnings
+
+    ridge = spike_ridge_summary(model)
+    return fit_summary(model, path) + (f"\n{ridge}" if ridge else ""), fit_warnings(model)
 
 
 def spike_ridge_summary(model):
@@ -147,3 +233,28 @@ def constrain_limits(n_neurons, *, preset=None, bits=None, fan_in=None):
         bits = p_bits if bits is None else bits
         fan_in = p_fan_in if fan_in is None else fan_in
     return bits, fan_in
+
+
+def constrain_settings(n_neurons, *, preset=None, bits=None, fan_in=None, sparsity=None, dale=False, round_only=False,
+                       steps=300, seed=0):
+    """The keywords of :func:`ddm_neuro.fit.hardware.constrain` that the options of :data:`CONSTRAIN` choose.
+
+    Parameters
+    ----------
+    n_neurons : int
+        The network's size (for the preset).
+    preset, bits, fan_in
+        :func:`constrain_limits`.
+    sparsity, dale, steps, seed
+        Passed on.
+    round_only : bool
+        Round and mask only (``refit=False``).
+
+    Returns
+    -------
+    dict
+        ``bits``, ``fan_in``, ``sparsity``, ``dale``, ``refit``, ``steps``, ``seed``.
+    """
+    bits, fan_in = constrain_limits(n_neurons, preset=preset, bits=bits, fan_in=fan_in)
+    return {"bits": bits, "fan_in": fan_in, "sparsity": sparsity, "dale": dale, "refit": not round_only,
+            "steps": steps, "seed": seed}

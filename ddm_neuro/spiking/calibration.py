@@ -4,19 +4,46 @@
 constant input, a run size that fits) and then runs
 :func:`~ddm_neuro.spiking.calibrate.calibrate_spiking` and/or
 :func:`~ddm_neuro.spiking.unstable_foci.calibrate_foci`, in that order; the
-command line's ``calibrate`` is this call.
+command line's ``calibrate`` is this call, with the options :data:`OPTIONS`
+declares (rows as in :mod:`ddm_neuro.options`).
 """
 from __future__ import annotations
 
 from ..errors import DDMError
+from ..options import COUNT, FLAG, SEED, SPAN
+
+#: The options of :func:`calibrate`.
+OPTIONS = [
+    ("--backend", str, "torch", "spiking simulator of the calibration runs: torch (default), brian2, brian2-cpp; use "
+     "the one the model will run on (the correction is specific to it)"),
+    ("--rounds", SEED, 6, "most simulate-measure-refit rounds (default 6; 0 with --foci: only the foci calibration)"),
+    ("--trials", COUNT, 128, "short runs per round (default 128)"),
+    ("--duration", SPAN, 1.0, "SDE time units per run (default 1)"),
+    ("--damping", float, 1.0, "share of each measured error cancelled (0-1]"),
+    ("--noise", ("none", "remainder"), "none", "noise of the calibration runs. none (default): the noise-free drift, "
+     "windowed estimator (deterministic targets). remainder: the model's noise on; drift and diffusion measured at "
+     "the verifier's lag against the target propagated from the same states, and both corrected (stochastic "
+     "targets: the noisy network's drift differs from its noise-free one)"),
+    ("--near-fixed-points SHARE", float, 0.0, "share of the runs started near the target's fixed points instead of on "
+     "its attractor (chaotic targets: the holes around unstable fixed points, where a spiking Lorenz collapses, are "
+     "otherwise never measured; default 0)"),
+    ("--foci", FLAG, None, "then make runs started near each unstable focus of the target (a fixed point with a "
+     "growing spiral, e.g. Lorenz's C+-) leave it no later than the target's, raising the spiral's growth there where "
+     "they do not (a spiking Lorenz otherwise can collapse there)"),
+    ("--foci-trials", COUNT, 8, "runs per focus and step (default 8)"),
+    ("--input INPUT", str, None, "constant input of the calibration runs, NAME=VALUE (';' between inputs; default 0): "
+     "calibrate at the input the network will run at", "u"),
+    ("--seed", SEED, 0, None)]
 
 
-def calibration_input(u):
+def calibration_input(model, u):
     """The constant input vector of a calibration: ``u`` itself, or the one level of an :class:`InputSignal`.
 
     Parameters
     ----------
-    u : None, array_like or InputSignal
+    model : LatentRNN
+    u : None, str, array_like or InputSignal
+        A text is read as ``--input`` (:func:`ddm_neuro.run.options.model_input`).
 
     Returns
     -------
@@ -28,7 +55,10 @@ def calibration_input(u):
         An input signal with steps: calibration runs hold one input.
     """
     from ..run.inputs import InputSignal
+    from ..run.options import model_input
 
+    if isinstance(u, str):
+        u = model_input(model, u)
     if isinstance(u, InputSignal):
         if len(u.times) > 1:
             raise DDMError("--input: calibration takes a constant input (NAME=VALUE), not steps")
@@ -55,8 +85,8 @@ def calibrate(model, sde=None, *, rounds=6, foci=False, duration=1.0, trials=128
     seed : int
     backend : str
         Spiking simulator of the runs; use the one the model will run on.
-    u : None, array_like or InputSignal
-        Constant input of the runs (:func:`calibration_input`).
+    u : None, str, array_like or InputSignal
+        Constant input of the runs (:func:`calibration_input`; a text as ``--input``).
     foci_trials : int
         Runs per focus and step.
     progress : bool
@@ -76,7 +106,7 @@ def calibrate(model, sde=None, *, rounds=6, foci=False, duration=1.0, trials=128
     from ..run.plan import check_run_size
 
     sde = model.sde() if sde is None else sde
-    u = calibration_input(u)
+    u = calibration_input(model, u)
     check_run_size(model, duration, trials)
     out = model
     if rounds:
@@ -90,3 +120,39 @@ def calibrate(model, sde=None, *, rounds=6, foci=False, duration=1.0, trials=128
 
         out = calibrate_foci(out, sde, backend=backend, trials=foci_trials, seed=seed, u=u, progress=progress)
     return out
+
+
+def calibration_report(model, *, model_path, backend, noise="none", rounds=6, foci=False):
+    """What :func:`calibrate` did, as printed lines, warnings and notes.
+
+    Parameters
+    ----------
+    model : LatentRNN
+        :func:`calibrate`'s result.
+    model_path : str or Path
+        The model calibrated (named in the summary).
+    backend, noise, rounds, foci
+        As given to :func:`calibrate` (a part that did not run is not reported).
+
+    Returns
+    -------
+    text : str
+        The drift rounds (:func:`~ddm_neuro.spiking.drift_calibration.calibration_summary`) and the
+        foci steps (:func:`~ddm_neuro.spiking.unstable_foci.foci_summary`).
+    warnings : list of str
+        Foci from which runs still do not leave.
+    notes : list of str
+        :func:`~ddm_neuro.spiking.drift_calibration.calibration_notes`.
+    """
+    from .drift_calibration import calibration_notes, calibration_summary
+    from .unstable_foci import foci_summary
+
+    parts, warnings, notes = [], [], []
+    if rounds:
+        info = model.meta["spiking_calibration"]
+        parts.append(calibration_summary(info, model_path=model_path, backend=backend, noise=noise))
+        notes += calibration_notes(info)
+    if foci:
+        text, warnings = foci_summary(model.meta["foci_calibration"])
+        parts.append(text)
+    return "\n".join(parts), warnings, notes

@@ -5,13 +5,23 @@
 receive: the target SDE, the drift the Lyapunov check integrates (or none,
 where it does not apply), and the read-out filter, with the notes a user
 should read. :func:`check_report_folder` refuses a report folder before the
-verification, not after it.
+verification, not after it. :data:`OPTIONS` declares the verifier's options
+(rows as in :mod:`ddm_neuro.options`).
 """
 from __future__ import annotations
 
 from pathlib import Path
 
 from ..errors import DDMError
+from ..options import SEED, SPAN
+
+#: The options of :func:`~ddm_neuro.verify.run.run_verify` a user chooses.
+OPTIONS = [
+    ("--delta", float, None, "lag for drift/diffusion (SDE units; default automatic)"),
+    ("--seed", SEED, 0, "seed of the reference runs and propagations (cells and lag depend on the trajectory only; a "
+     "verdict within its own noise is marked marginal)"),
+    ("--drift-tolerance", SPAN, None, "deterministic targets (noise 0) only: relative drift error accepted (default "
+     "0.03)")]
 
 #: The files a verification report writes into its folder.
 REPORT_FILES = ("report.json", "timeseries.png", "phase_portrait.png", "drift_field.png", "marginals.png",
