@@ -2,11 +2,12 @@
 
 :data:`FIT`, :data:`CONVERT` and :data:`CONSTRAIN` declare the options (rows
 as in :mod:`ddm_neuro.options`: flag, type, default, help) that the command
-line offers. :func:`fit_settings` and :func:`constrain_settings` turn given
-options into the keywords of :func:`~ddm_neuro.fit.matching.fit` and
-:func:`~ddm_neuro.fit.hardware.constrain`, with the refusals of options that
-do not go together (in words that name the flags), so a Python user and the
-command line get the same behaviour.
+line offers. :func:`fit_settings`, :func:`convert_settings` and
+:func:`constrain_settings` turn given options into the keywords of
+:func:`~ddm_neuro.fit.matching.fit`, :func:`~ddm_neuro.spiking.convert.convert`
+and :func:`~ddm_neuro.fit.hardware.constrain`, with the refusals of options
+that do not go together (in words that name the flags), so a Python user and
+the command line get the same behaviour.
 """
 from __future__ import annotations
 

@@ -132,7 +132,7 @@ def export_settings(*, format, mode="rate", trials=None, duration=None, seed=Non
 
 
 def check_declared(kind, name, mode, options):
-    """Refuse a plug-in unknown, without ``mode``, or not declaring ``options``, naming the options by flag.
+    """Refuse an unknown plug-in, a mode it does not take, or options it does not declare (named by flag).
 
     Parameters
     ----------
@@ -144,17 +144,18 @@ def check_declared(kind, name, mode, options):
     Raises
     ------
     DDMError
-        E.g. ``--format brian2-cpp does not take --core-size (taken by: gexf, graphml, json)``.
+        E.g. ``--format brian2-cpp does not take --core-size (taken by: gexf, graphml, json)``; a value
+        outside an option's declared choices as :meth:`ddm_neuro.plugins.Plugin.resolve` words it.
     """
     from .. import plugins
 
-    plugin = plugins.get(kind, name, mode)
-    unknown = sorted(set(options) - set(plugin.options))
-    if unknown:
-        flags = ", ".join(FLAGS.get(k, "--" + k.replace("_", "-")) for k in unknown)
-        takers = [n for n, p in plugins.plugins(kind).items() if set(unknown) <= set(p.options)]
+    try:
+        plugins.get(kind, name, mode).resolve(options)
+    except plugins.OptionError as exc:
+        flags = ", ".join(FLAGS.get(k, "--" + k.replace("_", "-")) for k in exc.unknown)
+        takers = [n for n, p in plugins.plugins(kind).items() if set(exc.unknown) <= set(p.options)]
         raise DDMError(f"--{'backend' if kind == 'simulator' else 'format'} {name} does not take {flags}"
-                       + (f" (taken by: {', '.join(takers)})" if takers else ""))
+                       + (f" (taken by: {', '.join(takers)})" if takers else "")) from None
 
 
 def plugin_help(kind):

@@ -2,7 +2,7 @@
 
 :func:`calibrate` checks the whole request before any run (what to do, a
 constant input, a run size that fits) and then runs
-:func:`~ddm_neuro.spiking.calibrate.calibrate_spiking` and/or
+:func:`~ddm_neuro.spiking.drift_calibration.calibrate_spiking` and/or
 :func:`~ddm_neuro.spiking.unstable_foci.calibrate_foci`, in that order; the
 command line's ``calibrate`` is this call, with the options :data:`OPTIONS`
 declares (rows as in :mod:`ddm_neuro.options`).
@@ -81,7 +81,7 @@ def calibrate(model, sde=None, *, rounds=6, foci=False, duration=1.0, trials=128
     foci : bool
         Then make runs started near each unstable focus leave it no later than the target's.
     duration, trials, noise, damping, near_fixed_points
-        As :func:`~ddm_neuro.spiking.calibrate.calibrate_spiking` (per round).
+        As :func:`~ddm_neuro.spiking.drift_calibration.calibrate_spiking` (per round).
     seed : int
     backend : str
         Spiking simulator of the runs; use the one the model will run on.
