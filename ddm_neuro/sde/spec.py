@@ -28,7 +28,7 @@ spec has at most :data:`MAX_VARIABLES` variables, :data:`MAX_INPUTS` inputs,
 :data:`MAX_NOISE_COLUMNS` noise columns, :data:`MAX_PARAMETERS` parameters,
 names of at most :data:`MAX_NAME_CHARS` characters and at most
 :data:`MAX_TOTAL_CHARS` characters of expressions (see
-:mod:`ddm_neuro.expressions` for the limits on one expression).
+:mod:`ddm_neuro.sde.expressions` for the limits on one expression).
 """
 from __future__ import annotations
 

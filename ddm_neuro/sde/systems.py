@@ -1,4 +1,4 @@
-"""Built-in SDEs (DESIGN §7), each a spec (see :mod:`ddm_neuro.spec`).
+"""Built-in SDEs (DESIGN §7), each a spec (see :mod:`ddm_neuro.sde.spec`).
 
 Every built-in is written in the same TOML-equivalent form a user would write,
 so ``ddm-neuro systems --show NAME`` prints a file that can be edited and fitted.
@@ -118,7 +118,7 @@ def builtin_spec(name):
 
 
 def get_system(name, **overrides):
-    """Build a built-in :class:`~ddm_neuro.sde.SDE`, optionally overriding parameters.
+    """Build a built-in :class:`~ddm_neuro.sde.equation.SDE`, optionally overriding parameters.
 
     Examples
     --------
