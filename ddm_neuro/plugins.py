@@ -84,6 +84,8 @@ class Plugin:
         The pip extra that installs them (``pip install '.[extra]'``).
     help : str
         One line: what it is.
+    output : {"file", "dir"}
+        What an export format writes (checked before any work); simulators: "file".
     """
 
     name: str
@@ -94,10 +96,13 @@ class Plugin:
     requires: tuple = ()
     extra: str | None = None
     help: str = ""
+    output: str = "file"
 
     def __post_init__(self):
         if self.kind not in KINDS:
             raise ValueError(f"plug-in {self.name!r}: kind must be one of {KINDS}, got {self.kind!r}")
+        if self.output not in ("file", "dir"):
+            raise ValueError(f"plug-in {self.name!r}: output must be 'file' or 'dir', got {self.output!r}")
         self.modes = tuple(self.modes)
         for key, opt in self.options.items():
             if not isinstance(opt, Option):

@@ -87,8 +87,8 @@ def cmd_simulate(args):
 
 
 def cmd_export(args):
-    check_output(args.output, args.force, kind="dir" if args.format.startswith("brian2-") else "file")
     settings = run_options.export_settings(**values(run_options.EXPORT, args))
+    check_output(args.output, args.force, kind=plugins.get("format", args.format).output)
     plugins.export(_load(args, output=False), args.output, force=args.force, progress=not args.quiet, **settings)
 
 

@@ -42,9 +42,9 @@ def plugins():
                 "cache": Option(None, "folder of compiled builds (default $DDM_NEURO_CACHE or ~/.cache/ddm_neuro)")},
                help="Brian2 cpp_standalone: generated C++, compiled once per network structure", **common),
         Plugin("brian2-cpp", "format", ("rate", "spiking"), "exporters.brian2.export:export_cpp", project,
-               help="a self-contained Brian2 C++ project (python run.py --seed S ...)", **common),
+               help="a self-contained Brian2 C++ project (python run.py --seed S ...)", output="dir", **common),
         Plugin("brian2-cuda", "format", ("rate", "spiking"), "exporters.brian2.export:export_cuda",
                {**project, "cuda_prefs": Option(None, "Brian2 preferences for Brian2CUDA (Python API)")},
-               requires=("brian2",), extra="brian2",
+               requires=("brian2",), extra="brian2", output="dir",
                help="a Brian2CUDA project (GPU; generated here, compiled where CUDA is)"),
     ]
