@@ -205,23 +205,3 @@ def test_cli_calibrate_refuses_an_input_that_is_not_constant(tmp_path, capsys):
     assert not (tmp_path / "c.ddm").exists()
 
 
-def test_fixed_point_states_surround_lorenz_c_plus_and_minus():
-    from ddm_neuro.spiking.states import attractor_states as _attractor, fixed_point_states
-
-    sde = get_system("lorenz", noise=0.0)
-    rng = np.random.default_rng(0)
-    z = _attractor(sde, rng, None)
-    near = fixed_point_states(sde, z, rng)
-    c = np.sqrt(8 / 3 * 27)
-    centres = np.array([[c, c, 27.0], [-c, -c, 27.0]])
-    d = np.linalg.norm(near[:, None] - centres[None], axis=2).min(1)
-    sd = z.std(0)
-    assert len(near) > 0 and np.median(d) < 0.3 * np.linalg.norm(sd)    # around C+- (the origin lies outside)
-    side = near[:, 0] > 0
-    assert 0.3 < side.mean() < 0.7                                    # both of them
-
-
-def test_calibration_rejects_a_bad_near_fixed_points_share(vdp):
-    sde, model = vdp
-    with pytest.raises(DDMError, match="near_fixed_points"):
-        calibrate_spiking(model, sde, near_fixed_points=1.0)

@@ -24,9 +24,6 @@ OPTIONS = [
      "windowed estimator (deterministic targets). remainder: the model's noise on; drift and diffusion measured at "
      "the verifier's lag against the target propagated from the same states, and both corrected (stochastic "
      "targets: the noisy network's drift differs from its noise-free one)"),
-    ("--near-fixed-points SHARE", float, 0.0, "share of the runs started near the target's fixed points instead of on "
-     "its attractor (chaotic targets: the holes around unstable fixed points, where a spiking Lorenz collapses, are "
-     "otherwise never measured; default 0)"),
     ("--foci", FLAG, None, "then make runs started near each unstable focus of the target (a fixed point with a "
      "growing spiral, e.g. Lorenz's C+-) leave it no later than the target's, raising the spiral's growth there where "
      "they do not (a spiking Lorenz otherwise can collapse there)"),
@@ -67,7 +64,7 @@ def calibration_input(model, u):
 
 
 def calibrate(model, sde=None, *, rounds=6, foci=False, duration=1.0, trials=128, noise="none", damping=1.0,
-              seed=0, backend="torch", u=None, near_fixed_points=0.0, foci_trials=8, progress=False):
+              seed=0, backend="torch", u=None, foci_trials=8, progress=False):
     """Calibrate ``model``'s spiking network in the loop: drift rounds, then (with ``foci``) its unstable foci.
 
     Parameters
@@ -80,7 +77,7 @@ def calibrate(model, sde=None, *, rounds=6, foci=False, duration=1.0, trials=128
         Most simulate-measure-refit rounds of the drift calibration (0: foci only, needs ``foci``).
     foci : bool
         Then make runs started near each unstable focus leave it no later than the target's.
-    duration, trials, noise, damping, near_fixed_points
+    duration, trials, noise, damping
         As :func:`~ddm_neuro.spiking.drift_calibration.calibrate_spiking` (per round).
     seed : int
     backend : str
@@ -114,7 +111,7 @@ def calibrate(model, sde=None, *, rounds=6, foci=False, duration=1.0, trials=128
 
         out = calibrate_spiking(model, sde, rounds=rounds, duration=duration, trials=trials, noise=noise,
                                 damping=damping, seed=seed, backend=backend, u=u,
-                                near_fixed_points=near_fixed_points, progress=progress)
+                                progress=progress)
     if foci:
         from .unstable_foci import calibrate_foci
 

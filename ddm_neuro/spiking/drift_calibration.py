@@ -59,7 +59,7 @@ from ..trajectory import Trajectory
 from ..verify.basis import degree_for
 from ..verify.checks import C_DELTA
 from .lag_error import lag_residual, relative_cov_error
-from .states import attractor_states, fixed_point_states, mixed_training_states
+from .states import attractor_states, mixed_training_states
 from .window_error import ERROR_DEGREES, drift_residual, split_half_noise, systematic_drift_error, trial_halves
 
 
@@ -196,7 +196,7 @@ def strategy_for(noise, degree):
 
 
 def calibrate_spiking(model, sde, *, rounds=6, duration=1.0, trials=128, noise="none", damping=1.0, seed=0,
-                      backend="torch", u=None, near_fixed_points=0.0, progress=False, degree=None, patience=2,
+                      backend="torch", u=None, progress=False, degree=None, patience=2,
                       n_train=20000, **run_options):
     """Calibrate a LIF model's spiking network in the loop: cancel its measured drift (and diffusion) error.
 
@@ -231,14 +231,6 @@ def calibrate_spiking(model, sde, *, rounds=6, duration=1.0, trials=128, noise="
         zero); the target's attractor and drift are taken at it. The
         correction is measured there and applied at all inputs: calibrate at
         the input the network is meant to run at.
-    near_fixed_points : float
-        Share of each round's runs started near the target's fixed points
-        (:func:`~ddm_neuro.spiking.states.fixed_point_states`) instead of on its
-        attractor. A chaotic attractor never visits the holes around its
-        unstable fixed points (Lorenz's C+-), so neither do runs started on it,
-        and an error there goes unmeasured. On Lorenz it made the measured error
-        larger; :func:`ddm_neuro.spiking.unstable_foci.calibrate_foci`, which
-        tests the escape from those foci directly, is what removes the collapse there.
     progress : bool
     degree : int, optional
         Degree of the error regression (default
@@ -274,8 +266,6 @@ def calibrate_spiking(model, sde, *, rounds=6, duration=1.0, trials=128, noise="
         raise DDMError(f"rounds and patience must be >= 1 (got {rounds}, {patience})")
     if not 0 < damping <= 1:
         raise DDMError(f"damping must be in (0, 1] (got {damping})")
-    if not 0 <= near_fixed_points < 1:
-        raise DDMError(f"near_fixed_points is a share of the runs, in [0, 1) (got {near_fixed_points})")
     if int(trials) < 4:
         raise DDMError(f"trials must be >= 4 (the error's split-half noise needs them; got {trials})")
     lam = fit_lambda(model)
@@ -295,17 +285,11 @@ def calibrate_spiking(model, sde, *, rounds=6, duration=1.0, trials=128, noise="
                        f"{4 * n_basis}; use trials >= {need} or a longer duration")
     z_eval = z_vis[rng.choice(len(z_vis), min(5000, len(z_vis)), replace=False)]
     skip_t = 2 * model.tau / model.time_scale
-    n_near, near = 0, None
-    if near_fixed_points > 0:
-        near = fixed_point_states(sde, z_vis, rng, u0)
-        n_near = int(round(float(near_fixed_points) * int(trials))) if len(near) else 0
     history, best, stop = [], None, None
     current, z_train, u_train = model, None, None
     bar = tqdm(total=int(rounds), desc="calibrate spiking", disable=not progress)
     for r in range(int(rounds)):
         starts = z_vis[rng.choice(len(z_vis), int(trials))]
-        if n_near:
-            starts[:n_near] = near[rng.choice(len(near), n_near)]
         traj = plugins.simulate(current, duration + skip_t, backend=backend, mode="spiking", trials=int(trials),
                                 seed=int(rng.integers(2 ** 31)), u=signal, z0=starts, noise=noise, **run_options)
         k = int(np.searchsorted(traj.t, skip_t - 1e-12))
@@ -335,7 +319,7 @@ def calibrate_spiking(model, sde, *, rounds=6, duration=1.0, trials=128, noise="
         "coupling": run_options.get("coupling") or traj.meta.get("coupling"),
         "duration": duration, "trials": int(trials), "rounds": history, "best_round": best[2],
         "degree": degree, "damping": damping, "seed": seed, "input": None if u0 is None else u0.tolist(),
-        "near_fixed_points": float(near_fixed_points), "stopped": stop or "rounds done",
+        "stopped": stop or "rounds done",
         "systematic_drift_error": history[best[2]]["systematic_drift_error"],
         "systematic_drift_error_uncalibrated": history[0]["systematic_drift_error"],
         "estimator": strategy.estimator,

@@ -1,9 +1,8 @@
 """States the spiking calibrations start from and re-solve the decoders on.
 
 * :func:`attractor_states`: the target's visited states, at a constant input;
-* :func:`fixed_points` and :func:`fixed_point_states`: the target's fixed points
-  inside that region (root-finding) and states scattered around them (the holes
-  of a chaotic attractor, which runs started on it never visit);
+* :func:`fixed_points`: the target's fixed points inside that region
+  (root-finding), where the escape from unstable foci starts its runs;
 * :func:`mixed_training_states`: the fit's training states (with its margins)
   plus states where the spiking network itself went, for re-solving decoders.
 """
@@ -71,40 +70,6 @@ def fixed_points(sde, z_vis, rng, u0=None, starts=64):
                 and not any(np.all(np.abs(z - f) < 1e-3 * sd) for f in found)):
             found.append(z)
     return np.array(found).reshape(-1, z_vis.shape[1])
-
-
-def fixed_point_states(sde, z_vis, rng, u0=None, starts=64, spread=0.15, n=4000):
-    """States scattered around the target's fixed points within its visited region.
-
-    Fixed points from :func:`fixed_points` (root-finding from ``starts``
-    visited states, kept inside the visited bounding box); around each,
-    Gaussian offsets with ``spread`` times the visited states' per-coordinate
-    std.
-
-    Parameters
-    ----------
-    sde : SDE
-    z_vis : ndarray (M, d)
-        Visited states.
-    rng : numpy.random.Generator
-    u0 : array (k,), optional
-        Constant input the drift is taken at.
-    starts : int
-        Root-finding starts.
-    spread : float
-    n : int
-        States returned.
-
-    Returns
-    -------
-    ndarray (n, d)
-        Empty (0, d) if no fixed point was found.
-    """
-    found = fixed_points(sde, z_vis, rng, u0, starts)
-    if not len(found):
-        return np.zeros((0, z_vis.shape[1]))
-    centres = found[rng.integers(len(found), size=n)]
-    return centres + rng.normal(size=centres.shape) * spread * z_vis.std(0)
 
 
 def mixed_training_states(model, sde, extra, n, rng):
