@@ -4,7 +4,7 @@ For N = 256, 1024, 4096 rate neurons (tanh, rank d = 3, tau = 20 ms, dt = 0.5 ms
 of network time, private output noise on, no inputs) prints the wall time per
 simulated second of network time for
 
-* ``torch``          ddm_neuro.simulate.simulate_network, factored coupling;
+* ``torch``          ddm_neuro.run.rate.simulate_network, factored coupling;
 * ``b2-rt dense``, ``b2-rt factored``   Brian2's runtime device (numpy target);
 * ``cpp dense``, ``cpp factored``, ``cpp none``   the ``brian2-cpp`` back end
   (cpp_standalone); ``none`` is the same neurons without recurrence (the floor).
@@ -104,7 +104,7 @@ def duration_for(seconds_net):
     """SDE duration covering ~``seconds_net`` network seconds: a whole number (>= 2) of recording intervals.
 
     Chosen so that ``duration / n == RECORD_DT`` exactly in floating point: the back ends recompute the
-    interval as ``duration / n`` (ddm_neuro.sdeint.recording_grid), and a last-bit change of ``dt`` or
+    interval as ``duration / n`` (ddm_neuro.run.target.recording_grid), and a last-bit change of ``dt`` or
     ``record_dt`` changes the brian2-cpp build key, i.e. recompiles (a bug in the back end, reported).
     """
     n0 = max(2, int(round(seconds_net / TIME_SCALE / RECORD_DT)))

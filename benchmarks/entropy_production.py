@@ -6,7 +6,7 @@ then ``ddm_neuro.analysis.analyze`` runs target A, target B, the network and the
 symmetric network for the same length and prints, per run, the entropy
 production rate (bias-corrected trajectory estimator, ± block standard error),
 the mean rotation rate, and for ``ring`` the cycling rate around the wells
-(``ddm_neuro.memory.visit_sequence``), beside the closed form where one exists
+(``ddm_neuro.analysis.memory_tasks.visit_sequence``), beside the closed form where one exists
 (rotational OU: 2 w^2 / k = 8 for k = 1, w = 2) and the target-vs-target
 difference |A - B| (what "no difference" looks like at this length).
 

@@ -2,9 +2,9 @@
 
 (a) **Associative memory** (built-in ``switch``: ``dm = (m - m^3 + c u) dt + sigma dW``,
 wells +-1). Fit N = 256 tanh neurons with inputs (seed 0); drive it with cue
-protocols (:func:`ddm_neuro.memory.cue_protocol`, ``--pulses`` pulses of random
+protocols (:func:`ddm_neuro.analysis.memory_tasks.cue_protocol`, ``--pulses`` pulses of random
 sign, ``u = +-A`` for ``w`` time units, then 0 for 3) and measure the switching
-success (:func:`ddm_neuro.memory.switching_success`: state in the cued well 1-2
+success (:func:`ddm_neuro.analysis.memory_tasks.switching_success`: state in the cued well 1-2
 time units after the pulse) in torch, in Brian2 (``brian2-cpp``: generated C++,
 the input as a TimedArray) and in the target SDE (``target`` back end), each with
 its binomial SE (and the trial-clustered SE). Two protocols: A = 1.0 and A = 0.8
@@ -24,7 +24,7 @@ the forward fraction is a number to compare, not 1). Fit N = 256 each; simulate 
 forward fraction of well-to-well transitions, the cycle rate, the mean dwell
 time, and the mean angular velocity ``<dθ/dt> = 2π J`` against Risken's closed
 form for ``dθ = h dt + sqrt(2D) dW`` with ``D = sigma^2 <r^-2> / 2`` (and the
-naive ``D = sigma^2 / 2``), see :mod:`ddm_neuro.memory`.
+naive ``D = sigma^2 / 2``), see :mod:`ddm_neuro.analysis.memory_tasks`.
 
 ``z`` = (network - target) / sqrt(SE_net^2 + SE_target^2) (pooled binomial SE
 for proportions); |z| < 3 is "compatible".

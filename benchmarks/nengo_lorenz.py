@@ -37,7 +37,7 @@ Metrics
    when the std of x over its last third is below 2 (the attractor's is
    ~7.8), as in ``spiking_lorenz.py``.
 2. Systematic drift error on the target's attractor, with our estimator
-   (:mod:`ddm_neuro.calibrate`: windowed pathwise error, cubic regression,
+   (:mod:`ddm_neuro.spiking.drift_calibration`: windowed pathwise error, cubic regression,
    RMS over 5000 target attractor states relative to ``rms |f|``), for
    ``--err-seeds`` networks (seed, seed + 1, ...), each from 64 runs started
    on the target's attractor (0.2 unit of burn-in, ``--err-duration`` = 4
@@ -213,7 +213,7 @@ def collapse_stats(traj, threshold=2.0):
 
 
 def latent_model(tau=0.1):
-    """The attributes :mod:`ddm_neuro.calibrate` reads, for a network with ``tau dy/dt = -y + D s`` in Lorenz units.
+    """The attributes :mod:`ddm_neuro.spiking.drift_calibration` reads, for a network with ``tau dy/dt = -y + D s`` in Lorenz units.
 
     ``scale = 1`` (the latent is the Lorenz state, up to the constant offset)
     and ``time_scale = 1`` s per time unit, so ``e scale time_scale / tau``
@@ -235,7 +235,7 @@ def systematic(model, sde, traj, z_eval, window=WINDOW):
     """Systematic drift error of a run on ``z_eval``, and its split-half noise (as in ``spiking_lorenz.py``).
 
     ``window`` is the estimator's window in time units
-    (:func:`ddm_neuro.calibrate.bin_errors`; None: its default, ``2 tau``).
+    (:func:`ddm_neuro.spiking.drift_calibration.bin_errors`; None: its default, ``2 tau``).
     """
     lag = None if window is None else max(1, int(round(window / traj.dt)))
     full = systematic_drift_error(model, sde, drift_residual(model, sde, traj, lag=lag), z_eval)

@@ -1,7 +1,7 @@
 """Issue 6 (part 4) acceptance table: Lorenz drift error vs weight bits, rounding only vs quantisation-aware refit.
 
 Fits Lorenz with N tanh neurons (seed 0), then quantises the recurrent weights
-``W`` to k bits on one shared scale (``ddm_neuro.hardware.constrain``) three
+``W`` to k bits on one shared scale (``ddm_neuro.fit.hardware.constrain``) three
 ways: rounding only; compensated rounding (the closed-form step of the refit,
 ``steps=0``); and the full refit (compensated rounding, then Adam with the
 straight-through estimator). For each it prints the held-out relative drift

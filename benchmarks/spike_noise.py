@@ -7,7 +7,7 @@ For the 2-D OU (dz = -z dt + dW), fitted with LIF neurons (closed form,
 (:func:`ddm_neuro.spiking.measure_spike_noise`). It is compared with
 
 * the Poisson estimate ``T S K diag(r) K^T S / tau^2`` (F = 1), and
-* the regular-firing estimate (F = f(1-f)/(r lag), :func:`ddm_neuro.spiking.regular_fano`),
+* the regular-firing estimate (F = f(1-f)/(r lag), :func:`ddm_neuro.spiking.noise.regular_fano`),
 
 both averaged over the visited states; the effective Fano factor is the
 measured/Poisson ratio. The target's own diffusion is 1 per SDE time unit.

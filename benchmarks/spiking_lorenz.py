@@ -3,9 +3,9 @@
 Fits deterministic Lorenz (noise 0) with N LIF neurons and measures, for the
 target, the rate network and the torch spiking network (exact spike times,
 noise-free, dt 0.1 ms) before and after in-the-loop calibration
-(:func:`ddm_neuro.calibrate.calibrate_spiking`):
+(:func:`ddm_neuro.spiking.drift_calibration.calibrate_spiking`):
 
-1. the systematic drift error on the target's attractor (:mod:`ddm_neuro.calibrate`:
+1. the systematic drift error on the target's attractor (:mod:`ddm_neuro.spiking.drift_calibration`:
    windowed pathwise estimator over many short runs started on the attractor,
    polynomial regression; the split-half spread is its noise), measured on runs
    independent of the calibration's;
@@ -28,9 +28,9 @@ same metrics.
 
     OMP_NUM_THREADS=1 python benchmarks/spiking_lorenz.py [--n 2000] [--runs 20] [--duration 100] [--nengo]
     OMP_NUM_THREADS=1 python benchmarks/spiking_lorenz.py --brian2 lorenz_spiking_calibrated.ddm
-    OMP_NUM_THREADS=1 python benchmarks/spiking_lorenz.py --model MODEL --foci   # escape from C+- (ddm_neuro.foci)
+    OMP_NUM_THREADS=1 python benchmarks/spiking_lorenz.py --model MODEL --foci   # escape from C+- (ddm_neuro.spiking.unstable_foci)
 
-``--foci`` adds the escape calibration (:func:`ddm_neuro.foci.calibrate_foci`): runs started in the
+``--foci`` adds the escape calibration (:func:`ddm_neuro.spiking.unstable_foci.calibrate_foci`): runs started in the
 holes around C+- must leave them no later than the target's; where they do not, the spiral's growth
 there is pushed up. The result is written next to ``--save`` (``*_foci.ddm``) and reported again.
 The Brian2 stage also measures the noise-free drift error on the attractor in Brian2 (``--b2-drift-trials``).
@@ -272,7 +272,7 @@ def main():
     ap.add_argument("--brian2", metavar="MODEL", help="only the Brian2 stage, for this calibrated model")
     ap.add_argument("--model", metavar="MODEL", help="report on this (calibrated) model instead of fitting one")
     ap.add_argument("--foci", action="store_true",
-                    help="then calibrate the escape from C+- (ddm_neuro.foci.calibrate_foci, torch) and report again")
+                    help="then calibrate the escape from C+- (ddm_neuro.spiking.unstable_foci.calibrate_foci, torch) and report again")
     ap.add_argument("--b2-drift-trials", type=int, default=128,
                     help="short Brian2 runs for the drift error on the attractor (0: skip)")
     ap.add_argument("--b2-trials", type=int, default=8, help="stochastic verify runs in Brian2 (0: skip)")

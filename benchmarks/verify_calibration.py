@@ -36,7 +36,7 @@ from ddm_neuro.verify import verify
 #: (trials, duration) per system for false alarms / detection.
 LENGTHS = {"ou": (8, 250.0), "double_well": (8, 250.0), "lorenz": (8, 30.0)}
 QUICK_LENGTHS = {"ou": (8, 250.0), "double_well": (8, 250.0), "lorenz": (4, 20.0)}
-#: Euler-Maruyama step of the simulated trajectories (default: ddm_neuro.sdeint.default_steps);
+#: Euler-Maruyama step of the simulated trajectories (default: ddm_neuro.run.target.default_steps);
 #: the double well's default (0.002, set by the steep walls at |z| = 2) is relaxed to 0.005.
 SIM_DT = {"double_well": 0.005}
 

@@ -1,4 +1,4 @@
-"""Measurements behind the spiking calibration (:mod:`ddm_neuro.calibrate`).
+"""Measurements behind the spiking calibration (:mod:`ddm_neuro.spiking.drift_calibration`).
 
 * The windowed drift-error estimator is unbiased: on a noise-free *rate*
   network, whose drift error is known exactly, it recovers that error.

@@ -1,4 +1,4 @@
-"""Unstable foci (:mod:`ddm_neuro.foci`): found, pushed, and calibrated so that runs leave them.
+"""Unstable foci (:mod:`ddm_neuro.spiking.unstable_foci`): found, pushed, and calibrated so that runs leave them.
 
 * Lorenz's C+- are found with the spiral eigenvalue of the exact Jacobian;
   systems without a growing spiral have none.

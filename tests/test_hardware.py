@@ -1,4 +1,4 @@
-"""Hardware limits (ddm_neuro.hardware): k-bit weights on a shared scale, fan-in, sparsity, Dale's law, refit."""
+"""Hardware limits (ddm_neuro.fit.hardware): k-bit weights on a shared scale, fan-in, sparsity, Dale's law, refit."""
 import math
 
 import numpy as np

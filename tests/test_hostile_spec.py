@@ -56,7 +56,7 @@ CHILD = textwrap.dedent("""\
     from ddm_neuro.network import LatentRNN
 
     # the budget on sympy, shortened for the test (a valid case takes 1 s on a quiet machine)
-    ddm_neuro.expressions.SYMPY_SECONDS = 4.0
+    ddm_neuro.sde.expressions.SYMPY_SECONDS = 4.0
     for case in json.loads(sys.stdin.read()):
         print("START", case["name"], flush=True)
         t0 = time.perf_counter()

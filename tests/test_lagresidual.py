@@ -1,4 +1,4 @@
-"""The lag-residual estimator (:mod:`ddm_neuro.lagresidual`) measures drift and diffusion errors under noise.
+"""The lag-residual estimator (:mod:`ddm_neuro.spiking.lag_error`) measures drift and diffusion errors under noise.
 
 A run of a *different* SDE stands in for a network: 2-D OU with rate 1.5 and
 noise 1.2 against the target's 1 and 1. The estimator must find the drift

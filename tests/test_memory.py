@@ -1,4 +1,4 @@
-"""Associative and episodic memory measurements (ddm_neuro.memory).
+"""Associative and episodic memory measurements (ddm_neuro.analysis.memory_tasks).
 
 Synthetic trajectories with known answers check the bookkeeping exactly;
 Risken's closed form is checked against limits with known values and against

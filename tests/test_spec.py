@@ -391,7 +391,7 @@ def test_parse_accepts_numbers_and_refuses_other_literals():
 
 
 def test_huge_constant_power_does_not_hang():
-    code = ("from ddm_neuro.expressions import parse\n"
+    code = ("from ddm_neuro.sde.expressions import parse\n"
             "try:\n    parse('9**9**9', {}, 'drift.v')\nexcept Exception:\n    pass\n")
     try:
         subprocess.run([sys.executable, "-c", code], timeout=4, check=False, capture_output=True)
