@@ -13,7 +13,7 @@ An option is a row ``(flags [METAVAR], kind, default, help[, keyword])``:
 * ``help``: one line.
 
 Each operation declares its options next to its code (:data:`ddm_neuro.fit.options.FIT`,
-:data:`ddm_neuro.spiking.calibration.OPTIONS`, :data:`ddm_neuro.verify.plan.OPTIONS`, ...),
+:data:`ddm_neuro.spiking.calibration.OPTIONS`, :data:`ddm_neuro.verify.options.OPTIONS`, ...),
 so a default or a help line is written once, where what it governs is;
 ``ddm-neuro`` builds its flags from these rows (:func:`add_arguments`) and
 reads the given values back by keyword (:func:`values`).

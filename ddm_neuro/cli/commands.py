@@ -95,7 +95,7 @@ def cmd_export(args):
 def cmd_verify(args):
     from .. import verify
     from ..trajectory import Trajectory
-    from ..verify.plan import OPTIONS
+    from ..verify.options import OPTIONS
     if args.report:
         verify.check_report_folder(args.report, args.force)  # before the work, not after it
     model, traj = _load(args, output=False), Trajectory.load(args.trajectory)

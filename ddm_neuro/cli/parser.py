@@ -10,7 +10,7 @@ from ..fit.options import CONSTRAIN, CONVERT, FIT
 from ..options import COUNT, FLAG, REQUIRED, SEED, SPAN, SWITCH, THREADS, add_arguments
 from ..run.options import EXPORT, SIMULATE, plugin_help
 from ..spiking.calibration import OPTIONS as CALIBRATE
-from ..verify.plan import OPTIONS as VERIFY
+from ..verify.options import OPTIONS as VERIFY
 from . import commands
 
 MODEL = ("model", str, None, "a fitted model (.ddm)")

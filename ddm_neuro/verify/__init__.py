@@ -3,8 +3,8 @@
 Public API: :func:`verify` -> :class:`Report`; :func:`run_verify` for the
 command line (prints the table, writes the report, returns the exit status);
 :func:`verify_arguments` (what to verify a model's run with, and the notes) and
-:func:`check_report_folder` from :mod:`.plan`. Names are imported on first use,
-so importing the package (or :mod:`.plan`) is cheap.
+:func:`check_report_folder` from :mod:`.options`. Names are imported on first use,
+so importing the package (or :mod:`.options`) is cheap.
 
 The package is callable: ``ddm_neuro.verify(sde, traj, ...)`` is :func:`verify`
 (the name ``ddm_neuro.verify`` is both this package and the function a user calls).
@@ -14,7 +14,7 @@ import sys
 import types
 
 _HOME = {"verify": "core", "Report": "report", "run_verify": "run", "MULTIPLES": "thresholds",
-         "verify_arguments": "plan", "check_report_folder": "plan"}
+         "verify_arguments": "options", "check_report_folder": "options"}
 __all__ = list(_HOME)
 
 
