@@ -321,4 +321,4 @@ def _spiking_run(stages, model, sde, quick, progress):
     report.save(stages.path("report_spiking"), traj=traj, force=True)
     stages.keep("report_spiking/")
     print(f"  spiking verification: {'PASS' if report.passed else 'FAIL'} (reported, not part of the exit status; "
-          "README 'Spiking' says what it takes)")
+          "docs/spiking.md says what it takes)")
