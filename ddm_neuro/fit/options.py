@@ -22,7 +22,7 @@ LIF = [("--tau-ref SECONDS", float, None, "LIF refractory period in seconds (def
 FIT_SETTINGS = [
     ("-n N", int, 512, "number of neurons N (default 512)", "n_neurons"),
     ("--neuron", ("tanh", "lif"), None, "neuron model (default tanh; lif with --spiking/--spike-budget)"),
-    ("--seed", SEED, 0, "(default 0)"), ("--tau", SPAN, 0.02, "neuron time constant in seconds (default 0.02)"), *LIF,
+    ("--seed", SEED, 0, "seed of the random encoders, gains and training states (default 0)"), ("--tau", SPAN, 0.02, "neuron time constant in seconds (default 0.02)"), *LIF,
     ("--time-scale", SPAN, None, "seconds per SDE time unit (default: automatic)"),
     ("--steps", SEED, 200, "gradient refinement steps (0: closed form only)"),
     ("--spiking", FLAG, None, "fit for a spiking LIF network: choose the ridge lambda for spike jitter as well as rate "
@@ -47,7 +47,7 @@ CONSTRAIN = [
     ("--preset", str, None, "a chip's published limits (loihi, loihi2, xylo, spinnaker); --bits/--fan-in override "
      "its values"), ("--round-only", FLAG, None, "round and mask only, no quantisation-aware refit"),
     ("--steps", SEED, 300, "gradient steps of the refit (default 300; 0: compensated rounding only)"),
-    ("--seed", SEED, 0, None)]
+    ("--seed", SEED, 0, "seed of the refit (default 0)")]
 
 
 def lif_neuron(neuron, tau_ref=None, max_rates=None):

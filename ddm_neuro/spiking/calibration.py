@@ -30,7 +30,7 @@ OPTIONS = [
     ("--foci-trials", COUNT, 8, "runs per focus and step (default 8)"),
     ("--input INPUT", str, None, "constant input of the calibration runs, NAME=VALUE (';' between inputs; default 0): "
      "calibrate at the input the network will run at", "u"),
-    ("--seed", SEED, 0, None)]
+    ("--seed", SEED, 0, "seed of the calibration runs and their start states (default 0)")]
 
 
 def calibration_input(model, u):
