@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import warnings
 from dataclasses import dataclass, field
 from importlib import metadata
 
@@ -34,6 +35,10 @@ from .run.plan import MODES, plan_run
 
 KINDS = ("simulator", "format")
 
+
+
+class PluginWarning(UserWarning):
+    """An installed plug-in entry point could not be loaded (it is skipped; the others work)."""
 
 
 class OptionError(DDMError):
@@ -211,7 +216,15 @@ def _load_entry_points():
     for plugin in CORE:
         register(plugin)
     for ep in metadata.entry_points(group="ddm_neuro.plugins"):
-        for plugin in ep.load()():
+        try:  # a broken third-party package must not take the core's back ends down with it
+            declared = list(ep.load()())
+            if not all(isinstance(p, Plugin) for p in declared):
+                raise TypeError("it must return a list of ddm_neuro.plugins.Plugin")
+        except Exception as exc:  # noqa: BLE001 (any failure of foreign code: reported, skipped)
+            warnings.warn(f"plug-in entry point {ep.name!r} ({ep.value}) could not be loaded and is skipped: "
+                          f"{type(exc).__name__}: {exc}", PluginWarning, stacklevel=3)
+            continue
+        for plugin in declared:
             if plugin.name not in _REGISTRY[plugin.kind]:  # an installed copy seen twice: first wins
                 register(plugin)
 

@@ -89,3 +89,29 @@ def test_every_installed_plug_in_declares_its_options_as_data():
         for name, p in plugins.plugins(kind).items():
             assert p.name == name and p.modes and p.help, (kind, name)
             assert all(isinstance(o, Option) and o.help for o in p.options.values()), (kind, name)
+
+
+def test_a_broken_entry_point_is_skipped_with_a_warning(monkeypatch):
+    """A third-party package whose entry point fails to import must not take the core's back ends down."""
+    from importlib import metadata
+
+    class Broken:
+        name, value = "broken", "no_such_module_xyz:plugins"
+
+        def load(self):
+            raise ImportError("No module named 'no_such_module_xyz'")
+
+    class Wrong:
+        name, value = "wrong", "wrong:plugins"
+
+        def load(self):
+            return lambda: ["not a plugin"]
+
+    monkeypatch.setattr(metadata, "entry_points", lambda group: [Broken(), Wrong()])
+    monkeypatch.setattr(plugins, "_REGISTRY", {kind: {} for kind in plugins.KINDS})
+    monkeypatch.setattr(plugins, "_LOADED", [])
+    with pytest.warns(plugins.PluginWarning) as caught:
+        assert plugins.names("simulator") == ["target", "torch"]
+    messages = [str(w.message) for w in caught]
+    assert any("'broken'" in m and "no_such_module_xyz" in m for m in messages)
+    assert any("'wrong'" in m and "list of ddm_neuro.plugins.Plugin" in m for m in messages)
