@@ -17,7 +17,7 @@ mistakes raise :class:`DDMError`; :func:`set_threads` sets the CPU threads.
 ``fit`` and ``verify`` are also the packages :mod:`ddm_neuro.fit` and
 :mod:`ddm_neuro.verify`, which are callable.
 """
-import importlib
+from .lazy import lazy_names
 
 __version__ = "0.1.0"
 
@@ -37,16 +37,4 @@ _HOME = {
 }
 __all__ = list(_HOME)
 
-
-def __getattr__(name):
-    if name not in _HOME:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    module, attr = _HOME[name]
-    value = importlib.import_module(module)
-    value = value if attr is None else getattr(value, attr)
-    globals()[name] = value
-    return value
-
-
-def __dir__():
-    return sorted(set(globals()) | set(_HOME))
+lazy_names(__name__, _HOME)

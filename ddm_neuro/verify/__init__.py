@@ -9,31 +9,10 @@ so importing the package (or :mod:`.options`) is cheap.
 The package is callable: ``ddm_neuro.verify(sde, traj, ...)`` is :func:`verify`
 (the name ``ddm_neuro.verify`` is both this package and the function a user calls).
 """
-import importlib
-import sys
-import types
+from ..lazy import callable_package, lazy_names
 
 _HOME = {"verify": "core", "Report": "report", "run_verify": "run", "MULTIPLES": "thresholds",
          "verify_arguments": "options", "check_report_folder": "options"}
 __all__ = list(_HOME)
-
-
-def __getattr__(name):
-    if name not in _HOME:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{_HOME[name]}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__():
-    return sorted(set(globals()) | set(_HOME))
-
-
-class _CallablePackage(types.ModuleType):
-    def __call__(self, *args, **kwargs):
-        """:func:`ddm_neuro.verify.core.verify`."""
-        return self.verify(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallablePackage
+lazy_names(__name__, {name: (f"{__name__}.{module}", name) for name, module in _HOME.items()})
+callable_package(__name__, "verify")
