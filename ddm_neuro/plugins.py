@@ -260,7 +260,7 @@ def plugins(kind="simulator"):
 
 
 def simulate(model, duration, *, backend="torch", mode="rate", trials=1, seed=None, u=None, z0=None, dt=None,
-             record_dt=None, noise=None, progress=False, sde=None, **options):
+             record_dt=None, noise=None, progress=False, sde=None, threads=None, **options):
     """Simulate ``model`` in a registered back end and return its latent trajectory.
 
     Parameters
@@ -272,7 +272,7 @@ def simulate(model, duration, *, backend="torch", mode="rate", trials=1, seed=No
         A registered simulator (``torch``, ``target``, ``brian2``, ...; :func:`names`).
     mode : str
         ``rate``, ``spiking`` or ``sde``, where the back end takes it.
-    trials, seed, u, z0, dt, record_dt, progress
+    trials, seed, u, z0, dt, record_dt, progress, threads
         As :func:`ddm_neuro.run.plan.plan_run`.
     noise : bool or str, optional
         Default: on (``True``; spiking runs: ``"remainder"``).
@@ -290,7 +290,7 @@ def simulate(model, duration, *, backend="torch", mode="rate", trials=1, seed=No
     if noise is None:
         noise = "remainder" if mode == "spiking" else True
     plan = plan_run(model, duration, mode=mode, trials=trials, seed=seed, u=u, z0=z0, dt=dt, record_dt=record_dt,
-                    noise=noise, progress=progress, options=resolved, sde=sde)
+                    noise=noise, progress=progress, options=resolved, sde=sde, threads=threads)
     return plugin.load()(plan)
 
 

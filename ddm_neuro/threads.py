@@ -11,6 +11,7 @@ Python users choose with :func:`set_threads`.
 """
 from __future__ import annotations
 
+import operator
 import os
 import sys
 
@@ -21,6 +22,45 @@ ENV = "DDM_NEURO_THREADS"
 #: Thread count when neither ``--threads`` nor :data:`ENV` says otherwise.
 DEFAULT_THREADS = 1
 _BLAS_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+_IN_FORCE = []  # the count last set by configure_threads or set_threads
+
+
+def threads_in_force():
+    """The thread count simulators use when a run does not name one.
+
+    The count last set by :func:`configure_threads` (the command line) or
+    :func:`set_threads`; before either, :func:`default_threads` (1 unless
+    :data:`ENV` says otherwise), so a compiled step loop or a Brian2 C++
+    build never starts threads nobody asked for.
+
+    Returns
+    -------
+    int
+    """
+    return _IN_FORCE[-1] if _IN_FORCE else default_threads()
+
+
+def check_threads(k_given):
+    """``k`` as a thread count, or a :class:`DDMError` naming what is wrong.
+
+    Parameters
+    ----------
+    k_given : int
+
+    Returns
+    -------
+    int
+    """
+    k = k_given
+    try:
+        k = operator.index(k) if not isinstance(k, bool) else None
+    except TypeError:
+        k = None
+    if k is None:
+        raise DDMError(f"threads must be a positive integer, got {k_given!r}")
+    if k < 1:
+        raise DDMError(f"threads must be at least 1, got {k}")
+    return k
 
 
 def default_threads():
@@ -64,11 +104,10 @@ def configure_threads(k=None):
         omp = os.environ.get("OMP_NUM_THREADS", "").strip()
         k = int(omp) if not os.environ.get(ENV, "").strip() and omp.isdigit() and int(omp) > 0 \
             else default_threads()
-    k = int(k)
-    if k < 1:
-        raise DDMError(f"threads must be at least 1, got {k}")
+    k = check_threads(k)
     for name in _BLAS_VARS:
         os.environ[name] = str(k)
+    _IN_FORCE.append(k)
     if "torch" in sys.modules:
         set_threads(k)
     return k
@@ -89,8 +128,7 @@ def set_threads(k=None):
     """
     import torch
 
-    k = default_threads() if k is None else int(k)
-    if k < 1:
-        raise DDMError(f"threads must be at least 1, got {k}")
+    k = default_threads() if k is None else check_threads(k)
+    _IN_FORCE.append(k)
     torch.set_num_threads(k)
     return torch.get_num_threads()

@@ -28,6 +28,7 @@ import numpy as np
 from ..errors import DDMError
 from ..trajectory import Trajectory
 from .inputs import InputSignal
+from ..threads import check_threads, threads_in_force
 
 #: Modes a plan can hold: the rate network, the spiking network, the target SDE itself.
 MODES = ("rate", "spiking", "sde")
@@ -257,6 +258,9 @@ class RunPlan:
         The caller's ``dt`` and ``record_dt`` before defaults and rounding
         (None: the default). Back ends whose grid is fixed by a compiled
         build or a file (brian2-cpp, NIR consumers) lay their grid from these.
+    threads : int
+        CPU threads the back end may use (compiled step loops, Brian2 C++ OpenMP);
+        default :func:`ddm_neuro.threads.threads_in_force` (1 unless set).
     """
 
     model: object
@@ -276,6 +280,7 @@ class RunPlan:
     progress: bool = False
     requested_dt: float | None = None
     requested_record_dt: float | None = None
+    threads: int = 1
 
     @property
     def n_steps(self):
@@ -360,7 +365,7 @@ class RunPlan:
 
 
 def plan_run(model, duration, *, mode="rate", trials=1, seed=None, u=None, z0=None, dt=None, record_dt=None,
-             noise=True, progress=False, options=None, sde=None):
+             noise=True, progress=False, options=None, sde=None, threads=None):
     """Build and check the plan of one simulation, before any work.
 
     Parameters
@@ -387,6 +392,8 @@ def plan_run(model, duration, *, mode="rate", trials=1, seed=None, u=None, z0=No
         The back end's resolved options (see :meth:`ddm_neuro.plugins.Plugin.resolve`).
     sde : SDE, optional
         The target (default ``model.sde()`` for ``mode="sde"``).
+    threads : int, optional
+        CPU threads (default :func:`ddm_neuro.threads.threads_in_force`).
 
     Returns
     -------
@@ -406,6 +413,7 @@ def plan_run(model, duration, *, mode="rate", trials=1, seed=None, u=None, z0=No
         raise DDMError(f"seed must be an integer or None (got {seed!r})")
     if model is None and sde is None:
         raise DDMError("a run needs a model or an SDE")
+    threads = threads_in_force() if threads is None else check_threads(threads)
     if mode == "sde" and sde is None:
         sde = model.sde()
     owner = model if model is not None else sde
@@ -430,4 +438,4 @@ def plan_run(model, duration, *, mode="rate", trials=1, seed=None, u=None, z0=No
                    seed=None if seed is None else int(seed), dt=float(dt), record_dt=float(record_dt),
                    n_rec=int(n_rec), n_sub=int(n_sub), input=signal, z0=z0, noise=noise,
                    options=dict(options or {}), progress=bool(progress), requested_dt=requested[0],
-                   requested_record_dt=requested[1])
+                   requested_record_dt=requested[1], threads=threads)
