@@ -202,8 +202,11 @@ CORE = [
         "coupling": _COUPLING,
         "fano": Option(None, "spiking: Fano factor of the spikes counted in the noise remainder (default 'regular')"),
         "record_spikes": Option(None, "spiking: store spike times and indices in the trajectory"),
-        "chunk": Option(256, "integration steps of random numbers drawn at once"),
-    }, help="the rate network (Euler-Maruyama) or its LIF spiking network (exact integration), torch float64"),
+        "chunk": Option(256, "torch loop: integration steps of random numbers drawn at once"),
+        "engine": Option("auto", "compiled: the C++ step loop (CPU, --threads); torch: torch's tensor loop (any "
+                         "device); auto: compiled where it builds", ("auto", "compiled", "torch")),
+        "device": Option("cpu", "cpu, or cuda / cuda:K (a GPU visible to torch; the torch loop runs there)"),
+    }, help="the rate network (Euler-Maruyama) or its LIF spiking network (exact integration), float64"),
     Plugin("target", "simulator", ("rate", "sde"), "ddm_neuro.run.backends:run_target",
            help="the model's target SDE itself (Euler-Maruyama, Ito) on the network's grid"),
 ]

@@ -58,7 +58,7 @@ def test_the_example_back_end_has_the_model_drift_and_noise(numpy_backend, ou):
 def test_unknown_options_are_refused_listing_the_accepted_ones(numpy_backend, ou):
     with pytest.raises(OptionError, match=r"backend 'numpy' does not take 'coupling' \(it takes: chunk\)"):
         plugins.simulate(ou, 1.0, backend="numpy", coupling="dense")
-    with pytest.raises(DDMError, match="does not take 'cores'.*chunk, coupling, fano, record_spikes"):
+    with pytest.raises(DDMError, match="does not take 'cores'.*chunk, coupling, device, engine, fano, record_spikes"):
         plugins.simulate(ou, 1.0, backend="torch", cores=4)
 
 

@@ -58,15 +58,21 @@ def simulate_network(model, duration, *, dt=None, record_dt=None, trials=1, seed
 
 
 def run_rate(plan):
-    """Simulate a rate-mode :class:`~ddm_neuro.run.plan.RunPlan` in torch (options ``coupling``, ``chunk``).
+    """Simulate a rate-mode :class:`~ddm_neuro.run.plan.RunPlan` (options ``coupling``, ``chunk``, ``engine``, ``device``).
+
+    The compiled step loop (:mod:`ddm_neuro.run.step_loop`) on the CPU when it
+    can be built here, else (or with ``engine="torch"``, or ``device="cuda"``)
+    the torch loop below.
 
     Returns
     -------
     Trajectory
-        ``meta["backend"] = "torch"``, ``meta["mode"] = "rate"``.
+        ``meta["backend"] = "torch"``, ``meta["mode"] = "rate"``, ``meta["engine"]``, ``meta["device"]``.
     """
-    model, trials, dt, noise = plan.model, plan.trials, plan.dt, plan.noise
-    coupling, chunk = plan.options.get("coupling") or "factored", plan.options.get("chunk") or 256
+    from .step_loop import engine_for
+
+    model, dt, noise = plan.model, plan.dt, plan.noise
+    coupling = plan.options.get("coupling") or "factored"
     for name in ("fano", "record_spikes"):
         if plan.options.get(name) is not None:
             raise DDMError(f"{name} applies to spiking runs (mode 'spiking'), not to the rate network")
@@ -75,14 +81,30 @@ def run_rate(plan):
     if dt * model.time_scale > model.tau / 5:
         raise DDMError(f"dt = {dt:g} SDE units is {dt * model.time_scale / model.tau:.2f} tau in network "
                        f"time; Euler needs at most tau/5 (dt <= {model.tau / (5 * model.time_scale):.3g})")
+    engine, device = engine_for(plan)
+    info = {"coupling": coupling, "engine": engine, "device": device, "threads": plan.threads}
+    if engine == "compiled":
+        from .step_loop import run_steps
+
+        private = bool(noise) and bool(np.any(model.noise_const) or np.any(model.noise_act))
+        res = run_steps(plan, spiking=False, coupling=coupling, private_noise=private, shared_noise=bool(noise),
+                        label="simulate torch")
+        return plan.trajectory(res["z"], backend="torch", **info)
+    return plan.trajectory(_torch_loop(plan, coupling, device), backend="torch", **info)
+
+
+def _torch_loop(plan, coupling, device):
+    """The rate network's Euler-Maruyama loop in torch tensor operations, on ``device``."""
+    model, trials, dt, noise = plan.model, plan.trials, plan.dt, plan.noise
+    chunk = plan.options.get("chunk") or 256
     n_rec, n_sub, signal, progress = plan.n_rec, plan.n_sub, plan.input, plan.progress
     rng = np.random.default_rng(plan.seed)
-    gen = torch.Generator().manual_seed(int(rng.integers(2 ** 62)))
+    gen = torch.Generator(device=device).manual_seed(int(rng.integers(2 ** 62)))
 
     z0 = plan.start_states(rng)
     u0 = plan.u0
     x0 = model.neuron_inputs(z0, u0)
-    t = lambda a: torch.as_tensor(np.ascontiguousarray(a), dtype=torch.float64)  # noqa: E731
+    t = lambda a: torch.as_tensor(np.ascontiguousarray(a), dtype=torch.float64, device=device)  # noqa: E731
     x = t(x0)
     E, K, D, b = t(model.encoders), t(model.decoders), t(model.readout), t(model.bias)
     W = t(model.weights()) if coupling == "dense" else None
@@ -95,10 +117,11 @@ def run_rate(plan):
     a = h / model.tau
     phi, act = model.neuron.phi, model.neuron.activity
 
-    out = np.empty((trials, n_rec, model.dim))
-    out[:, 0] = (x @ D.T * scale + center).numpy()
-    u_now = None if signal is None else t(signal.values[0])
-    drive = b if signal is None else b + u_now @ B.T
+    out = np.full((trials, n_rec, model.dim), np.nan)
+    out[:, 0] = (x @ D.T * scale + center).cpu().numpy()
+    recorder = Recorder(out)
+    u_now = None if signal is None else signal.values[0]
+    drive = b if signal is None else b + t(u_now) @ B.T
     bar = tqdm(total=n_rec - 1, desc="simulate torch", disable=not progress, unit="sample")
     noise_buf, used = None, chunk
     step = 0
@@ -106,17 +129,18 @@ def run_rate(plan):
         for k in range(1, n_rec):
             for _ in range(n_sub):
                 if signal is not None and len(signal.times) > 1:
-                    u_new = t(signal.at([step * dt])[0])
-                    if not torch.equal(u_new, u_now):  # feed-forward: off-subspace state jumps with u
-                        x = x + (u_new - u_now) @ B.T
+                    u_new = signal.at([step * dt])[0]
+                    if not np.array_equal(u_new, u_now):  # feed-forward: off-subspace state jumps with u
+                        x = x + (t(u_new) - t(u_now)) @ B.T
                         u_now = u_new
-                        drive = b + u_now @ B.T
+                        drive = b + t(u_now) @ B.T
                 r = phi(x, torch)
                 if noise:  # output noise: r + eta with eta dt = sigma sqrt(h) xi, times tau / h
                     if used == chunk:
-                        noise_buf = torch.randn((chunk,) + tuple(x.shape), generator=gen, dtype=torch.float64)
+                        noise_buf = torch.randn((chunk,) + tuple(x.shape), generator=gen, dtype=torch.float64,
+                                                device=device)
                         shared_buf = math.sqrt(h) * torch.randn(chunk, trials, model.dim, generator=gen,
-                                                                dtype=torch.float64)
+                                                                dtype=torch.float64, device=device)
                         used = 0
                     r = r + torch.sqrt((nc + na * act(x, torch)) / h) * noise_buf[used]
                 rec = (r @ K.T) @ E.T if W is None else r @ W.T
@@ -128,10 +152,38 @@ def run_rate(plan):
                         x = x + shared_buf[used] @ EL.T
                     used += 1
                 step += 1
-            out[:, k] = (x @ D.T * scale + center).numpy()
-            if not np.isfinite(out[:, k]).any():  # every trial diverged: nothing left to simulate
-                out[:, k + 1:] = np.nan
+            if recorder.add(k, x @ D.T * scale + center):  # every trial diverged: nothing left to simulate
                 break
             bar.update()
+        recorder.flush()
     bar.close()
-    return plan.trajectory(out, backend="torch", coupling=coupling)
+    return out
+
+
+class Recorder:
+    """Recorded read-outs of a torch loop, copied to the host in batches (one device synchronisation each).
+
+    ``add(k, z)`` keeps row ``k``; every ``every`` rows (and at :meth:`flush`) the rows go to ``out``
+    (trials, n_rec, d) and it returns True once a row holds no finite value (the rows after it are NaN).
+    """
+
+    def __init__(self, out, every=64):
+        self.out, self.every, self.rows, self.dead, self.dead_row = out, every, [], False, None
+
+    def add(self, k, z):
+        self.rows.append((k, z))
+        return self.flush() if len(self.rows) >= self.every else False
+
+    def flush(self):
+        if not self.rows or self.dead:
+            return self.dead
+        ks = [k for k, _ in self.rows]
+        block = torch.stack([z for _, z in self.rows], dim=1).cpu().numpy()
+        self.rows = []
+        self.out[:, ks[0]:ks[-1] + 1] = block
+        bad = np.flatnonzero(~np.isfinite(block).any(axis=(0, 2)))
+        if bad.size:
+            self.dead_row = ks[0] + int(bad[0])
+            self.out[:, self.dead_row + 1:] = np.nan
+            self.dead = True
+        return self.dead

@@ -163,17 +163,22 @@ def run_spiking(plan):
     """Simulate a spiking-mode :class:`~ddm_neuro.run.plan.RunPlan` in torch.
 
     Options: ``coupling`` (default factored), ``fano`` (default "regular"),
-    ``record_spikes`` (default False), ``chunk``; see :func:`simulate_spiking`.
+    ``record_spikes`` (default False), ``chunk``, ``engine``, ``device``; see
+    :func:`simulate_spiking`. The compiled step loop (:mod:`ddm_neuro.run.step_loop`)
+    runs on the CPU when it can be built here; else, or with ``engine="torch"``
+    or ``device="cuda"``, the torch loop.
 
     Returns
     -------
     Trajectory
     """
-    model, trials, dt, noise, progress = plan.model, plan.trials, plan.dt, plan.noise, plan.progress
+    from ..run.step_loop import engine_for
+
+    model, noise = plan.model, plan.noise
     opt = plan.options
     coupling = opt.get("coupling") or "factored"
     fano = "regular" if opt.get("fano") is None else opt["fano"]
-    record_spikes, chunk = bool(opt.get("record_spikes")), opt.get("chunk") or 256
+    record_spikes = bool(opt.get("record_spikes"))
     if coupling not in ("factored", "dense"):
         raise DDMError(f"coupling must be 'factored' or 'dense', got {coupling!r}")
     if noise is True or noise is False:
@@ -181,20 +186,51 @@ def run_spiking(plan):
     if noise not in NOISE_MODES:
         raise DDMError(f"noise must be one of {', '.join(NOISE_MODES)} (got {noise!r})")
     F = check_fano(model, fano)
-    signal, u0 = plan.input, plan.u0
-    check_spiking(model, plan.requested_dt or dt, u0)  # the step asked for: the grid may refine it
+    check_spiking(model, plan.requested_dt or plan.dt, plan.u0)  # the step asked for: the grid may refine it
+    engine, device = engine_for(plan)
     if noise == "remainder":
-        warn_spike_noise(model, F, u=u0)
+        warn_spike_noise(model, F, u=plan.u0)
+    private = noise != "none" and bool(np.any(model.noise_const) or np.any(model.noise_act))
+    if engine == "compiled":
+        from ..run.step_loop import run_steps
+
+        res = run_steps(plan, spiking=True, coupling=coupling, private_noise=private, shared_noise=noise != "none",
+                        remainder=noise == "remainder", fano=None if isinstance(F, str) else F,
+                        record_spikes=record_spikes, label="simulate spiking")
+    else:
+        res = _torch_loop(plan, coupling, noise, F, private, record_spikes, device)
+    sim_s = res["steps"] * plan.dt * model.time_scale
+    return plan.trajectory(
+        res["z"], backend="torch", spikes_t=res.get("spikes_t"), spikes_i=res.get("spikes_i"), coupling=coupling,
+        noise=noise, fano=F if isinstance(F, str) else float(F[0]) if np.all(F == F[0]) else F.tolist(),
+        mean_rate_hz=res["n_spikes"] / (plan.trials * model.n_neurons * sim_s) if sim_s > 0 else 0.0,
+        neuron=model.neuron.to_dict(), tau_syn=model.tau, time_scale=model.time_scale, engine=engine,
+        device=device, threads=plan.threads)
+
+
+def _torch_loop(plan, coupling, noise, F, private, record_spikes, device):
+    """The spiking network's step loop in torch tensor operations, on ``device``.
+
+    Each step runs a fixed number of spike rounds (a neuron can fire at most
+    ``1 + ceil(h / tau_ref)`` times in a step, and one more round integrates
+    what is left), so the loop waits on the device only to record spikes, and,
+    with ``tau_ref = 0``, to see whether another round is needed.
+    """
+    from ..run.rate import Recorder
+
+    model, trials, dt, progress = plan.model, plan.trials, plan.dt, plan.progress
+    chunk = plan.options.get("chunk") or 256
+    signal, u0 = plan.input, plan.u0
     n_rec, n_sub = plan.n_rec, plan.n_sub
     rng = np.random.default_rng(plan.seed)
-    gen = torch.Generator().manual_seed(int(rng.integers(2 ** 62)))
+    gen = torch.Generator(device=device).manual_seed(int(rng.integers(2 ** 62)))
     z0 = plan.start_states(rng)
     N = model.n_neurons
     v0 = rng.uniform(0.0, 1.0, (trials, N))
 
-    t = lambda a: torch.as_tensor(np.ascontiguousarray(a), dtype=torch.float64)  # noqa: E731
+    t = lambda a: torch.as_tensor(np.ascontiguousarray(a), dtype=torch.float64, device=device)  # noqa: E731
     x = t(model.neuron_inputs(z0, u0))
-    v, ref = t(v0), torch.zeros(trials, N, dtype=torch.float64)
+    v, ref = t(v0), torch.zeros(trials, N, dtype=torch.float64, device=device)
     E, K, D, b, B = t(model.encoders), t(model.decoders), t(model.readout), t(model.bias), t(model.input_weights)
     W = t(model.weights()) if coupling == "dense" else None
     Wp = t(model.w_perp) if model.w_perp is not None and coupling == "factored" else None
@@ -206,62 +242,69 @@ def run_spiking(plan):
     tau_m, tau_ref, tau = prm["tau_m"], prm["tau_ref"], model.tau
     h = dt * model.time_scale
     e_syn = math.exp(-h / tau)
+    rounds = 2 + math.ceil(h / tau_ref) if tau_ref > 0 else None  # None: until no neuron has time left
     phi, act = model.neuron.phi, model.neuron.activity
-    private = noise != "none" and bool(np.any(model.noise_const) or np.any(model.noise_act))
 
-    out = np.empty((trials, n_rec, model.dim))
-    out[:, 0] = (x @ D.T * scale + center).numpy()
-    u_now = None if signal is None else t(signal.values[0])
-    drive = b.expand(trials, N) if signal is None else (b + u_now @ B.T).expand(trials, N)
+    out = np.full((trials, n_rec, model.dim), np.nan)
+    out[:, 0] = (x @ D.T * scale + center).cpu().numpy()
+    recorder = Recorder(out)
+    u_now = None if signal is None else signal.values[0]
+    drive = b.expand(trials, N) if signal is None else (b + t(u_now) @ B.T).expand(trials, N)
     sp_t, sp_i = [], []
-    n_spikes = 0
+    n_spikes = torch.zeros((), dtype=torch.int64, device=device)
     bar = tqdm(total=n_rec - 1, desc="simulate spiking", disable=not progress, unit="sample")
     buf, shared_buf, used = None, None, chunk
     step = 0
-    zero = torch.zeros((), dtype=torch.float64)
+    zero = torch.zeros((), dtype=torch.float64, device=device)
     with torch.no_grad():
         for k in range(1, n_rec):
             for _ in range(n_sub):
                 if signal is not None and len(signal.times) > 1:
-                    u_new = t(signal.at([step * dt])[0])
-                    if not torch.equal(u_new, u_now):  # feed-forward: x jumps with u
-                        x = x + (u_new - u_now) @ B.T
+                    u_new = signal.at([step * dt])[0]
+                    if not np.array_equal(u_new, u_now):  # feed-forward: x jumps with u
+                        x = x + (t(u_new) - t(u_now)) @ B.T
                         u_now = u_new
-                        drive = (b + u_now @ B.T).expand(trials, N)
+                        drive = (b + t(u_now) @ B.T).expand(trials, N)
                 # refractory time first, then the membrane for the rest of the step
                 rem = torch.clamp(h - ref, min=0.0)
                 ref = torch.clamp(ref - h, min=0.0)
-                q = torch.zeros(trials, N, dtype=torch.float64)
-                while True:
+                q = torch.zeros(trials, N, dtype=torch.float64, device=device)
+                active = None  # first round: every neuron
+                r_i = 0
+                while rounds is None or r_i < rounds:
                     v_end = x + (v - x) * torch.exp(-rem / tau_m)
                     spk = (v_end >= 1.0) & (rem > 0)
-                    v = torch.where(spk, v, v_end)
-                    if not bool(spk.any()):
-                        break
+                    if active is not None:
+                        spk = spk & active
+                        v = torch.where(active & ~spk, v_end, v)
+                    else:
+                        v = torch.where(spk, v, v_end)
                     xs = torch.where(spk, x, torch.full_like(x, 2.0))
                     vs = torch.where(spk, v, zero)
                     tc = torch.minimum(tau_m * torch.log((xs - vs) / (xs - 1.0)).clamp(min=0.0), rem)
                     rem = torch.where(spk, rem - tc, zero)           # time left after the spike
                     q = q + torch.where(spk, torch.exp(-rem / tau), zero)  # decayed to the step's end
-                    n_spikes += int(spk.sum())
+                    n_spikes += spk.sum()
                     if record_spikes:
                         tr_i, n_i = torch.nonzero(spk, as_tuple=True)
-                        sp_t.append((step * h + h - rem[tr_i, n_i]).numpy() / model.time_scale)
-                        sp_i.append((n_i + tr_i * N).numpy())
+                        sp_t.append((step * h + h - rem[tr_i, n_i]).cpu().numpy() / model.time_scale)
+                        sp_i.append((n_i + tr_i * N).cpu().numpy())
                     v = torch.where(spk, zero, v)
                     r_used = torch.clamp(rem, max=tau_ref)
                     ref = torch.where(spk, tau_ref - r_used, ref)
                     rem = rem - r_used                                 # > 0 only for spikers
-                    if not bool((rem > 0).any()):
+                    active = spk & (rem > 0)
+                    r_i += 1
+                    if rounds is None and not bool(active.any()):
                         break
                 q = q / tau
                 if noise != "none":
                     if used == chunk:
                         if private:
-                            buf = torch.randn((chunk, trials, N), generator=gen, dtype=torch.float64)
+                            buf = torch.randn((chunk, trials, N), generator=gen, dtype=torch.float64, device=device)
                         if EL is not None:
                             shared_buf = math.sqrt(h) * torch.randn(chunk, trials, model.dim, generator=gen,
-                                                                    dtype=torch.float64)
+                                                                    dtype=torch.float64, device=device)
                         used = 0
                     if private:
                         s2 = nc + na * act(x, torch)
@@ -283,22 +326,17 @@ def run_spiking(plan):
                         x = x + shared_buf[used] @ EL.T
                     used += 1
                 step += 1
-            out[:, k] = (x @ D.T * scale + center).numpy()
-            if not np.isfinite(out[:, k]).any():
-                out[:, k + 1:] = np.nan
+            if recorder.add(k, x @ D.T * scale + center):
                 break
             bar.update()
+        recorder.flush()
     bar.close()
-    spikes_t = spikes_i = None
+    steps = step if recorder.dead_row is None else recorder.dead_row * n_sub
+    res = {"z": out, "steps": steps, "n_spikes": int(n_spikes)}
     if record_spikes:
         spikes_t = np.concatenate(sp_t) if sp_t else np.zeros(0)
         spikes_i = np.concatenate(sp_i).astype(np.int64) if sp_i else np.zeros(0, dtype=np.int64)
-        order = np.argsort(spikes_t, kind="stable")
-        spikes_t, spikes_i = spikes_t[order], spikes_i[order]
-    sim_s = step * h
-    return plan.trajectory(
-        out, backend="torch", spikes_t=spikes_t, spikes_i=spikes_i, coupling=coupling, noise=noise,
-        fano=F if isinstance(F, str) else float(F[0]) if np.all(F == F[0]) else F.tolist(),
-        mean_rate_hz=n_spikes / (trials * N * sim_s) if sim_s > 0 else 0.0,
-        neuron=model.neuron.to_dict(), tau_syn=tau, time_scale=model.time_scale)
-
+        keep = spikes_t <= steps * h / model.time_scale
+        order = np.lexsort((spikes_i[keep], spikes_t[keep]))
+        res["spikes_t"], res["spikes_i"] = spikes_t[keep][order], spikes_i[keep][order]
+    return res
