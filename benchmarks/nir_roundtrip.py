@@ -60,6 +60,7 @@ def get_model(name, n, models, tau_ref=0.0):
     t0 = time.perf_counter()
     model = fit(SYSTEMS[name](), n_neurons=n, neuron={**NEURON, "tau_ref": tau_ref}, seed=0, progress=False)
     if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
         model.save(path)
     return model, time.perf_counter() - t0
 
