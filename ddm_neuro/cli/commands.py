@@ -69,6 +69,7 @@ def cmd_calibrate(args):
 
 def cmd_simulate(args):
     from ..plots import check_figure_path, trajectory_figure
+    from ..run.step_loop import engine_text
     check_output(args.output, args.force)
     if args.figure:
         check_figure_path(args.figure, args.force)
@@ -78,7 +79,7 @@ def cmd_simulate(args):
     traj.save(args.output, force=args.force)
     spikes = traj.spikes_t is not None
     print(f"wrote {args.output}: {traj.trials} trial(s) x {traj.duration:g} time units ({len(traj.t)} samples, "
-          f"dt={traj.dt:.3g}), backend {args.backend}, mode {args.mode}"
+          f"dt={traj.dt:.3g}), backend {args.backend}, mode {args.mode}" + engine_text(traj.meta)
           + (f", {len(traj.spikes_t)} spikes" if spikes else ""))
     if args.figure:
         trajectory_figure(traj, args.figure, n_neurons=model.n_neurons, variables=list(model.variables),

@@ -7,7 +7,17 @@ from __future__ import annotations
 
 
 def run_torch(plan):
-    """The rate network (Euler-Maruyama) or its LIF spiking network (exact integration), in torch, float64."""
+    """The rate network (Euler-Maruyama) or its LIF spiking network (exact integration), float64.
+
+    Refuses, before any allocation, a run whose state (with the dense N x N coupling or the torch
+    loop's noise drawn ahead, where they apply) does not fit in the memory available.
+    """
+    from .plan import check_run_size
+
+    opt = plan.options
+    torch_loop = opt.get("engine") == "torch" or (opt.get("device") or "cpu") != "cpu"
+    check_run_size(plan.model, plan.duration, plan.trials, coupling=opt.get("coupling"),
+                   buffered_steps=(opt.get("chunk") or 256) if torch_loop else 0)
     if plan.mode == "spiking":
         from ..spiking.simulator import run_spiking
 

@@ -16,6 +16,7 @@ from ..errors import DDMError
 from ..options import COUNT, FLAG, REQUIRED, SEED, SPAN
 
 COUPLING = ("factored", "dense")
+ENGINES = ("auto", "compiled", "torch")
 #: The flag of a plug-in option whose flag is not its name.
 FLAGS = {"record_spikes": "--spikes", "noise": "--no-noise"}
 #: The options of a simulation (``input``: its ``u`` as text, :func:`model_input`).
@@ -28,7 +29,10 @@ SIMULATE = [
     ("--no-noise", FLAG, None, "simulate the noise-free network"),
     ("--coupling", COUPLING, None, "recurrent coupling: factored N->d->N or dense W (default: torch factored; Brian2 "
      "dense up to 128 neurons, else factored)"),
-    ("--spikes", FLAG, None, "with --mode spiking: store the spike times in the trajectory (spikes_t, spikes_i)")]
+    ("--spikes", FLAG, None, "with --mode spiking: store the spike times in the trajectory (spikes_t, spikes_i)"),
+    ("--engine", ENGINES, None, "torch back end: compiled (C++ step loop on the CPU, the default where g++ builds "
+     "it) or torch (torch's tensor loop, any device)"),
+    ("--device", str, None, "torch back end: cpu (default), or cuda / cuda:K for a GPU visible to torch")]
 #: The options of an export (the format's own defaults apply to those not given).
 EXPORT = [
     ("--format", str, REQUIRED, "brian2-cpp, brian2-cuda, or another installed format (listed below)"),
@@ -66,7 +70,7 @@ def model_input(model, text):
 
 
 def simulate_settings(model, *, backend="torch", mode="rate", duration=60.0, trials=1, seed=0, input=None,
-                      no_noise=False, coupling=None, spikes=False):
+                      no_noise=False, coupling=None, spikes=False, engine=None, device=None):
     """The keywords of :func:`ddm_neuro.plugins.simulate` for a run of ``model``, checked before any work.
 
     Parameters
@@ -80,6 +84,9 @@ def simulate_settings(model, *, backend="torch", mode="rate", duration=60.0, tri
         The noise-free network (``noise=False``; else the mode's default).
     spikes : bool
         Store the spike times (``record_spikes``); spiking runs only.
+    engine, device : str, optional
+        The torch back end's step loop and device (passed only when given); a GPU
+        asked for is looked for now.
 
     Returns
     -------
@@ -89,15 +96,22 @@ def simulate_settings(model, *, backend="torch", mode="rate", duration=60.0, tri
     ------
     DDMError
         ``spikes`` outside spiking mode, an unknown back end, a mode or an option it
-        does not take, a run too large for this machine, or an input the model cannot take.
+        does not take, a device that is not here, a run too large for this machine, or an
+        input the model cannot take.
     """
     if spikes and mode != "spiking":
         raise DDMError("--spikes records spikes of a spiking run: add --mode spiking")
     from .plan import check_run_size
 
-    options = {k: v for k, v in (("coupling", coupling), ("record_spikes", spikes)) if v}
+    options = {k: v for k, v in (("coupling", coupling), ("record_spikes", spikes), ("engine", engine),
+                                 ("device", device)) if v}
     check_declared("simulator", backend, mode, options)
-    check_run_size(model, duration, trials)
+    if device is not None:
+        from .step_loop import check_device
+
+        check_device(device)
+    torch_loop = engine == "torch" or (device or "cpu") != "cpu"
+    check_run_size(model, duration, trials, coupling=coupling, buffered_steps=256 if torch_loop else 0)
     return {"duration": duration, "backend": backend, "mode": mode, "trials": trials, "seed": seed,
             "u": model_input(model, input), "noise": False if no_noise else None, **options}
 

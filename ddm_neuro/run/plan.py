@@ -160,7 +160,7 @@ def available_memory():
         return None
 
 
-def run_size(model, duration, trials):
+def run_size(model, duration, trials, *, coupling=None, buffered_steps=0):
     """Bytes a run of ``model`` holds: the recorded latent (twice: kept and written) and the network state.
 
     Parameters
@@ -169,6 +169,10 @@ def run_size(model, duration, trials):
     duration : float
         SDE time units.
     trials : int
+    coupling : {"factored", "dense"}, optional
+        ``"dense"`` adds the N x N weight matrix.
+    buffered_steps : int
+        Steps of private noise drawn ahead (the torch loop draws 256 at a time: trials x N each).
 
     Returns
     -------
@@ -178,11 +182,14 @@ def run_size(model, duration, trials):
     samples = math.floor(duration / rec) + 1
     latent = 2.0 * trials * samples * model.dim * 8
     state = 8.0 * trials * model.n_neurons * 8  # state, rates, noise, ... per neuron and trial (float64)
-    return latent + state
+    dense = 8.0 * model.n_neurons ** 2 if coupling == "dense" else 0.0
+    return latent + state + dense + 8.0 * buffered_steps * trials * model.n_neurons
 
 
-def check_run_size(model, duration, trials):
+def check_run_size(model, duration, trials, *, coupling=None, buffered_steps=0):
     """Refuse, before any work, a run that cannot fit in memory or would never end, saying what it would need.
+
+    ``coupling`` and ``buffered_steps`` as :func:`run_size`.
 
     Returns
     -------
@@ -202,14 +209,15 @@ def check_run_size(model, duration, trials):
                        f"(tau {model.tau:.3g} s, {model.time_scale:.3g} s per time unit), more than the "
                        f"{MAX_STEPS:.0e} a run may take: use a shorter --duration, or check the model's tau and "
                        "time_scale")
-    need = run_size(model, duration, trials)
+    need = run_size(model, duration, trials, coupling=coupling, buffered_steps=buffered_steps)
     have = available_memory()
     if have is not None and need > have:
         gib = 2.0 ** 30
+        what = "the dense N x N coupling, " if coupling == "dense" else ""
         raise DDMError(f"--duration {duration:g} x --trials {trials} needs about {need / gib:.3g} GiB "
-                       f"({model.n_neurons} neurons, {model.dim} latent dimensions recorded every "
+                       f"({model.n_neurons} neurons, {what}{model.dim} latent dimensions recorded every "
                        f"{rec:.3g} time units), more than the {have / gib:.3g} GiB available: "
-                       "use a shorter --duration or fewer --trials")
+                       "use a shorter --duration or fewer --trials" + (" or --coupling factored" if what else ""))
     return need
 
 

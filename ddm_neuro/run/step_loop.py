@@ -20,7 +20,15 @@ from ..errors import DDMError
 from . import compiled
 
 ENGINES = ("auto", "compiled", "torch")
+#: Most spikes one neuron may fire in one step (``MAX_SPIKES_PER_STEP`` in ``step_loops.cpp``).
+MAX_SPIKES_PER_STEP = 64
 DEVICES = ("cpu", "cuda")
+
+
+def spike_overflow_message(h):
+    """The refusal when a neuron fires more than :data:`MAX_SPIKES_PER_STEP` times in one step of ``h`` s."""
+    return (f"a neuron fired more than {MAX_SPIKES_PER_STEP} spikes in one step of {h * 1e3:.3g} ms: its input is "
+            "far above threshold with no refractory time (the network diverged, or use a smaller dt)")
 
 
 class EngineWarning(UserWarning):
@@ -38,7 +46,7 @@ def check_device(device):
     name = "cpu" if device is None else str(device)
     base, _, index = name.partition(":")
     if base not in DEVICES or (index and (base != "cuda" or not index.isdigit())):
-        raise DDMError(f"device must be cpu, cuda or cuda:K (got {device!r})")
+        raise DDMError(f"device {device!r}: expected cpu, cuda or cuda:K")
     if base == "cuda":
         import torch
 
@@ -196,9 +204,7 @@ def run_steps(plan, *, spiking, coupling="factored", private_noise=False, shared
                 u_prev[:] = u_steps[-1]
             steps = s1
             if overflow[0]:
-                raise DDMError(f"a neuron fired more than 64 spikes in one step of {h * 1e3:.3g} ms: its input "
-                               "is far above threshold with no refractory time (the network diverged, or use a "
-                               "smaller dt)")
+                raise DDMError(spike_overflow_message(h))
             if spikes is not None:
                 n = lib.ddm_spikes_count(spikes)
                 t_buf, i_buf = np.empty(n), np.empty(n, dtype=np.int64)
@@ -228,6 +234,20 @@ def run_steps(plan, *, spiking, coupling="factored", private_noise=False, shared
     return result
 
 
-def engine_label(threads):
-    """How a compiled run is described in messages and metadata."""
-    return f"compiled step loop, {threads} thread{'s' if threads != 1 else ''}"
+def engine_text(meta):
+    """`` (compiled step loop, 1 thread)``: which engine a torch run used, and on what ("" for other back ends).
+
+    Parameters
+    ----------
+    meta : dict
+        A trajectory's metadata.
+
+    Returns
+    -------
+    str
+    """
+    if "engine" not in meta:
+        return ""
+    threads = meta.get("threads", 1)
+    where = f"{threads} thread{'s' if threads != 1 else ''}" if meta.get("device", "cpu") == "cpu" else meta["device"]
+    return f" ({meta['engine']} step loop, {where})"

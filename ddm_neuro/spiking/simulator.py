@@ -47,6 +47,7 @@ from tqdm.auto import tqdm
 
 from ..errors import DDMError
 from ..run.plan import plan_run, spiking_dt
+from ..run.step_loop import MAX_SPIKES_PER_STEP, spike_overflow_message
 from .noise import check_fano, warn_spike_noise
 
 NOISE_MODES = ("remainder", "none", "model")
@@ -297,6 +298,8 @@ def _torch_loop(plan, coupling, noise, F, private, record_spikes, device):
                     r_i += 1
                     if rounds is None and not bool(active.any()):
                         break
+                    if rounds is None and r_i > MAX_SPIKES_PER_STEP:
+                        raise DDMError(spike_overflow_message(h))
                 q = q / tau
                 if noise != "none":
                     if used == chunk:
