@@ -264,7 +264,7 @@ def _brian2_run(stages, model, sde, duration, trials, quick, progress):
 
 
 def _spiking_run(stages, model, sde, quick, progress):
-    """The model converted to LIF and run as a spiking network (Brian2 C++, else and with --quick torch), verified.
+    """The model converted to LIF and run as a spiking network (the fastest engine here for its size), verified.
 
     Reported only: at the demo's N spikes alone out-noise Lorenz's diffusion
     (printed with the N that would fix it), so the verdict does not set the
@@ -272,8 +272,9 @@ def _spiking_run(stages, model, sde, quick, progress):
     """
     import warnings
 
-    from .spiking.convert import convert
     from .plots import trajectory_figure
+    from .run.step_loop import engine_text
+    from .spiking.convert import convert
     from .spiking.noise import SpikeNoiseWarning, spike_noise_excess
 
     s_trials, s_duration = (2, 3.0) if quick else (4, 20.0)
@@ -284,12 +285,9 @@ def _spiking_run(stages, model, sde, quick, progress):
     stages.keep("model_lif.ddm")
     print(f"  converted in {stages.seconds():.1f} s: held-out drift error "
           f"{100 * lif.meta['fit']['drift_error']:.2f} % (LIF rate curve)")
-    backend = "torch" if quick else "brian2-cpp"  # --quick: no second C++ build
-    try:
-        run = _installed(backend, "spiking")
-    except DDMError as exc:
-        print(f"  {backend} not available ({exc}); spiking in torch instead")
-        backend, run = "torch", plugins.get_backend("torch", "spiking")
+    from .run.step_loop import fastest_torch
+
+    backend, fastest = "torch", fastest_torch(lif.n_neurons, s_trials)  # the fastest engine here for this size
     ex = spike_noise_excess(lif, fano="regular")
     if ex["ratio"] > 1 and ex["n_needed"] is not None:
         print(f"  note: spikes alone give {ex['ratio']:.3g}x the target's diffusion along its worst direction "
@@ -303,12 +301,13 @@ def _spiking_run(stages, model, sde, quick, progress):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", SpikeNoiseWarning)  # said above, in the demo's words
         try:
-            traj = run(lif, s_duration, trials=s_trials, seed=5, u=None, mode="spiking", progress=progress,
-                       record_spikes=True)
+            traj = plugins.simulate(lif, s_duration, backend=backend, trials=s_trials, seed=5, mode="spiking",
+                                    progress=progress, record_spikes=True, **fastest)
         except DDMError as exc:
             print(f"  FAILED ({backend}): {exc}")
             return
-    print(f"  {backend}: simulated in {time.perf_counter() - t_run:.1f} s, {len(traj.spikes_t)} spikes, mean rate "
+    print(f"  {backend}{engine_text(traj.meta)}: simulated in {time.perf_counter() - t_run:.1f} s, "
+          f"{len(traj.spikes_t)} spikes, mean rate "
           f"{traj.meta.get('mean_rate_hz', float('nan')):.1f} Hz")
     traj.save(stages.path("spiking.npz"), force=True)
     stages.keep("spiking.npz")

@@ -123,6 +123,7 @@ def test_cli_calibrate_writes_the_calibrated_model(vdp, tmp_path, capsys):
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "round 0: systematic drift error" in out and "noise none" in out  # the default
+    assert "(torch, compiled step loop, 1 thread;" in out  # the fastest engine here, and it says so
     cal = LatentRNN.load(tmp_path / "c.ddm")
     info = cal.meta["spiking_calibration"]
     assert info["trials"] == 8 and info["noise"] == "none" and len(info["rounds"]) >= 1

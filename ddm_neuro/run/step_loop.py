@@ -93,6 +93,34 @@ def engine_for(plan):
     return "torch", device
 
 
+#: Neurons x trials from which a visible GPU is used for long runs (an estimate: no GPU was lent to measure it).
+GPU_MIN_NEURON_TRIALS = 100_000
+
+
+def fastest_torch(n_neurons, trials):
+    """The torch back end's options that run a long run of ``trials`` x ``n_neurons`` fastest here.
+
+    The compiled step loop on the CPU where it builds (``benchmarks/sim_speed.py``:
+    from N = 128 up it costs about what Brian2 C++ costs per neuron-step, with no
+    per-model compile), the torch loop on a visible GPU from
+    :data:`GPU_MIN_NEURON_TRIALS` neurons x trials, else the torch loop.
+
+    Parameters
+    ----------
+    n_neurons, trials : int
+
+    Returns
+    -------
+    dict
+        ``engine`` and, for a GPU, ``device``.
+    """
+    import torch
+
+    if torch.cuda.is_available() and n_neurons * trials >= GPU_MIN_NEURON_TRIALS:
+        return {"engine": "torch", "device": "cuda"}
+    return {"engine": "compiled" if compiled.available() else "torch"}
+
+
 #: Neuron-steps per call into the compiled loop (between progress updates and divergence checks).
 WORK_PER_CALL = 4_000_000
 

@@ -259,6 +259,10 @@ def calibrate_spiking(model, sde, *, rounds=6, duration=1.0, trials=128, noise="
         (before anything runs), an unknown back end.
     """
     plugins.get("simulator", backend, "spiking")  # an unknown back end: a clear error before anything runs
+    if backend == "torch":  # the fastest engine here for this size, unless the caller chose one
+        from ..run.step_loop import fastest_torch
+
+        run_options = {**fastest_torch(model.n_neurons, int(trials)), **run_options}
     if model.neuron.name != "lif":
         raise DDMError(f"spiking calibration needs LIF neurons (this model has {model.neuron.name!r}; "
                        "fit with --neuron lif)")
@@ -319,7 +323,8 @@ def calibrate_spiking(model, sde, *, rounds=6, duration=1.0, trials=128, noise="
         "coupling": run_options.get("coupling") or traj.meta.get("coupling"),
         "duration": duration, "trials": int(trials), "rounds": history, "best_round": best[2],
         "degree": degree, "damping": damping, "seed": seed, "input": None if u0 is None else u0.tolist(),
-        "stopped": stop or "rounds done",
+        "stopped": stop or "rounds done", "engine": {k: traj.meta[k] for k in ("engine", "device", "threads")
+                                                     if k in traj.meta},
         "systematic_drift_error": history[best[2]]["systematic_drift_error"],
         "systematic_drift_error_uncalibrated": history[0]["systematic_drift_error"],
         "estimator": strategy.estimator,
@@ -343,8 +348,11 @@ def calibration_summary(info, *, model_path, backend, noise):
     -------
     str
     """
-    lines = [f"calibrated {model_path} as a spiking network ({backend}, {info['trials']} runs x "
-             f"{info['duration']:g} time units per round, noise {noise}):"]
+    from ..run.step_loop import engine_text
+
+    how = engine_text(info.get("engine") or {}).strip(" ()")
+    lines = [f"calibrated {model_path} as a spiking network ({backend}{', ' + how if how else ''}; {info['trials']} "
+             f"runs x {info['duration']:g} time units per round, noise {noise}):"]
     for r in info["rounds"]:
         diff = (f"; diffusion error {100 * r['diffusion_error']:.2f} % ({100 * r['diffusion_split_half_noise']:.2f} %)"
                 if "diffusion_error" in r else "")

@@ -248,10 +248,15 @@ def calibrate_foci(model, sde, *, backend="torch", trials=8, window=None, steps=
     done = [False] * len(foci)
     records = [{**f.to_dict(), "target_escape": t.tolist(), "steps": []} for f, t in zip(foci, t_tgt)]
     current = model
+    fastest = {}
+    if backend == "torch":  # the fastest engine here for this size
+        from ..run.step_loop import fastest_torch
+
+        fastest = fastest_torch(model.n_neurons, len(z0))
     bar = tqdm(total=int(steps) + 1, desc="calibrate foci", disable=not progress)
     for step in range(int(steps) + 1):
         traj = plugins.simulate(current, duration, backend=backend, mode="spiking", trials=len(z0),
-                                seed=int(rng.integers(2 ** 31)), u=signal, z0=z0, dt=dt, noise="none")
+                                seed=int(rng.integers(2 ** 31)), u=signal, z0=z0, dt=dt, noise="none", **fastest)
         for i, f in enumerate(foci):
             if done[i]:
                 continue
@@ -271,6 +276,7 @@ def calibrate_foci(model, sde, *, backend="torch", trials=8, window=None, steps=
         "simulator": backend, "trials": n, "window": s, "duration": duration, "seed": seed,
         "start_radii": [float(radii[0]), float(radii[-1])], "escape_radius": ESCAPE_RADIUS * s,
         "input": None if u0 is None else u0.tolist(), "foci": records,
+        "engine": {k: traj.meta[k] for k in ("engine", "device", "threads") if k in traj.meta},
     }
     return out
 
@@ -291,7 +297,11 @@ def foci_summary(info):
         One sentence per focus from which runs still do not leave (the command
         line prints each as ``  warning: ...`` on stderr).
     """
-    lines = [f"unstable foci ({info['simulator']}, {info['trials']} runs each from radii {info['start_radii'][0]:.3g}-"
+    from ..run.step_loop import engine_text
+
+    how = engine_text(info.get("engine") or {}).strip(" ()")
+    lines = [f"unstable foci ({info['simulator']}{', ' + how if how else ''}; {info['trials']} runs each from radii "
+             f"{info['start_radii'][0]:.3g}-"
              f"{info['start_radii'][1]:.3g}, leaving at {info['escape_radius']:.3g} within {info['duration']:.3g} "
              "time units):"]
     warnings = []
