@@ -247,3 +247,17 @@ def test_cli_says_which_engine_ran(small_model_path, tmp_path, capsys, monkeypat
     finally:
         torch.set_num_threads(before)
     assert "(compiled step loop, 2 threads)" in capsys.readouterr().out
+
+
+def test_where_vector_math_does_not_build_the_plain_loop_is_built(monkeypatch, tmp_path, ou_lif):
+    """A compiler without this CPU's flags or libmvec: the portable build is used, and the failed variant is
+    remembered (not retried on every run); the run is the same to rounding."""
+    ref = run(ou_lif, "compiled", 1.0, mode="spiking", noise="none")
+    monkeypatch.setenv("DDM_NEURO_CACHE", str(tmp_path))
+    monkeypatch.setattr(compiled, "_LIB", [])
+    monkeypatch.setattr(compiled, "_FAILED", [])
+    monkeypatch.setattr(compiled, "FAST", ("-fno-such-flag-here",))
+    plain = run(ou_lif, "compiled", 1.0, mode="spiking", noise="none")
+    names = sorted(p.suffix for p in compiled.cache_root().iterdir())
+    assert names == [".failed", ".so"]
+    np.testing.assert_allclose(plain.z, ref.z, rtol=0, atol=1e-11)

@@ -33,7 +33,10 @@ import numpy as np
 from ..errors import DDMError
 
 SOURCE = Path(__file__).with_name("step_loops.cpp")
-FLAGS = ("-O3", "-fopenmp", "-fPIC", "-shared", "-std=c++11")
+FLAGS = ("-O3", "-fopenmp", "-fPIC", "-shared", "-std=c++11", "-fno-math-errno")
+#: Tried first: this CPU's vector instructions and glibc's vector math (libmvec); FLAGS alone if that fails.
+FAST = ("-march=native", "-DDDM_VECMATH")
+LINK_FAST = ("-lmvec",)
 _LIB = []
 _FAILED = []
 
@@ -63,35 +66,54 @@ def compiler():
     return shutil.which(os.environ.get("CXX") or "g++")
 
 
+def _cpu():
+    """What identifies this CPU's instruction set (``-march=native`` builds are kept per CPU)."""
+    try:
+        with open("/proc/cpuinfo") as fh:
+            return "".join(ln for ln in fh if ln.startswith(("model name", "flags")))[:4000].encode()
+    except OSError:
+        import platform
+
+        return platform.processor().encode()
+
+
 def _build(cxx):
     text = SOURCE.read_bytes()
     try:
         version = subprocess.run([cxx, "--version"], capture_output=True, timeout=30).stdout
     except (OSError, subprocess.SubprocessError) as exc:
         raise DDMError(f"C++ compiler {cxx}: cannot run it ({exc})") from None
-    key = hashlib.sha256(text + version + " ".join(FLAGS).encode()).hexdigest()[:16]
     root = cache_root()
-    target = root / f"step_loops_{key}.so"
-    if target.is_file():
-        return target
     try:
         root.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise DDMError(f"step-loop cache {root}: cannot create it ({exc.strerror}; set DDM_NEURO_CACHE to a "
                        "writable folder)") from None
-    fd, tmp = tempfile.mkstemp(prefix=".build_", suffix=".so", dir=root)
-    os.close(fd)
-    try:
-        done = subprocess.run([cxx, *FLAGS, str(SOURCE), "-o", tmp], capture_output=True, text=True, timeout=600)
-        if done.returncode != 0:
+    error = None
+    for extra, link in ((FAST, LINK_FAST), ((), ())):
+        key = hashlib.sha256(text + version + _cpu() + " ".join(FLAGS + extra + link).encode()).hexdigest()[:16]
+        target = root / f"step_loops_{key}.so"
+        failed = root / f"step_loops_{key}.failed"
+        if target.is_file():
+            return target
+        if failed.is_file():  # this variant did not build here before: do not try it on every run
+            continue
+        fd, tmp = tempfile.mkstemp(prefix=".build_", suffix=".so", dir=root)
+        os.close(fd)
+        try:
+            done = subprocess.run([cxx, *FLAGS, *extra, str(SOURCE), "-o", tmp, *link], capture_output=True,
+                                  text=True, timeout=600)
+            if done.returncode == 0:
+                os.replace(tmp, target)
+                return target
             lines = done.stderr.strip().splitlines() or ["no message"]
-            first = next((ln for ln in lines if "error" in ln), lines[-1])
-            raise DDMError(f"compiling the step loops with {cxx} failed: {first.strip()}")
-        os.replace(tmp, target)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return target
+            error = next((ln for ln in lines if "error" in ln), lines[-1]).strip()
+            if extra:
+                failed.write_text(done.stderr)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+    raise DDMError(f"compiling the step loops with {cxx} failed: {error}")
 
 
 def library():

@@ -20,6 +20,16 @@
 typedef int64_t i64;
 typedef uint64_t u64;
 
+#ifdef DDM_VECMATH
+// glibc's vector math (libmvec, glibc >= 2.35) declares these SIMD variants only under -ffast-math,
+// whose finite-math assumption would break the loops' handling of diverged (NaN) trials. Declared
+// here instead, the loops below vectorise with the same float64 results to ~1 ulp.
+extern "C" {
+__attribute__((__simd__("notinbranch"))) double log1p(double) throw();
+__attribute__((__simd__("notinbranch"))) double tanh(double) throw();
+}
+#endif
+
 static const i64 BLOCK = 1024;
 static const i64 MAX_SPIKES_PER_STEP = 64;
 
@@ -139,11 +149,6 @@ struct Args {
     i64 *overflow;                     // set to 1 when a neuron hit MAX_SPIKES_PER_STEP
 };
 
-static inline double lif_rate(const Args &a, double x) {
-    const double j = x - 1.0;
-    return j > 0 ? 1.0 / (a.tau_ref + a.tau_m * std::log1p(1.0 / j)) : 0.0;
-}
-
 // Work space of one thread.
 struct Scratch {
     std::vector<double> q, part, sh;
@@ -158,18 +163,31 @@ static void phase_a(const Args &a, i64 t, i64 g, i64 i0, i64 i1, double *q, doub
     u64 *streams = a.streams + 6 * t * (nb + 1);
     for (i64 k = 0; k < a.R; ++k) part[k] = 0.0;
     if (!a.spiking) {
-        for (i64 i = i0; i < i1; ++i) {
-            const double xi = x[i];
-            double r, act;
-            if (a.neuron == 0) {
-                r = std::tanh(xi);
-                act = 0.5 * (1.0 + r);
-            } else {
-                r = lif_rate(a, xi);
-                act = r * a.act_scale;
+        if (a.neuron == 0) {
+#pragma omp simd
+            for (i64 i = i0; i < i1; ++i) q[i] = ::tanh(x[i]);
+        } else {
+            const double tau_ref = a.tau_ref, tau_m = a.tau_m;
+#pragma omp simd
+            for (i64 i = i0; i < i1; ++i) {
+                const double j = x[i] - 1.0;
+                q[i] = j > 0 ? 1.0 / (tau_ref + tau_m * ::log1p(1.0 / j)) : 0.0;
             }
-            if (a.private_noise) r += std::sqrt((a.nc[i] + a.na[i] * act) / a.h) * normal(streams + 6 * (i / BLOCK));
-            q[i] = r;
+        }
+        if (a.private_noise) {
+            for (i64 i = i0; i < i1; ++i) {
+                const double act = a.neuron == 0 ? 0.5 * (1.0 + q[i]) : q[i] * a.act_scale;
+                q[i] += std::sqrt((a.nc[i] + a.na[i] * act) / a.h) * normal(streams + 6 * (i / BLOCK));
+            }
+        }
+        if (a.factored) {
+            for (i64 k = 0; k < a.R; ++k) {
+                const double *Kk = a.Kd + k * N;
+                double acc = 0.0;
+#pragma omp simd reduction(+ : acc)
+                for (i64 i = i0; i < i1; ++i) acc += Kk[i] * q[i];
+                part[k] = acc;
+            }
         }
     } else {
         double *v = a.v + t * N, *ref = a.ref + t * N;
@@ -177,6 +195,14 @@ static void phase_a(const Args &a, i64 t, i64 g, i64 i0, i64 i1, double *q, doub
         const double e_m = std::exp(-h / tau_m);
         i64 count = 0;
         Spikes *sp = (Spikes *)a.spikes;
+        if (a.private_noise) {  // the rates the noise needs, vectorised, held in q until q is written
+            const double tau_ref = a.tau_ref, tau_m = a.tau_m;
+#pragma omp simd
+            for (i64 i = i0; i < i1; ++i) {
+                const double j = x[i] - 1.0;
+                q[i] = j > 0 ? 1.0 / (tau_ref + tau_m * ::log1p(1.0 / j)) : 0.0;
+            }
+        }
         for (i64 i = i0; i < i1; ++i) {
             const double xi = x[i];
             double rem = h - ref[i];
@@ -214,7 +240,7 @@ static void phase_a(const Args &a, i64 t, i64 g, i64 i0, i64 i1, double *q, doub
             qi /= tau;
             if (a.private_noise) {
                 double act, s2;
-                const double r = lif_rate(a, xi);
+                const double r = q[i];
                 act = r * a.act_scale;
                 s2 = a.nc[i] + a.na[i] * act;
                 if (a.remainder) {
@@ -229,16 +255,10 @@ static void phase_a(const Args &a, i64 t, i64 g, i64 i0, i64 i1, double *q, doub
                 qi += std::sqrt(s2 * h) / tau * normal(streams + 6 * (i / BLOCK));
             }
             q[i] = qi;
+            if (a.factored && qi != 0.0)  // without noise only the neurons that fired
+                for (i64 k = 0; k < a.R; ++k) part[k] += a.Kd[k * N + i] * qi;
         }
         a.n_spikes[slot] += count;
-    }
-    if (a.factored) {
-        for (i64 k = 0; k < a.R; ++k) {
-            const double *Kk = a.Kd + k * N;
-            double s = 0.0;
-            for (i64 i = i0; i < i1; ++i) s += Kk[i] * q[i];
-            part[k] = s;
-        }
     }
 }
 
