@@ -29,6 +29,7 @@ import numpy as np
 from ddm_neuro.errors import DDMError
 from ddm_neuro.progress import ticking
 from ddm_neuro.run.plan import check_positive, spiking_dt
+from ddm_neuro.threads import check_threads
 from ddm_neuro.fileio import atomic_directory
 
 from . import network as _network
@@ -63,7 +64,7 @@ def _cuda_path():
 
 def export(model, output, *, format="brian2-cpp", mode="rate", trials=1, duration=60.0, seed=0, dt=None,
            record_dt=None, coupling=None, noise=True, force=False, progress=True, cuda_prefs=None, fano="regular",
-           record_spikes=True):
+           record_spikes=True, threads=1):
     """Write a Brian2 standalone project for ``model`` to the folder ``output``.
 
     Parameters
@@ -88,6 +89,11 @@ def export(model, output, *, format="brian2-cpp", mode="rate", trials=1, duratio
         As for the simulators (coupling default: dense for small N, else factored).
     cuda_prefs : dict, optional
         Brian2 preferences for Brian2CUDA, added to :data:`CUDA_CODEGEN_PREFS`.
+    threads : int
+        brian2-cpp: OpenMP threads of the compiled binary, fixed by the build
+        (1, the default: no OpenMP, the serial code; K > 1: K threads, each
+        with its own random stream, so a seed gives other noise than with 1).
+        ``python network.py`` rebuilds with ``export.json``'s count.
 
     Returns
     -------
@@ -102,11 +108,14 @@ def export(model, output, *, format="brian2-cpp", mode="rate", trials=1, duratio
         raise DDMError(f"spiking mode needs LIF neurons (this model has {model.neuron.name!r}; "
                        "fit with --neuron lif)")
     check_positive(dt=dt, record_dt=record_dt, duration=duration)
+    threads = check_threads(1 if threads is None else threads)
     output = Path(output)
     if output.exists() and not output.is_dir():
         raise DDMError(f"{output}: exists and is not a folder; a {format} project is a folder (choose another name)")
     device = FORMATS[format]
     cuda = device == "cuda_standalone"
+    if cuda and threads != 1:
+        raise DDMError("threads: a brian2-cuda project runs on the GPU; OpenMP threads are for brian2-cpp")
     if cuda:
         try:
             import brian2cuda  # noqa: F401
@@ -127,7 +136,8 @@ def export(model, output, *, format="brian2-cpp", mode="rate", trials=1, duratio
     arrays, info = model_spec(model)
     build = {"trials": int(trials), "dt": dt, "record_dt": record_dt, "coupling": coupling, "noise": noise, **spiking,
              "input_steps": input_buffer(n_steps) if model.n_inputs else 0,
-             "duration": float(duration), "seed": int(seed) if cuda else None}
+             "duration": float(duration), "seed": int(seed) if cuda else None,
+             **({} if cuda else {"threads": threads})}
     prefs = {**CUDA_CODEGEN_PREFS, "devices.cuda_standalone.cuda_backend.cuda_path": _cuda_path(),
              **(cuda_prefs or {})} if cuda else {}
     failed = output.with_name(output.name + ".failed-build")
@@ -163,7 +173,7 @@ def export(model, output, *, format="brian2-cpp", mode="rate", trials=1, duratio
 
 def _build(arrays, info, code_dir, build, device, prefs):
     opts = {k: build[k] for k in ("trials", "dt", "record_dt", "coupling", "noise", "input_steps", "mode", "fano",
-                                  "record_spikes") if k in build}
+                                  "record_spikes", "threads") if k in build}
     return build_project(arrays, info, code_dir, device=device, compile=device == "cpp_standalone",
                          seed=build["seed"], duration=build["duration"], prefs=prefs, **opts)
 
@@ -179,7 +189,8 @@ def _readme(format, model, build, manifest):
         f"{model.dim}-dimensional read-out follows the SDE over ({', '.join(model.variables)})"
         + (f" with inputs ({', '.join(model.inputs)})" if model.n_inputs else "") + ".",
         f"{build['trials']} independent trial(s) run side by side; {build['coupling']} coupling; "
-        f"noise: {build['noise'] if isinstance(build['noise'], str) else ('on' if build['noise'] else 'off')}.",
+        f"noise: {build['noise'] if isinstance(build['noise'], str) else ('on' if build['noise'] else 'off')}"
+        + (f"; {build['threads']} OpenMP threads (fixed by the build)." if build.get("threads", 1) > 1 else "."),
         "",
         "Needs only Python with `brian2` and `numpy<2.4`"
         + (" plus Brian2CUDA and a CUDA GPU." if cuda else " and a C++ compiler (to rebuild)."),

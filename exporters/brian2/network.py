@@ -526,9 +526,41 @@ def _finish(objects, neurons, inputs, readout, rec_clock, clock, stoppable, ns, 
             "control": control, "namespace": ns, "spikes": spikes}
 
 
+def openmp_threads(threads):
+    """Brian2's ``devices.cpp_standalone.openmp_threads`` for a build run on ``threads`` CPU threads.
+
+    One thread is the plain serial build, with no OpenMP at all (0): no
+    thread start-up or barriers, and exactly the code of a build made before
+    threads existed. ``K > 1`` compiles with ``-fopenmp`` and fixes K threads
+    in the binary (``omp_set_num_threads(K)``; ``OMP_NUM_THREADS`` has no say).
+
+    Parameters
+    ----------
+    threads : int
+        CPU threads, at least 1.
+
+    Returns
+    -------
+    int
+        0 for one thread, else ``threads``.
+
+    Raises
+    ------
+    NetworkError
+        ``threads`` is not an integer >= 1.
+    """
+    if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:
+        raise NetworkError(f"threads must be an integer >= 1, got {threads!r}")
+    return 0 if threads == 1 else int(threads)
+
+
+#: The Brian2 preference that turns OpenMP on in cpp_standalone code.
+OPENMP_PREF = "devices.cpp_standalone.openmp_threads"
+
+
 def build_project(arrays, info, directory, *, trials, dt, record_dt, coupling="factored", noise=True,
                   input_steps=0, device="cpp_standalone", compile=True, seed=None, duration=None, prefs=None,
-                  mode="rate", fano=None, record_spikes=False):
+                  mode="rate", fano=None, record_spikes=False, threads=1):
     """Generate (and for C++ compile) a standalone project in ``directory``; returns its manifest.
 
     ``cpp_standalone`` builds a re-runnable binary: it is compiled for
@@ -538,22 +570,31 @@ def build_project(arrays, info, directory, *, trials, dt, record_dt, coupling="f
     (SDE units) and ``seed``; it is compiled and run on a machine with a GPU.
     ``prefs`` are Brian2 preferences set for this build only. ``mode="spiking"``
     builds :func:`build_spiking_network` (``noise``: "none", "remainder" or
-    "model"; ``fano`` per neuron, fixed by the build; ``record_spikes``). The
-    manifest (``build.json`` in ``directory``) names the result files and the
-    variables a run sets.
+    "model"; ``fano`` per neuron, fixed by the build; ``record_spikes``).
+    ``threads`` (cpp_standalone): OpenMP threads of the binary, fixed by the
+    build (:func:`openmp_threads`; 1, the default, builds without OpenMP).
+    With K > 1 threads each thread draws from its own random generator, so a
+    seed gives other (equally distributed) noise than the 1-thread build. The
+    manifest (``build.json`` in ``directory``) names the result files, the
+    variables a run sets and the thread count.
     """
     import brian2 as b2
 
     directory = os.path.abspath(directory)
     cuda = device == "cuda_standalone"
+    omp = openmp_threads(threads)
+    if cuda and omp:
+        raise NetworkError("threads: cuda_standalone builds run on the GPU; OpenMP threads are for cpp_standalone")
     if cuda:
         import brian2cuda  # noqa: F401  (registers the device)
     opts = {"directory": directory, "build_on_run": False}
-    saved = {k: b2.prefs[k] for k in (prefs or {})}
+    saved = {k: b2.prefs[k] for k in {*(prefs or {}), OPENMP_PREF}}
     b2.set_device(device, **opts)
     try:
         for k, v in (prefs or {}).items():
             b2.prefs[k] = v
+        if not cuda:
+            b2.prefs[OPENMP_PREF] = omp
         b2.device.reinit()
         b2.device.activate(**opts)
         if seed is not None:
@@ -597,6 +638,7 @@ def build_project(arrays, info, directory, *, trials, dt, record_dt, coupling="f
                      "t_stop": None if cuda else f"{parts['control'].name}.t_stop",
                      "u": None if parts["inputs"] is None else f"{parts['inputs'].name}.values"},
             "seed": None if seed is None else int(seed), "duration": None if duration is None else float(duration),
+            "threads": 1 if cuda else int(threads),
         }
         with open(os.path.join(directory, "build.json"), "w") as fh:
             json.dump(manifest, fh, indent=1)
@@ -690,7 +732,8 @@ def main(argv=None):
                                      input_steps=b["input_steps"], device=args.device, compile=not args.no_compile,
                                      seed=b.get("seed"), duration=b.get("duration"), prefs=prefs,
                                      mode=b.get("mode", "rate"), fano=b.get("fano"),
-                                     record_spikes=b.get("record_spikes", False))
+                                     record_spikes=b.get("record_spikes", False),
+                                     threads=b.get("threads", 1) if args.device == "cpp_standalone" else 1)
     except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM: make and its compilers are ended already
         print("network.py: interrupted; code/ is incomplete (run python network.py again)", file=sys.stderr)
         raise SystemExit(128 + int(getattr(exc, "signum", 2))) from None

@@ -124,15 +124,16 @@ def end_group(proc, grace=GRACE_SECONDS):
                 stream.close()
 
 
-def run_group(args, *, cwd=None, timeout=None):
+def run_group(args, *, cwd=None, timeout=None, env=None):
     """Run ``args`` in a new process group and wait; ``(returncode, stdout, stderr)`` as text.
 
-    On any exception while waiting (KeyboardInterrupt, :class:`Terminated`,
+    ``env``: the child's environment (default: this process's). On any
+    exception while waiting (KeyboardInterrupt, :class:`Terminated`,
     ``subprocess.TimeoutExpired`` after ``timeout`` seconds) the whole group is
     ended (:func:`end_group`) before the exception propagates.
     """
     proc = subprocess.Popen(args, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+                            start_new_session=True, env=env)
     try:
         out, err = proc.communicate(timeout=timeout)
     except BaseException:

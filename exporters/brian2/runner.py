@@ -56,6 +56,39 @@ def n_steps_for(duration, manifest):
     return (n_rec - 1) * sub, n_rec
 
 
+#: Environment given to a binary built with K > 1 OpenMP threads, unless the caller's environment sets
+#: the wait policy itself (``OMP_WAIT_POLICY`` or ``GOMP_SPINCOUNT``): a thread waiting at one of the
+#: step's barriers sleeps at once instead of spinning (libgomp's default spins ~300000 rounds first),
+#: so it does not take a core from another process on a shared machine (see :func:`binary_env`).
+OPENMP_ENV = {"OMP_WAIT_POLICY": "PASSIVE"}
+
+
+def binary_env(threads, environ=None):
+    """The environment of a compiled binary built for ``threads`` OpenMP threads.
+
+    One thread (no OpenMP): ``environ`` unchanged. K > 1: ``environ`` plus
+    :data:`OPENMP_ENV`, unless ``environ`` names a wait policy of its own
+    (``OMP_WAIT_POLICY`` or ``GOMP_SPINCOUNT``), which is then kept. The
+    thread count itself is compiled in (``omp_set_num_threads``);
+    ``OMP_NUM_THREADS`` does not change it.
+
+    Parameters
+    ----------
+    threads : int
+        The build's thread count (``build.json``'s ``threads``, 1 when absent).
+    environ : mapping, optional
+        The environment to start from (default ``os.environ``).
+
+    Returns
+    -------
+    dict
+    """
+    env = dict(os.environ if environ is None else environ)
+    if int(threads) > 1 and not any(env.get(k, "").strip() for k in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")):
+        env.update(OPENMP_ENV)
+    return env
+
+
 def run_build(code_dir, arrays, *, seed, duration, z0=None, u_steps=None, timeout=None):
     """Run the compiled network of ``code_dir`` once; return the latent ``y`` (trials, n_rec, d).
 
@@ -128,7 +161,8 @@ def run_build(code_dir, arrays, *, seed, duration, z0=None, u_steps=None, timeou
                 np.ascontiguousarray(value, dtype=np.float64).tofile(path)
                 args.append(f"{m['args'][key]}={path}")
         try:  # its own process group: ended as a whole on Ctrl-C, SIGTERM or the timeout
-            code, stdout, stderr = run_group(args, cwd=code_dir, timeout=timeout)
+            code, stdout, stderr = run_group(args, cwd=code_dir, timeout=timeout,
+                                             env=binary_env(m.get("threads", 1)))
         except subprocess.TimeoutExpired:
             raise RunError(f"the compiled simulation did not finish within {timeout:g} s (ended)") from None
         if code != 0:
@@ -273,7 +307,7 @@ def _run(here, args):
             "device": m["device"], "coupling": m["coupling"], "model_id": info.get("model_id"),
             "system": info.get("sde_name"), "variables": info.get("variables"), "seed": args.seed,
             "duration": args.duration, "trials": m["trials"], "integration_dt": m["dt"], "noise": m["noise"],
-            "n_neurons": m["n_neurons"], "exported": True}
+            "n_neurons": m["n_neurons"], "threads": m.get("threads", 1), "exported": True}
     write_trajectory(args.output, np.arange(z.shape[1]) * m["record_dt"], z, m["record_dt"], meta, args.force,
                      spikes=None if spikes is None else (spikes[0] / m["time_scale"], spikes[1]))
     print(f"wrote {args.output}: {m['trials']} trials x {args.duration:g} time units")

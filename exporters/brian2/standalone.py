@@ -1,7 +1,9 @@
 """The ``brian2-cpp`` back end: the rate network as generated C++ (Brian2 ``cpp_standalone``).
 
 A build depends only on the network's structure (model arrays, trials, dt,
-record interval, coupling, noise on/off, the input buffer's length); it is
+record interval, coupling, noise on/off, the input buffer's length) and on
+the run's thread count (``plan.threads``: 1 builds the serial code, K > 1
+Brian2's OpenMP code with K threads, each a cache entry of its own); it is
 compiled once into a cache folder and re-run for every seed, duration, start
 state and input, which reach the binary on its command line (see
 :mod:`exporters.brian2.runner`). The cache lies in ``$DDM_NEURO_CACHE`` or
@@ -231,11 +233,20 @@ def run(plan):
     new duration does not rebuild: the first run of a network structure
     compiles it (a few seconds); later runs with any seed, duration, start or
     input reuse the binary.
+
+    ``plan.threads`` (default 1, or the count set by ``--threads``): 1 runs
+    the serial build (no OpenMP); K > 1 a build compiled for K OpenMP
+    threads, started with ``OMP_WAIT_POLICY=PASSIVE`` unless the environment
+    sets a wait policy (:func:`exporters.brian2.runner.binary_env`). Each
+    thread draws its own random stream, so one seed gives other noise with
+    K > 1 than with 1 thread, of the same law; noise-free runs agree. The
+    trajectory's metadata records ``threads``.
     """
     model, trials, duration, seed, progress = plan.model, plan.trials, plan.duration, plan.seed, plan.progress
     if shutil.which("make") is None:
         raise DDMError("backend 'brian2-cpp' needs 'make' and a C++ compiler (g++ or clang++) on PATH")
-    build = {"trials": int(trials)}
+    threads = int(getattr(plan, "threads", 1) or 1)
+    build = {"trials": int(trials), "threads": threads}   # a K-thread build is its own cache entry
     dt = plan.requested_dt
     if plan.mode == "spiking":
         noise, coupling, fano = spiking_settings(model, plan)
@@ -266,7 +277,7 @@ def run(plan):
         print(f"brian2-cpp: ran {trials} x {duration:g} time units in {time.perf_counter() - t0:.1f} s"
               + (f" (compiled in {compile_s:.1f} s)" if compile_s else " (cached build)"), flush=True)
     extra = {"device": "cpp_standalone", "coupling": coupling, "noise": noise, "time_scale": model.time_scale,
-             "build": path.name, "compile_seconds": compile_s}
+             "build": path.name, "compile_seconds": compile_s, "threads": threads}
     sp_t = sp_i = None
     if plan.mode == "spiking":
         sp_t, sp_i, more = spiking_meta(model, spikes, trials, y.shape[1], record_dt)
