@@ -195,7 +195,8 @@ def run_steps(plan, *, spiking, coupling="factored", private_noise=False, shared
     nb = -(-N // compiled.block_size())
     streams = compiled.streams(key, T * (nb + 1))
     out = np.full((T, n_rec, model.dim), np.nan)
-    out[:, 0] = x @ D.T * scale + center
+    with np.errstate(invalid="ignore", over="ignore"):  # a diverged start (inf) reads as NaN, not a warning
+        out[:, 0] = x @ D.T * scale + center
     v = _own(v0) if spiking else None
     ref = np.zeros((T, N)) if spiking else None
     n_spikes = np.zeros(T * threads, dtype=np.int64)
