@@ -60,10 +60,8 @@ def n_steps_for(duration, manifest):
 #: the wait policy itself (``OMP_WAIT_POLICY`` or ``GOMP_SPINCOUNT``): a thread waiting at one of the
 #: step's fork/join barriers (Brian2 opens a parallel region per code object, 6-8 per step) sleeps at
 #: once instead of spinning (libgomp's default spins 300000 rounds first), so it never takes a core
-#: from another process. Measured on a 2-core machine, N = 10000 x 4 trials, 2 threads against 1:
-#: beside one busy process, passive 0.9x, GOMP_SPINCOUNT=1000 0.7x, =10000 0.2-0.3x, libgomp's
-#: default 0.03-0.14x; on idle cores, passive 1.15-1.2x, GOMP_SPINCOUNT=10000 (or more) 1.7x.
-#: So spinning is only for free cores, on request: ``GOMP_SPINCOUNT=10000`` in the environment.
+#: from another process. Spinning pays only on free cores and costs much beside busy processes
+#: (figures: ``benchmarks/RESULTS_speed.md``), so it is on request: ``GOMP_SPINCOUNT=10000``.
 OPENMP_ENV = {"OMP_WAIT_POLICY": "PASSIVE"}
 
 
