@@ -151,3 +151,27 @@ def test_export_bakes_the_thread_count_into_the_project(small_model, tmp_path, m
     assert "omp_set_num_threads(2)" in (out[2] / "code" / "main.cpp").read_text()
     assert "omp" not in (out[1] / "code" / "main.cpp").read_text()
     assert "2 OpenMP threads" in (out[2] / "README.md").read_text()
+
+
+def test_cli_threads_reach_an_exported_project(small_model_path, tmp_path, monkeypatch):
+    """``ddm-neuro export --format brian2-cpp --threads 2``: the global thread count is baked into the project."""
+    import json
+
+    import torch
+
+    from ddm_neuro import threads
+    from ddm_neuro.cli import main
+    from exporters.brian2 import export as export_module
+
+    real = export_module.build_project
+    monkeypatch.setattr(export_module, "build_project", lambda *a, **kw: real(*a, **{**kw, "compile": False}))
+    monkeypatch.setattr(threads, "_IN_FORCE", [])
+    for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        monkeypatch.setenv(name, "1")
+    before = torch.get_num_threads()
+    try:
+        assert main(["export", str(small_model_path), "--format", "brian2-cpp", "--threads", "2",
+                     "-o", str(tmp_path / "p2"), "--quiet"]) == 0
+    finally:
+        torch.set_num_threads(before)
+    assert json.loads((tmp_path / "p2" / "export.json").read_text())["build"]["threads"] == 2

@@ -132,6 +132,7 @@ def export_settings(*, format, mode="rate", trials=None, duration=None, seed=Non
     Returns
     -------
     dict
+        With ``threads`` (the command line's ``--threads K``, when K > 1) for a format that declares it.
 
     Raises
     ------
@@ -142,6 +143,11 @@ def export_settings(*, format, mode="rate", trials=None, duration=None, seed=Non
              "coupling": coupling, "core_size": core_size, "preset": preset}
     given = {k: v for k, v in given.items() if v is not None}
     check_declared("format", format, mode, given)
+    from .. import plugins
+    from ..threads import threads_in_force
+
+    if "threads" in plugins.get("format", format).options and threads_in_force() > 1:
+        given["threads"] = threads_in_force()  # --threads K: a format that bakes in a thread count takes it
     return {"format": format, "mode": mode, **given}
 
 
