@@ -347,3 +347,19 @@ def open_npz(path, error, what):
             reason = ("it holds Python objects, which are never loaded" if "pickle" in text
                       else f"{type(exc).__name__}: {text.splitlines()[0][:120]}")
             raise error(f"{path}: not a readable {what} (truncated, corrupt or another format: {reason})") from None
+
+
+def cache_dir(name):
+    """Folder ``name`` of compiled builds: under ``$DDM_NEURO_CACHE``, else ``~/.cache/ddm_neuro`` (not created).
+
+    Parameters
+    ----------
+    name : str
+        The kind of build (``"step_loops"``, ``"brian2_cpp"``).
+
+    Returns
+    -------
+    Path
+    """
+    root = os.environ.get("DDM_NEURO_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "ddm_neuro")
+    return Path(root) / name

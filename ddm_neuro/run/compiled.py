@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DDMError
+from ..fileio import cache_dir
 
 SOURCE = Path(__file__).with_name("step_loops.cpp")
 FLAGS = ("-O3", "-fopenmp", "-fPIC", "-shared", "-std=c++11", "-fno-math-errno")
@@ -57,8 +58,7 @@ class Args(ctypes.Structure):
 
 def cache_root():
     """Folder of compiled step loops: ``$DDM_NEURO_CACHE`` or ``~/.cache/ddm_neuro``, plus ``step_loops``."""
-    root = os.environ.get("DDM_NEURO_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "ddm_neuro")
-    return Path(root) / "step_loops"
+    return cache_dir("step_loops")
 
 
 def compiler():

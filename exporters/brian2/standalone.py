@@ -66,8 +66,9 @@ def fixed_grid(model, dt=None, record_dt=None):
 
 def cache_root():
     """Folder of compiled builds: ``$DDM_NEURO_CACHE`` or ``~/.cache/ddm_neuro``, plus ``brian2_cpp``."""
-    root = os.environ.get("DDM_NEURO_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "ddm_neuro")
-    return Path(root) / "brian2_cpp"
+    from ddm_neuro.fileio import cache_dir
+
+    return cache_dir("brian2_cpp")
 
 
 #: Smallest input buffer of a build (steps; 8 MiB per input channel): runs up to this long,
