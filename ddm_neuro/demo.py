@@ -4,12 +4,11 @@ Fit N tanh neurons to Lorenz (noise 1.0 per dimension), simulate the network
 and the target SDE, write the attractor figure, print the fit errors and the
 statistics table, and verify the trajectory (report.json + figures); then run
 the same network in Brian2 (runtime device, when installed) and verify that
-too. Last, the spiking run: the model converted to LIF neurons, simulated as a
-spiking network (Brian2's generated C++ when available, else torch), with a
-raster figure and its verification. At this N the spikes alone are far noisier
-than Lorenz's diffusion (the run says by how much, and which N would fix it),
-so that verification is reported but does not set the exit status: the rate
-runs do. Each stage's files go into one folder as the stage ends (atomically,
+too. Last, a spiking network in one command (:func:`~ddm_neuro.spiking.pipeline.convert_to_spiking`):
+the rotational OU converted to LIF neurons and verified in Brian2's generated C++ (torch without
+Brian2). Lorenz's own spike noise needs thousands of neurons, more than the demo's time allows
+(docs/spiking.md). Every verification, the spiking one included, sets the exit status.
+Each stage's files go into one folder as the stage ends (atomically,
 file by file): an interrupted demo keeps what is finished and says where.
 """
 from __future__ import annotations
@@ -37,8 +36,7 @@ from .verify import verify
 
 #: Everything the demo writes into its folder (removed first with ``--force``).
 OUTPUTS = ("model.ddm", "network.npz", "target.npz", "attractor.png", "report", "brian2.npz", "report_brian2",
-           "brian2-cpp.npz", "report_brian2-cpp", "model_lif.ddm", "spiking.npz", "spiking_raster.png",
-           "report_spiking")
+           "brian2-cpp.npz", "report_brian2-cpp", "model_spiking.ddm", "spiking.npz", "report_spiking")
 
 
 class _Stages:
@@ -109,7 +107,7 @@ def _prepare(out, force, resume):
 
 
 def run_demo(out, force=False, n_neurons=512, duration=60.0, trials=16, quick=False, progress=True, resume=False):
-    """Run the demo; returns the exit status (0 when the rate runs' verifications pass).
+    """Run the demo; returns the exit status (0 when every verification passes, the spiking one included).
 
     Each stage's files are written into ``out`` as the stage ends (atomically);
     an interruption keeps the finished ones and says so. ``resume`` reuses the
@@ -153,7 +151,7 @@ def run_demo(out, force=False, n_neurons=512, duration=60.0, trials=16, quick=Fa
     stages = _Stages(_prepare(out, force, resume))
     try:
         status = _rate_stages(stages, sde, n_neurons, duration, trials, quick, progress, resume)
-        _spiking_run(stages, stages.model, sde, quick, progress)
+        status = _spiking_run(stages, quick, progress) or status
     except KeyboardInterrupt:
         stages.stopped("interrupted")
         raise
@@ -263,61 +261,44 @@ def _brian2_run(stages, model, sde, duration, trials, quick, progress):
     return status
 
 
-def _spiking_run(stages, model, sde, quick, progress):
-    """The model converted to LIF and run as a spiking network (the fastest engine here for its size), verified.
+#: The demo's spiking system and sizes (full, quick): a target whose one-command conversion passes ``verify`` within
+#: the demo's time (Lorenz's spike noise needs thousands of neurons; docs/spiking.md).
+SPIKING_SYSTEM = "ou_rot"
+SPIKING_SIZES = {False: {"n_neurons": 500, "verify_runs": (8, 250.0)},
+                 True: {"n_neurons": 200, "verify_runs": (4, 100.0), "calibration": {"trials": 8, "duration": 50.0,
+                                                                                      "rounds": 2}}}
 
-    Reported only: at the demo's N spikes alone out-noise Lorenz's diffusion
-    (printed with the N that would fix it), so the verdict does not set the
-    demo's exit status.
+
+def _spiking_run(stages, quick, progress):
+    """A spiking network in one command: :data:`SPIKING_SYSTEM` converted to LIF neurons, calibrated where it needs
+    it and verified in the fastest installed spiking back end; returns the exit status (1: its verification fails).
     """
-    import warnings
+    from .spiking.pipeline import convert_to_spiking
 
-    from .plots import trajectory_figure
-    from .run.step_loop import engine_text
-    from .spiking.convert import convert
-    from .spiking.noise import SpikeNoiseWarning, spike_noise_excess
-
-    s_trials, s_duration = (2, 3.0) if quick else (4, 20.0)
-    stages.start("spiking", f"spiking: the model converted to LIF neurons, {s_trials} trials x {s_duration:g} "
-                 "time units")
-    lif = convert(model, sde, steps=0 if quick else 100, progress=progress)
-    lif.save(stages.path("model_lif.ddm"), force=True)
-    stages.keep("model_lif.ddm")
-    print(f"  converted in {stages.seconds():.1f} s: held-out drift error "
-          f"{100 * lif.meta['fit']['drift_error']:.2f} % (LIF rate curve)")
-    from .run.step_loop import fastest_torch
-
-    backend, fastest = "torch", fastest_torch(lif.n_neurons, s_trials)  # the fastest engine here for this size
-    ex = spike_noise_excess(lif, fano="regular")
-    if ex["ratio"] > 1 and ex["n_needed"] is not None:
-        print(f"  note: spikes alone give {ex['ratio']:.3g}x the target's diffusion along its worst direction "
-              f"(regular firing), so no private noise is injected there; N >= {ex['n_needed']} (now "
-              f"{lif.n_neurons}) or tau_syn >= {ex['tau_needed'] * 1e3:.3g} ms (now {lif.tau * 1e3:g} ms) would "
-              "bring it down to the target's")
-    else:
-        print(f"  spikes alone give {ex['ratio']:.3g}x the target's diffusion along its worst direction; the "
-              "remainder is injected as private noise")
-    t_run = time.perf_counter()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", SpikeNoiseWarning)  # said above, in the demo's words
-        try:
-            traj = plugins.simulate(lif, s_duration, backend=backend, trials=s_trials, seed=5, mode="spiking",
-                                    progress=progress, record_spikes=True, **fastest)
-        except DDMError as exc:
-            print(f"  FAILED ({backend}): {exc}")
-            return
-    print(f"  {backend}{engine_text(traj.meta)}: simulated in {time.perf_counter() - t_run:.1f} s, "
-          f"{len(traj.spikes_t)} spikes, mean rate "
-          f"{traj.meta.get('mean_rate_hz', float('nan')):.1f} Hz")
-    traj.save(stages.path("spiking.npz"), force=True)
-    stages.keep("spiking.npz")
-    trajectory_figure(traj, stages.path("spiking_raster.png"), n_neurons=lif.n_neurons,
-                      variables=list(sde.variables), force=True)
-    stages.keep("spiking_raster.png")
-    report = verify(sde, traj, model_drift=lif.latent_drift, progress=progress, seed=1,
-                    filter_tau=traj.meta.get("readout_filter_tau"))
-    print(report.table())
-    report.save(stages.path("report_spiking"), traj=traj, force=True)
+    sizes = SPIKING_SIZES[bool(quick)]
+    backend = "brian2-cpp" if _available("brian2-cpp") else "torch"
+    stages.start("spiking", f"spiking: {SPIKING_SYSTEM} converted in one command to {sizes['n_neurons']} LIF neurons "
+                 f"and verified in {backend} (ddm-neuro convert {SPIKING_SYSTEM} --backend {backend})")
+    try:
+        res = convert_to_spiking(get_system(SPIKING_SYSTEM), backend=backend, output=stages.path("model_spiking.ddm"),
+                                 report_dir=stages.path("report_spiking"), force=True, progress=progress, seed=0,
+                                 **sizes)
+    except DDMError as exc:
+        print(f"  FAILED ({backend}): {exc}")
+        return 1
+    stages.keep("model_spiking.ddm")
     stages.keep("report_spiking/")
-    print(f"  spiking verification: {'PASS' if report.passed else 'FAIL'} (reported, not part of the exit status; "
-          "docs/spiking.md says what it takes)")
+    res.traj.save(stages.path("spiking.npz"), force=True)
+    stages.keep("spiking.npz")
+    took = ", ".join(f"{s['name']} {s['seconds']:.0f} s" for s in res.stages)
+    print(f"  spiking {SPIKING_SYSTEM}: {'PASS' if res.passed else 'FAIL'} in {backend}, N = {res.model.n_neurons}, "
+          f"{sum(s['seconds'] for s in res.stages):.0f} s ({took})")
+    return 0 if res.passed else 1
+
+
+def _available(backend):
+    try:
+        plugins.get("simulator", backend, "spiking").load()
+    except DDMError:
+        return False
+    return True

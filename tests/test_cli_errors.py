@@ -282,6 +282,6 @@ def test_fit_and_convert_take_lif_parameters(small_model_path, tmp_path):
                  "150,250", "--quiet", "-o", str(tmp_path / "m.ddm")]) == 0
     prm = LatentRNN.load(tmp_path / "m.ddm").neuron.params
     assert prm["tau_ref"] == 0.0 and prm["max_rates"] == [150.0, 250.0]
-    assert main(["convert", str(small_model_path), "--steps", "0", "--tau-ref", "0.001", "--quiet",
+    assert main(["convert", str(small_model_path), "--refit-only", "--steps", "0", "--tau-ref", "0.001", "--quiet",
                  "-o", str(tmp_path / "c.ddm")]) == 0
     assert LatentRNN.load(tmp_path / "c.ddm").neuron.params["tau_ref"] == 0.001

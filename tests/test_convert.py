@@ -48,7 +48,7 @@ def test_cli_convert_writes_a_lif_model_and_never_overwrites(tmp_path, tanh_dw, 
     _, model = tanh_dw
     src, out = tmp_path / "dw.ddm", tmp_path / "dw_lif.ddm"
     model.save(src)
-    assert main(["convert", str(src), "--steps", "0", "-o", str(out), "--quiet"]) == 0
+    assert main(["convert", str(src), "--refit-only", "--steps", "0", "-o", str(out), "--quiet"]) == 0
     assert LatentRNN.load(out).neuron.name == "lif"
-    assert main(["convert", str(src), "--steps", "0", "-o", str(out), "--quiet"]) == 2
+    assert main(["convert", str(src), "--refit-only", "--steps", "0", "-o", str(out), "--quiet"]) == 2
     assert "exists" in capsys.readouterr().err

@@ -10,6 +10,7 @@ from ..fit.options import CONSTRAIN, CONVERT, FIT
 from ..options import COUNT, FLAG, REQUIRED, SEED, SPAN, SWITCH, THREADS, add_arguments
 from ..run.options import EXPORT, SIMULATE, plugin_help
 from ..spiking.calibration import OPTIONS as CALIBRATE
+from ..spiking.pipeline import OPTIONS as CONVERT_ALL
 from ..verify.options import OPTIONS as VERIFY
 from . import commands
 
@@ -26,7 +27,8 @@ def _writes(what="model file to write (.ddm)", force="overwrite an existing outp
 COMMANDS = {
     "systems": ("list built-in systems", [("--show NAME", str, None, "print a built-in's spec as TOML")]),
     "fit": ("fit a network to an SDE", FIT + _writes()),
-    "convert": ("refit a tanh model with LIF neurons (for spiking), keeping its tuning", [MODEL, *CONVERT, *_writes()]),
+    "convert": ("a spiking LIF model that passes verify in a back end, from a model or a system: fit, spike noise, "
+                "calibration, verification, in one command", [*CONVERT_ALL, *CONVERT, *_writes()]),
     "calibrate": ("calibrate a LIF model's spiking network in the loop (cancel its measured drift error)",
                   [("model", str, None, "a LIF model (.ddm, from fit --neuron lif or convert)"), *CALIBRATE,
                    *_writes()]),

@@ -35,9 +35,12 @@ FIT_SETTINGS = [
 FIT = [("system", str, None, "built-in name (see 'systems') or a .toml spec file"), *FIT_SETTINGS,
        ("--param NAME=VALUE", APPEND, None, "override an SDE parameter")]
 #: The options of a conversion to LIF neurons (:func:`ddm_neuro.spiking.convert.convert`).
-CONVERT = [("--neuron", ("lif",), "lif", "neuron model of the refit (lif)"), *LIF,
-           ("--steps", SEED, 200, "gradient refinement steps of the refit"),
-           ("--seed", SEED, None, "default: the model's own fit seed")]
+CONVERT = [("--neuron", ("lif",), "lif", "neuron model of the refit (lif)"),
+           ("--tau-ref SECONDS", float, None, "LIF refractory period in seconds (default: 0.00005 for a conversion, "
+            "whose spike noise it sets; 0 in norse; 0.002 with --refit-only)"), LIF[1],
+           ("--steps", SEED, None, "gradient refinement steps of the fit (default: 0, closed form, for a conversion "
+            "that calibrates; 200 with --refit-only)"),
+           ("--seed", SEED, None, "default: the model's own fit seed (a spec: 0)")]
 #: The options of :func:`constrain_settings`.
 CONSTRAIN = [
     ("--bits", int, None, "weight bits on one shared scale (2..32)"),
@@ -139,7 +142,7 @@ def fit_settings(*, n_neurons=512, neuron=None, seed=0, tau=0.02, time_scale=Non
     return out
 
 
-def convert_settings(*, neuron="lif", tau_ref=None, max_rates=None, steps=200, seed=None):
+def convert_settings(*, neuron="lif", tau_ref=None, max_rates=None, steps=None, seed=None):
     """The keywords of :func:`ddm_neuro.spiking.convert.convert` that the options of :data:`CONVERT` choose.
 
     Parameters
@@ -148,14 +151,14 @@ def convert_settings(*, neuron="lif", tau_ref=None, max_rates=None, steps=200, s
     tau_ref, max_rates : optional
         LIF parameters (:func:`lif_neuron`).
     steps, seed
-        Passed on (``seed`` None: the model's own fit seed).
+        Passed on (``steps`` None: 200; ``seed`` None: the model's own fit seed).
 
     Returns
     -------
     dict
         ``neuron``, ``steps``, ``seed``.
     """
-    return {"neuron": lif_neuron(neuron, tau_ref, max_rates), "steps": steps, "seed": seed}
+    return {"neuron": lif_neuron(neuron, tau_ref, max_rates), "steps": 200 if steps is None else steps, "seed": seed}
 
 
 def fit_report(model, path=None):

@@ -74,10 +74,12 @@ def check_fano(model, fano):
     return F
 
 
-def fano_at(model, fano, z, u=None):
-    """Fano factors at states z, (M, N): ``"regular"`` is :func:`regular_fano` over one SDE time unit."""
+def fano_at(model, fano, z, u=None, lag=None):
+    """Fano factors at states z, (M, N): ``"regular"`` is :func:`regular_fano` over ``lag`` SDE time units
+    (default one)."""
     F = check_fano(model, fano)
-    return regular_fano(model, z, model.time_scale, u) if isinstance(F, str) else F
+    lag = 1.0 if lag is None else float(lag)
+    return regular_fano(model, z, lag * model.time_scale, u) if isinstance(F, str) else F
 
 
 def spike_noise_cov(model, z, u=None, fano=1.0):
@@ -152,7 +154,7 @@ def regular_fano(model, z, lag, u=None):
     return np.where(n > 0, f * (1.0 - f) / np.where(n > 0, n, 1.0), 0.0)
 
 
-def spike_noise_excess(model, fano=1.0, z=None, u=None):
+def spike_noise_excess(model, fano=1.0, z=None, u=None, lag=None):
     r"""How far spike noise alone exceeds the model's diffusion, worst latent direction first.
 
     Compares, averaged over states ``z`` (default ``model.init_states``), the
@@ -171,6 +173,10 @@ def spike_noise_excess(model, fano=1.0, z=None, u=None):
         As :func:`simulate_spiking`.
     z : array (M, d), optional
     u : array (k,) or (M, k), optional
+    lag : float, optional
+        With ``fano="regular"``: the window the spikes are counted over, SDE time units (default one; regular
+        firing's apparent diffusion falls as ``1/lag``, so pass the lag ``verify`` judges at,
+        :func:`verify_lag`, to predict what it sees).
 
     Returns
     -------
@@ -188,7 +194,7 @@ def spike_noise_excess(model, fano=1.0, z=None, u=None):
     z = model.init_states if z is None else np.atleast_2d(np.asarray(z, dtype=np.float64))
     if model.n_inputs and u is None:
         u = np.zeros(model.n_inputs)
-    F = fano_at(model, fano, z, u)
+    F = fano_at(model, fano, z, u, lag)
     c_spk = spike_noise_cov(model, z, u, F).mean(0)
     c_mod = model.latent_cov(z, u).mean(0)
     x = model.neuron_inputs(z, u)
@@ -219,6 +225,16 @@ def spike_noise_excess(model, fano=1.0, z=None, u=None):
             "n_needed": int(math.ceil(lam * model.n_neurons)) if finite else None,
             "tau_needed": lam * model.tau if finite else None,
             "tau_needed_fixed_T": math.sqrt(lam) * model.tau if finite else None}
+
+
+def verify_lag(sde, z, u=None):
+    """The lag (SDE time units) at which ``verify`` judges runs of ``sde`` visiting states ``z``: the verifier's
+    rule, ``C_DELTA`` over the target's characteristic rate (:mod:`ddm_neuro.verify.checks`)."""
+    from ..verify.checks import C_DELTA
+
+    z = np.atleast_2d(np.asarray(z, dtype=np.float64))
+    uu = None if u is None else np.broadcast_to(np.asarray(u, dtype=np.float64), (len(z), sde.n_inputs))
+    return C_DELTA / max(sde.characteristic_rate(z, uu), 1e-6)
 
 
 def _direction_text(model, u):

@@ -1,0 +1,159 @@
+"""One-command spiking conversion (issue 21): choices, the stops, provenance, the report, and the verify gate."""
+import json
+
+import numpy as np
+import pytest
+
+from ddm_neuro.cli import main
+from ddm_neuro.errors import DDMError
+from ddm_neuro.network import LatentRNN
+from ddm_neuro.sde.systems import get_system
+from ddm_neuro.spiking import pipeline
+from ddm_neuro.trajectory import Trajectory
+
+SMALL_FIT = {"n_train": 4000, "n_val": 1000, "n_test": 500}
+
+
+def test_choices_follow_the_target():
+    lz = pipeline.choose(get_system("lorenz", noise=0.0), backend="torch", kind="deterministic", chaotic=True,
+                         foci=True)
+    assert lz["n_neurons"].value == 2000 and lz["time_scale_ratio"].value == pipeline.CHAOTIC_RATIO
+    assert lz["calibration"].value["noise"] == "none" and lz["calibration"].value["foci"]
+    assert lz["verify_runs"].value == [20, 100.0] and lz["spike_budget"].value is None
+    dw = pipeline.choose(get_system("double_well"), backend="brian2-cpp", kind="stochastic", chaotic=False)
+    assert dw["n_neurons"].value == 1000 and dw["spike_budget"].value is not None
+    assert dw["calibration"].value["noise"] == "remainder" and not dw["calibration"].value["foci"]
+    assert dw["tau_ref"].value == pipeline.TAU_REF and dw["time_scale_ratio"].value is None
+    norse = pipeline.choose(get_system("double_well"), backend="norse", kind="stochastic", chaotic=False,
+                            n_neurons=300, tau_ref=None, max_neurons=500)
+    assert norse["tau_ref"].value == 0.0 and norse["n_neurons"] == pipeline.Choice(300, "given")
+    assert norse["max_neurons"].value == 500
+
+
+def test_verify_inputs_are_zero_and_half_the_range_either_way():
+    sw = get_system("switch")
+    levels = pipeline.verify_inputs(sw)
+    assert [lv.tolist() for lv in levels] == [[0.0], [0.5], [-0.5]]
+    assert pipeline.verify_inputs(get_system("ou")) == [None]
+
+
+def test_collapse_counts_only_runs_that_stop_moving():
+    rng = np.random.default_rng(0)
+    z_vis = rng.normal(size=(4000, 3)) * 8.0
+    z = rng.normal(size=(3, 300, 3)) * 8.0
+    z[1, 150:] = 0.05 * rng.normal(size=(150, 3)) + 8.0  # settled on a fixed point
+    traj = Trajectory(t=np.arange(300) * 0.1, z=z, dt=0.1)
+    assert pipeline.collapsed_runs(traj, z_vis) == [1]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["ou", "--backend", "nest-nope"], "unknown backend"),
+    (["ou", "--input", "u=0.5"], "input"),
+    (["switch", "--input", "u=3"], "outside"),
+    (["ou", "-n", "500", "--max-neurons", "100"], "above --max-neurons"),
+    (["nope_system"], "nope_system"),
+    (["ou", "--refit-only"], "--refit-only"),
+    (["ou", "--tau-ref", "-1"], "tau_ref"),
+])
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, capsys, args, message):
+    out = tmp_path / "spk.ddm"
+    assert main(["convert", *args, "-o", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_constrained_model_is_refused(small_model, tmp_path, capsys):
+    m = small_model
+    m.meta["hardware"] = {"bits": 4}
+    m.save(tmp_path / "hw.ddm")
+    assert main(["convert", str(tmp_path / "hw.ddm"), "-o", str(tmp_path / "s.ddm"), "--quiet"]) == 2
+    assert "hardware-constrained" in capsys.readouterr().err
+    assert not (tmp_path / "s.ddm").exists()
+
+
+def test_max_neurons_below_what_the_spike_noise_needs_stops_with_the_n(tmp_path):
+    # stochastic Lorenz at N = 200: the spikes alone are many times its diffusion
+    with pytest.raises(DDMError, match=r"needs N >= \d+ neurons.*raise --max-neurons to \d+.*about \d+ min"):
+        pipeline.convert_to_spiking(get_system("lorenz"), n_neurons=200, max_neurons=400, output=tmp_path / "x.ddm",
+                                    progress=False, fit_options=SMALL_FIT)
+    assert not (tmp_path / "x.ddm").exists()
+
+
+@pytest.fixture
+def quick_runs(monkeypatch):
+    """Calibration and verification small enough for the default suite (short rounds, 4 x 40 runs)."""
+    monkeypatch.setitem(pipeline.CALIBRATION, "stochastic", (8, 40.0, 2))
+    monkeypatch.setitem(pipeline.VERIFY_RUNS, "stochastic", (4, 40.0))
+
+
+def test_an_interrupted_conversion_keeps_the_best_model(tmp_path, monkeypatch, capsys, quick_runs):
+    import ddm_neuro.spiking.calibration as calibration
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(calibration, "calibrate", interrupted)
+    monkeypatch.setattr(pipeline, "_verify_stage", _fails)
+    out = tmp_path / "spk.ddm"
+    with pytest.raises(KeyboardInterrupt):
+        pipeline.convert_to_spiking(get_system("ou"), n_neurons=60, output=out, progress=False,
+                                    fit_options=SMALL_FIT)
+    kept = LatentRNN.load(out)
+    assert kept.neuron.name == "lif" and kept.meta["conversion"]["status"] == "interrupted"
+    assert "calibrate" in kept.meta["conversion"]["reason"]
+    assert f"kept the best model so far (as fitted; not verified) in {out}" in capsys.readouterr().out
+
+
+def _fails(result, stages, *a, **k):
+    stages.start("verify", "(test: skipped, counted as failed)")
+    result.passed = False
+
+
+def test_conversion_end_to_end_writes_provenance_and_report(tmp_path, quick_runs):
+    out, rep = tmp_path / "spk.ddm", tmp_path / "rep"
+    res = pipeline.convert_to_spiking(get_system("ou"), n_neurons=120, output=out, report_dir=rep, progress=False,
+                                      fit_options=SMALL_FIT)
+    model = LatentRNN.load(out)
+    conv = model.meta["conversion"]
+    assert conv["status"] == res.status and conv["passed"] == res.passed
+    names = [s["name"] for s in conv["stages"]]
+    assert names[:4] == ["check", "fit", "spike noise", "verify (as fitted)"]
+    assert conv["choices"]["tau_ref"]["value"] == pipeline.TAU_REF
+    assert conv["source"] == {"sde": "ou"} and len(conv["verify"]) == 1
+    for name in ("summary.md", "conversion.json", "verify/report.json", "run.png"):
+        assert (rep / name).is_file(), name
+    assert json.loads((rep / "conversion.json").read_text())["status"] == res.status
+    report = json.loads((rep / "verify/report.json").read_text())
+    assert report["passed"] == res.reports[0].passed == res.passed
+    assert res.traj.meta["seed"] == pipeline.VERIFY_SEED  # fresh runs: not a calibration seed
+
+
+def test_the_verify_gate_fails_a_network_with_the_wrong_noise(tmp_path, quick_runs, monkeypatch, capsys):
+    """A fit whose private noise is 3x too large, with calibration that changes nothing, must end FAIL (exit 1)."""
+    import copy
+
+    import ddm_neuro.spiking.calibration as calibration
+
+    real_fit = pipeline._fit
+
+    def loud(*a, **k):
+        model, why = real_fit(*a, **k)
+        model.noise_act, model.noise_const = 9.0 * model.noise_act, 9.0 * model.noise_const
+        model.noise_latent = 3.0 * model.noise_latent
+        return model, why
+
+    def unchanged(model, sde, **kw):
+        out = copy.deepcopy(model)
+        out.meta["spiking_calibration"] = {"best_round": 0, "systematic_drift_error": 0.0, "stopped": "test",
+                                           "systematic_drift_error_uncalibrated": 0.0}
+        return out
+
+    monkeypatch.setattr(pipeline, "_fit", loud)
+    monkeypatch.setattr(calibration, "calibrate", unchanged)
+    out = tmp_path / "spk.ddm"
+    code = main(["convert", "ou", "-n", "120", "-o", str(out), "--quiet", "--report", str(tmp_path / "r")])
+    assert code == 1
+    conv = LatentRNN.load(out).meta["conversion"]
+    assert conv["status"] == "failed" and [s["name"] for s in conv["stages"]].count("calibrate (again)") == 1
+    assert "diffusion" in capsys.readouterr().err
