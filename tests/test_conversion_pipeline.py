@@ -23,7 +23,7 @@ def test_choices_follow_the_target():
     dw = pipeline.choose(get_system("double_well"), backend="brian2-cpp", kind="stochastic", chaotic=False)
     assert dw["n_neurons"].value == 1000 and dw["spike_budget"].value is not None
     assert dw["calibration"].value["noise"] == "remainder" and not dw["calibration"].value["foci"]
-    assert dw["tau_ref"].value == pipeline.TAU_REF and dw["time_scale_ratio"].value is None
+    assert dw["tau_ref"].value == 1e-4 and dw["time_scale_ratio"].value is None  # Brian2: one spike per step
     norse = pipeline.choose(get_system("double_well"), backend="norse", kind="stochastic", chaotic=False,
                             n_neurons=300, tau_ref=None, max_neurons=500)
     assert norse["tau_ref"].value == 0.0 and norse["n_neurons"] == pipeline.Choice(300, "given")
