@@ -54,6 +54,7 @@ def test_collapse_counts_only_runs_that_stop_moving():
     (["nope_system"], "nope_system"),
     (["ou", "--refit-only"], "--refit-only"),
     (["ou", "--tau-ref", "-1"], "tau_ref"),
+    (["ou", "--backend", "brian2-cpp", "--tau-ref", "0.00005"], "one spike per neuron per step"),
 ])
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, capsys, args, message):
     out = tmp_path / "spk.ddm"

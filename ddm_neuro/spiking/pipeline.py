@@ -28,7 +28,7 @@ display, timed, and recorded in the model's ``meta["conversion"]``:
    deterministic target has them (Lorenz's C+-); then **verify** on fresh runs
    (seeds the calibration did not draw). Deterministic chaotic targets are also
    counted for collapse onto a fixed point. On FAIL, once more with twice the
-   calibration runs. A pass within a metric's own noise of its threshold
+   calibration runs. A verdict within a metric's own noise of its threshold
    (marginal) is decided by a second verification with twice the runs.
 6. **write**: the model (``meta["conversion"]``: source, each choice and why,
    stage times, the verdicts) and the report folder (``summary.md``,
@@ -74,6 +74,8 @@ SPIKE_NOISE_LIMIT = 0.8
 #: Calibration runs (trials, duration in time units, most rounds): stochastic targets need long runs (the error's
 #: noise falls with the total time), deterministic ones many short runs.
 CALIBRATION = {"stochastic": (32, 125.0, 4), "deterministic": (128, 1.0, 6)}
+#: Gradient refinement steps of a stochastic target's fit (deterministic targets: 0, closed form).
+STOCHASTIC_STEPS = 100
 #: Verification runs (trials, duration): as the benchmarks judge them; deterministic chaotic targets 20 x 100,
 #: which also counts collapse.
 VERIFY_RUNS = {"stochastic": (8, 250.0), "deterministic": (8, 60.0), "chaotic": (20, 100.0)}
@@ -257,8 +259,14 @@ def choose(sde, *, backend, kind, chaotic, source=None, n_neurons=None, max_neur
                                                    "rate accuracy (fit --spiking)")
     else:
         c["spike_budget"] = Choice(None, "deterministic target: decoders chosen for rate accuracy")
-    c["steps"] = Choice(int(steps), "given") if steps is not None else \
-        Choice(0, "closed-form fit: the calibration in the loop corrects what gradient refinement would")
+    if steps is not None:
+        c["steps"] = Choice(int(steps), "given")
+    elif kind == "stochastic":
+        c["steps"] = Choice(STOCHASTIC_STEPS, "refinement more than halves the fit's drift error (double well, "
+                                              "N = 1000: 4.25 % -> 1.78 %), and the noisy calibration cannot "
+                                              "resolve errors below a few per cent")
+    else:
+        c["steps"] = Choice(0, "closed-form fit: the noise-free calibration corrects what refinement would")
     trials, duration, rounds = CALIBRATION[kind]
     c["calibration"] = Choice(
         {"noise": "remainder" if kind == "stochastic" else "none", "trials": trials, "duration": duration,
@@ -427,6 +435,9 @@ def convert_to_spiking(source, *, backend="torch", output=None, report_dir=None,
         from ..fit.options import lif_neuron
 
         lif_neuron("lif", tau_ref, max_rates)
+        if tau_ref is not None and tau_ref < ONE_SPIKE_PER_STEP.get(backend, 0.0):
+            raise DDMError(f"--tau-ref {tau_ref:g}: {backend} places one spike per neuron per step, so tau_ref must "
+                           f"be at least its step ({ONE_SPIKE_PER_STEP[backend]:g} s)")
     for k, v in (("-n", n_neurons), ("--max-neurons", max_neurons)):
         if v is not None and int(v) < 1:
             raise DDMError(f"{k} must be >= 1 (got {v})")
@@ -623,8 +634,8 @@ def _run(result, stages, best, sde, model0, plugin, u0, seed, progress, given):
         _verify_stage(result, stages, model, sde, plugin, runs, verify_inputs(sde, u0),
                       seed + VERIFY_SEED + 1000 * attempt, z_collapse, progress,
                       {0: " (as fitted)", 1: "", 2: " (again)"}[attempt])
-        if result.passed and any(r.marginal for r in result.reports):
-            # a pass within the metrics' own noise of a threshold decides nothing: twice the runs, fresh seeds
+        if any(r.marginal for r in result.reports):
+            # a verdict within the metrics' own noise of a threshold decides nothing: twice the runs, fresh seeds
             _verify_stage(result, stages, model, sde, plugin, [2 * runs[0], runs[1]], verify_inputs(sde, u0),
                           seed + VERIFY_SEED + 1000 * attempt + 500, z_collapse, progress, " (marginal: twice the runs)")
         if result.passed:
