@@ -77,7 +77,7 @@ def test_max_neurons_below_what_the_spike_noise_needs_stops_with_the_n(tmp_path)
     # stochastic Lorenz at N = 200: the spikes alone are many times its diffusion
     with pytest.raises(DDMError, match=r"needs N >= \d+ neurons.*raise --max-neurons to \d+.*about \d+ min"):
         pipeline.convert_to_spiking(get_system("lorenz"), n_neurons=200, max_neurons=400, output=tmp_path / "x.ddm",
-                                    progress=False, fit_options=SMALL_FIT)
+                                    progress=False, steps=0, fit_options=SMALL_FIT)
     assert not (tmp_path / "x.ddm").exists()
 
 
@@ -98,7 +98,7 @@ def test_an_interrupted_conversion_keeps_the_best_model(tmp_path, monkeypatch, c
     monkeypatch.setattr(pipeline, "_verify_stage", _fails)
     out = tmp_path / "spk.ddm"
     with pytest.raises(KeyboardInterrupt):
-        pipeline.convert_to_spiking(get_system("ou"), n_neurons=60, output=out, progress=False,
+        pipeline.convert_to_spiking(get_system("ou"), n_neurons=60, output=out, progress=False, steps=0,
                                     fit_options=SMALL_FIT)
     kept = LatentRNN.load(out)
     assert kept.neuron.name == "lif" and kept.meta["conversion"]["status"] == "interrupted"
@@ -114,7 +114,7 @@ def _fails(result, stages, *a, **k):
 def test_conversion_end_to_end_writes_provenance_and_report(tmp_path, quick_runs):
     out, rep = tmp_path / "spk.ddm", tmp_path / "rep"
     res = pipeline.convert_to_spiking(get_system("ou"), n_neurons=120, output=out, report_dir=rep, progress=False,
-                                      fit_options=SMALL_FIT)
+                                      steps=0, fit_options=SMALL_FIT)
     model = LatentRNN.load(out)
     conv = model.meta["conversion"]
     assert conv["status"] == res.status and conv["passed"] == res.passed
@@ -156,7 +156,8 @@ def test_the_verify_gate_fails_a_network_with_the_wrong_noise(tmp_path, quick_ru
     monkeypatch.setattr(pipeline, "_fit", loud)
     monkeypatch.setattr(calibration, "calibrate", unchanged)
     out = tmp_path / "spk.ddm"
-    code = main(["convert", "ou", "-n", "120", "-o", str(out), "--quiet", "--report", str(tmp_path / "r")])
+    code = main(["convert", "ou", "-n", "120", "--steps", "0", "-o", str(out), "--quiet",
+                 "--report", str(tmp_path / "r")])
     assert code == 1
     conv = LatentRNN.load(out).meta["conversion"]
     assert conv["status"] == "failed" and [s["name"] for s in conv["stages"]].count("calibrate (again)") == 1
