@@ -201,3 +201,30 @@ def test_a_held_out_2d_sde_converts_in_one_command_and_passes_verify(tmp_path, c
     conv = LatentRNN.load(out).meta["conversion"]
     assert conv["passed"] and conv["verify"][0]["metrics"]["diffusion"]["passed"]
     assert (tmp_path / "pendulum_spk_report" / "verify" / "report.json").is_file()
+
+
+def test_n_grows_to_what_the_spike_noise_needs(tmp_path, monkeypatch):
+    """Spikes alone at 320/N of the target's diffusion: N = 200 gives 1.6 (above the 0.8 limit), so the
+    conversion refits at ceil(1.6 x 200 / 0.8, to 100) = 400 neurons, where the ratio is 0.8, and goes on."""
+    import ddm_neuro.spiking.calibration as calibration
+    import ddm_neuro.spiking.noise as noise
+
+    monkeypatch.setattr(noise, "spike_noise_excess", lambda model, **k: {"ratio": 320.0 / model.n_neurons,
+                                                                          "ratio_total": 1.0})
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(calibration, "calibrate", interrupted)
+    monkeypatch.setattr(pipeline, "VERIFY_FIRST_MAX_DRIFT_ERROR", -1.0)  # straight to calibration
+    out = tmp_path / "spk.ddm"
+    with pytest.raises(KeyboardInterrupt):
+        pipeline.convert_to_spiking(get_system("ou"), n_neurons=200, output=out, progress=False, steps=0,
+                                    fit_options=SMALL_FIT)
+    kept = LatentRNN.load(out)
+    assert kept.n_neurons == 400
+    why = kept.meta["conversion"]["choices"]["n_neurons"]
+    assert why["value"] == 400 and "1.6x" in why["why"] and "N = 200" in why["why"]
+    with pytest.raises(DDMError, match=r"needs N >= 400 neurons"):
+        pipeline.convert_to_spiking(get_system("ou"), n_neurons=200, max_neurons=300, progress=False, steps=0,
+                                    fit_options=SMALL_FIT)
