@@ -91,6 +91,8 @@ SECONDS_PER_NEURON_STEP_OTHER = (5e-8, 1e-7)
 #: (a scheduling rule, not a verdict: the double well at N = 1000, 4.25 %, failed verify's drift as fitted; the
 #: rotational OU, 0.39 %, passed without calibration).
 VERIFY_FIRST_MAX_DRIFT_ERROR = 0.02
+#: About this many spikes are recorded for the report's raster (one short run).
+RASTER_SPIKES = 200_000
 #: Seed offset of the verification runs (the calibration draws its run seeds from ``seed`` itself).
 VERIFY_SEED = 104729
 
@@ -145,7 +147,9 @@ class Conversion:
     reports : list
         The verify :class:`~ddm_neuro.verify.report.Report` of each input level of the last verification.
     traj : Trajectory or None
-        The last verification run (the first input level).
+        The last verification run (the first input level; no spikes recorded).
+    raster : Trajectory or None
+        A short run of the verified model with its spikes (the report's ``run.png``).
     """
 
     model: object = None
@@ -156,6 +160,7 @@ class Conversion:
     stages: list = field(default_factory=list)
     reports: list = field(default_factory=list)
     traj: object = None
+    raster: object = None
 
     def to_dict(self):
         """The JSON record (``meta["conversion"]`` and ``conversion.json``)."""
@@ -663,8 +668,7 @@ def _verify_stage(result, stages, model, sde, plugin, runs, levels, seed, z_coll
     for j, level in enumerate(levels):
         sig = None if level is None else InputSignal.constant(level)
         traj = plugins.simulate(model, vd, backend=plugin.name, mode="spiking", trials=vt, u=sig, seed=seed + j,
-                                progress=progress,
-                                **({"record_spikes": j == 0} if "record_spikes" in plugin.options else {}))
+                                progress=progress, **_spikes(plugin, False))
         report = _verify(model, traj, progress)
         report.info["input"] = None if level is None else level.tolist()
         if z_collapse is not None:
@@ -680,6 +684,17 @@ def _verify_stage(result, stages, model, sde, plugin, runs, levels, seed, z_coll
                    + ("PASS" if not failed else "FAIL: " + ", ".join(failed)))
     result.passed = all(r.passed for r in result.reports)
     stages.note(passed=result.passed)
+    # the raster of the report: one short run with spikes recorded (a verification run's spikes can take GBs)
+    rate = float(result.traj.meta.get("mean_rate_hz") or 100.0)
+    span = min(vd, max(2.0 * model.tau / model.time_scale, RASTER_SPIKES / (model.n_neurons * rate * model.time_scale)))
+    result.raster = plugins.simulate(model, span, backend=plugin.name, mode="spiking", trials=1, seed=seed,
+                                     u=None if levels[0] is None else InputSignal.constant(levels[0]),
+                                     **_spikes(plugin, True))
+
+
+def _spikes(plugin, record):
+    """The option that records spikes (or not), where the back end takes it."""
+    return {"record_spikes": record} if "record_spikes" in plugin.options else {}
 
 
 def _verify(model, traj, progress):
@@ -737,9 +752,10 @@ def write_report(result, folder, *, force=False, variables=None):
     for j, report in enumerate(result.reports):
         files += report.save(folder / ("verify" if j == 0 else f"verify_input{j}"), traj=result.traj if j == 0
                              else None, force=force)
-    if result.traj is not None:
-        files.append(trajectory_figure(result.traj, folder / "run.png", n_neurons=result.model.n_neurons,
-                                       variables=variables, force=force) or folder / "run.png")
+    if result.raster is not None:
+        trajectory_figure(result.raster, folder / "run.png", n_neurons=result.model.n_neurons, variables=variables,
+                          force=force)
+        files.append(folder / "run.png")
     return files
 
 
