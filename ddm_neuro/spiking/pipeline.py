@@ -506,8 +506,8 @@ def _verdict(report):
                         for k, m in report.metrics.items()}}
 
 
-def _fit(sde, choices, seed, progress, source=None, fit_options=None):
-    """Fit (or refit, keeping a tanh source's tuning) LIF neurons with ``choices``."""
+def _fit(sde, choices, seed, progress, source=None, fit_options=None, steps=None):
+    """Fit (or refit, keeping a tanh source's tuning) LIF neurons with ``choices`` (``steps``: override theirs)."""
     from ..fit.matching import fit
     from ..neurons import make_neuron
     from .convert import convert
@@ -516,7 +516,8 @@ def _fit(sde, choices, seed, progress, source=None, fit_options=None):
     if "max_rates" in choices:
         lif["max_rates"] = tuple(choices["max_rates"].value)
     neuron = make_neuron(lif).to_dict()
-    options = {"steps": choices["steps"].value, "progress": progress, **(fit_options or {})}
+    options = {"steps": choices["steps"].value if steps is None else steps, "progress": progress,
+               **(fit_options or {})}
     if choices["spike_budget"].value is not None:
         options["spike_budget"] = choices["spike_budget"].value
     ratio = choices["time_scale_ratio"].value
@@ -565,11 +566,13 @@ def _run(result, stages, best, sde, model0, plugin, u0, seed, progress, given):
                + "; ".join(f"{k} {c.value}" for k, c in ch.items() if k in ("n_neurons", "tau_ref",
                                                                            "time_scale_ratio")))
 
-    stages.start("fit", f"LIF neurons, N = {ch['n_neurons'].value}")
+    refine = ch["steps"].value > 0 and not (given_lif and given["n_neurons"] is None)
+    stages.start("fit", f"LIF neurons, N = {ch['n_neurons'].value}"
+                 + (" (closed form: the spike noise may change N before the refinement)" if refine else ""))
     if given_lif and given["n_neurons"] is None:
         model, why = model0, "the source is a LIF model: used as given"
     else:
-        model, why = _fit(sde, ch, seed, progress, model0, given["fit_options"])
+        model, why = _fit(sde, ch, seed, progress, model0, given["fit_options"], steps=0)
     stages.note(how=why, drift_error=model.meta.get("fit", {}).get("drift_error"))
     stages.say(f"{why}; held-out drift error {100 * model.meta.get('fit', {}).get('drift_error', float('nan')):.2f} %")
     best.update(model=model, why="as fitted")
@@ -603,11 +606,17 @@ def _run(result, stages, best, sde, model0, plugin, u0, seed, progress, given):
                    f"refitting at N = {need}")
         ch["n_neurons"] = Choice(need, f"spikes alone gave {ex['ratio']:.3g}x the target's diffusion at "
                                        f"N = {model.n_neurons} (limit {SPIKE_NOISE_LIMIT})")
-        model, why = _fit(sde, ch, seed, progress, model0, given["fit_options"])
+        model, why = _fit(sde, ch, seed, progress, model0, given["fit_options"], steps=0)
         best.update(model=model, why=f"as fitted at N = {need}")
     else:
         raise DDMError(f"the spike noise stays above {SPIKE_NOISE_LIMIT}x the target's diffusion after three "
                        f"refits (last N = {model.n_neurons}, ratio {ex['ratio']:.3g})")
+    if refine:
+        stages.start("fit", f"N = {model.n_neurons}, {ch['steps'].value} refinement steps")
+        model, why = _fit(sde, ch, seed, progress, model0, given["fit_options"])
+        stages.note(how=why, drift_error=model.meta.get("fit", {}).get("drift_error"))
+        stages.say(f"held-out drift error {100 * model.meta['fit']['drift_error']:.2f} %")
+        best.update(model=model, why="as fitted")
 
     cal = ch["calibration"].value
     noisy = cal["noise"] != "none"
