@@ -166,7 +166,7 @@ def test_the_verify_gate_fails_a_network_with_the_wrong_noise(tmp_path, quick_ru
 
 HELD_OUT = '''
 name = "damped_pendulum"
-description = "A damped pendulum driven by noise on its velocity (held out: never fitted elsewhere)"
+description = "A damped pendulum driven by noise on its angle and velocity (held out: never fitted elsewhere)"
 variables = ["theta", "omega"]
 
 [parameters]
@@ -179,7 +179,7 @@ theta = "omega"
 omega = "-g*sin(theta) - gamma*omega"
 
 [diffusion]
-theta = "0.1*s"
+theta = "s"
 omega = "s"
 
 [domain]
