@@ -6,7 +6,6 @@ from __future__ import annotations
 import sys
 
 from .. import plugins
-from ..errors import DDMError
 from ..fileio import check_output
 from ..network import LatentRNN
 from ..options import values
@@ -48,40 +47,15 @@ def cmd_fit(args):
 
 
 def cmd_convert(args):
-    from ..fit.options import CONVERT, convert_settings, fit_report
+    from ..fit.options import CONVERT, convert_settings
     from ..spiking import pipeline
     settings = convert_settings(**values(CONVERT, args))  # LIF parameters checked before any work
-    if args.refit_only:
-        given = [flag for flag, v in (("--backend", args.backend != "torch"), ("--max-neurons", args.max_neurons),
-                                      ("-n", args.n_neurons), ("--input", args.u), ("--param", args.param),
-                                      ("--report", args.report)) if v]
-        if given:
-            raise DDMError(f"--refit-only refits the model and stops: {', '.join(given)} apply to the full conversion")
-        if not args.source.endswith(".ddm"):
-            raise DDMError(f"--refit-only refits a fitted tanh model (.ddm), not {args.source!r}")
-        check_output(args.output, args.force)
-        model = LatentRNN.load(args.source)
-        from ..spiking.convert import convert
-        out = convert(model, progress=not args.quiet, **settings)
-        out.save(args.output, force=args.force)
-        print(f"converted {args.source} ({model.neuron.name}, held-out drift error "
-              f"{100 * model.meta.get('fit', {}).get('drift_error', float('nan')):.4f} %) to {args.neuron}:")
-        _say(*fit_report(out, args.output))
-        return None
+    given, run = values(pipeline.OPTIONS, args), dict(output=args.output, force=args.force, progress=not args.quiet)
     check_output(args.output, args.force)
-    report = args.report or pipeline.default_report(args.output)
-    source = pipeline.load_source(args.source, args.param)
-    result = pipeline.convert_to_spiking(
-        source, backend=args.backend, output=args.output, report_dir=report, force=args.force,
-        n_neurons=args.n_neurons, max_neurons=args.max_neurons, tau_ref=args.tau_ref, max_rates=args.max_rates,
-        steps=args.steps, u=args.u, seed=0 if args.seed is None else args.seed, progress=not args.quiet)
-    total = sum(s["seconds"] for s in result.stages)
-    verdict = "PASS" if result.passed else "FAIL"
-    print(f"{verdict}: {args.source} as {result.model.n_neurons} spiking LIF neurons in {args.backend}, verified on "
-          f"runs the calibration did not use ({total / 60:.1f} min); wrote {args.output}; report in {report}/")
-    if result.reason:
-        print(f"  {result.reason}", file=sys.stderr)
-    return 0 if result.passed else 1
+    if given.pop("refit_only"):
+        return pipeline.refit_command(settings=settings, **run, **given)
+    return pipeline.convert_command(tau_ref=args.tau_ref, max_rates=args.max_rates, steps=args.steps, seed=args.seed,
+                                    **run, **given)
 
 
 def cmd_calibrate(args):

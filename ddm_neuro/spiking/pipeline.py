@@ -339,6 +339,72 @@ def load_source(text, params=None):
     return load_sde(text, params)
 
 
+def check_refit_only(*, source, backend="torch", n_neurons=None, max_neurons=None, u=None, param=None, report=None):
+    """Refuse ``--refit-only`` with options of the full conversion, or with a source that is not a model file."""
+    given = [flag for flag, v in (("--backend", backend != "torch"), ("--max-neurons", max_neurons),
+                                  ("-n", n_neurons), ("--input", u), ("--param", param), ("--report", report)) if v]
+    if given:
+        raise DDMError(f"--refit-only refits the model and stops: {', '.join(given)} apply to the full conversion")
+    if not str(source).endswith(".ddm"):
+        raise DDMError(f"--refit-only refits a fitted tanh model (.ddm), not {source!r}")
+
+
+def refit_command(source, output, *, settings, force=False, progress=True, **given):
+    """``ddm-neuro convert --refit-only``: refit a tanh model with LIF neurons keeping its tuning, print the fit.
+
+    ``settings``: :func:`ddm_neuro.fit.options.convert_settings`' keywords; ``given``: the full conversion's
+    options, refused when set (:func:`check_refit_only`).
+    """
+    import sys
+
+    from ..fit.options import fit_report
+    from ..network import LatentRNN
+    from .convert import convert
+
+    check_refit_only(source=source, **given)
+    out = convert(LatentRNN.load(source), progress=progress, **settings)
+    out.save(output, force=force)
+    text, warnings = fit_report(out, output)
+    print(text)
+    for w in warnings:
+        print(f"warning: {w}", file=sys.stderr)
+
+
+def convert_command(source, output, *, report=None, param=None, seed=None, progress=True, **options):
+    """``ddm-neuro convert``: load ``source``, convert (:func:`convert_to_spiking`), print the verdict line.
+
+    Parameters
+    ----------
+    source : str
+        A model file, a built-in system or a spec (:func:`load_source`; ``param`` overrides).
+    output : str or Path
+    report : str or Path, optional
+        Default :func:`default_report` of ``output``.
+    seed : int, optional
+        Default 0.
+    progress : bool
+    **options
+        :func:`convert_to_spiking`'s (``backend``, ``n_neurons``, ``force``, ...).
+
+    Returns
+    -------
+    int
+        0 when the last verification passes, 1 when it fails.
+    """
+    import sys
+
+    report = report or default_report(output)
+    result = convert_to_spiking(load_source(source, param), output=output, report_dir=report,
+                                seed=0 if seed is None else seed, progress=progress, **options)
+    total = sum(s["seconds"] for s in result.stages)
+    print(f"{'PASS' if result.passed else 'FAIL'}: {source} as {result.model.n_neurons} spiking LIF neurons in "
+          f"{options.get('backend', 'torch')}, verified on runs the calibration did not use ({total / 60:.1f} min); "
+          f"wrote {output}; report in {report}/")
+    if result.reason:
+        print(f"  {result.reason}", file=sys.stderr)
+    return 0 if result.passed else 1
+
+
 def default_report(output):
     """The report folder next to ``output``: its name without ``.ddm``, plus ``_report``."""
     out = Path(output)
