@@ -29,6 +29,7 @@ _HOME = {
     "get_system": ("ddm_neuro.sde.systems", "get_system"), "list_systems": ("ddm_neuro.sde.systems", "list_systems"),
     "simulate": ("ddm_neuro.plugins", "simulate"), "export": ("ddm_neuro.plugins", "export"),
     "convert": ("ddm_neuro.spiking.convert", "convert"), "calibrate": ("ddm_neuro.spiking.calibration", "calibrate"),
+    "convert_to_spiking": ("ddm_neuro.spiking.pipeline", "convert_to_spiking"),
     "constrain": ("ddm_neuro.fit.hardware", "constrain"), "analyze": ("ddm_neuro.analysis", "analyze"),
     "Report": ("ddm_neuro.verify", "Report"), "Trajectory": ("ddm_neuro.trajectory", "Trajectory"),
     "InputSignal": ("ddm_neuro.run.inputs", "InputSignal"), "RunPlan": ("ddm_neuro.run.plan", "RunPlan"),
