@@ -27,7 +27,17 @@ eigenvalue, as :func:`ddm_neuro.spiking.noise.spike_noise_excess` computes it):
 (c) the closed loop: the SCN's command is the target drift at its own read-out,
     ``f(x_hat)`` (an ORACLE for the slow nonlinear recurrent part, which a real network
     would have to learn), plus the target's noise ``g dW`` as an input current; runs
-    judged by :func:`ddm_neuro.verify.verify`.
+    judged by :func:`ddm_neuro.verify.verify`;
+(d) ``--stage closed-fitted``: the closed loop of (c) with the oracle replaced by the drift
+    of a network fitted by the project, ``c(x_hat) = model.latent_drift(x_hat)`` (SDE
+    coordinates, per SDE time unit, as ``sde.drift``), for a tanh rate network or LIF rate
+    curves fitted with ``fit(sde, n_neurons=M, steps=S)`` (``--commands tanh:M:S lif:M:S
+    oracle``). This is an SCN whose slow recurrent input passes through a nonlinear basis of
+    M rate units (the fitted network's neurons, read from x_hat and read out by K): a
+    dendritic-nonlinearity network, not a pure spiking one. The command is re-evaluated every
+    ``--cmd-hold`` seconds (20 us by default, 2-7 SCN steps) and held in between; each run is
+    judged by ``verify`` at several seeds (``--verify-seeds``), and the command's error is
+    reported on the run's own states, as an RMS and averaged over verify's cells.
 
 Everything in numpy float64 with fixed seeds; the SCN's step loop is a python loop over
 time steps, vectorised over neurons and trials. Run it niced on one thread::
@@ -36,6 +46,9 @@ time steps, vectorised over neurons and trials. Run it niced on one thread::
     OMP_NUM_THREADS=1 nice -n 19 python benchmarks/spike_coordination.py --stage scn -n 250 500 1000 2000 \
         --scn-extra 40 50 60 75 100 --cache DIR
     OMP_NUM_THREADS=1 nice -n 19 python benchmarks/spike_coordination.py --stage closed -n 250 --cl-n 350 --cache DIR
+
+    OMP_NUM_THREADS=1 nice -n 19 python benchmarks/spike_coordination.py --stage closed-fitted -n 250 --cache DIR \
+        --scn-pilots 0 --cl-n 500 --cl-delta 0.0235 --commands tanh:500:0
 
 (``--stage all`` runs (a) and (b), and (c) for the N given with ``--cl-n``.)
 
@@ -327,6 +340,211 @@ def closed_loop_row(sde, N, delta, T, args, center, G, rate_target, leak_tau):
             "report": rep, "traj": traj}
 
 
+# ----------------------------------------------------------------------------- (d) closed loop, fitted drift
+def basis_model(sde, spec, cache, seed=0):
+    """A network fitted by the project whose drift becomes the SCN's command: spec ``kind:M:steps``.
+
+    ``kind`` is ``tanh`` (the project's rate network) or ``lif`` (LIF rate curves,
+    tau_ref 0.05 ms, no spike budget: the network is only used as a rate basis).
+    Returns the model and the fit's wall time (nan when loaded from the cache).
+    """
+    from ddm_neuro.fit.matching import fit
+    from ddm_neuro.network import LatentRNN
+
+    kind, M, steps = spec.split(":")
+    M, steps = int(M), int(steps)
+    path = os.path.join(cache, f"{kind}_M{M}_steps{steps}_seed{seed}.ddm") if cache else None
+    if path and os.path.exists(path):
+        return LatentRNN.load(path), float("nan")
+    neuron = "tanh" if kind == "tanh" else {"name": "lif", "tau_ref": TAU_REF}
+    t0 = time.perf_counter()
+    model = fit(sde, n_neurons=M, neuron=neuron, steps=steps, seed=seed, progress=False)
+    wall = time.perf_counter() - t0
+    if path:
+        model.save(path)
+    return model, wall
+
+
+def fitted_command(model):
+    """``c(z) = model.latent_drift(z)`` (SDE coordinates, per SDE time unit) in a few numpy operations.
+
+    With ``W_perp`` absent, ``D b_perp = 0`` and ``D E = I``, the latent drift is
+    ``(T / tau) S (K phi(E y + P b) - y + D b)`` with ``y = (z - c) / S``: the rate
+    units' inputs are a linear map of the read-out, their rates are ``phi`` of it,
+    and the command is a linear read-out of the rates. Checked against
+    ``model.latent_drift`` by the caller.
+    """
+    if model.w_perp is not None or model.n_inputs:
+        raise ValueError("fitted_command: models without W_perp and without inputs only")
+    c = model.time_scale / model.tau
+    A = model.encoders / model.scale[None, :]                    # x = z A^T + x0
+    x0 = model.rest_inputs() - (model.center / model.scale) @ model.encoders.T
+    Kt = (c * model.scale[:, None] * model.decoders).T             # (M, d)
+    const = c * (model.scale * (model.readout @ model.bias) + model.center)
+    phi = model.neuron.phi
+
+    def command(z):
+        return phi(z @ A.T + x0) @ Kt - c * z + const
+
+    return command
+
+
+def scn_closed_loop_cmd(sde, command, N, delta, T, *, trials, duration, burn_in, record_dt, rate_guess, seed,
+                        leak_tau, center, G, p_spike=P_SPIKE, dt_max=DT_MAX, cost=0.0, cmd_hold=0.0):
+    """:func:`scn_closed_loop` with any command ``c(x_hat)`` in place of ``sde.drift``, refreshed every
+    ``cmd_hold`` seconds (zero-order hold; 0: every step) and held in between.
+
+    The same state, spike rule, seeds and draw order as :func:`scn_closed_loop`: with
+    ``command = sde.drift`` and ``cmd_hold = 0`` it reproduces it. The target's noise
+    ``g(x_hat)`` is evaluated once when ``sde.additive`` (Lorenz) and with the command
+    otherwise. Returns the recorded read-out (trials, n, d) and run facts.
+    """
+    from ddm_neuro.run.target import simulate_sde
+
+    rng = np.random.default_rng(seed)
+    d = sde.dim
+    start = simulate_sde(sde, 1.0, trials=trials, seed=seed + 1000, burn_in=5.0).z[:, -1]
+    D = scn_decoders(N, delta, G, seed=N)
+    thr = 0.5 * (1.0 + cost) * np.sum(D * D, axis=0)
+    dt = min(dt_max, p_spike / (N * rate_guess))
+    n_burn = int(round(burn_in / record_dt))
+    n_rec = int(round(duration / record_dt)) + 1
+    sub = max(1, math.ceil(record_dt * T / dt - 1e-9))
+    dt = record_dt * T / sub
+    h = dt / T
+    k_hold = max(1, int(round(cmd_hold / dt)))
+    a = math.exp(-dt / TAU)
+    lk = 0.0 if leak_tau is None else 1.0 - math.exp(-dt / leak_tau)
+    xh = np.zeros((trials, d))
+    e = start - center
+    z = np.empty((trials, n_rec, d))
+    rows = np.arange(trials)
+    spikes, n_cmd, cnt = np.zeros(trials, dtype=np.int64), 0, 0
+    sq = math.sqrt(h)
+    additive = bool(getattr(sde, "additive", False))
+    g = sde.diffusion(center[None, :] + xh) if additive else None
+    dg = sde.diffusion(center[None, :]).shape[-1]
+    cmd_h = None
+    t_cmd = 0.0
+    t0 = time.perf_counter()
+    for i in range(n_burn + n_rec):
+        if i >= n_burn:
+            z[:, i - n_burn] = xh + center
+        if i == n_rec + n_burn - 1:
+            break
+        xi = rng.standard_normal((sub, trials, dg))                # the same stream as one draw per step
+        if additive:
+            nz = np.einsum("bij,sbj->sbi", g, xi) * sq
+        for s in range(sub):
+            if cnt % k_hold == 0:
+                tc = time.perf_counter()
+                zz = xh + center
+                cmd_h = command(zz) * h
+                if not additive:
+                    g = sde.diffusion(zz)
+                n_cmd += 1
+                t_cmd += time.perf_counter() - tc
+            cnt += 1
+            noise = nz[s] if additive else np.einsum("bij,bj->bi", g, xi[s]) * sq
+            e += cmd_h + noise + (1.0 - a) * xh - lk * e
+            xh *= a
+            V = e @ D - thr
+            j = V.argmax(1)
+            fire = V[rows, j] > 0.0
+            if fire.any():
+                D_f = D[:, j[fire]].T
+                e[fire] -= D_f
+                xh[fire] += D_f
+                if i >= n_burn:
+                    spikes += fire
+    wall = time.perf_counter() - t0
+    trial_rates = spikes / (N * (n_rec - 1) * record_dt * T)
+    rate = float(trial_rates.mean())
+    return z, {"dt": dt, "h": h, "rate": rate, "trial_rates": trial_rates, "wall": wall, "sub": sub, "k_hold": k_hold,
+               "hold_s": k_hold * dt, "n_cmd": n_cmd, "cmd_wall": t_cmd}
+
+
+def fitted_loop_row(sde, N, delta, T, args, center, G, rate_target, command, label, verify_seeds):
+    """One closed-loop run of (d): delta tuned in pilots (or given), the run, ``verify`` at each seed."""
+    from ddm_neuro.trajectory import Trajectory
+    from ddm_neuro.verify import verify
+
+    lt = None if args.cl_leak[0] == 0 else args.cl_leak[0]
+    common = dict(record_dt=args.record_dt, rate_guess=rate_target, leak_tau=lt, center=center, G=G,
+                  p_spike=args.p_spike, dt_max=args.dt_max, cost=args.cost, cmd_hold=args.cmd_hold)
+    tried, t_pilot, slope = [], 0.0, -1.0
+    for _ in range(args.scn_pilots):
+        _, info = scn_closed_loop_cmd(sde, command, N, delta, T, trials=args.cl_trials, duration=args.cl_pilot,
+                                      burn_in=0.2, seed=args.seed + 7, **common)
+        t_pilot += info["wall"]
+        tried.append((math.log(delta), math.log(info["rate"])))
+        if len(tried) >= 2 and abs(tried[-1][0] - tried[-2][0]) > 1e-9:
+            slope = float(np.clip((tried[-1][1] - tried[-2][1]) / (tried[-1][0] - tried[-2][0]), -3.0, -0.5))
+        delta = math.exp(tried[-1][0] + np.clip((math.log(rate_target) - tried[-1][1]) / slope, -0.7, 0.7))
+    z, info = scn_closed_loop_cmd(sde, command, N, delta, T, trials=args.cl_trials, duration=args.cl_duration,
+                                  burn_in=args.cl_burn, seed=args.seed, **common)
+    finite = np.isfinite(z).all(axis=(1, 2))
+    meta = {"backend": "scn-numpy", "mode": "spiking", "model_id": None, "system": sde.name,
+            "variables": list(sde.variables), "seed": args.seed, "duration": float(args.cl_duration),
+            "trials": int(args.cl_trials), "integration_dt": info["h"], "noise": "input",
+            "input": None, "n_neurons": int(N), "diverged_trials": [int(i) for i in np.flatnonzero(~finite)],
+            "tau_syn": TAU, "time_scale": T, "mean_rate_hz": info["rate"],
+            "neuron": {"name": "scn", "delta": float(delta), "leak_tau": lt, "command": label}}
+    traj = Trajectory(t=np.arange(z.shape[1]) * args.record_dt, z=z, dt=args.record_dt, meta=meta)
+    # the command's error on the states this run visited (relative RMS, as the fit's drift_error)
+    zs = z[finite].reshape(-1, sde.dim)[::7]
+    f = sde.drift(zs)
+    run_err = math.sqrt(np.sum((command(zs) - f) ** 2) / np.sum(f ** 2))
+    cell_err = cell_drift_error(sde, zs, command(zs) - f, f, G)
+    reps = []
+    for vs in verify_seeds:
+        t0 = time.perf_counter()
+        reps.append((vs, verify(sde, traj, seed=vs), time.perf_counter() - t0))
+    if args.save_traj:
+        os.makedirs(args.save_traj, exist_ok=True)
+        np.savez_compressed(os.path.join(args.save_traj, f"N{N}_{label.replace(':', '-')}_seed{args.seed}_"
+                                         f"{args.cl_trials}x{args.cl_duration:g}.npz"), z=z, dt=args.record_dt,
+                            trial_rates=info["trial_rates"], delta=delta)
+    return {"N": N, "delta": delta, "rate": info["rate"], "trial_rates": info["trial_rates"],
+            "dt_ms": info["dt"] * 1e3, "hold_us": info["hold_s"] * 1e6,
+            "k_hold": info["k_hold"], "sim_wall": info["wall"], "cmd_wall": info["cmd_wall"], "pilot_wall": t_pilot,
+            "run_drift_error": run_err, "cell_drift_error": cell_err, "reports": reps, "traj": traj}
+
+
+def cell_drift_error(sde, z, df, f, G, seed=0):
+    """The part of a command error ``df`` that ``verify``'s drift metric can see: the error averaged
+    over verify's k-means cells (its cell count for this dimension, built on ``z``), relative to the
+    cell-averaged drift, both weighted by ``G^-1``: ``sqrt(sum_b n_b |df_b|^2 / sum_b n_b |f_b|^2)``.
+    Error that changes sign within a cell averages out there, as it does in the metric.
+    """
+    from ddm_neuro.verify import increments
+
+    centres, mean, scale = increments.make_cells(z, sde.dim, np.random.default_rng(seed))
+    lab = increments.assign((z - mean) / scale, centres)
+    Gi = np.linalg.inv(G)
+    num = den = 0.0
+    for b in range(len(centres)):
+        sel = lab == b
+        if sel.sum() < increments.MIN_VISITS:
+            continue
+        dfb, fb = df[sel].mean(0), f[sel].mean(0)
+        num += sel.sum() * dfb @ Gi @ dfb
+        den += sel.sum() * fb @ Gi @ fb
+    return math.sqrt(num / den)
+
+
+def short_metrics(rep):
+    """``drift v (thr) | diffusion v (thr; rel) | stationary v (thr)`` of a verify report."""
+    out = []
+    for name in ("drift", "diffusion", "stationary"):
+        m = rep.metrics.get(name)
+        if isinstance(m, dict) and "value" in m:
+            rel = f"; rel {m['relative_error']:.3f}" if "relative_error" in m else ""
+            out.append(f"{name} {m['value']:.4g} ({m.get('threshold', float('nan')):.4g}{rel})"
+                       f"{'' if m.get('passed') else ' FAIL'}")
+    return " | ".join(out)
+
+
 def metric_lines(rep):
     out = []
     for name, m in rep.metrics.items():
@@ -344,7 +562,7 @@ def metric_lines(rep):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--stage", choices=["lif", "scn", "closed", "all"], default="all")
+    ap.add_argument("--stage", choices=["lif", "scn", "closed", "closed-fitted", "all"], default="all")
     ap.add_argument("-n", "--neurons", type=int, nargs="+", default=[250, 500, 1000, 2000, 4000],
                     help="N of (a) and (b)")
     ap.add_argument("--scn-extra", type=int, nargs="*", default=[25, 50, 100],
@@ -384,7 +602,17 @@ def main(argv=None):
     ap.add_argument("--record-dt", type=float, default=None,
                     help="closed-loop recording step, SDE units (default: the verifier's lag, as spiking runs record)")
     ap.add_argument("--verify-seed", type=int, default=5)
+    ap.add_argument("--commands", nargs="+", default=["oracle"],
+                    help="(d) closed-fitted: the commands c(x_hat) to run, each 'oracle' (sde.drift) or "
+                         "'KIND:M:STEPS' (KIND tanh or lif: model.latent_drift of fit(sde, n_neurons=M, steps=STEPS))")
+    ap.add_argument("--cl-delta", type=float, nargs="*", default=[],
+                    help="(d): delta per --cl-n entry, used as given when --scn-pilots is 0 (else the pilots' start)")
+    ap.add_argument("--cmd-hold", type=float, default=2e-5,
+                    help="(d): the command is re-evaluated every this many seconds of network time (zero-order hold)")
+    ap.add_argument("--verify-seeds", type=int, nargs="+", default=[5, 6], help="(d): verify seeds per run")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--save-traj", default=None, help="(d): folder to save each run's read-out (npz) in")
+    ap.add_argument("--verbose", action="store_true", help="(d): print every metric of the first verify seed")
     ap.add_argument("--cache", default=None, help="folder to keep the LIF fits in between invocations")
     args = ap.parse_args(argv)
     if args.cache:
@@ -470,6 +698,49 @@ def main(argv=None):
                 for line in metric_lines(c["report"]):
                     print(line)
 
+    if args.stage == "closed-fitted" and args.cl_n:
+        print(f"\n(d) closed-loop SCN, command c(x_hat) from {args.commands}; target noise as input; "
+              f"{args.cl_trials} x {args.cl_duration:g} SDE units after {args.cl_burn:g}, recorded every "
+              f"{args.record_dt:.4g}; command held {args.cmd_hold * 1e6:g} us; sim seed {args.seed}, "
+              f"verify seeds {args.verify_seeds}")
+        z_chk = z_att[:: max(1, len(z_att) // 2000)]
+        f_chk = sde.drift(z_chk)
+        commands = {}
+        for spec in args.commands:
+            if spec == "oracle":
+                commands[spec] = (sde.drift, "oracle", None)
+                continue
+            model, fit_s = basis_model(sde, spec, args.cache, seed=0)
+            cmd = fitted_command(model)
+            gap = np.abs(cmd(z_chk) - model.latent_drift(z_chk)).max() / np.abs(f_chk).max()
+            err_att = math.sqrt(np.sum((model.latent_drift(z_chk) - f_chk) ** 2) / np.sum(f_chk ** 2))
+            fe = model.meta["fit"]
+            print(f"  basis {spec}: {model.n_neurons} {model.neuron.name} units, T {model.time_scale:.4g} s; held-out "
+                  f"drift error {100 * fe['drift_error']:.3f} % (closed form {100 * fe['drift_error_closed_form']:.3f} %), "
+                  f"on attractor states {100 * err_att:.3f} %; fit wall {fit_s:.1f} s (nan: cached); "
+                  f"|fast command - latent_drift| / max|f| = {gap:.1e}; e.g. at {np.round(z_chk[0], 2)}: "
+                  f"latent_drift {np.round(model.latent_drift(z_chk[:1])[0], 3)}, sde.drift {np.round(f_chk[0], 3)}",
+                  flush=True)
+            if gap > 1e-9:
+                raise SystemExit("the fast command does not match model.latent_drift")
+            commands[spec] = (cmd, spec, fe["drift_error"])
+        for n_i, N in enumerate(args.cl_n):
+            rt = args.cl_rate or lif_rate(N)
+            delta0 = args.cl_delta[n_i] if n_i < len(args.cl_delta) else args.scn_delta0 / N * 250.0 * 72.0 / rt
+            for spec, (cmd, label, derr) in commands.items():
+                c = fitted_loop_row(sde, N, delta0, T, args, center, G, rt, cmd, label, args.verify_seeds)
+                vw = sum(w for _, _, w in c["reports"])
+                print(f"  N {N} command {label}: delta {c['delta']:.4f}, rate {c['rate']:.1f} Hz (target {rt:.1f}), "
+                      f"per trial {c['trial_rates'].min():.1f}-{c['trial_rates'].max():.1f} Hz, "
+                      f"dt {c['dt_ms']:.4f} ms, hold {c['hold_us']:.1f} us ({c['k_hold']} steps), command error on "
+                      f"the run's states {100 * c['run_drift_error']:.3f} % (cell-averaged "
+                      f"{100 * c['cell_drift_error']:.3f} %); wall: pilots {c['pilot_wall']:.0f} s, "
+                      f"sim {c['sim_wall']:.0f} s (command {c['cmd_wall']:.0f} s), verify {vw:.0f} s", flush=True)
+                for vs, rep, _ in c["reports"]:
+                    print(f"    verify seed {vs}: {'PASS' if rep.passed else 'FAIL'}  {short_metrics(rep)}", flush=True)
+                if args.verbose:
+                    for line in metric_lines(c["reports"][0][1]):
+                        print(line)
 
 if __name__ == "__main__":
     main()
