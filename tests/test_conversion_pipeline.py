@@ -165,26 +165,25 @@ def test_the_verify_gate_fails_a_network_with_the_wrong_noise(tmp_path, quick_ru
 
 
 HELD_OUT = '''
-name = "damped_pendulum"
-description = "A damped pendulum driven by noise on its angle and velocity (held out: never fitted elsewhere)"
-variables = ["theta", "omega"]
+name = "cubic_rotor"
+description = "Cubic confinement with a rotation (held out: never fitted elsewhere)"
+variables = ["x", "y"]
 
 [parameters]
-g = 1.0
-gamma = 0.5
+w = 0.8
 s = 0.5
 
 [drift]
-theta = "omega"
-omega = "-g*sin(theta) - gamma*omega"
+x = "-x**3 - x + w*y"
+y = "-y**3 - y - w*x"
 
 [diffusion]
-theta = "s"
-omega = "s"
+x = "s"
+y = "s"
 
 [domain]
-theta = [-2.0, 2.0]
-omega = [-2.0, 2.0]
+x = [-2.0, 2.0]
+y = [-2.0, 2.0]
 '''
 
 
@@ -192,15 +191,15 @@ omega = [-2.0, 2.0]
 def test_a_held_out_2d_sde_converts_in_one_command_and_passes_verify(tmp_path, capsys):
     """A 2-D SDE the suite has never seen, written here as TOML, converted at small N by the command line and
     judged by verify (the conversion's own verification, on runs its calibration did not use)."""
-    spec = tmp_path / "pendulum.toml"
+    spec = tmp_path / "rotor.toml"
     spec.write_text(HELD_OUT)
-    out = tmp_path / "pendulum_spk.ddm"
+    out = tmp_path / "rotor_spk.ddm"
     code = main(["convert", str(spec), "-n", "300", "-o", str(out), "--quiet"])
     text = capsys.readouterr()
     assert code == 0, text.out + text.err
     conv = LatentRNN.load(out).meta["conversion"]
     assert conv["passed"] and conv["verify"][0]["metrics"]["diffusion"]["passed"]
-    assert (tmp_path / "pendulum_spk_report" / "verify" / "report.json").is_file()
+    assert (tmp_path / "rotor_spk_report" / "verify" / "report.json").is_file()
 
 
 def test_n_grows_to_what_the_spike_noise_needs(tmp_path, monkeypatch):
