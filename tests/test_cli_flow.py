@@ -57,7 +57,7 @@ def test_demo_quick_runs_every_stage_and_passes(tmp_path, capsys):
     rate, spiking = text.split("== spiking")
     assert rate.count("PASSED") == 3 and "skipped" not in rate and "FAILED" not in rate
     # the spiking stage: one command, its verdict in one line, counted in the exit status (0 above)
-    assert "spiking ou_rot: PASS in brian2-cpp, N = 200" in spiking
+    assert "spiking ou: PASS in brian2-cpp, N = 200" in spiking
     for name in ("model.ddm", "attractor.png", "report", "brian2.npz", "brian2-cpp.npz", "report_brian2-cpp",
                  "model_spiking.ddm", "spiking.npz", "report_spiking/summary.md", "report_spiking/verify/report.json"):
         assert (out / name).exists(), name
