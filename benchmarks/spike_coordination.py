@@ -261,51 +261,9 @@ def scn_closed_loop(sde, N, delta, T, *, trials, duration, burn_in, record_dt, r
 
     ``leak_tau`` None: membranes without leak (the error is a perfect integrator).
     """
-    from ddm_neuro.run.target import simulate_sde
-
-    rng = np.random.default_rng(seed)
-    d = sde.dim
-    start = simulate_sde(sde, 1.0, trials=trials, seed=seed + 1000, burn_in=5.0).z[:, -1]
-    D = scn_decoders(N, delta, G, seed=N)
-    thr = 0.5 * (1.0 + cost) * np.sum(D * D, axis=0)
-    dt = min(dt_max, p_spike / (N * rate_guess))
-    n_burn = int(round(burn_in / record_dt))
-    n_rec = int(round(duration / record_dt)) + 1
-    sub = max(1, math.ceil(record_dt * T / dt - 1e-9))
-    dt = record_dt * T / sub
-    h = dt / T
-    a = math.exp(-dt / TAU)
-    lk = 0.0 if leak_tau is None else 1.0 - math.exp(-dt / leak_tau)
-    xh = np.zeros((trials, d))
-    e = start - center                                             # the network builds x_hat up first
-    z = np.empty((trials, n_rec, d))
-    rows = np.arange(trials)
-    spikes = 0
-    sq = math.sqrt(h)
-    t0 = time.perf_counter()
-    for i in range(n_burn + n_rec):
-        if i >= n_burn:
-            z[:, i - n_burn] = xh + center
-        if i == n_rec + n_burn - 1:
-            break
-        for _ in range(sub):
-            zz = xh + center
-            g = sde.diffusion(zz)
-            e += sde.drift(zz) * h + np.einsum("bij,bj->bi", g, rng.standard_normal((trials, g.shape[-1]))) * sq \
-                + (1.0 - a) * xh - lk * e
-            xh *= a
-            V = e @ D - thr
-            j = V.argmax(1)
-            fire = V[rows, j] > 0.0
-            if fire.any():
-                D_f = D[:, j[fire]].T
-                e[fire] -= D_f
-                xh[fire] += D_f
-                if i >= n_burn:
-                    spikes += int(fire.sum())
-    wall = time.perf_counter() - t0
-    rate = spikes / (trials * N * (n_rec - 1) * record_dt * T)
-    return z, {"dt": dt, "h": h, "rate": rate, "wall": wall, "sub": sub}
+    return scn_closed_loop_cmd(sde, sde.drift, N, delta, T, trials=trials, duration=duration, burn_in=burn_in,
+                               record_dt=record_dt, rate_guess=rate_guess, seed=seed, leak_tau=leak_tau,
+                               center=center, G=G, p_spike=p_spike, dt_max=dt_max, cost=cost, cmd_hold=0.0)
 
 
 def closed_loop_row(sde, N, delta, T, args, center, G, rate_target, leak_tau):
@@ -391,11 +349,11 @@ def fitted_command(model):
 
 def scn_closed_loop_cmd(sde, command, N, delta, T, *, trials, duration, burn_in, record_dt, rate_guess, seed,
                         leak_tau, center, G, p_spike=P_SPIKE, dt_max=DT_MAX, cost=0.0, cmd_hold=0.0):
-    """:func:`scn_closed_loop` with any command ``c(x_hat)`` in place of ``sde.drift``, refreshed every
+    """The SCN closed loop with any command ``c(x_hat)`` (:func:`scn_closed_loop`: ``sde.drift``), refreshed every
     ``cmd_hold`` seconds (zero-order hold; 0: every step) and held in between.
 
-    The same state, spike rule, seeds and draw order as :func:`scn_closed_loop`: with
-    ``command = sde.drift`` and ``cmd_hold = 0`` it reproduces it. The target's noise
+    The state, spike rule, seeds and draw order of the oracle runs measured before this function took their
+    place (it reproduced them bit for bit on a short run). The target's noise
     ``g(x_hat)`` is evaluated once when ``sde.additive`` (Lorenz) and with the command
     otherwise. Returns the recorded read-out (trials, n, d) and run facts.
     """
