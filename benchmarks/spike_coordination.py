@@ -266,36 +266,49 @@ def scn_closed_loop(sde, N, delta, T, *, trials, duration, burn_in, record_dt, r
                                center=center, G=G, p_spike=p_spike, dt_max=dt_max, cost=cost, cmd_hold=0.0)
 
 
-def closed_loop_row(sde, N, delta, T, args, center, G, rate_target, leak_tau):
+def closed_run(sde, command, N, delta, T, args, center, G, rate_target, leak_tau, cmd_hold, label):
+    """delta tuned to ``rate_target`` in short pilots (``args.scn_pilots``), then the run as a Trajectory.
+
+    Returns ``(z, info, delta, pilot_wall, traj, finite)``.
+    """
     from ddm_neuro.trajectory import Trajectory
-    from ddm_neuro.verify import verify
 
     common = dict(record_dt=args.record_dt, rate_guess=rate_target, leak_tau=leak_tau, center=center, G=G,
-                  p_spike=args.p_spike, dt_max=args.dt_max, cost=args.cost)
+                  p_spike=args.p_spike, dt_max=args.dt_max, cost=args.cost, cmd_hold=cmd_hold)
     tried, t_pilot, slope = [], 0.0, -1.0
     for _ in range(args.scn_pilots):               # tune delta to the rate in short closed-loop pilots
-        _, info = scn_closed_loop(sde, N, delta, T, trials=args.cl_trials, duration=args.cl_pilot, burn_in=0.2,
-                                  seed=args.seed + 7, **common)
+        _, info = scn_closed_loop_cmd(sde, command, N, delta, T, trials=args.cl_trials, duration=args.cl_pilot,
+                                      burn_in=0.2, seed=args.seed + 7, **common)
         t_pilot += info["wall"]
         tried.append((math.log(delta), math.log(info["rate"])))
         if len(tried) >= 2 and abs(tried[-1][0] - tried[-2][0]) > 1e-9:
             slope = float(np.clip((tried[-1][1] - tried[-2][1]) / (tried[-1][0] - tried[-2][0]), -3.0, -0.5))
         delta = math.exp(tried[-1][0] + np.clip((math.log(rate_target) - tried[-1][1]) / slope, -0.7, 0.7))
-    z, info = scn_closed_loop(sde, N, delta, T, trials=args.cl_trials, duration=args.cl_duration,
-                              burn_in=args.cl_burn, seed=args.seed, **common)
+    z, info = scn_closed_loop_cmd(sde, command, N, delta, T, trials=args.cl_trials, duration=args.cl_duration,
+                                  burn_in=args.cl_burn, seed=args.seed, **common)
     finite = np.isfinite(z).all(axis=(1, 2))
+    neuron = {"name": "scn", "delta": float(delta), "leak_tau": leak_tau}
+    if label is not None:
+        neuron["command"] = label
     meta = {"backend": "scn-numpy", "mode": "spiking", "model_id": None, "system": sde.name,
             "variables": list(sde.variables), "seed": args.seed, "duration": float(args.cl_duration),
             "trials": int(args.cl_trials), "integration_dt": info["h"], "noise": "input",
             "input": None, "n_neurons": int(N), "diverged_trials": [int(i) for i in np.flatnonzero(~finite)],
-            "tau_syn": TAU, "time_scale": T, "mean_rate_hz": info["rate"],
-            "neuron": {"name": "scn", "delta": float(delta), "leak_tau": leak_tau}}
+            "tau_syn": TAU, "time_scale": T, "mean_rate_hz": info["rate"], "neuron": neuron}
     traj = Trajectory(t=np.arange(z.shape[1]) * args.record_dt, z=z, dt=args.record_dt, meta=meta)
+    return z, info, delta, t_pilot, traj, finite
+
+
+def closed_loop_row(sde, N, delta, T, args, center, G, rate_target, leak_tau):
+    from ddm_neuro.verify import verify
+
+    z, info, delta, t_pilot, traj, _ = closed_run(sde, sde.drift, N, delta, T, args, center, G, rate_target,
+                                                  leak_tau, 0.0, None)
     t0 = time.perf_counter()
     rep = verify(sde, traj, seed=args.verify_seed)
     return {"N": N, "delta": delta, "leak_tau": leak_tau, "rate": info["rate"], "dt_ms": info["dt"] * 1e3,
-            "sim_wall": info["wall"], "pilot_wall": t_pilot, "verify_wall": time.perf_counter() - t0, "passed": bool(rep.passed),
-            "report": rep, "traj": traj}
+            "sim_wall": info["wall"], "pilot_wall": t_pilot, "verify_wall": time.perf_counter() - t0,
+            "passed": bool(rep.passed), "report": rep, "traj": traj}
 
 
 # ----------------------------------------------------------------------------- (d) closed loop, fitted drift
@@ -424,31 +437,11 @@ def scn_closed_loop_cmd(sde, command, N, delta, T, *, trials, duration, burn_in,
 
 def fitted_loop_row(sde, N, delta, T, args, center, G, rate_target, command, label, verify_seeds):
     """One closed-loop run of (d): delta tuned in pilots (or given), the run, ``verify`` at each seed."""
-    from ddm_neuro.trajectory import Trajectory
     from ddm_neuro.verify import verify
 
     lt = None if args.cl_leak[0] == 0 else args.cl_leak[0]
-    common = dict(record_dt=args.record_dt, rate_guess=rate_target, leak_tau=lt, center=center, G=G,
-                  p_spike=args.p_spike, dt_max=args.dt_max, cost=args.cost, cmd_hold=args.cmd_hold)
-    tried, t_pilot, slope = [], 0.0, -1.0
-    for _ in range(args.scn_pilots):
-        _, info = scn_closed_loop_cmd(sde, command, N, delta, T, trials=args.cl_trials, duration=args.cl_pilot,
-                                      burn_in=0.2, seed=args.seed + 7, **common)
-        t_pilot += info["wall"]
-        tried.append((math.log(delta), math.log(info["rate"])))
-        if len(tried) >= 2 and abs(tried[-1][0] - tried[-2][0]) > 1e-9:
-            slope = float(np.clip((tried[-1][1] - tried[-2][1]) / (tried[-1][0] - tried[-2][0]), -3.0, -0.5))
-        delta = math.exp(tried[-1][0] + np.clip((math.log(rate_target) - tried[-1][1]) / slope, -0.7, 0.7))
-    z, info = scn_closed_loop_cmd(sde, command, N, delta, T, trials=args.cl_trials, duration=args.cl_duration,
-                                  burn_in=args.cl_burn, seed=args.seed, **common)
-    finite = np.isfinite(z).all(axis=(1, 2))
-    meta = {"backend": "scn-numpy", "mode": "spiking", "model_id": None, "system": sde.name,
-            "variables": list(sde.variables), "seed": args.seed, "duration": float(args.cl_duration),
-            "trials": int(args.cl_trials), "integration_dt": info["h"], "noise": "input",
-            "input": None, "n_neurons": int(N), "diverged_trials": [int(i) for i in np.flatnonzero(~finite)],
-            "tau_syn": TAU, "time_scale": T, "mean_rate_hz": info["rate"],
-            "neuron": {"name": "scn", "delta": float(delta), "leak_tau": lt, "command": label}}
-    traj = Trajectory(t=np.arange(z.shape[1]) * args.record_dt, z=z, dt=args.record_dt, meta=meta)
+    z, info, delta, t_pilot, traj, finite = closed_run(sde, command, N, delta, T, args, center, G, rate_target, lt,
+                                                       args.cmd_hold, label)
     # the command's error on the states this run visited (relative RMS, as the fit's drift_error)
     zs = z[finite].reshape(-1, sde.dim)[::7]
     f = sde.drift(zs)
