@@ -825,6 +825,7 @@ def write_report(result, folder, *, force=False, variables=None):
     """
     from ..fileio import atomic_write
     from ..plots import trajectory_figure
+    from ..verify.report import clean
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -833,7 +834,7 @@ def write_report(result, folder, *, force=False, variables=None):
         fh.write(conversion_summary(result) + "\n")
     files.append(folder / "summary.md")
     with atomic_write(folder / "conversion.json", force=force, mode="w") as fh:
-        json.dump(result.model.meta["conversion"], fh, indent=2, default=_json_default)
+        json.dump(clean(result.model.meta["conversion"]), fh, indent=2)
     files.append(folder / "conversion.json")
     for j, report in enumerate(result.reports):
         files += report.save(folder / ("verify" if j == 0 else f"verify_input{j}"), traj=result.traj if j == 0
@@ -843,11 +844,3 @@ def write_report(result, folder, *, force=False, variables=None):
                           force=force)
         files.append(folder / "run.png")
     return files
-
-
-def _json_default(x):
-    if isinstance(x, np.generic):
-        return x.item()
-    if isinstance(x, np.ndarray):
-        return x.tolist()
-    raise TypeError(f"not JSON: {type(x).__name__}")
