@@ -49,13 +49,12 @@ import sys
 import numpy as np
 
 try:  # inside the package
+    from ..spec import ARRAYS, initial_state, load_spec, save_spec  # noqa: F401 (re-exported)
     from .processes import run_group, terminate_as_interrupt
-except ImportError:  # an exported project: processes.py lies beside this file
+except ImportError:  # an exported project: spec.py and processes.py lie beside this file
     from processes import run_group, terminate_as_interrupt
+    from spec import ARRAYS, initial_state, load_spec, save_spec  # noqa: F401
 
-#: Arrays of a spec, in the file ``model.npz`` of an exported project.
-ARRAYS = ("encoders", "decoders", "readout", "bias", "noise_const", "noise_act", "noise_latent",
-          "input_weights", "center", "scale", "init_states")
 #: Network time (in units of the run's own length) a standalone build is compiled for;
 #: runs stop earlier at ``t_stop`` (a command-line argument).
 MAX_STEPS = 2 ** 40
@@ -71,20 +70,6 @@ class CompileError(RuntimeError):
     """The generated C++ did not compile; carries the compiler's own output."""
 
 
-def save_spec(path, arrays, info):
-    """Write a spec as one ``.npz`` (arrays plus ``info`` as a JSON string; no pickle)."""
-    np.savez(path, **{k: np.asarray(arrays[k], dtype=np.float64) for k in ARRAYS},
-             info=np.array(json.dumps(info)))
-
-
-def load_spec(path):
-    """Read a spec written by :func:`save_spec`: ``(arrays, info)``."""
-    with np.load(path, allow_pickle=False) as data:
-        arrays = {k: np.array(data[k]) for k in ARRAYS}
-        info = json.loads(str(data["info"]))
-    return arrays, info
-
-
 def neuron_code(neuron):
     """Brian2 expressions ``(phi(x), act(x))`` for the neuron model (plain numbers)."""
     name = neuron["name"]
@@ -96,24 +81,6 @@ def neuron_code(neuron):
         per = tr if tr > 0 else 1.0 / float(neuron["max_rates"][1])   # as ddm_neuro.neurons.LIFRate.activity
         return rate, f"({rate})*{per!r}"
     raise NetworkError(f"brian2 export: neuron model {name!r} is not supported (tanh, lif)")
-
-
-def initial_state(arrays, z0, u0=None):
-    """Neuron inputs ``x0`` and input drive ``B u0`` for latent starts ``z0`` (trials, d).
-
-    ``x0 = E (z0 - c) / S + P (b + B u0)`` with ``P = I - E D``: the latent at
-    ``z0`` and everything off the latent subspace at rest. Returns flat arrays
-    (trials * N,) in the network's neuron order (trial-major).
-    """
-    E, D = arrays["encoders"], arrays["readout"]
-    z0 = np.atleast_2d(np.asarray(z0, dtype=np.float64))
-    drive = np.zeros(E.shape[0])
-    if u0 is not None and arrays["input_weights"].shape[1]:
-        drive = arrays["input_weights"] @ np.asarray(u0, dtype=np.float64)
-    rest = arrays["bias"] + drive
-    rest = rest - E @ (D @ rest)
-    x0 = ((z0 - arrays["center"]) / arrays["scale"]) @ E.T + rest
-    return x0.reshape(-1), np.tile(drive, len(z0))
 
 
 def _stop_function():

@@ -15,23 +15,8 @@ from ddm_neuro.run.plan import recording_grid
 from ddm_neuro.run.plan import input_signal, network_steps, start_states
 from ddm_neuro.trajectory import Trajectory
 
+from ..spec import model_spec  # noqa: F401 (re-exported for export/standalone)
 from .network import NetworkError, build_network, build_spiking_network, initial_state, spiking_state
-
-
-def model_spec(model):
-    """The plain ``(arrays, info)`` spec of a LatentRNN (see :mod:`exporters.brian2.network`)."""
-    if model.w_perp is not None:
-        raise DDMError("brian2 export: models with W_perp (off-subspace recurrent weights) are not supported")
-    arrays = {"encoders": model.encoders, "decoders": model.decoders, "readout": model.readout,
-              "bias": model.bias, "noise_const": model.noise_const, "noise_act": model.noise_act,
-              "noise_latent": model.noise_latent,
-              "input_weights": model.input_weights.reshape(model.n_neurons, model.n_inputs),
-              "center": model.center, "scale": model.scale, "init_states": model.init_states}
-    dt, rec = network_steps(model)
-    info = {"tau": float(model.tau), "time_scale": float(model.time_scale), "neuron": model.neuron.to_dict(),
-            "variables": list(model.variables), "inputs": list(model.inputs), "model_id": model.meta.get("model_id"),
-            "sde_name": model.meta.get("sde_name"), "default_dt": dt, "default_record_dt": rec}
-    return {k: np.asarray(v, dtype=np.float64) for k, v in arrays.items()}, info
 
 
 #: Models up to this many neurons get the dense coupling by default (W explicit); larger, factored.

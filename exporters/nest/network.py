@@ -1,0 +1,365 @@
+r"""A trained ddm_neuro rate network as a NEST network; needs only nest and numpy.
+
+This file is the NEST script of an exported project (copied there verbatim as
+``network.py``, beside ``spec.py``), and the same code runs the ``nest`` back
+end, so what is exported is what was tested.
+
+Units: NEST counts time in ms; the model's ``tau`` and ``time_scale`` T are in
+seconds; one SDE time unit is T seconds of network time. ``x`` is dimensionless.
+
+The model (Itô)::
+
+    tau dx = (-x + E K phi(x) + b + B u) dt + E [K diag(sigma(x)) dW + tau L dW']     x: N neuron inputs
+    y = D x,   z = S y + c
+
+with ``phi = tanh`` and private output noise ``sigma_j^2 = noise_const_j +
+noise_act_j act(x_j)`` (seconds).
+
+How NEST carries it (``coupling="factored"``, the default)::
+
+    x  : N  lin_rate_ipn          tau, lambda = 1, mu = b, no noise of their own
+    v  : d  rate_transformer_tanh linear_summation = False:  v_k = sum_j K_kj tanh(x_j)
+    eta: d  lin_rate_ipn          white noise units (see below)
+    y  : d  rate_transformer_lin  y_k = sum_j D_kj x_j, recorded by a multimeter
+    x <- v (weights E), x <- eta (weights E M), x <- u (step_rate_generator, weights B)
+
+All rate connections are instantaneous (``rate_connection_instantaneous``),
+solved by NEST's waveform relaxation with ``wfr_comm_interval`` = one step.
+NEST integrates each rate neuron with the **exponential Euler** step
+``x(s+1) = P1 x(s) + P2 (mu + input(s))``, ``P1 = exp(-h/tau') = 1 - P2``,
+the inputs held over the step. A transformer's output is one step old when a
+neuron reads it, so the factored coupling reads ``K tanh(x(s-1))`` (dense:
+``tanh(x(s))``). Along the latent, where the recurrence cancels the leak, the
+read-out then moves as ``(1 + P2) dy(s+1) = ... `` -- it would run slow by
+``P2 tau / ((1 + P2) h)`` (dense: ``P2 tau / h``), 11 % at ``h = 0.08 tau``.
+The neurons' time constant ``tau'`` is therefore chosen so that the latent
+moves exactly as the Euler step of the torch simulator, ``h f(y)`` plus
+``(h / tau) n`` per step for a coupling input ``tau f(y) + n``
+(:func:`leak_tau`): ``P2 / (1 + P2) = h / tau`` (factored), ``P2 = h / tau``
+(dense). Directions off the latent relax at ``1 / tau'`` instead of
+``1 / tau`` (12 % faster at ``h = 0.08 tau``); they carry no latent signal.
+
+Noise. NEST's rate noise is additive and constant per neuron; this model's is
+correlated through E. The latent noise ``K diag(sigma) dW + tau L dW'`` has
+covariance ``Sigma = K diag(noise_const) K^T + tau^2 L L^T`` per second; it is
+carried exactly by d independent white-noise units ``eta`` (``lin_rate_ipn``
+with ``tau = h / 40``, so each step holds a fresh N(0, 1) sample; their
+carry-over ``exp(-40)`` is below double precision's resolution of 1). Through
+the factored loop's one-step delay a noise input ``n(s)`` alone would give
+latent steps with correlation ``-P2`` from one step to the next (5 % too much
+variance over 5 steps at ``h = 0.08 tau``), so each unit reaches the neurons
+twice: now, with weights ``G = (1 - h/tau) E chol(Sigma) / sqrt(h)``, and one
+step later (a delayed connection) with ``P2 G``. The latent's noise steps are
+then white, with the variance ``h Sigma / tau^2`` of the torch Euler step
+(:func:`noise_weights`). No noise depends on the state, so Itô and
+Stratonovich agree and no conversion arises. A model whose private noise
+depends on the activity (``noise_act != 0``: a state-dependent diffusion)
+cannot be carried: NEST's rate neurons have no multiplicative noise and
+NESTML writes no rate neurons; :func:`check_rate` refuses it rather than run
+a different SDE.
+
+Inputs ``u(t)`` (step grid) come from k ``step_rate_generator`` s; a change of
+``u`` moves ``x`` by ``B du`` within one step (the model's feed-forward path:
+the generator sends ``u + du / P2`` for that step).
+
+Seeds: NEST draws from one stream per virtual process; a seed reproduces a
+run for the same number of threads x ranks.
+
+Distributed runs: the same script runs under ``mpirun``; every rank records
+the read-out units it holds, writes them beside the output, and rank 0 merges
+them (:func:`gather_latent`).
+"""
+from __future__ import annotations
+
+import os
+import resource
+import sys
+import time
+
+import numpy as np
+
+#: NEST time resolution: tics per ms (1 ns), so that any step of the model is carried to 1e-6 ms.
+TICS_PER_MS = 10 ** 6
+#: White-noise units: tau = h / NOISE_TAU_STEPS, so their carry-over exp(-NOISE_TAU_STEPS) vanishes.
+NOISE_TAU_STEPS = 40.0
+FORMAT = "ddm_neuro-nest-project"
+VERSION = 1
+SYN = "rate_connection_instantaneous"
+
+
+class NetworkError(ValueError):
+    """A model feature or setting this NEST network cannot express."""
+
+
+def import_nest():
+    """Import NEST quietly (its banner and info messages off); NetworkError naming the install if absent."""
+    os.environ.setdefault("PYNEST_QUIET", "1")   # no banner
+    try:
+        import nest
+    except ImportError as exc:
+        raise NetworkError(f"NEST is not installed ({exc}); pip install nest-simulator "
+                           "(or ddm_neuro's extra: pip install '.[nest]')") from None
+    try:
+        nest.verbosity = nest.VerbosityLevel.ERROR
+    except AttributeError:  # older PyNEST
+        nest.set_verbosity("M_ERROR")
+    return nest
+
+
+def check_rate(arrays, info, *, coupling, noise, has_input):
+    """Refuse what the NEST rate network cannot carry, with the reason (NetworkError)."""
+    if info["neuron"]["name"] != "tanh":
+        raise NetworkError(f"NEST rate mode carries tanh neurons (rate_transformer_tanh); this model has "
+                           f"{info['neuron']['name']!r} neurons: run it with --mode spiking, or refit with --neuron tanh")
+    if coupling not in ("factored", "dense"):
+        raise NetworkError(f"coupling must be 'factored' or 'dense', got {coupling!r}")
+    if noise and np.any(arrays["noise_act"]):
+        raise NetworkError("this model's noise depends on the activity (noise_act != 0: a state-dependent "
+                           "diffusion); NEST rate neurons carry only constant noise (and NESTML writes no rate "
+                           "neurons), so NEST would run a different SDE: use --backend brian2-cpp or torch, "
+                           "or run noise-free (--no-noise)")
+    if coupling == "dense" and noise and (np.any(arrays["noise_const"]) or np.any(arrays["noise_latent"])):
+        raise NetworkError("dense coupling in NEST carries no noise (its tanh neurons apply tanh to every input); "
+                           "use the factored coupling, or run noise-free")
+    if coupling == "dense" and has_input:
+        raise NetworkError("dense coupling in NEST carries no inputs (its tanh neurons apply tanh to every "
+                           "input); use the factored coupling")
+
+
+def step_ms(dt, info):
+    """The integration step in ms for ``dt`` SDE units, on NEST's tic grid (:data:`TICS_PER_MS`)."""
+    h = round(float(dt) * float(info["time_scale"]) * 1e3 * TICS_PER_MS) / TICS_PER_MS
+    if h <= 0:
+        raise NetworkError(f"dt = {dt} SDE units is below NEST's tic (1e-6 ms)")
+    return h
+
+
+def noise_weights(arrays, info, h_ms, tau_ms):
+    """``(G, P2 G)``, (N, d) each: the white-noise units' weights now and one step later (module docstring)."""
+    tau, h = float(info["tau"]), h_ms * 1e-3
+    K, L, c = arrays["decoders"], arrays["noise_latent"], arrays["noise_const"]
+    sigma = (K * c) @ K.T + tau ** 2 * (L @ L.T)
+    vals, vecs = np.linalg.eigh(0.5 * (sigma + sigma.T))
+    root = vecs * np.sqrt(np.clip(vals, 0.0, None))          # root root^T = Sigma (PSD, possibly singular)
+    G = arrays["encoders"] @ root * ((1 - h / tau) / np.sqrt(h))
+    return G, -np.expm1(-h_ms / tau_ms) * G
+
+
+def leak_tau(info, h_ms, coupling):
+    """The neurons' time constant ``tau'`` in ms: the latent then moves as the Euler step (module docstring).
+
+    Raises NetworkError for a step of ``tau / 2`` or more (the compensation needs ``h`` well below ``tau``).
+    """
+    tau_ms = float(info["tau"]) * 1e3
+    a = h_ms / tau_ms
+    if a >= 0.5:
+        raise NetworkError(f"the step h = {h_ms:g} ms is not below tau / 2 = {tau_ms / 2:g} ms; use a smaller dt")
+    p2 = a / (1 - a) if coupling == "factored" else a
+    return -h_ms / np.log1p(-p2)
+
+
+def setup_kernel(nest, *, h_ms, seed, threads):
+    """Reset NEST and set its step, threads and seed."""
+    nest.ResetKernel()
+    if threads < 1:
+        raise NetworkError(f"threads must be >= 1, got {threads}")
+    nest.set(tics_per_ms=TICS_PER_MS, resolution=h_ms, local_num_threads=int(threads),
+             rng_seed=int(seed) % (2 ** 31 - 2) + 1, use_wfr=True, wfr_comm_interval=h_ms,
+             print_time=False, overwrite_files=True)
+
+
+def build_rate(nest, arrays, info, *, trials, h_ms, record_every, coupling="factored", noise=True,
+               x0, u_steps=None, rng=None):
+    """Create and connect ``trials`` independent copies of the rate network (kernel already set up).
+
+    Parameters
+    ----------
+    nest : module
+    arrays, info : dict
+        The model spec (:mod:`spec`).
+    trials : int
+    h_ms : float
+        The step (:func:`step_ms`).
+    record_every : int
+        Steps per recorded sample.
+    coupling : {"factored", "dense"}
+    noise : bool
+    x0 : array (trials * N,)
+        Start inputs (:func:`spec.initial_state`).
+    u_steps : array (steps, k), optional
+        Inputs on the step grid.
+    rng : numpy Generator
+        Draws the noise units' first samples.
+
+    Returns
+    -------
+    dict
+        ``readout`` (NodeCollection, trial-major d per trial), ``multimeter``, ``neurons``.
+    """
+    E, K, D, b = arrays["encoders"], arrays["decoders"], arrays["readout"], arrays["bias"]
+    N, d = E.shape
+    has_input = u_steps is not None and arrays["input_weights"].shape[1] > 0
+    check_rate(arrays, info, coupling=coupling, noise=noise, has_input=has_input)
+    tau_ms = leak_tau(info, h_ms, coupling)
+    rng = rng or np.random.default_rng(0)
+    noisy = bool(noise and (np.any(arrays["noise_const"]) or np.any(arrays["noise_latent"])))
+    model = "lin_rate_ipn" if coupling == "factored" else "tanh_rate_ipn"
+    neurons = nest.Create(model, trials * N, params={"tau": tau_ms, "lambda": 1.0, "sigma": 0.0,
+                                                      "linear_summation": False})
+    mu = b + (arrays["input_weights"] @ np.asarray(u_steps[0], dtype=float) if has_input else 0.0)
+    neurons.set(mu=np.tile(mu, trials).tolist(), rate=np.asarray(x0, dtype=float).tolist())
+    readout = nest.Create("rate_transformer_lin", trials * d, params={"linear_summation": False})
+    x0 = np.asarray(x0, dtype=float).reshape(trials, N)
+    if coupling == "factored":
+        relays = nest.Create("rate_transformer_tanh", trials * d, params={"linear_summation": False})
+        relays.set(rate=(np.tanh(x0) @ K.T).reshape(-1).tolist())   # the loop's first (one-step-old) value
+    if noisy:
+        now, later = noise_weights(arrays, info, h_ms, tau_ms)
+        white = nest.Create("lin_rate_ipn", trials * d, params={
+            "tau": h_ms / NOISE_TAU_STEPS, "lambda": 1.0, "mu": 0.0, "linear_summation": False,
+            "sigma": float(np.sqrt(2.0 / -np.expm1(-2 * NOISE_TAU_STEPS)))})
+        white.set(rate=rng.standard_normal(trials * d).tolist())
+    for tr in range(trials):
+        pop, out = neurons[tr * N:(tr + 1) * N], readout[tr * d:(tr + 1) * d]
+        if coupling == "factored":
+            rel = relays[tr * d:(tr + 1) * d]
+            nest.Connect(pop, rel, "all_to_all", {"synapse_model": SYN, "weight": K})
+            nest.Connect(rel, pop, "all_to_all", {"synapse_model": SYN, "weight": E})
+        else:
+            nest.Connect(pop, pop, "all_to_all", {"synapse_model": SYN, "weight": E @ K})
+        if noisy:
+            eta = white[tr * d:(tr + 1) * d]
+            nest.Connect(eta, pop, "all_to_all", {"synapse_model": SYN, "weight": now})
+            nest.Connect(eta, pop, "all_to_all", {"synapse_model": "rate_connection_delayed", "weight": later,
+                                                  "delay": h_ms})
+        nest.Connect(pop, out, "all_to_all", {"synapse_model": SYN, "weight": D})
+    if has_input:
+        _connect_inputs(nest, arrays, tau_ms, neurons, trials, h_ms, u_steps)
+    mm = nest.Create("multimeter", params={"record_from": ["rate"], "interval": record_every * h_ms,
+                                           "offset": h_ms})
+    nest.Connect(mm, readout)
+    return {"readout": readout, "multimeter": mm, "neurons": neurons}
+
+
+def _connect_inputs(nest, arrays, tau_ms, neurons, trials, h_ms, u_steps):
+    """k step_rate_generators carrying ``u(s) - u(0)`` and the jump ``B du`` (as ``du / P2`` over one step).
+
+    ``u(0)`` is in the neurons' ``mu`` (:func:`build_rate`). A generator's value set at time ``t``
+    reaches a neuron in step ``t / h + 1`` and NEST sets values only at ``t > 0``, so the
+    generators act from step 2 on; a change of ``u`` at step 1 takes effect one step late.
+    """
+    B = arrays["input_weights"]
+    N, k = B.shape
+    u = np.asarray(u_steps, dtype=float).reshape(len(u_steps), k)
+    p2 = -np.expm1(-h_ms / tau_ms)
+    du = np.diff(u, axis=0, prepend=u[:1])
+    sent = u - u[0] + du / p2
+    if len(u) > 2:
+        sent[2] += du[1] / p2
+    sent = sent[2:]
+    for m in range(k):
+        keep = np.r_[np.any(sent[:1, m] != 0), np.diff(sent[:, m]) != 0]   # only the changes
+        if not keep.any():
+            continue
+        times = (np.flatnonzero(keep) + 1) * h_ms               # value for step s set at (s - 1) h
+        gen = nest.Create("step_rate_generator", params={"amplitude_times": times.tolist(),
+                                                         "amplitude_values": sent[keep, m].tolist()})
+        nest.Connect(gen, neurons, "all_to_all", {"synapse_model": "rate_connection_delayed",
+                                                  "weight": np.tile(B[:, m], trials)[:, None], "delay": h_ms})
+
+
+def local_latent(parts):
+    """This rank's recorded read-out: ``(senders' trial-major index, times in steps, values)``."""
+    ev = parts["multimeter"].get("events")
+    first = parts["readout"][0].global_id
+    return np.asarray(ev["senders"]) - first, np.asarray(ev["times"]), np.asarray(ev["rate"])
+
+
+def assemble(idx, times, values, *, y0, trials, d, n_rec, record_every, h_ms):
+    """``y`` (trials, n_rec, d) from recorded ``(index, time, value)`` rows (all ranks) and the start ``y0``.
+
+    The read-out unit shows ``D x`` one step late: the sample at ``(r * record_every + 1) h`` is
+    ``y(r * record_every * h)``; ``y(0)`` is ``D x0``.
+    """
+    y = np.full((trials, n_rec, d), np.nan)
+    y[:, 0] = np.asarray(y0).reshape(trials, d)
+    r = np.rint((np.asarray(times) / h_ms - 1) / record_every).astype(np.int64)
+    ok = (r >= 1) & (r < n_rec)
+    y[idx[ok] // d, r[ok], idx[ok] % d] = values[ok]
+    return y
+
+
+def simulate_rate(arrays, info, *, trials, dt, n_rec, record_every, x0, seed, threads=1, coupling="factored",
+                  noise=True, u_steps=None, progress=False, scratch=None):
+    """Build, run and read back the rate network; ``(y, stats)`` on rank 0, ``(None, stats)`` elsewhere.
+
+    ``y`` is the latent read-out (trials, n_rec, d) in the network's units
+    (``z = S y + c``); ``stats``: ``h_ms``, ``build_s``, ``run_s``, ``ranks``,
+    ``threads``, ``max_rss_mb`` (this rank's peak memory). Under MPI each rank
+    writes its samples to ``scratch`` (a folder all ranks share) and rank 0
+    merges them.
+    """
+    nest = import_nest()
+    h_ms = step_ms(dt, info)
+    rng = np.random.default_rng(seed)
+    nest_seed = int(rng.integers(1, 2 ** 31 - 2))
+    t0 = time.perf_counter()
+    setup_kernel(nest, h_ms=h_ms, seed=nest_seed, threads=threads)
+    parts = build_rate(nest, arrays, info, trials=trials, h_ms=h_ms, record_every=record_every, coupling=coupling,
+                       noise=noise, x0=x0, u_steps=u_steps, rng=rng)
+    t1 = time.perf_counter()
+    total = ((n_rec - 1) * record_every + 2) * h_ms     # the last sample lands one step after its time
+    _simulate(nest, total, progress)
+    t2 = time.perf_counter()
+    d = arrays["encoders"].shape[1]
+    rows = local_latent(parts)
+    ranks, rank = nest.NumProcesses(), nest.Rank()
+    stats = {"h_ms": h_ms, "build_s": t1 - t0, "run_s": t2 - t1, "ranks": ranks, "threads": int(threads),
+             "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0}
+    if ranks > 1:
+        rows, stats = gather_latent(nest, rows, stats, scratch)
+        if rank != 0:
+            return None, stats
+    y0 = (np.asarray(x0).reshape(trials, -1) @ arrays["readout"].T)
+    y = assemble(*rows, y0=y0, trials=trials, d=d, n_rec=n_rec, record_every=record_every, h_ms=h_ms)
+    return y, stats
+
+
+def _simulate(nest, total_ms, progress):
+    """``nest.Simulate`` in chunks, with a one-line progress display on stderr when ``progress``."""
+    if not progress:
+        nest.Simulate(total_ms)
+        return
+    chunks = 20
+    nest.Prepare()
+    try:
+        t_start = time.perf_counter()
+        done = 0.0
+        for i in range(chunks):
+            step = round(total_ms * (i + 1) / chunks / nest.resolution) * nest.resolution - done
+            if step > 0:
+                nest.Run(step)
+                done += step
+            sys.stderr.write(f"\rnest: {100 * (i + 1) // chunks:3d} %  {time.perf_counter() - t_start:6.1f} s")
+            sys.stderr.flush()
+        sys.stderr.write("\n")
+    finally:
+        nest.Cleanup()
+
+
+def gather_latent(nest, rows, stats, scratch):
+    """Merge every rank's recorded rows on rank 0 through files in ``scratch`` (ranks share a folder)."""
+    if scratch is None:
+        raise NetworkError("a run on several MPI ranks needs a scratch folder shared by the ranks")
+    rank, ranks = nest.Rank(), nest.NumProcesses()
+    mine = os.path.join(scratch, f".ddm_nest_rank{rank}.npz")
+    np.savez(mine, idx=rows[0], times=rows[1], values=rows[2], rss=stats["max_rss_mb"])
+    nest.SyncProcesses()
+    if rank != 0:
+        return None, stats
+    parts = [np.load(os.path.join(scratch, f".ddm_nest_rank{r}.npz")) for r in range(ranks)]
+    rows = tuple(np.concatenate([p[key] for p in parts]) for key in ("idx", "times", "values"))
+    stats = {**stats, "max_rss_mb_per_rank": [float(p["rss"]) for p in parts]}
+    for r in range(ranks):
+        os.unlink(os.path.join(scratch, f".ddm_nest_rank{r}.npz"))
+    return rows, stats
