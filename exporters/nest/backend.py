@@ -41,6 +41,7 @@ def run(plan):
     except NetworkError as exc:
         raise DDMError(f"nest: {exc}") from None
     h = stats["h_ms"] * 1e-3 / model.time_scale
-    return plan.trajectory(y * model.scale + model.center, backend="nest", coupling=coupling,
-                           noise=bool(plan.noise), integration_dt=h, threads=stats["threads"],
+    return plan.trajectory(y * model.scale + model.center, backend="nest", grid=(h, h * plan.n_sub),
+                           coupling=coupling,
+                           noise=bool(plan.noise), threads=stats["threads"],
                            time_scale=model.time_scale, nest_run_s=stats["run_s"])
