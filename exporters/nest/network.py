@@ -168,6 +168,23 @@ def setup_kernel(nest, *, h_ms, seed, threads):
              print_time=False, overwrite_files=True)
 
 
+def set_per_node(nest, nodes, **values):
+    """Set one value per node of a contiguous NodeCollection, on the nodes this process holds.
+
+    Under MPI a rank holds only some nodes and NEST refuses a list for the whole
+    collection; every rank sets its own (all ranks compute the same full arrays).
+    """
+    import warnings
+
+    with warnings.catch_warnings():   # "unsafe" where later calls are collective; here it only sets values
+        warnings.simplefilter("ignore")
+        local = nest.GetLocalNodeCollection(nodes)
+    if len(local) == 0:
+        return
+    idx = np.asarray(local.tolist()) - nodes[0].global_id
+    local.set(**{key: np.asarray(v, dtype=float)[idx].tolist() for key, v in values.items()})
+
+
 def build_rate(nest, arrays, info, *, trials, h_ms, record_every, coupling="factored", noise=True,
                x0, u_steps=None, rng=None):
     """Create and connect ``trials`` independent copies of the rate network (kernel already set up).
@@ -207,18 +224,18 @@ def build_rate(nest, arrays, info, *, trials, h_ms, record_every, coupling="fact
     neurons = nest.Create(model, trials * N, params={"tau": tau_ms, "lambda": 1.0, "sigma": 0.0,
                                                       "linear_summation": False})
     mu = b + (arrays["input_weights"] @ np.asarray(u_steps[0], dtype=float) if has_input else 0.0)
-    neurons.set(mu=np.tile(mu, trials).tolist(), rate=np.asarray(x0, dtype=float).tolist())
+    set_per_node(nest, neurons, mu=np.tile(mu, trials), rate=np.asarray(x0, dtype=float))
     readout = nest.Create("rate_transformer_lin", trials * d, params={"linear_summation": False})
     x0 = np.asarray(x0, dtype=float).reshape(trials, N)
     if coupling == "factored":
         relays = nest.Create("rate_transformer_tanh", trials * d, params={"linear_summation": False})
-        relays.set(rate=(np.tanh(x0) @ K.T).reshape(-1).tolist())   # the loop's first (one-step-old) value
+        set_per_node(nest, relays, rate=(np.tanh(x0) @ K.T).reshape(-1))   # the loop's first (one-step-old) value
     if noisy:
         now, later = noise_weights(arrays, info, h_ms, tau_ms)
         white = nest.Create("lin_rate_ipn", trials * d, params={
             "tau": h_ms / NOISE_TAU_STEPS, "lambda": 1.0, "mu": 0.0, "linear_summation": False,
             "sigma": float(np.sqrt(2.0 / -np.expm1(-2 * NOISE_TAU_STEPS)))})
-        white.set(rate=rng.standard_normal(trials * d).tolist())
+        set_per_node(nest, white, rate=rng.standard_normal(trials * d))
     for tr in range(trials):
         pop, out = neurons[tr * N:(tr + 1) * N], readout[tr * d:(tr + 1) * d]
         if coupling == "factored":
