@@ -180,7 +180,10 @@ def test_nest_refuses_what_it_cannot_carry(tmp_path, small_model, capsys):
     assert not out2.exists()
 
 
-def test_nest_missing_is_named(monkeypatch):
+def test_nest_missing_is_named(monkeypatch, tmp_path, small_model_path, capsys):
     monkeypatch.setitem(sys.modules, "nest", None)
     with pytest.raises(nw.NetworkError, match="pip install nest-simulator"):
         nw.import_nest()
+    out = tmp_path / "x.npz"
+    assert main(["simulate", str(small_model_path), "--backend", "nest", "-o", str(out), "--quiet"]) == 2
+    assert "pip install '.[nest]'" in capsys.readouterr().err and not out.exists()
