@@ -33,7 +33,7 @@ def run(args):
     """``(exit status, wall s, stderr's last line)`` of one ``ddm-neuro`` command."""
     err = io.StringIO()
     t0 = time.perf_counter()
-    with contextlib.redirect_stderr(err):
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
         status = cli(args)
     lines = [line for line in err.getvalue().splitlines() if line.strip()]
     return status, time.perf_counter() - t0, lines[-1] if lines else ""
