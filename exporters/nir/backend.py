@@ -1,11 +1,10 @@
-"""``ddm-neuro simulate --backend norse | snntorch --mode spiking``: export to NIR, run it in the consumer.
+"""``ddm-neuro simulate --backend norse | snntorch | rockpool | spyx --mode spiking``: export to NIR, run it there.
 
 The model is written to a temporary NIR file (:func:`.export.export`; its step
 in seconds is the plan's ``dt`` times the model's time scale when given, else
 1e-4 s; step-matched when the model's ``tau_ref`` is what this consumer's step
-supplies) and run by :func:`.consumers.run_norse` or
-:func:`.consumers.run_snntorch`; the trajectory is the consumer's, with
-``meta["backend"]`` naming it.
+supplies) and run by :func:`.consumers.run_file`; the trajectory is the
+consumer's Output, with ``meta["backend"]`` naming it.
 """
 from __future__ import annotations
 
@@ -17,11 +16,10 @@ from ddm_neuro.run.plan import plan_run
 
 
 def run_consumer(consumer, plan):
-    """Run ``plan`` (spiking mode) as an NIR file in ``consumer`` ("norse" or "snntorch")."""
-    from . import consumers
+    """Run ``plan`` (spiking mode) as an NIR file in ``consumer`` (one of :data:`.consumers.CONSUMERS`)."""
+    from .consumers import run_file
     from .export import SNNTORCH_DT, export, matched_consumer
 
-    runner = {"norse": consumers.run_norse, "snntorch": consumers.run_snntorch}[consumer]
     model = plan.model
     if plan.mode != "spiking":
         raise DDMError(f"backend {consumer!r} runs the spiking network only (use --mode spiking)")
@@ -44,7 +42,7 @@ def run_consumer(consumer, plan):
     with tempfile.TemporaryDirectory(prefix="ddm_nir_") as tmp:
         path = export(model, Path(tmp) / "model.nir", dt=dt, fano=fano, noise=noise, progress=False,
                       step_matched=matched is not None)
-        return runner(path, plan.duration, trials=plan.trials, seed=plan.seed, noise=noise, z0=plan.z0,
+        return run_file(consumer, path, plan.duration, trials=plan.trials, seed=plan.seed, noise=noise, z0=plan.z0,
                       u=plan.u0, record_dt=plan.requested_record_dt, progress=plan.progress)
 
 
@@ -56,6 +54,16 @@ def run_norse(plan):
 def run_snntorch(plan):
     """The ``snntorch`` back end: ``plan`` as an NIR file in snnTorch."""
     return run_consumer("snntorch", plan)
+
+
+def run_rockpool(plan):
+    """The ``rockpool`` back end: ``plan`` as an NIR file in Rockpool."""
+    return run_consumer("rockpool", plan)
+
+
+def run_spyx(plan):
+    """The ``spyx`` back end: ``plan`` as an NIR file in spyx (JAX)."""
+    return run_consumer("spyx", plan)
 
 
 def make_simulate(consumer):

@@ -1,27 +1,40 @@
-r"""Run an exported NIR file in a third-party NIR consumer and read the latent back.
+r"""Run an exported NIR file in a third-party NIR consumer and read the latent from its Output.
 
-* :func:`run_norse` loads the file with Norse's own ``norse.torch.from_nir``
-  (at the file's step ``dt``) and steps the resulting module, a NIRTorch graph
-  executor, with Norse's state.
-* :func:`run_snntorch` converts the nodes with snnTorch's own NIR converter
-  (``snntorch.import_nir``: the recurrent CubaLIF subgraph becomes an
-  ``RSynaptic``, the Affine a ``torch.nn.Linear``) and steps them. snnTorch
-  1.0's ``import_from_nir`` itself cannot build a recurrent graph with the
-  installed NIRTorch 2.6 (``nir_to_torch`` recurses into the subgraph that
-  ``import_from_nir`` creates and fails with ``'GraphModule' object has no
-  attribute 'items'``), and ``RSynaptic`` with ``init_hidden=True`` and
-  ``reset_delay=False`` (what it builds) fails on its first step
-  (``None / Tensor``); so the same converters are called node by node and
-  the neuron keeps its state explicitly (``init_hidden=False``). snnTorch's
-  reset to zero takes effect one step after a spike (``RSynaptic``'s
-  ``reset_mechanism="zero"``), which acts as a refractory period of one step.
+Each consumer builds the file's nodes with its own NIR importer (its own
+neuron models and weights) and the host steps them in the graph's order,
+``input -> affine -> rnn -> readout (+ input_latent) -> latent``; the latent
+node's output is the trajectory. What the host does besides, as the file's
+metadata says: the start state (``latent`` at z0, the synaptic currents of
+``rnn.lif`` at ``init_current @ [z0, 1, u0]``, membrane potentials uniform in
+[0, 1)) and the host noise (a standard normal sample per step on each noise
+channel of ``input``).
 
-Both consumers integrate with forward Euler at ``dt`` (see :mod:`.export` for
-the map). The host's part, done here as the metadata says: the start state
-(synaptic currents ``I0`` at the start latent state, membrane potentials
-uniform in [0, 1)), the noise current added to the input of node ``lif``
-every step, and the latent ``z = readout(I)`` read from the consumer's
-synaptic-current state every ``record_dt``.
+* :func:`run_norse`: Norse 1.1, ``norse.torch.from_nir`` on the nested ``rnn``
+  (recurrence in Norse's graph executor), Norse's converter for the Affines,
+  and Norse's ``LIBoxCell`` for the ``LI`` node (Norse 1.1's ``from_nir`` has no
+  ``LI``: on the whole file it leaves ``latent`` out and returns another node's
+  output). Stepped one step per call.
+* :func:`run_snntorch`: snnTorch 1.0's converters (``snntorch.import_nir``):
+  the nested ``rnn`` becomes an ``RSynaptic``, the Affines ``torch.nn.Linear``;
+  ``LI`` (not in snnTorch's importer) is its ``Leaky`` without reset. Its
+  ``import_from_nir`` cannot build this graph with NIRTorch 2.6. Reset to zero
+  one step after a spike (``RSynaptic``). Stepped one step per call; fixed
+  step 1e-4 s.
+* :func:`run_rockpool`: Rockpool 3.1, ``rockpool.nn.modules.torch.nir``'s node
+  converter (``rnn`` becomes a recurrent ``LIFTorch``, the Affines
+  ``LinearTorch``); its ``LI`` conversion casts ``tau`` to an integer (0 s), so
+  ``LI`` is Rockpool's ``ExpSynTorch`` with the file's ``tau``. Whole
+  sequences per call (one record interval), one trial at a time (Rockpool keeps
+  the state of the first batch element only). Exact exponential decay, reset by
+  subtracting the threshold.
+* :func:`run_spyx`: spyx 1.0 (JAX), ``spyx.nir``'s model builder on the chains
+  ``input -> affine -> rnn`` and ``readout``, ``input_latent`` (``RCuBaLIF``,
+  ``nnx.Linear``); ``LI`` is ``spyx.nn.LI`` (spyx's importer takes ``LI`` only
+  before a ``Threshold``, and follows one chain: the second input of
+  ``latent`` is added by the host). Whole sequences per call in ``lax.scan``;
+  ``dt`` must be given (spyx's default of 1 gives decay factors below 0, which
+  it clips to 0). Reset by subtracting the threshold, at the step after the
+  crossing.
 """
 from __future__ import annotations
 
@@ -36,6 +49,9 @@ from ddm_neuro.run.plan import start_states
 from ddm_neuro.trajectory import Trajectory
 
 from .layout import read_network
+
+#: Consumers (their import names) and where their runner is.
+CONSUMERS = ("norse", "snntorch", "rockpool", "spyx")
 
 
 def _grid(net, duration, dt, record_dt):
@@ -59,85 +75,218 @@ def _grid(net, duration, dt, record_dt):
 
 
 def _inputs(net, u):
-    """Constant input (k,) or None, in the graph's input width."""
-    k = int(net.info["n_inputs"])
+    """Constant input (k,), or zeros without inputs."""
+    k = net.n_inputs
     if u is None:
-        return np.zeros(k), np.zeros(net.n_inputs)
+        return np.zeros(k)
     if not k:
         raise DDMError(f"{net.path}: an input was given, but the network has no inputs")
     u = np.atleast_1d(np.asarray(u, dtype=np.float64))
     if u.shape != (k,) or not np.all(np.isfinite(u)):
         raise DDMError(f"input u must be {k} finite numbers (got shape {u.shape})")
-    return u, u
+    return u
 
 
-def _start(net, trials, seed, z0, u0):
-    rng = np.random.default_rng(seed)
-    z0 = start_states(net, trials, rng, z0)
-    gen = torch.Generator().manual_seed(int(rng.integers(2 ** 62)))
-    return net.initial_current(z0, u0), rng.uniform(0.0, 1.0, (trials, net.n_neurons)), gen
+def _trials(trials):
+    if isinstance(trials, bool) or not isinstance(trials, (int, np.integer)) or trials < 1:
+        raise DDMError(f"trials must be an integer >= 1 (got {trials!r})")
+    return int(trials)
 
 
-class _HostNoise:
-    """Per-step noise current into node ``lif`` (see :mod:`.export`), from the synaptic currents I."""
-
-    def __init__(self, net, trials, gen, enabled, dtype):
-        # recurrent.weight @ (amp * xi) through a rank factorisation of W (W = E K has rank d:
-        # O(N d) per step instead of O(N^2); exact up to rounding)
-        W = np.asarray(net.graph.nodes["recurrent"].weight, dtype=np.float64)
-        self.private = enabled and bool(np.any(net.host_sigma2 > 0) or np.any(net.host_rate_coef != 0))
-        U, sv, Vt = np.linalg.svd(W, full_matrices=False)
-        r = max(1, int(np.sum(sv > 1e-7 * sv[0]))) if sv[0] > 0 else 1
-        self.right = torch.as_tensor(Vt[:r].T * sv[:r], dtype=dtype)   # xi @ right @ left = xi @ W^T
-        self.left = torch.as_tensor(U[:, :r].T, dtype=dtype)
-        self.const = torch.as_tensor(net.host_sigma2 * net.dt, dtype=dtype)
-        self.coef = torch.as_tensor(net.host_rate_coef * net.dt, dtype=dtype) \
-            if np.any(net.host_rate_coef != 0) else None
-        lat = torch.as_tensor(net.host_latent, dtype=dtype)
-        self.latent = lat.T.contiguous() if enabled and bool(torch.any(lat != 0)) else None
-        self.net, self.shape, self.d, self.gen, self.dtype = net, (trials, net.n_neurons), net.dim, gen, dtype
-        self.amp = torch.sqrt(torch.clamp(self.const, min=0.0))
-
-    @property
-    def active(self):
-        return self.private or self.latent is not None
-
-    def __call__(self, current=None):
-        """The current J for this step; ``current`` (trials, N): the synaptic currents I before it."""
-        J = 0.0
-        if self.private:
-            amp = self.amp if self.coef is None else \
-                torch.sqrt(torch.clamp(self.const + self.coef * self.net.rate(current, torch), min=0.0))
-            J = ((amp * torch.randn(self.shape, generator=self.gen, dtype=self.dtype)) @ self.right) @ self.left
-        if self.latent is not None:
-            J = J + torch.randn((self.shape[0], self.d), generator=self.gen, dtype=self.dtype) @ self.latent
-        return J
+def _f32(a):
+    return torch.as_tensor(np.array(a, dtype=np.float32))   # a copy: broadcast views are read-only
 
 
-def _meta(net, backend, version, *, seed, duration, trials, h, noise, u, n_spikes, steps, diverged):
-    info = net.info
-    sim_s = steps * net.dt
-    return {"backend": backend, "mode": "spiking", "consumer_version": version, "nir_file": str(net.path),
-            "model_id": info.get("model_id"), "system": info.get("sde_name"), "variables": info.get("variables"),
-            "seed": seed, "duration": float(duration), "trials": trials, "integration_dt": h,
-            "network_dt_s": net.dt, "noise": "host" if noise else "none", "n_neurons": net.n_neurons,
-            "input": None if u is None else {"times": [0.0], "values": [np.atleast_1d(u).tolist()]},
-            "diverged_trials": diverged, "scheme": "euler (consumer)", "time_scale": net.time_scale,
-            "tau_syn": float(info.get("neuron", {}).get("tau_syn", np.nan)),
-            "mean_rate_hz": n_spikes / (trials * net.n_neurons * sim_s) if sim_s > 0 else 0.0}
+# ------------------------------------------------------------------ the consumers' modules
+class _NorseLI(torch.nn.Module):
+    """NIR ``LI`` in Norse: its ``LIBoxCell`` (the synapse of its CubaLIF) fed ``r`` times the input."""
+
+    def __init__(self, node, dt):
+        import norse.torch.module.leaky_integrator_box as li_box
+
+        super().__init__()
+        self.r = _f32(node.r)
+        self.cell = li_box.LIBoxCell(li_box.LIBoxParameters(tau_mem_inv=1 / _f32(node.tau), v_leak=_f32(node.v_leak)),
+                                     dt=dt)
+
+    def forward(self, x, state=None):
+        return self.cell(self.r * x, state)
 
 
-def _finish(out):
-    diverged = [int(i) for i in np.flatnonzero(~np.isfinite(out).all(axis=(1, 2)))]
-    return diverged
+class _Norse:
+    """Norse 1.1, stepped one step per call."""
+
+    name, whole_sequence = "norse", False
+
+    def __init__(self, net):
+        import norse
+        import norse.torch as nt
+        from norse.torch.utils.import_nir import _import_norse_module
+
+        g, dt = net.graph, net.dt
+        self.version = getattr(norse, "__version__", None)
+        self.rnn = nt.from_nir(g.nodes["rnn"], dt=dt)
+        self.affine, self.readout = (_import_norse_module(g.nodes[n], dt=dt) for n in ("affine", "readout"))
+        self.to_latent = _import_norse_module(g.nodes["input_latent"], dt=dt) if "input_latent" in g.nodes else None
+        self.latent = _NorseLI(g.nodes["latent"], dt)
+        self.N = net.n_neurons
+
+    def start(self, I0, v0, z0):
+        from nirtorch.graph_executor import GraphExecutorState
+        from norse.torch.functional.leaky_integrator_box import LIBoxState
+        from norse.torch.functional.lif_box import LIFBoxFeedForwardState
+
+        self.state = GraphExecutorState(state={"rnn_lif": ((LIBoxState(v=_f32(I0)), LIFBoxFeedForwardState(v=_f32(v0))),)},
+                                        cache={"rnn_recurrent": torch.zeros(len(I0), self.N)})
+        self.lstate = LIBoxState(v=_f32(z0))
+
+    def advance(self, inp):
+        spikes = 0
+        for x in torch.as_tensor(inp):
+            s, self.state = self.rnn(self.affine(x), self.state)
+            y = self.readout(s) + (self.to_latent(x) if self.to_latent is not None else 0.0)
+            z, self.lstate = self.latent(y, self.lstate)
+            spikes += int(s.sum())
+        return z.double().numpy(), spikes
 
 
-def run_norse(path, duration, *, dt=None, record_dt=None, trials=1, seed=None, noise=True, z0=None, u=None,
-              progress=False):
-    """Simulate an exported NIR file in Norse and return the latent trajectory.
+class _SnnTorch:
+    """snnTorch 1.0's NIR converters, stepped one step per call (fixed step 1e-4 s)."""
+
+    name, whole_sequence = "snntorch", False
+
+    def __init__(self, net):
+        import snntorch
+        import snntorch.import_nir as sin
+
+        if not math.isclose(net.dt, 1e-4, rel_tol=1e-9):
+            raise DDMError(f"{net.path}: written for dt = {net.dt:g} s, but snnTorch runs NIR files at its fixed "
+                           "dt = 1e-4 s only; export with dt = 1e-4")
+        g = net.graph
+        self.version = getattr(snntorch, "__version__", None)
+        self.rnn = sin._nir_to_snntorch_module(g.nodes["rnn"], init_hidden=False)
+        self.affine, self.readout = (sin._nir_to_snntorch_module(g.nodes[n]) for n in ("affine", "readout"))
+        self.to_latent = sin._nir_to_snntorch_module(g.nodes["input_latent"]) if "input_latent" in g.nodes else None
+        if not isinstance(self.rnn, snntorch.RSynaptic) or not isinstance(self.affine, torch.nn.Linear):
+            raise DDMError(f"{net.path}: snnTorch did not build an RSynaptic and a Linear from this file "
+                           f"(got {type(self.rnn).__name__}, {type(self.affine).__name__})")
+        li = g.nodes["latent"]
+        self.latent = snntorch.Leaky(beta=float(1 - net.dt / li.tau[0]), threshold=1e30, reset_mechanism="none",
+                                     init_hidden=False, reset_delay=False)
+
+    def start(self, I0, v0, z0):
+        self.syn, self.mem, self.z = _f32(I0), _f32(v0), _f32(z0)
+        self.spk = torch.zeros_like(self.syn)
+
+    def advance(self, inp):
+        spikes = 0
+        for x in torch.as_tensor(inp):
+            self.spk, self.syn, self.mem = self.rnn(self.affine(x), self.spk, self.syn, self.mem)
+            y = self.readout(self.spk) + (self.to_latent(x) if self.to_latent is not None else 0.0)
+            _, self.z = self.latent(y, self.z)
+            spikes += int(self.spk.sum())
+        return self.z.double().numpy(), spikes
+
+
+class _Rockpool:
+    """Rockpool 3.1's NIR converters, whole sequences per call, one trial at a time."""
+
+    name, whole_sequence = "rockpool", True
+
+    def __init__(self, net):
+        import rockpool
+        from rockpool.nn.modules.torch import ExpSynTorch
+        from rockpool.nn.modules.torch.nir import _convert_nir_to_rockpool_torch as convert
+
+        g = net.graph
+        self.version = getattr(rockpool, "__version__", None)
+        self.rnn = convert(g.nodes["rnn"])
+        self.affine, self.readout = convert(g.nodes["affine"]), convert(g.nodes["readout"])
+        self.to_latent = convert(g.nodes["input_latent"]) if "input_latent" in g.nodes else None
+        li = g.nodes["latent"]
+        self.latent = ExpSynTorch(shape=(int(li.tau.size),), tau=_f32(li.tau), dt=float(np.min(li.tau / (1 + li.r))))
+        self.latent.to_torch()
+
+    def start(self, I0, v0, z0):
+        self.states = [dict(isyn=_f32(I0[i])[:, None], vmem=_f32(v0[i]), spikes=torch.zeros(len(v0[i])),
+                            z=_f32(z0[i])) for i in range(len(I0))]
+
+    def advance(self, inp):
+        inp = torch.as_tensor(inp)
+        zs, spikes = [], 0
+        with torch.no_grad():
+            for i, st in enumerate(self.states):
+                self.rnn.isyn, self.rnn.vmem, self.rnn.spikes, self.latent.isyn = \
+                    st["isyn"], st["vmem"], st["spikes"], st["z"]
+                x = inp[:, i][None]                                  # (1, steps, width)
+                s = self.rnn(self.affine(x))
+                y = self.readout(s) + (self.to_latent(x) if self.to_latent is not None else 0.0)
+                z = self.latent(y)
+                st.update(isyn=self.rnn.isyn, vmem=self.rnn.vmem, spikes=self.rnn.spikes, z=self.latent.isyn)
+                zs.append(z[0, -1])
+                spikes += int(s.sum())
+        return torch.stack(zs).double().numpy(), spikes
+
+
+class _Spyx:
+    """spyx 1.0 (JAX, CPU), whole sequences per call in ``jax.lax.scan``."""
+
+    name, whole_sequence = "spyx", True
+
+    def __init__(self, net):
+        import jax
+        import nir
+        import spyx
+        import spyx.nir as snir
+        from flax import nnx
+
+        g, dt, N = net.graph, net.dt, net.n_neurons
+        self.version = getattr(spyx, "__version__", None)
+        self.jnp = jax.numpy
+
+        def chain(names, n_out):
+            nodes = {"input": nir.Input(np.array([np.shape(g.nodes[names[0]].weight)[1]])),
+                     "output": nir.Output(np.array([n_out])), **{n: g.nodes[n] for n in names}}
+            seq = ["input", *names, "output"]
+            return snir._build_model(nir.NIRGraph(nodes=nodes, edges=list(zip(seq[:-1], seq[1:])), type_check=False),
+                                     dt, nnx.Rngs(0))
+
+        self.front = chain(["affine", "rnn"], N)                    # nnx.Linear, RCuBaLIF
+        readout = chain(["readout"], net.dim).layers[0]
+        to_latent = chain(["input_latent"], net.dim).layers[0] if "input_latent" in g.nodes else None
+        li = spyx.nn.LI((net.dim,), beta=float(1 - dt / g.nodes["latent"].tau[0]), rngs=nnx.Rngs(0))
+        front = self.front
+
+        def body(carry, x):
+            fs, z = carry
+            s, fs = front(x, fs)
+            y = readout(s) + (to_latent(x) if to_latent is not None else 0.0)
+            z, _ = li(y, z)
+            return (fs, z), s.sum()
+
+        self.scan = jax.jit(lambda carry, xs: jax.lax.scan(body, carry, xs))
+
+    def start(self, I0, v0, z0):
+        jnp = self.jnp
+        self.carry = ([None, jnp.asarray(np.concatenate([v0, I0], axis=1), dtype=jnp.float32)],
+                      jnp.asarray(z0, dtype=jnp.float32))
+
+    def advance(self, inp):
+        self.carry, counts = self.scan(self.carry, self.jnp.asarray(inp))
+        return np.asarray(self.carry[1], dtype=np.float64), int(np.asarray(counts).sum())
+
+
+_CLASSES = {"norse": _Norse, "snntorch": _SnnTorch, "rockpool": _Rockpool, "spyx": _Spyx}
+
+
+# ------------------------------------------------------------------ the host
+def run_file(consumer, path, duration, *, dt=None, record_dt=None, trials=1, seed=None, noise=True, z0=None, u=None,
+             progress=False):
+    """Simulate an exported NIR file in ``consumer`` and return the latent trajectory (its Output).
 
     Parameters
     ----------
+    consumer : {"norse", "snntorch", "rockpool", "spyx"}
     path : str or Path
         NIR file written by ``ddm-neuro export --format nir``.
     duration : float
@@ -149,7 +298,7 @@ def run_norse(path, duration, *, dt=None, record_dt=None, trials=1, seed=None, n
     trials : int
     seed : int, optional
     noise : bool
-        Add the host noise the file's metadata asks for (False: spikes only).
+        Feed standard normal samples to the file's noise channels (False: zeros, the noise-free network).
     z0 : array (d,) or (trials, d), optional
         Start states (default drawn from the file's start states).
     u : array (k,), optional
@@ -159,143 +308,68 @@ def run_norse(path, duration, *, dt=None, record_dt=None, trials=1, seed=None, n
     Returns
     -------
     Trajectory
-        ``meta["backend"] = "norse"``, ``meta["integration_dt"]`` the step in SDE units.
+        ``meta["backend"]`` the consumer, ``meta["integration_dt"]`` the step in SDE units,
+        ``meta["mean_rate_hz"]`` the mean firing rate.
 
     Raises
     ------
     DDMError
-        A file of another structure (:func:`.layout.read_network`), another ``dt``, bad options.
+        An unknown consumer, a file of another structure (:func:`.layout.read_network`), another
+        ``dt``, bad options.
     """
-    import norse
-    import norse.torch as nt
-
+    if consumer not in _CLASSES:
+        raise DDMError(f"unknown NIR consumer {consumer!r} (known: {', '.join(CONSUMERS)})")
     net = read_network(path)
     trials = _trials(trials)
     n_rec, record_dt, n_sub, h = _grid(net, duration, dt, record_dt)
-    u_model, u_graph = _inputs(net, u)
-    I0, v0, gen = _start(net, trials, seed, z0, u_model if u is not None else None)
-    module = nt.from_nir(net.graph, dt=net.dt)
-    lif = getattr(module, "lif", None)
-    if lif is None or not hasattr(lif, "synapse"):
-        raise DDMError(f"{net.path}: Norse built no CubaLIF module 'lif' from this file")
-    dtype = torch.float32
-    host = _HostNoise(net, trials, gen, noise, dtype)
-    current = {"J": None}
-
-    def add_noise(mod, args):                     # the host's noise current, into the input of 'lif'
-        if current["J"] is None:
-            return None
-        return (args[0] + current["J"],) + tuple(args[1:])
-
-    handle = lif.register_forward_pre_hook(add_noise)
-    from nirtorch.graph_executor import GraphExecutorState
-    from norse.torch.functional.leaky_integrator_box import LIBoxState
-    from norse.torch.functional.lif_box import LIFBoxFeedForwardState
-
-    t = lambda a: torch.as_tensor(np.array(a), dtype=dtype)  # noqa: E731  (a copy: broadcast views are read-only)
-    state = GraphExecutorState(state={"lif": ((LIBoxState(v=t(I0)), LIFBoxFeedForwardState(v=t(v0))),)},
-                               cache={"recurrent": torch.zeros(trials, net.n_neurons, dtype=dtype)})
-    x_in = t(np.broadcast_to(u_graph, (trials, net.n_inputs)))
+    u_model = _inputs(net, u)
+    sim = _CLASSES[consumer](net)
+    rng = np.random.default_rng(seed)
+    z_start = start_states(net, trials, rng, z0)
+    gen = torch.Generator().manual_seed(int(rng.integers(2 ** 62)))
+    v0 = rng.uniform(0.0, 1.0, (trials, net.n_neurons))
+    sim.start(net.initial_current(z_start, u_model if u is not None else None), v0, z_start)
+    add_noise = bool(noise) and net.n_noise > 0
     out = np.empty((trials, n_rec, net.dim))
-    out[:, 0] = net.readout(I0)
-    n_spikes, steps = 0, 0
-    bar = tqdm(total=n_rec - 1, desc="norse", disable=not progress, unit="sample")
+    out[:, 0] = z_start
+    n_spikes = 0
+    bar = tqdm(total=n_rec - 1, desc=consumer, disable=not progress, unit="sample")
     try:
         with torch.no_grad():
             for r in range(1, n_rec):
-                for _ in range(n_sub):
-                    current["J"] = host(state.state["lif"][0][0].v) if host.active else None
-                    _, state = module(x_in, state)
-                    n_spikes += int(state.cache["lif"].sum())
-                    steps += 1
-                I = state.state["lif"][0][0].v
-                out[:, r] = net.readout(I.double().numpy())
+                xi = torch.randn((n_sub, trials, net.n_noise), generator=gen) if add_noise else \
+                    torch.zeros((n_sub, trials, net.n_noise))
+                inp = net.graph_input(u_model, xi.numpy()).astype(np.float32)
+                out[:, r], spikes = sim.advance(inp)
+                n_spikes += spikes
                 if not np.isfinite(out[:, r]).any():
                     out[:, r + 1:] = np.nan
                     break
                 bar.update()
     finally:
-        handle.remove()
         bar.close()
-    meta = _meta(net, "norse", norse.__version__ if hasattr(norse, "__version__") else None, seed=seed,
-                 duration=duration, trials=trials, h=h, noise=noise, u=u, n_spikes=n_spikes, steps=steps,
-                 diverged=_finish(out))
+    steps = (n_rec - 1) * n_sub
+    diverged = [int(i) for i in np.flatnonzero(~np.isfinite(out).all(axis=(1, 2)))]
+    info = net.info
+    meta = {"backend": consumer, "mode": "spiking", "consumer_version": sim.version, "nir_file": str(net.path),
+            "model_id": info.get("model_id"), "system": info.get("sde_name"), "variables": info.get("variables"),
+            "seed": seed, "duration": float(duration), "trials": trials, "integration_dt": h,
+            "network_dt_s": net.dt, "noise": "host" if add_noise else "none", "n_neurons": net.n_neurons,
+            "input": None if u is None else {"times": [0.0], "values": [np.atleast_1d(u).tolist()]},
+            "diverged_trials": diverged, "scheme": f"{consumer}'s own step ({'whole sequences' if sim.whole_sequence else 'one step per call'})",
+            "time_scale": net.time_scale, "tau_syn": float(info.get("neuron", {}).get("tau_syn", np.nan)),
+            "mean_rate_hz": n_spikes / (trials * net.n_neurons * steps * net.dt) if steps else 0.0}
     return Trajectory(t=np.arange(n_rec) * record_dt, z=out, dt=record_dt, meta=meta)
 
 
-def run_snntorch(path, duration, *, dt=None, record_dt=None, trials=1, seed=None, noise=True, z0=None, u=None,
-                 progress=False):
-    """Simulate an exported NIR file with snnTorch's NIR converters and return the latent trajectory.
+def _runner(consumer):
+    def run(path, duration, **kwargs):
+        return run_file(consumer, path, duration, **kwargs)
 
-    Parameters are those of :func:`run_norse`; snnTorch runs only files written
-    for ``dt = 1e-4`` s (its fixed step). See the module docstring for why the
-    nodes are converted one by one rather than by ``import_from_nir``.
-
-    Returns
-    -------
-    Trajectory
-        ``meta["backend"] = "snntorch"``.
-
-    Raises
-    ------
-    DDMError
-        As :func:`run_norse`; also a file written for a step other than 1e-4 s.
-    """
-    import nir
-    import snntorch
-    import snntorch.import_nir as sin
-
-    net = read_network(path)
-    if not math.isclose(net.dt, 1e-4, rel_tol=1e-9):
-        raise DDMError(f"{net.path}: written for dt = {net.dt:g} s, but snnTorch runs NIR files at its fixed "
-                       "dt = 1e-4 s only; export with dt = 1e-4")
-    trials = _trials(trials)
-    n_rec, record_dt, n_sub, h = _grid(net, duration, dt, record_dt)
-    u_model, u_graph = _inputs(net, u)
-    I0, v0, gen = _start(net, trials, seed, z0, u_model if u is not None else None)
-    g = net.graph
-    sub = nir.NIRGraph(nodes={"lif": g.nodes["lif"], "recurrent": g.nodes["recurrent"],
-                              "lif.input": nir.Input(g.nodes["lif"].input_type),
-                              "lif.output": nir.Output(g.nodes["lif"].output_type)},
-                       edges=[("lif.input", "lif"), ("lif", "recurrent"), ("recurrent", "lif"),
-                              ("lif", "lif.output")])
-    neuron = sin._nir_to_snntorch_module(sub, init_hidden=False)
-    affine = sin._nir_to_snntorch_module(g.nodes["affine"], init_hidden=False)
-    if not isinstance(neuron, snntorch.RSynaptic) or not isinstance(affine, torch.nn.Linear):
-        raise DDMError(f"{net.path}: snnTorch did not build an RSynaptic and a Linear from this file "
-                       f"(got {type(neuron).__name__}, {type(affine).__name__})")
-    dtype = torch.float32
-    host = _HostNoise(net, trials, gen, noise, dtype)
-    t = lambda a: torch.as_tensor(np.array(a), dtype=dtype)  # noqa: E731  (a copy: broadcast views are read-only)
-    syn, mem = t(I0), t(v0)
-    spk = torch.zeros(trials, net.n_neurons, dtype=dtype)
-    x_in = t(np.broadcast_to(u_graph, (trials, net.n_inputs)))
-    out = np.empty((trials, n_rec, net.dim))
-    out[:, 0] = net.readout(I0)
-    n_spikes, steps = 0, 0
-    bar = tqdm(total=n_rec - 1, desc="snntorch", disable=not progress, unit="sample")
-    with torch.no_grad():
-        drive = affine(x_in)
-        try:
-            for r in range(1, n_rec):
-                for _ in range(n_sub):
-                    cur = drive + host(syn) if host.active else drive
-                    spk, syn, mem = neuron(cur, spk, syn, mem)
-                    n_spikes += int(spk.sum())
-                    steps += 1
-                out[:, r] = net.readout(syn.double().numpy())
-                if not np.isfinite(out[:, r]).any():
-                    out[:, r + 1:] = np.nan
-                    break
-                bar.update()
-        finally:
-            bar.close()
-    meta = _meta(net, "snntorch", getattr(snntorch, "__version__", None), seed=seed, duration=duration,
-                 trials=trials, h=h, noise=noise, u=u, n_spikes=n_spikes, steps=steps, diverged=_finish(out))
-    return Trajectory(t=np.arange(n_rec) * record_dt, z=out, dt=record_dt, meta=meta)
+    run.__name__ = f"run_{consumer}"
+    run.__doc__ = (f"Simulate an exported NIR file in {consumer} and return the latent trajectory "
+                   f"(the keywords of :func:`run_file`).")
+    return run
 
 
-def _trials(trials):
-    if isinstance(trials, bool) or not isinstance(trials, (int, np.integer)) or trials < 1:
-        raise DDMError(f"trials must be an integer >= 1 (got {trials!r})")
-    return int(trials)
+run_norse, run_snntorch, run_rockpool, run_spyx = (_runner(c) for c in CONSUMERS)

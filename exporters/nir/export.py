@@ -1,93 +1,71 @@
-r"""``ddm-neuro export --format nir --mode spiking``: the LIF spiking network as an NIR graph.
+r"""``ddm-neuro export --format nir``: the LIF spiking network as an NIR graph whose Output is the latent.
 
 The network (:mod:`ddm_neuro.spiking`), in seconds, with normalised LIF neurons
 (threshold 1, reset 0, **no refractory period**)::
 
-    tau   dx/dt = -x + W s(t) + b + B u(t)        s_j(t) = sum_k delta(t - t_j^k),  W = E K
+    tau   dx/dt = -x + W s(t) + b + B u(t) + noise     s_j(t) = sum_k delta(t - t_j^k),  W = E K
     tau_m dv/dt = x - v,       v >= 1: spike, v <- 0
     z = S D x + c
 
-NIR 1.0's ``CubaLIF`` (``nir/ir/neuron.py``) is, for input ``S``::
+**The graph** (NIR 1.0, read by nir 1.0.4 to 1.0.8)::
 
-    tau_syn dI/dt = -I + w_in S
-    tau_mem dv/dt = (v_leak - v) + r I,        v > v_threshold: spike, v <- v_reset
+    input --> affine --> rnn --> readout --> latent --> output
+      '-----> input_latent ------------------^
 
-**Time convention (the trap).** Times are in seconds. The consumers
-integrate these equations with forward Euler at a fixed step ``dt`` and treat a
-spike as the value 1 for one step (a pulse of area ``dt``, not a delta of area
-1). Norse 1.1 (``from_nir(graph, dt=...)``, default 1 ms) computes per step::
+* ``input`` (``Input``, k + m channels): the model's k inputs u, then m = d
+  channels of host noise (standard normal samples, one per step; absent in a
+  noise-free file); a model without inputs and noise gets one channel (feed 0).
+* ``rnn`` is a nested ``NIRGraph`` holding the recurrence, the form that
+  NIR's recurrent examples and the consumers' importers recognise
+  (``rnn.input -> rnn.lif``, ``rnn.lif <-> rnn.recurrent``,
+  ``rnn.lif -> rnn.output``): a ``CubaLIF`` and a ``Linear``.
+* ``readout`` (``Affine``) and ``latent`` (``LI``, d units, the synapses'
+  time constant) filter the spikes as the synapses do, so **the Output is the
+  latent z** in SDE coordinates: ``output = consumer(file)(u, noise)``.
+  ``input_latent`` (``Affine``) carries the inputs' and the noise's direct
+  share of the latent.
 
-    I <- I + dt/tau_syn (-I + w_in S),   v <- v + dt/tau_mem (v_leak - v + r I),
-    spike if v > v_threshold, then v <- v_reset in the same step,
+**Time convention.** Times are in seconds. The consumers step the graph at
+a fixed step ``dt``, a spike being the value 1 for one step; each leaky node
+decays by ``1 - dt/tau`` per step and adds its input (Norse's Euler step of
+NIR's equations; snnTorch, Rockpool and spyx decay and add natively). The
+file is written **for one step dt** (default 1e-4 s; ``metadata["dt"]``)
+with ``r = tau_mem/dt`` and ``w_in = tau_syn/dt`` in ``rnn.lif`` and
+``r = tau/dt`` in ``latent``, so that per step::
 
-and snnTorch 1.0 (``import_from_nir``, ``RSynaptic``) fixes ``dt = 1e-4`` s,
-requires ``r = tau_mem/dt`` and computes ``I <- (1 - dt/tau_syn) I + S'``,
-``v <- (1 - dt/tau_mem) v + I`` with ``S' = w_in dt/tau_syn S`` (it refuses
-other ``r``; other ``w_in`` it folds into the threshold; its reset to zero
-takes effect one step after the spike, like a refractory period of one step).
-A file is therefore
-written **for one step dt** (default 1e-4 s, the only one snnTorch runs;
-``metadata["dt"]``), with::
+    I <- (1 - a_s) I + affine + recurrent(s_prev)        I = a_m x   (a_s = dt/tau_syn, a_m = dt/tau_mem)
+    v <- (1 - a_m) v + I,   v > 1: spike
+    y <- (1 - a_s) y + readout(s) + input_latent(u, xi)  y = z
 
-    r = tau_m/dt,  w_in = tau/dt     so that per step   I <- (1 - dt/tau) I + S,   v <- (1 - dt/tau_m) v + I
+with ``affine = a_m a_s (B u + b) + a_m E G sqrt(dt) xi``, ``recurrent = W a_m/tau``,
+``readout = S K / tau`` (a spike moves the latent by ``S K_j / tau``, as ``W_j/tau`` moves x) with
+bias ``a_s (S D b + c)``, ``input_latent = [a_s S D B | S G sqrt(dt)]``. ``xi`` are the d noise
+channels and ``G`` (d x d) the factor ``G G^T = K diag(s2) K^T / tau^2 + L L^T`` of the host's share
+of the latent noise (per network second): ``s2`` is the model's private output-noise intensity minus
+what the spikes supply (``F r``, averaged over the model's start states, clipped at 0; ``fano=1``
+counts Poisson-like spikes, what they look like at lags shorter than an inter-spike interval, where
+the verifier measures the diffusion; ``fano="regular"`` counts regular firing over one SDE time
+unit, :func:`ddm_neuro.spiking.noise.regular_fano`). Activity-dependent private noise is written at
+its mean over the start states (a file's noise does not depend on the state; the metadata says so).
 
-in both consumers, and ``I = (dt/tau_m) x``. Then ``x`` steps as
-``x <- (1 - dt/tau) x + (dt/tau)(b + B u) + W s/tau`` (a spike moves ``x`` by
-``W[:, j]/tau``, as in the model) and ``v`` as the Euler step of
-``tau_m dv/dt = x - v``, if the nodes feeding ``lif`` carry::
+**Reset rule.** The file leaves ``v_reset`` out (nir 1.0.4 has no such field). nir >= 1.0.5 reads
+that as ``v_reset = 0``, reset to zero, which Norse's ``from_nir`` and snnTorch apply; nir 1.0.4's
+CubaLIF, Rockpool and spyx subtract the threshold. The model resets to 0 at the exact crossing;
+in a step of 0.1 ms the two rules differ by the overshoot above threshold, a rate difference of a few
+per cent at most (``benchmarks/RESULTS_nir.md``, per consumer).
 
-    affine:     weight = B dt^2/(tau_m tau),  bias = b dt^2/(tau_m tau)     (input u; a model without
-                inputs gets one input channel with zero weight: feed 0)
-    recurrent:  weight = W dt/(tau_m tau)                                    (spikes of the previous step)
-    readout:    weight = S D tau_m/dt,  bias = c                            z = readout(I)
+**Matching the step (``step_matched=True``).** Euler's threshold test at the end of a step loses half
+a step per interval (Norse; snnTorch's reset one step late loses a step more). ``step_matched``
+writes for the discretisation: the model is fitted with ``tau_ref = dt/2`` (Norse) or ``3 dt/2``
+(snnTorch), which the step supplies (no refractory period is written), and the file's time
+constants are ``dt/(1 - exp(-dt/tau))``, so each Euler step decays exactly; ``a_s``, ``a_m`` above
+are the file's.
 
-``tau_syn = tau`` and ``tau_mem = tau_m`` are the model's own; the continuous
-equations above hold with spikes read as pulses of height 1 and width
-``dt``. NIR edges carry spikes, but the **read-out acts on the synaptic current**
-``I`` of node ``lif`` (the state every consumer keeps): ``z = c + S D x``.
-Euler at ``dt`` against the exact integration of :mod:`ddm_neuro.spiking`
-shifts the rates by O(r dt) (spike times are rounded up to the step): at
-dt = 0.1 ms by -0.86 % on average over 50-400 Hz in Norse and -3.0 % in
-snnTorch (``benchmarks/nir_roundtrip.py --rate-curve``).
-
-**Matching the step (``step_matched=True``).** The consumers' Euler step biases
-the rate curve: the threshold is tested at the end of a step and the membrane
-restarts from 0 there, losing half a step per interval on average (Norse;
-snnTorch's late reset loses a step more), and ``1 - dt/tau_m`` decays faster
-than ``exp(-dt/tau_m)``. Where the drift is a small difference of large
-terms (Lorenz: ``T/tau`` ~ 28), a rate bias of ``r dt/2`` becomes a drift bias of
-several per cent. ``step_matched`` writes for the discretisation instead: the
-model is fitted with ``tau_ref = dt/2`` (Norse) or ``3 dt/2`` (snnTorch), which the
-step supplies (no refractory period is written), and the file's time constants
-are ``dt/(1 - exp(-dt/tau))``, so each Euler step decays exactly; then the mean
-inter-spike interval is the fitted ``tau_ref + tau_m log(1 + 1/(x - 1))``. The
-weights follow with ``dt/tau_m`` replaced by ``a_m = dt/tau_mem`` (file), ``dt/tau``
-in the affine by ``a_s = dt/tau_syn``; spikes still move ``x`` by ``W/tau``.
-
-**Noise.** NIR has no noise primitive. The metadata says what the host must
-add, as a current into the input of ``lif``, at every step::
-
-    J = recurrent.weight @ (sqrt(sigma2 dt) xi) + sqrt(dt) (dt/tau_m) E L xi',   xi ~ N(0, I_N), xi' ~ N(0, I_d)
-
-``sigma2 = max(host_noise_sigma2 + host_noise_rate_coef * phi(x), 0)`` (Hz, per
-neuron, at the neuron's input ``x = I/current_scale``, ``phi`` the fitted rate
-curve) is the model's private output-noise intensity ``noise_const +
-noise_act tau_ref phi(x)`` minus what the spikes supply (``F r``, averaged over
-the model's start states; ``fano=1`` (default, as :func:`ddm_neuro.spiking.simulator.simulate_spiking`)
-counts Poisson-like spikes, which is what they look like at lags shorter than an
-inter-spike interval, where the verifier measures the diffusion; ``fano="regular"``
-counts regular firing over one SDE time unit, :func:`ddm_neuro.spiking.noise.regular_fano`,
-far less: on the double well it left the diffusion ~2 % too high, measured by
-``benchmarks/nir_roundtrip.py``); with
-``tau_ref = 0`` the rate term vanishes and the intensity is constant;
-``host_noise_latent`` is ``sqrt(dt)(dt/tau_m) E L`` premultiplied, (N, d). The
-first term is exactly a fractional spike count ``sqrt(sigma2 dt) xi`` sent
-through the recurrent weights, i.e. the model's output noise ``eta``.
-
-The graph's metadata also holds the format version, the time convention, the
-neuron and the dropped refractory period, the SDE spec, the read-out mapping,
-the time scale ``T`` (seconds of network time per SDE time unit) and the
-start states, as ``metadata["ddm_neuro"]`` (a JSON string) plus flat keys.
+The graph's metadata (NIR graph metadata; node metadata is left out, nir 1.0.4 has none on
+``Linear``, ``Input``, ``Output``) holds the format version, the NIR versions the file is read with,
+the time convention, the neuron, the reset rule, the SDE spec, the time scale ``T``, the start states
+and ``init_current`` (the synaptic currents at a latent state), as ``metadata["ddm_neuro"]`` (JSON)
+plus flat keys.
 """
 from __future__ import annotations
 
@@ -102,15 +80,27 @@ from ddm_neuro.run.plan import network_steps
 from ddm_neuro.spiking.noise import regular_fano
 
 #: Version of the layout below; readers refuse other versions.
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 #: snnTorch 1.0's fixed step (``snntorch/import_nir.py``): the default export step.
 SNNTORCH_DT = 1e-4
-#: Node names and NIR types of the exported graph.
-NODES = {"input": "Input", "affine": "Affine", "lif": "CubaLIF", "recurrent": "Linear",
-         "readout": "Affine", "output": "Output"}
-EDGES = [("input", "affine"), ("affine", "lif"), ("lif", "recurrent"), ("recurrent", "lif"),
-         ("lif", "readout"), ("readout", "output")]
-
+#: NIR versions whose readers open the files (tested: ``tests/test_nir_compat.py``).
+NIR_VERSIONS = "nir >= 1.0.4 (read with 1.0.4 and 1.0.8)"
+#: Top-level nodes and NIR types (``input_latent`` only where inputs or noise reach the latent).
+NODES = {"input": "Input", "affine": "Affine", "rnn": "NIRGraph", "readout": "Affine", "latent": "LI",
+         "input_latent": "Affine", "output": "Output"}
+#: Nodes of the nested recurrent graph ``rnn``.
+RNN_NODES = {"rnn.input": "Input", "rnn.lif": "CubaLIF", "rnn.recurrent": "Linear", "rnn.output": "Output"}
+#: The chain first (importers that follow one edge per node read it), then the latent's second input.
+EDGES = [("input", "affine"), ("affine", "rnn"), ("rnn", "readout"), ("readout", "latent"), ("latent", "output"),
+         ("input", "input_latent"), ("input_latent", "latent")]
+RNN_EDGES = [("rnn.input", "rnn.lif"), ("rnn.lif", "rnn.recurrent"), ("rnn.recurrent", "rnn.lif"),
+             ("rnn.lif", "rnn.output")]
+#: The reset rule of each consumer for a file without ``v_reset``.
+RESET_RULES = {"norse": "reset to 0 (from_nir's reset_value; reset_method=reset_subtract for nir 1.0.4's rule)",
+               "snntorch": "reset to 0, one step after the spike (RSynaptic reset_mechanism='zero')",
+               "rockpool": "subtract the threshold (LIFTorch)",
+               "spyx": "subtract the threshold, at the step after the crossing (RCuBaLIF)",
+               "nir 1.0.4": "subtract the threshold", "nir >= 1.0.5": "reset to v_reset, default 0"}
 
 #: ``tau_ref`` (in steps) that the consumers' discretisation supplies: Norse's threshold test at the end of
 #: a step loses half a step per interval on average; snnTorch's reset one step late loses a step more.
@@ -124,6 +114,13 @@ def matched_consumer(model, dt):
     if not tau_ref:
         return None
     return next((c for c, k in STEP_TAU_REF.items() if abs(tau_ref - k * dt) <= 1e-6 * dt), None)
+
+
+def _refit_line(model):
+    """The command that refits ``model`` without a refractory period."""
+    name = model.meta.get("sde_name") or "SPEC.toml"
+    return (f"ddm-neuro fit {name} --neuron lif --tau-ref 0 -n {model.n_neurons} -o {name}_nir.ddm, "
+            f"then export that")
 
 
 def check_exportable(model, dt, step_matched=False):
@@ -142,11 +139,12 @@ def check_exportable(model, dt, step_matched=False):
     str or None
         With ``step_matched``: the consumer the model's ``tau_ref`` matches.
     """
-    if model.neuron.name != "lif":
-        raise DDMError(f"nir export needs LIF neurons (this model has {model.neuron.name!r}; fit with "
-                       "--neuron lif and tau_ref = 0)")
-    if not (isinstance(dt, (int, float)) and np.isfinite(dt) and dt > 0):
+    if not (isinstance(dt, (int, float)) and not isinstance(dt, bool) and np.isfinite(dt) and dt > 0):
         raise DDMError(f"nir export: dt must be a number of seconds > 0 (got {dt!r})")
+    if model.neuron.name != "lif":
+        raise DDMError(f"nir export needs LIF neurons without a refractory period (this model has "
+                       f"{model.neuron.name!r} neurons): ddm-neuro convert MODEL.ddm --tau-ref 0 -o MODEL_lif.ddm, "
+                       "then export that")
     tau_ref = model.neuron.params["tau_ref"]
     matched = None
     if step_matched:
@@ -156,10 +154,9 @@ def check_exportable(model, dt, step_matched=False):
                            f"step dt = {dt * 1e3:g} ms supplies; fit with tau_ref = dt/2 = {dt * 500:g} ms (Norse) "
                            f"or 3 dt/2 = {dt * 1500:g} ms (snnTorch)")
     elif tau_ref > 0:
-        raise DDMError(f"nir export: NIR's CubaLIF has no refractory period, but this model's LIF neurons have "
-                       f"tau_ref = {tau_ref * 1e3:g} ms; refit with tau_ref = 0 (ddm-neuro fit ... --neuron lif --tau-ref 0, "
-                       f"or convert --tau-ref 0), or with the tau_ref the step supplies ({dt * 500:g} ms for "
-                       f"Norse, {dt * 1500:g} ms for snnTorch: written step-matched)")
+        raise DDMError(f"nir export: NIR's CubaLIF has no refractory period and this model's neurons have "
+                       f"tau_ref = {tau_ref * 1e3:g} ms; refit: {_refit_line(model)} (or fit --tau-ref "
+                       f"{dt / 2:g}, half the step, for a file step-matched for Norse)")
     if model.w_perp is not None:
         raise DDMError("nir export: models with W_perp (off-subspace recurrent weights) are not supported")
     if model.tau < 5 * dt or model.neuron.params["tau_m"] < 5 * dt:
@@ -181,29 +178,25 @@ def step_constants(model, dt, step_matched=False):
     return tau, tau_m, dt / tau, dt / tau_m
 
 
-def host_noise(model, dt, fano=1.0, noise=True, step_matched=False):
-    """The noise the host must inject: ``(sigma2 (N,), rate_coef (N,), latent (N, d))``.
+def host_noise(model, fano=1.0, noise=True):
+    """The host's share of the noise: ``(s2 (N,), G (d, d))``.
 
-    Private intensity per neuron, Hz: ``max(sigma2 + rate_coef * phi(x), 0)`` with ``phi`` the fitted
-    rate curve at the neuron's input ``x`` (``rate_coef = noise_act * activity / phi``, the model's
-    activity-dependent part: ``tau_ref``, or ``1 / max rate`` when ``tau_ref = 0``), ``sigma2 = noise_const - <F r>`` (the spikes'
-    share averaged over the start states); ``latent`` is ``sqrt(dt) a_m E L`` (see the module docstring).
+    ``s2`` (Hz) is each neuron's private output-noise intensity, averaged over the model's start
+    states, minus the spikes' ``F r``, clipped at 0; ``G G^T = K diag(s2) K^T / tau^2 + L L^T`` is
+    the latent covariance it adds per network second (in ``y = D x``), so that one step adds
+    ``E G sqrt(dt) xi`` to x, ``xi ~ N(0, I_d)``.
 
     Parameters
     ----------
     model : LatentRNN
-    dt : float
-        Export step, seconds.
     fano : "regular" or float
         Fano factor of the spikes, counted against the model's private noise.
     noise : bool
         False: no host noise (zeros).
-    step_matched : bool
-        As :func:`build_graph`.
     """
     N, d = model.n_neurons, model.dim
     if not noise:
-        return np.zeros(N), np.zeros(N), np.zeros((N, d))
+        return np.zeros(N), np.zeros((d, d))
     u0 = np.zeros(model.n_inputs) if model.n_inputs else None
     x = model.neuron_inputs(model.init_states, u0)
     rate = model.neuron.phi(x)
@@ -215,11 +208,18 @@ def host_noise(model, dt, fano=1.0, noise=True, step_matched=False):
         F = float(fano)
         if not (np.isfinite(F) and F >= 0):
             raise DDMError(f"fano must be a number >= 0 or 'regular' (got {fano!r})")
-    sigma2 = model.noise_const - np.mean(F * rate, axis=0)
-    probe = np.full(1, 2.0)   # activity = phi x const (tau_ref, or 1 / max rate without a refractory period)
-    rate_coef = model.noise_act * float(model.neuron.activity(probe)[0] / model.neuron.phi(probe)[0])
-    latent = np.sqrt(dt) * step_constants(model, dt, step_matched)[3] * model.encoders @ model.noise_latent
-    return sigma2, rate_coef, latent
+    s2 = np.maximum(np.mean(model.noise_var(x) - F * rate, axis=0), 0.0)
+    K = model.decoders
+    C = (K * s2) @ K.T / model.tau ** 2 + model.noise_latent @ model.noise_latent.T
+    lam, V = np.linalg.eigh((C + C.T) / 2)
+    return s2, V * np.sqrt(np.clip(lam, 0.0, None))
+
+
+def graph_inputs(model, noise_factor):
+    """``(k, m, width)``: the model's inputs, the noise channels and the width of node ``input``."""
+    k = model.n_inputs
+    m = model.dim if np.any(noise_factor) else 0
+    return k, m, max(k + m, 1)
 
 
 def build_graph(model, dt=SNNTORCH_DT, fano=1.0, noise=True, step_matched=False):
@@ -246,31 +246,43 @@ def build_graph(model, dt=SNNTORCH_DT, fano=1.0, noise=True, step_matched=False)
     import nir
 
     matched = check_exportable(model, dt, step_matched)
-    N, d, k = model.n_neurons, model.dim, model.n_inputs
+    N, d = model.n_neurons, model.dim
     tau_s, tau_mf, a_s, a_m = step_constants(model, dt, step_matched)
     f32 = lambda a: np.ascontiguousarray(a, dtype=np.float32)  # noqa: E731  (what the consumers compute in)
     ones = np.ones(N, dtype=np.float32)
-    c_in = a_m * a_s
-    B = model.input_weights if k else np.zeros((N, 1))
-    sigma2, rate_coef, latent = host_noise(model, dt, fano, noise, step_matched)
+    s2, G = host_noise(model, fano, noise)
+    k, m, width = graph_inputs(model, G)
+    E, D, S = model.encoders, model.readout, model.scale[:, None]
+    B = model.input_weights
+    to_lif = np.zeros((N, width))
+    to_lif[:, :k] = B * (a_m * a_s)
+    to_lif[:, k:k + m] = a_m * np.sqrt(dt) * E @ G
+    to_latent = np.zeros((d, width))
+    to_latent[:, :k] = a_s * S * (D @ B)
+    to_latent[:, k:k + m] = np.sqrt(dt) * S * G
+    lif = nir.CubaLIF(tau_syn=ones * tau_s, tau_mem=ones * tau_mf, r=ones * (tau_mf / dt), v_leak=0 * ones,
+                      v_threshold=ones, w_in=ones * (tau_s / dt))
+    rnn = nir.NIRGraph(nodes={"rnn.input": nir.Input(np.array([N])), "rnn.lif": lif,
+                              "rnn.recurrent": nir.Linear(weight=f32(model.weights() * (a_m / model.tau))),
+                              "rnn.output": nir.Output(np.array([N]))},
+                       edges=list(RNN_EDGES))
     nodes = {
-        "input": nir.Input(input_type=np.array([max(k, 1)])),
-        "affine": nir.Affine(weight=f32(B * c_in), bias=f32(model.bias * c_in),
-                             metadata={"role": "input u (k channels; one zero-weight channel if k = 0) and bias b, "
-                                               "scaled by dt^2/(tau_m tau)"}),
-        "lif": nir.CubaLIF(tau_syn=ones * tau_s, tau_mem=ones * tau_mf, r=ones * (tau_mf / dt), v_leak=0 * ones,
-                           v_threshold=ones, v_reset=0 * ones, w_in=ones * (tau_s / dt),
-                           metadata={"role": "LIF neurons, I = (dt/tau_mem) x; no refractory period"}),
-        "recurrent": nir.Linear(weight=f32(model.weights() * (a_m / model.tau)),
-                                metadata={"role": "W dt/(tau_mem tau), spikes of the previous step"}),
-        "readout": nir.Affine(weight=f32(model.scale[:, None] * model.readout / a_m), bias=f32(model.center),
-                              metadata={"role": "z = weight @ I + bias, applied to the synaptic current I of "
-                                                "node 'lif' (not to its spikes)"}),
+        "input": nir.Input(input_type=np.array([width])),
+        "affine": nir.Affine(weight=f32(to_lif), bias=f32(model.bias * (a_m * a_s))),
+        "rnn": rnn,
+        "readout": nir.Affine(weight=f32(model.scale[:, None] * model.decoders / model.tau),
+                              bias=f32(a_s * (model.scale * (D @ model.bias) + model.center))),
+        "latent": nir.LI(tau=np.full(d, tau_s, dtype=np.float32), r=np.full(d, tau_s / dt, dtype=np.float32),
+                         v_leak=np.zeros(d, dtype=np.float32)),
         "output": nir.Output(output_type=np.array([d])),
     }
-    meta = _metadata(model, dt, fano, noise, (sigma2, rate_coef, latent), matched, a_m)
-    graph = nir.NIRGraph(nodes=nodes, edges=list(EDGES), metadata=meta)
-    return graph
+    edges = list(EDGES)
+    if np.any(to_latent):
+        nodes["input_latent"] = nir.Affine(weight=f32(to_latent), bias=np.zeros(d, dtype=np.float32))
+    else:
+        edges = [e for e in edges if "input_latent" not in e]
+    meta = _metadata(model, dt, fano, noise, s2, G, (k, m, width), matched, a_m)
+    return nir.NIRGraph(nodes=nodes, edges=edges, metadata=meta)
 
 
 def init_current(model, dt, step_matched=False):
@@ -285,48 +297,74 @@ def init_current(model, dt, step_matched=False):
     return step_constants(model, dt, step_matched)[3] * np.concatenate(cols, axis=1)
 
 
-def _metadata(model, dt, fano, noise, host, matched, a_m):
-    sigma2, rate_coef, latent = host
+def _metadata(model, dt, fano, noise, s2, G, widths, matched, a_m):
+    k, m, width = widths
+    act = bool(np.any(model.noise_act))
     info = {
-        "format": "ddm_neuro-nir", "format_version": FORMAT_VERSION,
+        "format": "ddm_neuro-nir", "format_version": FORMAT_VERSION, "nir_versions": NIR_VERSIONS,
         "time_unit": "s", "dt": dt, "time_scale": float(model.time_scale),
-        "spike_convention": "a spike is the value 1 for one step dt (area dt); the file is valid for this dt only",
-        "consumers": {"norse": f"norse.torch.from_nir(graph, dt={dt:g})",
-                      "snntorch": "snntorch.import_nir.import_from_nir(graph) (fixed dt = 1e-4 s)"},
+        "spike_convention": "a spike is the value 1 for one step dt; every leaky node decays by 1 - dt/tau and adds "
+                            "its input each step; the file is valid for this dt only",
+        "output": "the latent z in SDE coordinates (node 'latent', an LI with the synapses' tau_syn, after the "
+                  "read-out of the spikes): equals c + S D x with x = I tau_mem/dt",
+        "inputs": {"u": list(range(k)), "noise": list(range(k, k + m)), "width": width,
+                   "noise_channels": "standard normal samples, a new one every step, independent across channels "
+                                     "and trials (zeros: the noise-free network)" if m else "none",
+                   "zero_channel": "the model has no inputs and the file no noise: feed 0" if k + m == 0 else None},
+        "start_state": {"latent": "state of node 'latent' = z0 (SDE coordinates)",
+                        "rnn.lif": "synaptic current I0 = init_current @ [z0, 1, u0]; membrane potentials free "
+                                   "(e.g. uniform in [0, 1))"},
+        "consumers": {"norse": f"norse.torch.from_nir(graph, dt={dt:g}) plus an LI module (docs/nir-norse.md)",
+                      "snntorch": "snntorch.import_nir converters (fixed dt = 1e-4 s) plus an LI module "
+                                  "(docs/nir-snntorch.md)",
+                      "rockpool": "rockpool.nn.modules.torch.nir.from_nir with an LI override (docs/nir-rockpool.md)",
+                      "spyx": f"spyx.nir with dt={dt:g} and spyx.nn.LI (docs/nir-spyx.md)"},
+        "reset": {"file": "v_reset left out (nir 1.0.4 has no such field)", "rules": RESET_RULES},
         "neuron": {**model.neuron.to_dict(), "tau_syn": float(model.tau), "threshold": 1.0, "reset": 0.0},
         "refractory": "none (tau_ref = 0; NIR CubaLIF has no refractory period)" if matched is None else
                       f"none written; the model's tau_ref = {STEP_TAU_REF[matched]:g} dt is supplied by {matched}'s "
                       "step (step_matched: tau_syn, tau_mem are dt/(1 - exp(-dt/tau)))",
         "step_matched": matched,
         "current_scale": a_m,
-        "readout": "z = readout.weight @ I_lif + readout.bias (SDE coordinates), I_lif the synaptic current of "
-                   "node 'lif'; equals c + S D x with x = I tau_m/dt",
-        "host_noise": "each step add to the input of node 'lif' the current recurrent.weight @ "
-                      "(sqrt(s2 * dt) * xi) + host_noise_latent @ xi2, xi ~ N(0, I_N), xi2 ~ N(0, I_d), with "
-                      "s2 = max(host_noise_sigma2 + host_noise_rate_coef * phi(x), 0) (Hz), x = I / current_scale",
-        "rate_curve": {"tau_m": model.neuron.params["tau_m"], "tau_ref": model.neuron.params["tau_ref"],
-                       "phi": "1 / (tau_ref + tau_m log(1 + 1/(x - 1))) for x > 1, else 0 (Hz)"},
         "noise": {"enabled": bool(noise), "fano": fano if isinstance(fano, str) else float(fano),
-                  "remainder": "model private intensity minus the spikes' F r, averaged over the start states"},
+                  "host_share": "model private intensity minus the spikes' F r, averaged over the start states",
+                  "state_dependent": "activity-dependent private noise written at its mean over the start states"
+                                     if act and noise else None},
         "model_id": model.meta.get("model_id"), "sde_name": model.meta.get("sde_name"),
-        "sde_spec": model.sde_spec, "variables": list(model.variables), "inputs": list(model.inputs),
+        "sde_spec": model.sde_spec, "variables": list(model.variables), "inputs_names": list(model.inputs),
         "n_neurons": model.n_neurons, "n_inputs": model.n_inputs, "dim": model.dim,
         "record_dt": float(network_steps(model)[1]),
-        "init": "I0 = init_current @ [z0, 1, u0] (z0 in SDE coordinates): the currents at latent state z0, "
-                "off-subspace at rest; membrane potentials are free (e.g. uniform in [0, 1))",
     }
     return {"ddm_neuro": json.dumps(info), "format": "ddm_neuro-nir", "format_version": FORMAT_VERSION,
-            "init_current": init_current(model, dt, matched is not None),
-            "time_unit": "s", "dt": float(dt), "time_scale": float(model.time_scale),
-            "host_noise_sigma2": np.asarray(sigma2, dtype=np.float64),
-            "host_noise_rate_coef": np.asarray(rate_coef, dtype=np.float64),
-            "host_noise_latent": np.asarray(latent, dtype=np.float64),
+            "nir_versions": NIR_VERSIONS, "time_unit": "s", "dt": float(dt), "time_scale": float(model.time_scale),
+            "n_inputs": k, "n_noise": m, "init_current": init_current(model, dt, matched is not None),
+            "host_noise_sigma2": np.asarray(s2, dtype=np.float64),
             "init_states": np.asarray(model.init_states, dtype=np.float64)}
+
+
+def write_graph(graph, fh):
+    """Write ``graph`` (from :func:`build_graph`) to the open binary file ``fh``, readable by nir 1.0.4.
+
+    ``nir.write`` of nir >= 1.0.5 always stores ``v_reset``, which nir 1.0.4's ``CubaLIF`` refuses; it
+    is deleted from the file when it is at its default (zeros), where nir >= 1.0.5 reads it back alike.
+    """
+    import h5py
+    import nir
+
+    nir.write(fh, graph)
+    fh.flush()
+    fh.seek(0)
+    with h5py.File(fh, "r+") as f:
+        for key in ("node/nodes/rnn/nodes/rnn.lif/v_reset",):
+            if key in f:
+                if np.any(f[key][()] != 0):
+                    raise DDMError("nir export: v_reset is not 0, which nir 1.0.4 cannot read")
+                del f[key]
 
 
 def export(model, output, *, mode="spiking", force=False, progress=True, dt=SNNTORCH_DT, fano=1.0,
            noise=True, step_matched=None, trials=None, duration=None, seed=None, coupling=None):
-    """Write the spiking network of ``model`` as an NIR file (HDF5, ``nir.write``), atomically.
+    """Write the spiking network of ``model`` as an NIR file (HDF5), atomically.
 
     Parameters
     ----------
@@ -334,14 +372,15 @@ def export(model, output, *, mode="spiking", force=False, progress=True, dt=SNNT
         LIF neurons with ``tau_ref = 0``.
     output : str or Path
         File to write; must not exist unless ``force``.
-    mode : {"spiking"}
-        NIR holds the spiking network only.
+    mode : {"spiking", "rate"}
+        NIR holds spiking networks only: the spiking network is written either way (``rate``, the
+        command line's default, implies ``spiking``).
     dt : float
         Step in seconds the file is written for (default 1e-4, snnTorch's).
     fano : "regular" or float
         Spike Fano factor counted against the model's private noise (:func:`host_noise`).
     noise : bool
-        False: the host adds no noise (``host_noise_*`` zero).
+        False: no noise channels (the noise-free network).
     step_matched : bool, optional
         Write for the consumer's step (:func:`build_graph`). Default: when the model's
         ``tau_ref`` is what a consumer's step supplies (:func:`matched_consumer`), else not.
@@ -352,18 +391,17 @@ def export(model, output, *, mode="spiking", force=False, progress=True, dt=SNNT
     -------
     Path
     """
-    import nir
-
-    if mode != "spiking":
-        raise DDMError(f"export format 'nir' holds the spiking LIF network only (got mode {mode!r}; "
-                       "use --mode spiking)")
+    if mode not in ("spiking", "rate"):
+        raise DDMError(f"export format 'nir' holds the spiking LIF network (got mode {mode!r})")
     output = check_output(Path(output), force)
     if step_matched is None:
         step_matched = matched_consumer(model, dt) is not None
     graph = build_graph(model, dt=dt, fano=fano, noise=noise, step_matched=step_matched)
     with atomic_write(output, force=force, mode="w+b") as fh:
-        nir.write(fh, graph)
+        write_graph(graph, fh)
     if progress:
-        print(f"wrote {output}: NIR graph, {model.n_neurons} CubaLIF neurons, dt = {dt:g} s"
-              + (f", step-matched for {matched_consumer(model, dt)}" if step_matched else ""))
+        print(f"wrote {output}: NIR graph, {model.n_neurons} CubaLIF neurons, output = the latent ({model.dim} "
+              f"values), dt = {dt:g} s, {int(graph.metadata['n_noise'])} noise channel(s)"
+              + (f", step-matched for {matched_consumer(model, dt)}" if step_matched else "")
+              + ("; spiking network (NIR holds no rate networks)" if mode == "rate" else ""))
     return output
