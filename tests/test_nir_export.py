@@ -1,5 +1,7 @@
-"""NIR export (issue 6.2) and runs in third-party NIR consumers (issue 6.3): structure, time convention,
-agreement with the torch spiking simulator, host noise, and clear errors for bad files and options."""
+"""NIR export: the file's structure and weights (the Output is the latent), the noise channels, refusals
+and the command line, clear errors for bad files, Norse against the torch spiking simulator, the back ends.
+The consumers' step-by-step schemes are in ``test_nir_consumers.py``, old readers in ``test_nir_compat.py``."""
+import json
 import math
 
 import numpy as np
@@ -11,7 +13,7 @@ from ddm_neuro.errors import DDMError, OutputExistsError  # noqa: E402
 from ddm_neuro.fit.matching import fit  # noqa: E402
 from ddm_neuro.spiking.simulator import simulate_spiking  # noqa: E402
 from ddm_neuro.sde.systems import get_system  # noqa: E402
-from exporters.nir.export import EDGES, NODES, SNNTORCH_DT, export  # noqa: E402
+from exporters.nir.export import EDGES, NODES, RNN_EDGES, RNN_NODES, SNNTORCH_DT, export  # noqa: E402
 from exporters.nir.layout import NIRFileError, read_network  # noqa: E402
 
 LIF0 = {"name": "lif", "tau_ref": 0.0, "max_rates": (200.0, 400.0)}
@@ -29,67 +31,60 @@ def nir_path(model, tmp_path_factory):
     return export(model, tmp_path_factory.mktemp("nir") / "ou.nir", progress=False)
 
 
-def euler_reference(model, z0, v0, steps, dt=SNNTORCH_DT, reset_next_step=False, spike_area=1.0):
-    """The documented per-step scheme in model units (float64): what both consumers must compute.
-
-    ``spike_area = dt`` is the other reading of the time convention (a spike as a pulse of area dt
-    with the continuous-time weight): spikes dt times too weak.
-    """
-    tau, tau_m = model.tau, model.neuron.params["tau_m"]
-    W, x, v = model.weights(), model.neuron_inputs(z0), v0.copy()
-    s, fired = np.zeros_like(x), np.zeros_like(x, dtype=bool)
-    zs = [x @ model.readout.T * model.scale + model.center]
-    for _ in range(steps):
-        x = (1 - dt / tau) * x + dt / tau * model.bias + spike_area * s @ W.T / tau
-        v = (1 - dt / tau_m) * v + dt / tau_m * x
-        if reset_next_step:                    # snnTorch: reset to zero one step after the spike
-            v[fired] = 0.0
-        fired = v > 1.0
-        s = fired.astype(float)
-        if not reset_next_step:                # Norse: reset in the step of the spike
-            v[fired] = 0.0
-        zs.append(x @ model.readout.T * model.scale + model.center)
-    return np.array(zs).transpose(1, 0, 2)
-
-
-def start_phases(seed, trials, n):
-    """The membrane potentials the runners draw for ``seed`` (after the noise generator's seed)."""
-    rng = np.random.default_rng(seed)
-    rng.integers(2 ** 62)
-    return rng.uniform(0.0, 1.0, (trials, n))
-
-
 # ---------------------------------------------------------------- the file
 def test_file_is_nir_with_the_documented_structure(model, nir_path):
     g = nir.read(nir_path)
     assert {k: type(v).__name__ for k, v in g.nodes.items()} == NODES
-    assert {tuple(e) for e in g.edges} == set(EDGES)
+    assert [tuple(e) for e in g.edges] == EDGES                       # the chain first: one-edge importers follow it
+    rnn = g.nodes["rnn"]
+    assert {k: type(v).__name__ for k, v in rnn.nodes.items()} == RNN_NODES
+    assert {tuple(e) for e in rnn.edges} == set(RNN_EDGES)
     dt, tau, tau_m = SNNTORCH_DT, model.tau, model.neuron.params["tau_m"]
-    lif = g.nodes["lif"]
+    a_s, a_m = dt / tau, dt / tau_m
+    lif, li = rnn.nodes["rnn.lif"], g.nodes["latent"]
     assert np.allclose(lif.tau_syn, tau) and np.allclose(lif.tau_mem, tau_m)
     assert np.allclose(lif.r, tau_m / dt) and np.allclose(lif.w_in, tau / dt)      # snnTorch's r = tau/dt
-    assert np.allclose(lif.v_threshold, 1) and np.allclose(lif.v_reset, 0) and np.allclose(lif.v_leak, 0)
-    W = model.weights()
-    assert np.allclose(g.nodes["recurrent"].weight, W * dt / (tau_m * tau), rtol=1e-5, atol=1e-7 * np.abs(W).max())
-    assert np.allclose(g.nodes["affine"].bias, model.bias * dt * dt / (tau_m * tau), rtol=1e-5)
+    assert np.allclose(lif.v_threshold, 1) and np.allclose(lif.v_leak, 0)
+    assert np.allclose(lif.v_reset, 0)                     # left out of the file: nir >= 1.0.5 reads the default
+    assert np.allclose(li.tau, tau) and np.allclose(li.r, tau / dt) and np.allclose(li.v_leak, 0)
+    W, S, D = model.weights(), model.scale[:, None], model.readout
+    assert np.allclose(rnn.nodes["rnn.recurrent"].weight, W * a_m / tau, rtol=1e-5, atol=1e-7 * np.abs(W).max())
+    assert np.allclose(g.nodes["affine"].bias, model.bias * a_s * a_m, rtol=1e-5)
+    # a spike of neuron j moves the latent by S K_j / tau, as it moves x by W_j / tau = E K_j / tau
+    assert np.allclose(g.nodes["readout"].weight, S * model.decoders / tau, rtol=1e-5)
+    assert np.allclose(g.nodes["readout"].bias, a_s * (S[:, 0] * (D @ model.bias) + model.center), rtol=1e-4,
+                       atol=1e-7)
+    # the noise reaches the latent exactly as it reaches the synaptic currents: D (affine noise) / a_m
+    k = model.n_inputs
+    noise_in = np.asarray(g.nodes["affine"].weight, np.float64)[:, k:]
+    assert noise_in.shape[1] == model.dim and np.any(noise_in)
+    assert np.allclose(S * (D @ noise_in) / a_m, g.nodes["input_latent"].weight[:, k:], rtol=1e-4,
+                       atol=1e-6 * np.abs(noise_in).max() / a_m)
     assert g.metadata["time_unit"] == "s" and math.isclose(g.metadata["dt"], dt)
+    assert g.metadata["nir_versions"].startswith("nir >= 1.0.4")
     net = read_network(nir_path)
     assert net.info["refractory"].startswith("none") and net.info["sde_spec"] == model.sde_spec
-    # the read-out of the start currents gives back the start states
+    # the start currents are those of the start states: z = S D I0 / a_m + c
     z0 = model.init_states[:5]
-    assert np.allclose(net.readout(net.initial_current(z0)), z0, atol=1e-5 * np.abs(z0).max())
+    I0 = net.initial_current(z0)
+    assert np.allclose((I0 / a_m) @ (S * D).T + model.center, z0, atol=1e-9 * np.abs(z0).max())
 
 
 def test_export_refuses_what_nir_cannot_hold(model, tmp_path):
     out = tmp_path / "x.nir"
-    with pytest.raises(DDMError, match="mode spiking"):
-        export(model, out, mode="rate", progress=False)
-    from ddm_neuro.network import LatentRNN  # a refractory period: refused, saying how to refit
+    with pytest.raises(DDMError, match="holds the spiking LIF network"):
+        export(model, out, mode="sde", progress=False)
+    from ddm_neuro.network import LatentRNN  # a refractory period: refused once, with the whole fix
     refr = LatentRNN(**{**model.__dict__, "neuron": {**LIF0, "tau_ref": 0.002}})
-    with pytest.raises(DDMError, match=r"tau_ref = 2 ms; refit with tau_ref = 0"):
+    with pytest.raises(DDMError, match=r"tau_ref = 2 ms; refit: ddm-neuro fit ou --neuron lif --tau-ref 0 -n 100 "):
         export(refr, out, progress=False)
+    tanh = LatentRNN(**{**model.__dict__, "neuron": {"name": "tanh"}})
+    with pytest.raises(DDMError, match=r"needs LIF neurons .* ddm-neuro convert MODEL.ddm --tau-ref 0"):
+        export(tanh, out, progress=False)
     with pytest.raises(DDMError, match="too coarse"):
         export(model, out, dt=0.01, progress=False)
+    with pytest.raises(DDMError, match="dt must be a number of seconds > 0"):
+        export(model, out, dt=-1e-4, progress=False)
     assert not out.exists() and not list(tmp_path.iterdir())
 
 
@@ -104,15 +99,24 @@ def test_export_never_overwrites_without_force(model, nir_path, tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["a.nir"]         # no temporary file left behind
 
 
-def test_cli_export(nir_path, model, tmp_path):
+def test_cli_export(model, tmp_path, capsys):
+    """``--mode`` is implied (NIR holds spiking networks only); ``--dt`` is the file's step in seconds."""
     from ddm_neuro.cli import main
 
     mpath = tmp_path / "m.ddm"
     model.save(mpath)
     out = tmp_path / "cli.nir"
-    assert main(["export", str(mpath), "--format", "nir", "--mode", "spiking", "-o", str(out), "--quiet"]) == 0
-    assert read_network(out).n_neurons == model.n_neurons
+    assert main(["export", str(mpath), "--format", "nir", "-o", str(out), "--quiet"]) == 0
+    assert read_network(out).n_neurons == model.n_neurons and math.isclose(read_network(out).dt, SNNTORCH_DT)
     assert main(["export", str(mpath), "--format", "nir", "--mode", "spiking", "-o", str(out), "--quiet"]) == 2
+    capsys.readouterr()
+    fine = tmp_path / "fine.nir"
+    assert main(["export", str(mpath), "--format", "nir", "--dt", "5e-5", "-o", str(fine), "--quiet"]) == 0
+    assert math.isclose(nir.read(fine).metadata["dt"], 5e-5)
+    bad = tmp_path / "bad.nir"
+    assert main(["export", str(mpath), "--format", "nir", "--dt", "0.01", "-o", str(bad), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "too coarse" in err[0] and not bad.exists()
 
 
 # ---------------------------------------------------------------- bad files
@@ -126,20 +130,27 @@ def test_files_of_another_structure_are_refused(nir_path, tmp_path):
     with pytest.raises(NIRFileError, match="no such NIR file"):
         run_norse(tmp_path / "missing.nir", 0.01)
     g = nir.read(nir_path)
-    n = g.nodes["lif"].v_threshold.size
+    n = g.nodes["rnn"].nodes["rnn.lif"].v_threshold.size
     ff = nir.NIRGraph(nodes={"input": nir.Input(np.array([n])), "lif": nir.LIF(
         tau=np.full(n, 0.02), r=np.ones(n), v_leak=np.zeros(n), v_threshold=np.ones(n)),
-        "output": nir.Output(np.array([n]))}, edges=[("input", "lif"), ("lif", "output")])
+        "output": nir.Output(np.array([n]))}, edges=[("input", "lif"), ("lif", "output")],
+        metadata={"ddm_neuro": json.dumps({"format_version": 2})})
     nir.write(tmp_path / "ff.nir", ff)
-    with pytest.raises(NIRFileError, match=r"missing nodes \['affine', 'readout', 'recurrent'\]; lif is LIF"):
+    with pytest.raises(NIRFileError, match=r"missing nodes \['affine', 'latent', 'readout', 'rnn'\]; "
+                                           r"unexpected nodes \['lif'\]"):
         read_network(tmp_path / "ff.nir")
-    g.edges = [e if e != ("recurrent", "lif") else ("recurrent", "readout") for e in g.edges]
-    nir.write(tmp_path / "norec.nir", g)
-    with pytest.raises(NIRFileError, match=r"edges differ \(missing \[\('recurrent', 'lif'\)\], "
-                                           r"unexpected \[\('recurrent', 'readout'\)\]"):
-        read_network(tmp_path / "norec.nir")
+    g.edges = [e if e != ("latent", "output") else ("readout", "output") for e in g.edges]
+    nir.write(tmp_path / "nolatent.nir", g)
+    with pytest.raises(NIRFileError, match=r"not a ddm_neuro NIR network: unexpected nodes \['output_latent'\]"):
+        read_network(tmp_path / "nolatent.nir")             # nir gives the dangling latent an Output of its own
     g = nir.read(nir_path)
-    g.nodes["lif"].r = g.nodes["lif"].r * 10                                  # exported for another dt
+    g.edges = [e for e in g.edges if e != ("input_latent", "latent")] + [("input_latent", "output")]
+    nir.write(tmp_path / "noinput.nir", g)
+    with pytest.raises(NIRFileError, match=r"edges differ \(missing \[\('input_latent', 'latent'\)\], "
+                                           r"unexpected \[\('input_latent', 'output'\)\]"):
+        read_network(tmp_path / "noinput.nir")
+    g = nir.read(nir_path)
+    g.nodes["rnn"].nodes["rnn.lif"].r = g.nodes["rnn"].nodes["rnn.lif"].r * 10      # exported for another dt
     nir.write(tmp_path / "r.nir", g)
     with pytest.raises(NIRFileError, match="r = tau_mem/dt fails"):
         read_network(tmp_path / "r.nir")
@@ -148,6 +159,11 @@ def test_files_of_another_structure_are_refused(nir_path, tmp_path):
     nir.write(tmp_path / "nometa.nir", g)
     with pytest.raises(NIRFileError, match="without ddm_neuro metadata"):
         read_network(tmp_path / "nometa.nir")
+    g = nir.read(nir_path)
+    g.metadata = {**g.metadata, "ddm_neuro": json.dumps({**json.loads(g.metadata["ddm_neuro"]), "format_version": 1})}
+    nir.write(tmp_path / "v1.nir", g)
+    with pytest.raises(NIRFileError, match=r"format version 1, this reader knows 2 \(export the model again\)"):
+        read_network(tmp_path / "v1.nir")
 
 
 def test_the_step_is_the_files(nir_path, model, tmp_path):
@@ -161,29 +177,6 @@ def test_the_step_is_the_files(nir_path, model, tmp_path):
 
 
 # ---------------------------------------------------------------- consumers
-@pytest.mark.parametrize("consumer", ["norse", "snntorch"])
-def test_consumer_computes_the_documented_scheme(model, nir_path, consumer):
-    """Noise-free: the consumer's latent equals the Euler scheme of the module docstring (float32 rounding)."""
-    from exporters.nir import consumers
-
-    pytest.importorskip(consumer)
-    run = {"norse": consumers.run_norse, "snntorch": consumers.run_snntorch}[consumer]
-    z0 = model.init_states[:3]
-    h = SNNTORCH_DT / model.time_scale
-    tr = run(nir_path, 300 * h, trials=3, seed=4, noise=False, z0=z0, record_dt=h)
-    ref = euler_reference(model, z0, start_phases(4, 3, model.n_neurons), 300,
-                          reset_next_step=consumer == "snntorch")
-    assert tr.z.shape == ref.shape and math.isclose(tr.meta["integration_dt"], h)
-    assert tr.meta["mean_rate_hz"] > 10
-    # float32 against float64: currents agree to ~1e-6 of their size; a spike flipped by rounding would
-    # move z by a whole spike's jump S |K_j| / tau (~1e-2 here), far beyond this bound
-    assert np.abs(tr.z - ref).max() < 1e-4 * np.abs(ref).max()
-    # the other reading of the time convention is far off
-    wrong = euler_reference(model, z0, start_phases(4, 3, model.n_neurons), 300, spike_area=SNNTORCH_DT,
-                            reset_next_step=consumer == "snntorch")
-    assert np.abs(tr.z - wrong).max() > 0.1 * np.abs(ref - ref[:, :1]).max()
-
-
 def test_norse_follows_the_torch_spiking_simulator(model, nir_path):
     """Noise-free, same start (latent and phases), same dt: Norse vs :func:`simulate_spiking`.
 
@@ -214,72 +207,30 @@ def test_norse_follows_the_torch_spiking_simulator(model, nir_path):
         assert math.isclose(t.meta["time_scale"], model.time_scale, rel_tol=1e-9)
 
 
-def test_host_noise_current_has_the_models_latent_diffusion(model, nir_path):
-    """The noise current the runners add, mapped to the latent, has the covariance the metadata promises:
-    ``T S (K diag(sigma2_host) K^T / tau^2 + L L^T) S`` per SDE time unit (sampling error: Wishart)."""
-    import torch
-
-    from exporters.nir.consumers import _HostNoise
+def test_noise_channels_carry_the_models_latent_diffusion(model, nir_path):
+    """One step's noise channels (standard normal) move the latent by ``input_latent @ xi``: covariance
+    ``h T S (K diag(s2) K^T / tau^2 + L L^T) S`` with ``s2`` the model's private intensity less the spikes'
+    Poisson share (fano = 1), exactly (no sampling)."""
+    from exporters.nir.export import host_noise
 
     net = read_network(nir_path)
-    n = 4000
-    noise = _HostNoise(net, n, torch.Generator().manual_seed(0), True, torch.float64)
-    J = noise().numpy()
-    tau_m = model.neuron.params["tau_m"]
-    dz = (J * tau_m / net.dt) @ (model.scale[:, None] * model.readout).T         # z jump of one step
+    k, d = model.n_inputs, model.dim
+    Bn = np.asarray(net.graph.nodes["input_latent"].weight, np.float64)[:, k:]
     h = net.dt / model.time_scale
-    got = dz.T @ dz / n / h
     K, S = model.decoders, model.scale
-    want = model.time_scale * (K @ np.diag(np.maximum(net.host_sigma2, 0)) @ K.T / model.tau ** 2
-                               + model.noise_latent @ model.noise_latent.T) * np.outer(S, S)
-    sd = np.sqrt((want ** 2 + np.outer(np.diag(want), np.diag(want))) / n)   # std of a sample covariance
-    assert np.all(np.abs(got - want) < 5 * sd)
-    # the host noise is the model's private intensity minus what Poisson-like spikes supply (fano = 1)
     rates = model.neuron.phi(model.neuron_inputs(model.init_states)).mean(0)
-    assert np.allclose(net.host_sigma2, model.noise_const - rates)
+    s2 = np.maximum(model.noise_const - rates, 0)
+    want = model.time_scale * (K @ np.diag(s2) @ K.T / model.tau ** 2
+                               + model.noise_latent @ model.noise_latent.T) * np.outer(S, S)
+    assert np.allclose(Bn @ Bn.T / h, want, rtol=1e-5, atol=1e-8 * np.abs(want).max())
+    assert np.allclose(net.graph.metadata["host_noise_sigma2"], s2)
+    assert np.allclose(host_noise(model, noise=False)[1], 0) and np.any(s2 > 0) and np.any(s2 == 0)
 
 
-@pytest.fixture(scope="module")
-def silent(model, tmp_path_factory):
-    """The model with every bias lowered by 100 and its NIR file: no neuron reaches threshold anywhere it goes
-    (inputs x < -2), so the host noise is all of the noise (the spikes' share is zero: host_noise_sigma2 =
-    noise_const) and the latent relaxes linearly, which Euler integrates exactly."""
-    from ddm_neuro.network import LatentRNN
-
-    quiet = LatentRNN(**{**model.__dict__, "bias": model.bias - 100.0})
-    assert quiet.neuron_inputs(quiet.init_states).max() < -1 and not np.any(quiet.noise_act)
-    path = export(quiet, tmp_path_factory.mktemp("silent") / "silent.nir", progress=False)
-    assert np.allclose(read_network(path).host_sigma2, quiet.noise_const)
-    return quiet, path
-
-
-@pytest.mark.parametrize("consumer", ["norse", "snntorch"])
-def test_consumer_noise_and_drift_are_the_models(silent, consumer):
-    """The consumer's latent, one sample per step, against the model (the spikes' own noise is left out by
-    silencing them, see ``silent``): the residuals ``z' - z - f(z) h`` have the model's covariance ``C h``
-    (n = 8 x 500: relative sampling error sqrt(2/n) = 2.2 % on the diagonal; a noise amplitude 1.2 or 0.8
-    times the right one moves it by +44 % or -36 %), and two runs of one seed from different starts draw the
-    same noise, so their difference moves by ``(f(z_a) - f(z_b)) h``: slope 1 up to float32 rounding."""
-    from exporters.nir import consumers
-
-    pytest.importorskip(consumer)
-    quiet, path = silent
-    run = {"norse": consumers.run_norse, "snntorch": consumers.run_snntorch}[consumer]
-    h, d, trials = SNNTORCH_DT / quiet.time_scale, quiet.dim, 8
-    a = run(path, 500 * h, trials=trials, seed=5, z0=np.tile([0.8, -0.6], (trials, 1)), record_dt=h)
-    b = run(path, 40 * h, trials=trials, seed=5, z0=np.tile([-0.7, 0.9], (trials, 1)), record_dt=h)
-    assert a.meta["mean_rate_hz"] == 0 and math.isclose(a.dt, h)
-    z0, z1 = a.z[:, :-1].reshape(-1, d), a.z[:, 1:].reshape(-1, d)
-    res = z1 - z0 - quiet.latent_drift(z0) * h
-    est = res.T @ res / len(res) / h
-    C = quiet.latent_cov(z0[:1])[0]
-    se = np.sqrt((C ** 2 + np.outer(np.diag(C), np.diag(C))) / len(res))     # Wishart
-    assert np.all(np.abs(est - C) < 4 * se), (np.diag(est) / np.diag(C), est, C)
-    m = b.z.shape[1]
-    step = np.diff(a.z[:, :m] - b.z, axis=1).reshape(-1)
-    pred = ((quiet.latent_drift(a.z[:, :m - 1].reshape(-1, d)) - quiet.latent_drift(b.z[:, :-1].reshape(-1, d)))
-            * h).reshape(-1)
-    assert abs(pred @ step / (pred @ pred) - 1) < 1e-3
+def test_noise_free_file_has_no_noise_channels(model, tmp_path):
+    net = read_network(export(model, tmp_path / "quiet.nir", noise=False, progress=False))
+    assert net.n_noise == 0 and net.width == 1 and "input_latent" not in net.graph.nodes      # OU: no inputs
+    assert {tuple(e) for e in net.graph.edges} == {e for e in EDGES if "input_latent" not in e}
 
 
 def test_simulate_backend_runs_the_model_through_nir(model):
@@ -318,12 +269,15 @@ def test_step_matched_export(model, tmp_path):
     half = LatentRNN(**{**model.__dict__, "neuron": {**LIF0, "tau_ref": dt / 2}})
     out = export(half, tmp_path / "b.nir", step_matched=True, progress=False)
     net = read_network(out)
-    lif = net.graph.nodes["lif"]
+    lif = net.lif
+    assert np.allclose(1 - dt / net.graph.nodes["latent"].tau, math.exp(-dt / model.tau), rtol=1e-6)
     assert np.allclose(1 - dt / lif.tau_mem, math.exp(-dt / model.neuron.params["tau_m"]), rtol=1e-6)
     assert np.allclose(1 - dt / lif.tau_syn, math.exp(-dt / model.tau), rtol=1e-6)
     assert net.info["step_matched"] == "norse"
     z0 = model.init_states[:5]
-    assert np.allclose(net.readout(net.initial_current(z0)), z0, atol=1e-5 * np.abs(z0).max())
+    a_m = dt / lif.tau_mem[0]
+    assert np.allclose((net.initial_current(z0) / a_m) @ (model.scale[:, None] * model.readout).T + model.center, z0,
+                       atol=1e-9 * np.abs(z0).max())
     with pytest.raises(DDMError, match="no refractory period"):
         export(half, tmp_path / "c.nir", progress=False, step_matched=False)
     # by default a tau_ref that a consumer's step supplies is written step-matched for it
@@ -332,12 +286,13 @@ def test_step_matched_export(model, tmp_path):
 
     with pytest.raises(DDMError, match="step-matched for norse"):
         get_backend("snntorch", "spiking")(half, 0.1, trials=1, seed=0)
-    # activity-dependent private noise (activity = phi tau_ref): the host evaluates the rate curve at I
+    # activity-dependent private noise (activity = phi tau_ref) is written at its mean over the start states
     half.noise_act = np.linspace(0.0, 2e5, model.n_neurons)
     net = read_network(export(half, tmp_path / "d.nir", step_matched=True, progress=False))
-    assert np.allclose(net.host_rate_coef, half.noise_act * dt / 2)
-    x0 = half.neuron_inputs(z0)
-    assert np.allclose(net.rate(net.initial_current(z0)), half.neuron.phi(x0), rtol=1e-6, atol=1e-6)
+    x0 = half.neuron_inputs(half.init_states)
+    want = np.maximum(np.mean(half.noise_var(x0) - half.neuron.phi(x0), axis=0), 0)
+    assert np.allclose(net.graph.metadata["host_noise_sigma2"], want)
+    assert "mean over the start states" in net.info["noise"]["state_dependent"]
 
 
 def test_calibrate_runs_in_norse(model):

@@ -256,10 +256,11 @@ def build_graph(model, dt=SNNTORCH_DT, fano=1.0, noise=True, step_matched=False)
     B = model.input_weights
     to_lif = np.zeros((N, width))
     to_lif[:, :k] = B * (a_m * a_s)
-    to_lif[:, k:k + m] = a_m * np.sqrt(dt) * E @ G
     to_latent = np.zeros((d, width))
     to_latent[:, :k] = a_s * S * (D @ B)
-    to_latent[:, k:k + m] = np.sqrt(dt) * S * G
+    if m:
+        to_lif[:, k:] = a_m * np.sqrt(dt) * E @ G
+        to_latent[:, k:] = np.sqrt(dt) * S * G
     lif = nir.CubaLIF(tau_syn=ones * tau_s, tau_mem=ones * tau_mf, r=ones * (tau_mf / dt), v_leak=0 * ones,
                       v_threshold=ones, w_in=ones * (tau_s / dt))
     rnn = nir.NIRGraph(nodes={"rnn.input": nir.Input(np.array([N])), "rnn.lif": lif,
