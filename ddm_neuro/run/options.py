@@ -41,6 +41,8 @@ EXPORT = [
     ("--duration", SPAN, None, "SDE time units: the default run (and input buffer) length; fixed for brian2-cuda "
      "(default 60)"),
     ("--seed", SEED, None, "seed baked into formats that cannot take one per run (default 0)"),
+    ("--dt", SPAN, None, "step the export is written for: SECONDS for nir (default 1e-4); SDE time units for the "
+     "other formats that declare dt (listed below)"),
     ("--no-noise", FLAG, None, "export the noise-free network"),
     ("--coupling", COUPLING, None, "recurrent coupling (default by size)"),
     ("--core-size", int, None, "graph formats: partition the neurons onto cores of this size"),
@@ -117,14 +119,14 @@ def simulate_settings(model, *, backend="torch", mode="rate", duration=60.0, tri
 
 
 def export_settings(*, format, mode="rate", trials=None, duration=None, seed=None, no_noise=False, coupling=None,
-                    core_size=None, preset=None):
+                    core_size=None, preset=None, dt=None):
     """The keywords of :func:`ddm_neuro.plugins.export`: the format, its mode, and the options given (not None).
 
     Parameters
     ----------
     format, mode
         As :func:`ddm_neuro.plugins.export`.
-    trials, duration, seed, coupling, core_size, preset : optional
+    trials, duration, seed, coupling, core_size, preset, dt : optional
         The format's options; those not given take the format's defaults.
     no_noise : bool
         Export the noise-free network (``noise=False``).
@@ -140,7 +142,7 @@ def export_settings(*, format, mode="rate", trials=None, duration=None, seed=Non
         An unknown format, or a mode or an option it does not take.
     """
     given = {"trials": trials, "duration": duration, "seed": seed, "noise": False if no_noise else None,
-             "coupling": coupling, "core_size": core_size, "preset": preset}
+             "coupling": coupling, "core_size": core_size, "preset": preset, "dt": dt}
     given = {k: v for k, v in given.items() if v is not None}
     check_declared("format", format, mode, given)
     from .. import plugins
