@@ -21,42 +21,45 @@ How NEST carries it (``coupling="factored"``, the default)::
     v  : d  rate_transformer_tanh linear_summation = False:  v_k = sum_j K_kj tanh(x_j)
     eta: d  lin_rate_ipn          white noise units (see below)
     y  : d  rate_transformer_lin  y_k = sum_j D_kj x_j, recorded by a multimeter
-    x <- v (weights E), x <- eta (weights E M), x <- u (step_rate_generator, weights B)
+    x <- v (weights 2E now, -E one step later), x <- eta (three taps), x <- u (step_rate_generator, weights B)
 
 All rate connections are instantaneous (``rate_connection_instantaneous``),
-solved by NEST's waveform relaxation with ``wfr_comm_interval`` = one step.
+solved by NEST's waveform relaxation with ``wfr_comm_interval`` = one step,
+except the taps that reach back in time (``rate_connection_delayed``).
 NEST integrates each rate neuron with the **exponential Euler** step
 ``x(s+1) = P1 x(s) + P2 (mu + input(s))``, ``P1 = exp(-h/tau') = 1 - P2``,
-the inputs held over the step. A transformer's output is one step old when a
-neuron reads it, so the factored coupling reads ``K tanh(x(s-1))`` (dense:
-``tanh(x(s))``). Along the latent, where the recurrence cancels the leak, the
-read-out then moves as ``(1 + P2) dy(s+1) = ... `` -- it would run slow by
-``P2 tau / ((1 + P2) h)`` (dense: ``P2 tau / h``), 11 % at ``h = 0.08 tau``.
-The neurons' time constant ``tau'`` is therefore chosen so that the latent
-moves exactly as the Euler step of the torch simulator, ``h f(y)`` plus
-``(h / tau) n`` per step for a coupling input ``tau f(y) + n``
-(:func:`leak_tau`): ``P2 / (1 + P2) = h / tau`` (factored), ``P2 = h / tau``
-(dense). Directions off the latent relax at ``1 / tau'`` instead of
-``1 / tau`` (12 % faster at ``h = 0.08 tau``); they carry no latent signal.
+the inputs held over the step. ``tau'`` is chosen so that ``P2 = h / tau``
+(:func:`leak_tau`): along the latent, where the recurrence cancels the leak,
+the step is then the torch simulator's Euler step.
+
+A relay's output is one step old when a neuron reads it: the neurons would
+see ``c(s-1)``, ``c(k) = K tanh(x(k))``. Left so, the latent's leading error
+is three times the Euler step's (``-3/2 h f'f`` against ``-1/2 h f'f``), which
+fails ``verify`` on Lorenz. The neurons therefore read the linear
+extrapolation ``2 c(s-1) - c(s-2)`` (the relays reach them twice: now, weights
+2E, and one step later, weights -E), whose leading error is Euler's times
+``(1 + 2 h / tau)``. Before a run, :func:`warm_up` runs ``WARM_STEPS`` steps
+and sets the start state again, so that the delayed taps hold the start's
+``c(x0)``. The dense coupling (``tanh(x(s))``, no relay) needs none of this.
+Directions off the latent relax at ``1 / tau'`` instead of ``1 / tau``.
 
 Noise. NEST's rate noise is additive and constant per neuron; this model's is
 correlated through E. The latent noise ``K diag(sigma) dW + tau L dW'`` has
 covariance ``Sigma = K diag(noise_const) K^T + tau^2 L L^T`` per second; it is
 carried exactly by d independent white-noise units ``eta`` (``lin_rate_ipn``
 with ``tau = h / 40``, so each step holds a fresh N(0, 1) sample; their
-carry-over ``exp(-40)`` is below double precision's resolution of 1). Through
-the factored loop's one-step delay a noise input ``n(s)`` alone would give
-latent steps with correlation ``-P2`` from one step to the next (5 % too much
-variance over 5 steps at ``h = 0.08 tau``), so each unit reaches the neurons
-twice: now, with weights ``G = (1 - h/tau) E chol(Sigma) / sqrt(h)``, and one
-step later (a delayed connection) with ``P2 G``. The latent's noise steps are
-then white, with the variance ``h Sigma / tau^2`` of the torch Euler step
-(:func:`noise_weights`). No noise depends on the state, so Itô and
-Stratonovich agree and no conversion arises. A model whose private noise
-depends on the activity (``noise_act != 0``: a state-dependent diffusion)
-cannot be carried: NEST's rate neurons have no multiplicative noise and
-NESTML writes no rate neurons; :func:`check_rate` refuses it rather than run
-a different SDE.
+carry-over ``exp(-40)`` is below double precision's resolution of 1). Fed back
+through the extrapolating loop, a noise input would give latent steps
+correlated from one step to the next, so each unit reaches the neurons three
+times: now with weights ``G = E chol(Sigma) / sqrt(h)``, one step later with
+``P2 G`` and two steps later with ``-P2 G`` (:func:`noise_weights`). The
+latent's noise steps are then white, with the variance ``h Sigma / tau^2`` of
+the torch Euler step. No noise depends on the state, so Itô and Stratonovich
+agree and no conversion arises. A model whose private noise depends on the
+activity (``noise_act != 0``: a state-dependent diffusion) cannot be
+carried: NEST's rate neurons have no multiplicative noise and NESTML writes
+no rate neurons; :func:`check_rate` refuses it rather than run a different
+SDE.
 
 Inputs ``u(t)`` (step grid) come from k ``step_rate_generator`` s; a change of
 ``u`` moves ``x`` by ``B du`` within one step (the model's feed-forward path:
@@ -80,6 +83,8 @@ import numpy as np
 
 #: NEST time resolution: tics per ms (1 ns), so that any step of the model is carried to 1e-6 ms.
 TICS_PER_MS = 10 ** 6
+#: Steps run before the recorded run (factored coupling): they fill the delayed connections' buffers.
+WARM_STEPS = 2
 #: White-noise units: tau = h / NOISE_TAU_STEPS, so their carry-over exp(-NOISE_TAU_STEPS) vanishes.
 NOISE_TAU_STEPS = 40.0
 FORMAT = "ddm_neuro-nest-project"
@@ -135,14 +140,19 @@ def step_ms(dt, info):
 
 
 def noise_weights(arrays, info, h_ms, tau_ms):
-    """``(G, P2 G)``, (N, d) each: the white-noise units' weights now and one step later (module docstring)."""
+    """The white-noise units' weights to the neurons, (N, d) each, now and 1, 2 steps later (module docstring).
+
+    ``(G, P2 G, -P2 G)`` with ``G = E chol(Sigma) / sqrt(h)``: the relays' extrapolation
+    ``2 c(s-1) - c(s-2)`` fed back into the latent is undone, so its noise steps are white.
+    """
     tau, h = float(info["tau"]), h_ms * 1e-3
     K, L, c = arrays["decoders"], arrays["noise_latent"], arrays["noise_const"]
     sigma = (K * c) @ K.T + tau ** 2 * (L @ L.T)
     vals, vecs = np.linalg.eigh(0.5 * (sigma + sigma.T))
     root = vecs * np.sqrt(np.clip(vals, 0.0, None))          # root root^T = Sigma (PSD, possibly singular)
-    G = arrays["encoders"] @ root * ((1 - h / tau) / np.sqrt(h))
-    return G, -np.expm1(-h_ms / tau_ms) * G
+    G = arrays["encoders"] @ root / np.sqrt(h)
+    p2 = -np.expm1(-h_ms / tau_ms)
+    return G, p2 * G, -p2 * G
 
 
 def leak_tau(info, h_ms, coupling):
@@ -154,8 +164,7 @@ def leak_tau(info, h_ms, coupling):
     a = h_ms / tau_ms
     if a >= 0.5:
         raise NetworkError(f"the step h = {h_ms:g} ms is not below tau / 2 = {tau_ms / 2:g} ms; use a smaller dt")
-    p2 = a / (1 - a) if coupling == "factored" else a
-    return -h_ms / np.log1p(-p2)
+    return -h_ms / np.log1p(-a)
 
 
 def setup_kernel(nest, *, h_ms, seed, threads):
@@ -218,6 +227,7 @@ def build_rate(nest, arrays, info, *, trials, h_ms, record_every, coupling="fact
     has_input = u_steps is not None and arrays["input_weights"].shape[1] > 0
     check_rate(arrays, info, coupling=coupling, noise=noise, has_input=has_input)
     tau_ms = leak_tau(info, h_ms, coupling)
+    warm = WARM_STEPS if coupling == "factored" else 0
     rng = rng or np.random.default_rng(0)
     noisy = bool(noise and (np.any(arrays["noise_const"]) or np.any(arrays["noise_latent"])))
     model = "lin_rate_ipn" if coupling == "factored" else "tanh_rate_ipn"
@@ -229,9 +239,9 @@ def build_rate(nest, arrays, info, *, trials, h_ms, record_every, coupling="fact
     x0 = np.asarray(x0, dtype=float).reshape(trials, N)
     if coupling == "factored":
         relays = nest.Create("rate_transformer_tanh", trials * d, params={"linear_summation": False})
-        set_per_node(nest, relays, rate=(np.tanh(x0) @ K.T).reshape(-1))   # the loop's first (one-step-old) value
+        set_per_node(nest, relays, rate=(np.tanh(x0) @ K.T).reshape(-1))   # the loop's first value
     if noisy:
-        now, later = noise_weights(arrays, info, h_ms, tau_ms)
+        taps = noise_weights(arrays, info, h_ms, tau_ms)
         white = nest.Create("lin_rate_ipn", trials * d, params={
             "tau": h_ms / NOISE_TAU_STEPS, "lambda": 1.0, "mu": 0.0, "linear_summation": False,
             "sigma": float(np.sqrt(2.0 / -np.expm1(-2 * NOISE_TAU_STEPS)))})
@@ -241,24 +251,45 @@ def build_rate(nest, arrays, info, *, trials, h_ms, record_every, coupling="fact
         if coupling == "factored":
             rel = relays[tr * d:(tr + 1) * d]
             nest.Connect(pop, rel, "all_to_all", {"synapse_model": SYN, "weight": K})
-            nest.Connect(rel, pop, "all_to_all", {"synapse_model": SYN, "weight": E})
+            nest.Connect(rel, pop, "all_to_all", {"synapse_model": SYN, "weight": 2 * E})     # 2 c(s-1) - c(s-2)
+            nest.Connect(rel, pop, "all_to_all", {"synapse_model": "rate_connection_delayed", "weight": -E,
+                                                  "delay": h_ms})
         else:
             nest.Connect(pop, pop, "all_to_all", {"synapse_model": SYN, "weight": E @ K})
         if noisy:
             eta = white[tr * d:(tr + 1) * d]
-            nest.Connect(eta, pop, "all_to_all", {"synapse_model": SYN, "weight": now})
-            nest.Connect(eta, pop, "all_to_all", {"synapse_model": "rate_connection_delayed", "weight": later,
-                                                  "delay": h_ms})
+            nest.Connect(eta, pop, "all_to_all", {"synapse_model": SYN, "weight": taps[0]})
+            for lag, weight in enumerate(taps[1:], start=1):
+                nest.Connect(eta, pop, "all_to_all", {"synapse_model": "rate_connection_delayed", "weight": weight,
+                                                      "delay": lag * h_ms})
         nest.Connect(pop, out, "all_to_all", {"synapse_model": SYN, "weight": D})
     if has_input:
-        _connect_inputs(nest, arrays, tau_ms, neurons, trials, h_ms, u_steps)
+        _connect_inputs(nest, arrays, tau_ms, neurons, trials, h_ms, u_steps, warm)
     mm = nest.Create("multimeter", params={"record_from": ["rate"], "interval": record_every * h_ms,
-                                           "offset": h_ms})
+                                           "offset": (warm + 1) * h_ms})
     nest.Connect(mm, readout)
-    return {"readout": readout, "multimeter": mm, "neurons": neurons}
+    parts = {"readout": readout, "multimeter": mm, "neurons": neurons, "warm": warm}
+    if warm:
+        parts.update(relays=relays, x0=x0.reshape(-1), c0=(np.tanh(x0) @ K.T).reshape(-1))
+    return parts
 
 
-def _connect_inputs(nest, arrays, tau_ms, neurons, trials, h_ms, u_steps):
+def warm_up(nest, parts, h_ms):
+    """Fill the delayed connections' buffers: ``warm`` steps, then the start state again.
+
+    The delayed taps read values sent in earlier steps; after the warm-up the
+    relays' delayed value is ``K tanh(x0)`` (their first update reads ``x0``),
+    the noise units' earlier samples are in place, and neurons and relays are
+    set back to the start state.
+    """
+    if not parts["warm"]:
+        return
+    nest.Simulate(parts["warm"] * h_ms)
+    set_per_node(nest, parts["neurons"], rate=parts["x0"])
+    set_per_node(nest, parts["relays"], rate=parts["c0"])
+
+
+def _connect_inputs(nest, arrays, tau_ms, neurons, trials, h_ms, u_steps, warm=0):
     """k step_rate_generators carrying ``u(s) - u(0)`` and the jump ``B du`` (as ``du / P2`` over one step).
 
     ``u(0)`` is in the neurons' ``mu`` (:func:`build_rate`). A generator's value set at time ``t``
@@ -278,7 +309,7 @@ def _connect_inputs(nest, arrays, tau_ms, neurons, trials, h_ms, u_steps):
         keep = np.r_[np.any(sent[:1, m] != 0), np.diff(sent[:, m]) != 0]   # only the changes
         if not keep.any():
             continue
-        times = (np.flatnonzero(keep) + 1) * h_ms               # value for step s set at (s - 1) h
+        times = (np.flatnonzero(keep) + 1 + warm) * h_ms        # value for step s set at (s - 1) h
         gen = nest.Create("step_rate_generator", params={"amplitude_times": times.tolist(),
                                                          "amplitude_values": sent[keep, m].tolist()})
         nest.Connect(gen, neurons, "all_to_all", {"synapse_model": "rate_connection_delayed",
@@ -324,6 +355,7 @@ def simulate_rate(arrays, info, *, trials, dt, n_rec, record_every, x0, seed, th
     setup_kernel(nest, h_ms=h_ms, seed=nest_seed, threads=threads)
     parts = build_rate(nest, arrays, info, trials=trials, h_ms=h_ms, record_every=record_every, coupling=coupling,
                        noise=noise, x0=x0, u_steps=u_steps, rng=rng)
+    warm_up(nest, parts, h_ms)
     t1 = time.perf_counter()
     total = ((n_rec - 1) * record_every + 2) * h_ms     # the last sample lands one step after its time
     _simulate(nest, total, progress)
@@ -338,7 +370,7 @@ def simulate_rate(arrays, info, *, trials, dt, n_rec, record_every, x0, seed, th
         if rank != 0:
             return None, stats
     y0 = (np.asarray(x0).reshape(trials, -1) @ arrays["readout"].T)
-    y = assemble(*rows, y0=y0, trials=trials, d=d, n_rec=n_rec, record_every=record_every, h_ms=h_ms)
+    y = assemble(rows[0], rows[1] - parts["warm"] * h_ms, rows[2], y0=y0, trials=trials, d=d, n_rec=n_rec, record_every=record_every, h_ms=h_ms)
     return y, stats
 
 
