@@ -27,8 +27,8 @@ SIMULATE = [
     ("--seed", SEED, 0, "noise seed (default 0: repeated runs are identical unless you change it)"),
     ("--input", str, None, "inputs: NAME=VALUE or NAME=T0:V0,T1:V1 (steps in SDE time); ';' between inputs"),
     ("--no-noise", FLAG, None, "simulate the noise-free network"),
-    ("--coupling", COUPLING, None, "recurrent coupling: factored N->d->N or dense W (default: torch factored; Brian2 "
-     "dense up to 128 neurons, else factored)"),
+    ("--coupling", COUPLING, None, "recurrent coupling: factored N->d->N or dense W (default: torch and nest "
+     "factored; Brian2 dense up to 128 neurons, else factored)"),
     ("--spikes", FLAG, None, "with --mode spiking: store the spike times in the trajectory (spikes_t, spikes_i)"),
     ("--engine", ENGINES, None, "torch back end: compiled (C++ step loop on the CPU, the default where g++ builds "
      "it) or torch (torch's tensor loop, any device)"),
