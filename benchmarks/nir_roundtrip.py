@@ -1,17 +1,18 @@
-"""Issue 6: the NIR round trip through a third-party simulator, verified against the target SDE.
+"""The NIR round trip through third-party consumers, verified against the target SDE.
 
 For Lorenz (noise 1.0) and the double well (built-in default, additive noise), a spiking LIF model with
 no refractory period (``tau_ref = 0``, NIR's CubaLIF has none) is fitted,
-exported with ``exporters.nir`` (dt = 1e-4 s), loaded by Norse's ``from_nir``
-(and, with ``--consumers norse,snntorch``, by snnTorch's NIR converters),
-simulated there with the host noise the file's metadata asks for, read back
-as a Trajectory and verified with :func:`ddm_neuro.verify.verify`. Printed:
-fit errors, the host noise, every metric's value / baseline / threshold /
-pass, the mean firing rate and the wall time.
+exported with ``exporters.nir`` (dt = 1e-4 s), built by each consumer's own
+NIR importer (Norse, snnTorch, Rockpool, spyx: :mod:`exporters.nir.consumers`),
+simulated there with the host noise fed to the file's noise channels, its
+Output (the latent) read as a Trajectory and verified with
+:func:`ddm_neuro.verify.verify`. Printed: fit errors, the host noise, every
+metric's value / baseline / threshold / pass, the consumer's version, the mean
+firing rate and the wall time.
 
     OMP_NUM_THREADS=1 python benchmarks/nir_roundtrip.py [--systems lorenz,double_well]
-        [--n 1000] [--consumers norse] [--lorenz 8x30] [--double-well 8x100] [--models DIR] [--step-matched]
-        [--rate-curve] [--fano regular|F]
+        [--n 1000] [--consumers norse,snntorch,rockpool,spyx,torch] [--lorenz 8x30] [--double-well 8x100]
+        [--models DIR] [--step-matched] [--rate-curve] [--fano regular|F]
 
 ``--models DIR`` keeps the fitted models (``DIR/<system>_<N>.ddm``) and reuses them.
 ``--step-matched`` fits with the ``tau_ref`` the consumer's step supplies and exports
@@ -29,7 +30,8 @@ from ddm_neuro.fit.matching import fit
 from ddm_neuro.network import LatentRNN
 from ddm_neuro.sde.systems import get_system
 from ddm_neuro.verify import verify
-from exporters.nir.consumers import run_norse, run_snntorch
+from exporters.nir.consumers import CONSUMERS as NIR_CONSUMERS
+from exporters.nir.consumers import run_file
 from exporters.nir.export import STEP_TAU_REF, export
 from exporters.nir.layout import read_network
 
@@ -42,7 +44,8 @@ def run_torch(path, duration, *, trials, seed, noise, model=None, fano=1.0):
                             noise="remainder" if noise else "none", fano=fano)
 
 
-CONSUMERS = {"norse": run_norse, "snntorch": run_snntorch, "torch": run_torch}
+CONSUMERS = {**{c: (lambda c: lambda path, duration, **kw: run_file(c, path, duration, **kw))(c)
+                for c in NIR_CONSUMERS}, "torch": run_torch}
 NEURON = {"name": "lif", "tau_ref": 0.0, "max_rates": (200.0, 400.0)}
 #: The step (s) of the exported files: snnTorch's fixed one.
 DT = 1e-4
@@ -65,39 +68,58 @@ def get_model(name, n, models, tau_ref=0.0):
     return model, time.perf_counter() - t0
 
 
-def euler_rate_curve(tau_m=0.02, dt=DT, seconds=2.0):
-    """Mean relative error of the rate curve that the consumers' Euler step realises, 50-400 Hz.
+#: Each consumer's step for a file without v_reset: decay, reset rule, spike timing (``exporters.nir.export``,
+#: ``tests/test_nir_consumers.py::reference``).
+STEPS = {"norse": ("euler", "zero", "same"), "norse, reset_subtract (nir 1.0.4 rule)": ("euler", "subtract", "same"),
+         "snntorch": ("euler", "zero", "late reset"), "rockpool": ("exact", "subtract", "same"),
+         "spyx": ("euler", "subtract", "late spike")}
+
+
+def euler_rate_curve(tau_m=0.02, tau=0.02, dt=DT, seconds=2.0):
+    """Mean relative error of the rate curve each consumer's step realises, 50-400 Hz.
 
     300 neurons with constant inputs spread over the rates (the spread averages out the staircase
-    of whole-step intervals), random start phases, ``seconds`` of network time, per variant:
-    default export (tau_ref = 0, the model's tau_m) and step_matched (tau_ref = dt/2 Norse, 3 dt/2
-    snnTorch; exact-decay tau_mem), each with Norse's reset in the step or snnTorch's one step later.
+    of whole-step intervals), random start phases, ``seconds`` of network time, the synaptic current
+    at its steady state, per consumer (:data:`STEPS`), default export (tau_ref = 0, the model's tau_m),
+    and step_matched for Norse and snnTorch (tau_ref = dt/2 Norse, 3 dt/2 snnTorch; exact-decay tau_mem).
     """
     from ddm_neuro.neurons import make_neuron
 
     r_target = np.linspace(50.0, 400.0, 300)
-    print(f"Rate curve realised by the consumers' Euler step (dt = {dt:g} s, tau_m = {tau_m:g} s), "
+    print(f"Rate curve realised by each consumer's step (dt = {dt:g} s, tau_m = {tau_m:g} s), "
           "relative to the fitted curve, over 50-400 Hz:")
-    for consumer, late in (("norse", False), ("snntorch", True)):
-        for matched in (False, True):
-            tau_ref = STEP_TAU_REF[consumer] * dt if matched else 0.0
-            tau_file = dt / -np.expm1(-dt / tau_m) if matched else tau_m
-            x = 1 + 1 / np.expm1((1 / r_target - tau_ref) / tau_m)
-            a = dt / tau_file
-            v = np.random.default_rng(0).uniform(0, 1, x.shape)
-            count, fired = np.zeros_like(x), np.zeros(x.shape, dtype=bool)
-            for _ in range(int(round(seconds / dt))):
-                v = (1 - a) * v + a * x
-                if late:
-                    v[fired] = 0.0
+    cases = [(c, False) for c in STEPS] + [("norse", True), ("snntorch", True)]
+    for consumer, matched in cases:
+        decay, reset, timing = STEPS[consumer]
+        tau_ref = STEP_TAU_REF[consumer] * dt if matched else 0.0
+        tau_file, tau_s = (dt / -np.expm1(-dt / tau_m), dt / -np.expm1(-dt / tau)) if matched else (tau_m, tau)
+        x = 1 + 1 / np.expm1((1 / r_target - tau_ref) / tau_m)
+        a, a_s = dt / tau_file, dt / tau_s
+        drive = a * a_s * x
+        if decay == "exact":                               # Rockpool: its dt' = tau/(1 + r), input decays too
+            e_m, e_s = np.exp(-dt / (1 + a) / tau_file), np.exp(-dt / (1 + a) / tau_s)
+            current = e_s * drive / (1 - e_s)
+        else:
+            current = drive / a_s
+        v = np.random.default_rng(0).uniform(0, 1, x.shape)
+        count, fired = np.zeros_like(x), np.zeros(x.shape, dtype=bool)
+        for _ in range(int(round(seconds / dt))):
+            if timing == "late spike":                     # spyx: spike from the previous step's v
                 fired = v > 1.0
                 count += fired
-                if not late:
-                    v[fired] = 0.0
-            rel = count / seconds / make_neuron({**NEURON, "tau_ref": tau_ref}).phi(x) - 1
-            label = f"step_matched (tau_ref {STEP_TAU_REF[consumer]:g} dt)" if matched else "default"
-            print(f"  {consumer:9s} {label:30s} mean {100 * rel.mean():+.3f} %, "
-                  f"mean |error| {100 * np.abs(rel).mean():.3f} %", flush=True)
+                v = v - fired
+            v = v * e_m + current if decay == "exact" else (1 - a) * v + current
+            if timing == "late reset":                     # snnTorch: reset one step after the spike
+                v[fired] = 0.0
+            if timing != "late spike":
+                fired = v >= 1.0 if decay == "exact" else v > 1.0
+                count += fired
+                if timing == "same":
+                    v = np.where(fired, v - 1.0 if reset == "subtract" else 0.0, v)
+        rel = count / seconds / make_neuron({**NEURON, "tau_ref": tau_ref}).phi(x) - 1
+        label = f"step_matched (tau_ref {STEP_TAU_REF[consumer]:g} dt)" if matched else "default"
+        print(f"  {consumer:40s} {label:30s} mean {100 * rel.mean():+.3f} %, "
+              f"mean |error| {100 * np.abs(rel).mean():.3f} %", flush=True)
 
 
 def run_case(name, n, trials, duration, consumers, models, workdir, step_matched=False, fano=1.0):
@@ -113,8 +135,8 @@ def run_case(name, n, trials, duration, consumers, models, workdir, step_matched
           f"T = {model.time_scale:.4g} s per SDE unit, fit "
           f"{fit_s:.0f} s (0: cached), drift error {100 * f['drift_error']:.3f} %, diffusion error "
           f"{100 * f['diffusion_error']:.3f} %; NIR dt = {net.dt:g} s; host noise sigma2 mean "
-          f"{net.host_sigma2.mean():.4g} Hz (model private {model.noise_const.mean():.4g} Hz), shared top-up "
-          f"{'yes' if np.any(net.host_latent) else 'none'}, spike Fano factor counted: {fano}; "
+          f"{np.mean(net.graph.metadata['host_noise_sigma2']):.4g} Hz (model private {model.noise_const.mean():.4g} "
+          f"Hz), {net.n_noise} noise channel(s), spike Fano factor counted: {fano}; "
           f"{trials} trials x {duration:g} SDE units "
           f"({duration * model.time_scale:.3g} s network time, {int(round(duration * model.time_scale / net.dt))} "
           f"steps)", flush=True)
@@ -126,7 +148,8 @@ def run_case(name, n, trials, duration, consumers, models, workdir, step_matched
         wall = time.perf_counter() - t0
         rep = verify(sde, traj, model_drift=model.latent_drift, seed=5)
         results[consumer] = rep
-        print(f"  {consumer}: {'PASS' if rep.passed else 'FAIL'}; simulated in {wall:.0f} s, mean rate "
+        print(f"  {consumer} {traj.meta.get('consumer_version') or ''}: {'PASS' if rep.passed else 'FAIL'}; "
+              f"simulated in {wall:.0f} s ({traj.meta.get('scheme', 'exact')}), mean rate "
               f"{traj.meta['mean_rate_hz']:.1f} Hz, diverged trials {traj.meta['diverged_trials']}", flush=True)
         print(f"    {'metric':22s}{'value':>12s}{'baseline':>12s}{'threshold':>12s}  pass")
         for m, x in rep.metrics.items():
@@ -140,7 +163,8 @@ def main(argv=None):
     ap.add_argument("--systems", default="lorenz,double_well")
     ap.add_argument("--n", type=int, default=1000)
     ap.add_argument("--consumers", default="norse",
-                    help="norse, snntorch and/or torch (the reference: ddm_neuro's spiking simulator, no NIR)")
+                    help="norse, snntorch, rockpool, spyx and/or torch (the reference: ddm_neuro's spiking "
+                         "simulator, no NIR)")
     ap.add_argument("--lorenz", type=_shape, default=(8, 30.0), help="TRIALSxDURATION (default 8x30)")
     ap.add_argument("--double-well", type=_shape, default=(8, 100.0), help="TRIALSxDURATION (default 8x100)")
     ap.add_argument("--models", help="folder to keep and reuse fitted models")
