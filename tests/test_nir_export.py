@@ -117,6 +117,12 @@ def test_cli_export(model, tmp_path, capsys):
     assert main(["export", str(mpath), "--format", "nir", "--dt", "0.01", "-o", str(bad), "--quiet"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "too coarse" in err[0] and not bad.exists()
+    from ddm_neuro.network import LatentRNN                    # the natural command on a refractory model: one refusal
+    refr = tmp_path / "refr.ddm"
+    LatentRNN(**{**model.__dict__, "neuron": {**LIF0, "tau_ref": 0.002}}).save(refr)
+    assert main(["export", str(refr), "--format", "nir", "-o", str(bad), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "refit: ddm-neuro fit ou --neuron lif --tau-ref 0 -n 100" in err[0] and not bad.exists()
 
 
 # ---------------------------------------------------------------- bad files
