@@ -9,21 +9,22 @@ metadata says: the start state (``latent`` at z0, the synaptic currents of
 [0, 1)) and the host noise (a standard normal sample per step on each noise
 channel of ``input``).
 
-* :func:`run_norse`: Norse 1.1, ``norse.torch.from_nir`` on the nested ``rnn``
-  (recurrence in Norse's graph executor), Norse's converter for the Affines,
-  and Norse's ``LIBoxCell`` for the ``LI`` node (Norse 1.1's ``from_nir`` has no
-  ``LI``: on the whole file it leaves ``latent`` out and returns another node's
-  output). Stepped one step per call.
+* :func:`run_norse`: Norse 1.1, ``norse.torch.from_nir`` (the nested ``rnn``
+  with its recurrence in Norse's graph executor, the Affines), and Norse's
+  ``LIBoxCell`` for the ``LI`` node (Norse 1.1's ``from_nir`` has no ``LI``: it
+  leaves ``latent`` out and its executor returns another node's output).
+  Stepped one step per call.
 * :func:`run_snntorch`: snnTorch 1.0's converters (``snntorch.import_nir``):
   the nested ``rnn`` becomes an ``RSynaptic``, the Affines ``torch.nn.Linear``;
   ``LI`` (not in snnTorch's importer) is its ``Leaky`` without reset. Its
   ``import_from_nir`` cannot build this graph with NIRTorch 2.6. Reset to zero
   one step after a spike (``RSynaptic``). Stepped one step per call; fixed
   step 1e-4 s.
-* :func:`run_rockpool`: Rockpool 3.1, ``rockpool.nn.modules.torch.nir``'s node
-  converter (``rnn`` becomes a recurrent ``LIFTorch``, the Affines
-  ``LinearTorch``); its ``LI`` conversion casts ``tau`` to an integer (0 s), so
-  ``LI`` is Rockpool's ``ExpSynTorch`` with the file's ``tau``. Whole
+* :func:`run_rockpool`: Rockpool 3.1, ``rockpool.nn.modules.torch.nir.from_nir``
+  (``rnn`` becomes a recurrent ``LIFTorch``, the Affines ``LinearTorch``); its
+  ``LI`` conversion casts ``tau`` to an integer (0 s), so ``LI`` is Rockpool's
+  ``ExpSynTorch`` with the file's ``tau``; its executor runs depth first and
+  returns the last node it ran, so the host calls the nodes in order. Whole
   sequences per call (one record interval), one trial at a time (Rockpool keeps
   the state of the first batch element only). Exact exponential decay, reset by
   subtracting the threshold.
@@ -121,13 +122,12 @@ class _Norse:
     def __init__(self, net):
         import norse
         import norse.torch as nt
-        from norse.torch.utils.import_nir import _import_norse_module
 
         g, dt = net.graph, net.dt
         self.version = getattr(norse, "__version__", None)
-        self.rnn = nt.from_nir(g.nodes["rnn"], dt=dt)
-        self.affine, self.readout = (_import_norse_module(g.nodes[n], dt=dt) for n in ("affine", "readout"))
-        self.to_latent = _import_norse_module(g.nodes["input_latent"], dt=dt) if "input_latent" in g.nodes else None
+        module = nt.from_nir(g, dt=dt)                 # every node but the LI, which Norse 1.1 leaves out
+        self.rnn, self.affine, self.readout = module.rnn, module.affine, module.readout
+        self.to_latent = getattr(module, "input_latent", None)
         self.latent = _NorseLI(g.nodes["latent"], dt)
         self.N = net.n_neurons
 
@@ -196,13 +196,13 @@ class _Rockpool:
     def __init__(self, net):
         import rockpool
         from rockpool.nn.modules.torch import ExpSynTorch
-        from rockpool.nn.modules.torch.nir import _convert_nir_to_rockpool_torch as convert
+        from rockpool.nn.modules.torch.nir import from_nir
 
         g = net.graph
         self.version = getattr(rockpool, "__version__", None)
-        self.rnn = convert(g.nodes["rnn"])
-        self.affine, self.readout = convert(g.nodes["affine"]), convert(g.nodes["readout"])
-        self.to_latent = convert(g.nodes["input_latent"]) if "input_latent" in g.nodes else None
+        module = from_nir(g)                           # every node; its LI (tau cast to an integer) is replaced
+        self.rnn, self.affine, self.readout = module.rnn, module.affine, module.readout
+        self.to_latent = getattr(module, "input_latent", None)
         li = g.nodes["latent"]
         self.latent = ExpSynTorch(shape=(int(li.tau.size),), tau=_f32(li.tau), dt=float(np.min(li.tau / (1 + li.r))))
         self.latent.to_torch()
