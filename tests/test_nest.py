@@ -161,18 +161,37 @@ def test_nest_project_bad_input(tmp_path, small_model_path):
     assert done.returncode == 2 and "exists (use --force" in done.stderr and out.read_text() == "keep"
 
 
+def test_nest_state_dependent_noise_has_the_model_covariance():
+    """double_well with c = 1 (diffusion s^2 (1 + z^2)), run step by step: one-step residuals have the model's
+    covariance at their own states, in the inner and the outer half of the visited states (4 std each)."""
+    model = fit(get_system("double_well", c=1.0), n_neurons=24, **SMALL)
+    assert np.any(model.noise_act)
+    dt, _ = network_steps(model)
+    tr = get_backend("nest", "rate")(model, 2000 * dt, trials=4, seed=3, u=None, mode="rate", progress=False,
+                                     record_dt=dt)
+    z0, z1 = tr.z[:, :-1].reshape(-1, 1), tr.z[:, 1:].reshape(-1, 1)
+    res = (z1 - z0 - model.latent_drift(z0) * tr.dt)[:, 0]
+    C = model.latent_cov(z0)[:, 0, 0]
+    outer = np.abs(z0[:, 0]) > np.median(np.abs(z0[:, 0]))
+    for part in (~outer, outer):
+        est, want = np.mean(res[part] ** 2) / tr.dt, np.mean(C[part])
+        se = np.sqrt(2.0 / part.sum()) * want   # std of a mean of squared Gaussians (effective samples)
+        assert abs(est - want) < 4 * se, (est, want, se)
+    assert np.mean(C[outer]) > 1.2 * np.mean(C[~outer])   # the halves differ: the state dependence is tested
+
+
 def test_nest_refuses_what_it_cannot_carry(tmp_path, small_model, capsys):
-    """State-dependent noise, dense coupling with noise, a constrained model, --threads 0: one line, exit 2."""
+    """State-dependent noise in dense coupling, a constrained model, --threads 0: one line, exit 2."""
     dependent = small_model
     dependent.noise_act = np.full(small_model.n_neurons, 1e-3)
     path = tmp_path / "dep.ddm"
     dependent.save(path)
     out = tmp_path / "x.npz"
-    assert main(["simulate", str(path), "--backend", "nest", "-o", str(out), "--quiet"]) == 2
-    assert "state-dependent diffusion" in capsys.readouterr().err
-    assert main(["simulate", str(path), "--backend", "nest", "--no-noise", "--duration", "0.2", "-o", str(out),
-                 "--quiet"]) == 0   # noise-free, it is the same network
-    assert main(["export", str(path), "--format", "nest", "-o", str(tmp_path / "p"), "--quiet"]) == 2
+    assert main(["simulate", str(path), "--backend", "nest", "--coupling", "dense", "-o", str(out), "--quiet"]) == 2
+    assert "state-dependent diffusion" in capsys.readouterr().err and not out.exists()
+    assert main(["simulate", str(path), "--backend", "nest", "--duration", "0.2", "-o", str(out), "--quiet"]) == 0
+    assert main(["export", str(path), "--format", "nest", "--coupling", "dense", "-o", str(tmp_path / "p"),
+                 "--quiet"]) == 2
     assert "state-dependent" in capsys.readouterr().err and not (tmp_path / "p").exists()
     dependent.noise_act = np.zeros(small_model.n_neurons)
     dependent.meta["constrained"] = True

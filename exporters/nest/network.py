@@ -54,12 +54,22 @@ correlated from one step to the next, so each unit reaches the neurons three
 times: now with weights ``G = E chol(Sigma) / sqrt(h)``, one step later with
 ``P2 G`` and two steps later with ``-P2 G`` (:func:`noise_weights`). The
 latent's noise steps are then white, with the variance ``h Sigma / tau^2`` of
-the torch Euler step. No noise depends on the state, so Itô and Stratonovich
-agree and no conversion arises. A model whose private noise depends on the
-activity (``noise_act != 0``: a state-dependent diffusion) cannot be
-carried: NEST's rate neurons have no multiplicative noise and NESTML writes
-no rate neurons; :func:`check_rate` refuses it rather than run a different
-SDE.
+the torch Euler step. Constant noise is the same in Itô and Stratonovich form.
+
+Activity-dependent noise (``noise_act != 0``: a state-dependent diffusion)
+has no NEST neuron to carry it (rate noise there is additive; NESTML writes
+no rate neurons), so it is built from parts and driven from Python step by
+step (:func:`run_stepped`, factored coupling, one process): ``d(d+1)/2``
+``rate_transformer_tanh`` relays per trial sum the state-dependent part of
+``Sigma(x)``, ``sum_j K_kj K_lj (noise_act_j / 2) tanh(x_j)``; before every
+step Python reads them, adds the constant part, and sets the weights of d
+linear mixers, ``chol(Sigma(x)) / sqrt(h)``, through which the white-noise
+units reach the neurons (taps E, ``P2 E``, ``-P2 E``). The amplitude is that
+of the state two steps before the increment it scales (the relays and mixers
+are one step old each): non-anticipating, so the scheme is Itô, with an O(h)
+lag in the amplitude. It costs a Python call per step (about 10x the plain
+run here) and refuses MPI, where the relays' values would have to be gathered
+every step.
 
 Inputs ``u(t)`` (step grid) come from k ``step_rate_generator`` s; a change of
 ``u`` moves ``x`` by ``B du`` within one step (the model's feed-forward path:
@@ -118,11 +128,9 @@ def check_rate(arrays, info, *, coupling, noise, has_input):
                            f"{info['neuron']['name']!r} neurons: run it with --mode spiking, or refit with --neuron tanh")
     if coupling not in ("factored", "dense"):
         raise NetworkError(f"coupling must be 'factored' or 'dense', got {coupling!r}")
-    if noise and np.any(arrays["noise_act"]):
-        raise NetworkError("this model's noise depends on the activity (noise_act != 0: a state-dependent "
-                           "diffusion); NEST rate neurons carry only constant noise (and NESTML writes no rate "
-                           "neurons), so NEST would run a different SDE: use --backend brian2-cpp or torch, "
-                           "or run noise-free (--no-noise)")
+    if noise and np.any(arrays["noise_act"]) and coupling != "factored":
+        raise NetworkError("this model's noise depends on the activity (a state-dependent diffusion), which only "
+                           "the factored coupling carries in NEST")
     if coupling == "dense" and noise and (np.any(arrays["noise_const"]) or np.any(arrays["noise_latent"])):
         raise NetworkError("dense coupling in NEST carries no noise (its tanh neurons apply tanh to every input); "
                            "use the factored coupling, or run noise-free")
@@ -240,8 +248,18 @@ def build_rate(nest, arrays, info, *, trials, h_ms, record_every, coupling="fact
     if coupling == "factored":
         relays = nest.Create("rate_transformer_tanh", trials * d, params={"linear_summation": False})
         set_per_node(nest, relays, rate=(np.tanh(x0) @ K.T).reshape(-1))   # the loop's first value
+    stepped = noisy and bool(np.any(arrays["noise_act"]))
     if noisy:
         taps = noise_weights(arrays, info, h_ms, tau_ms)
+        if stepped:   # the mixers carry chol(Sigma(x)) / sqrt(h); the taps then weigh E
+            p2 = -np.expm1(-h_ms / tau_ms)
+            taps = (E, p2 * E, -p2 * E)
+            mixers = nest.Create("rate_transformer_lin", trials * d, params={"linear_summation": False})
+            pairs = np.array([(k, m) for k in range(d) for m in range(k, d)])
+            covr = nest.Create("rate_transformer_tanh", trials * len(pairs), params={"linear_summation": False})
+            a_half = 0.5 * arrays["noise_act"]
+            cov_w = K[pairs[:, 0]] * K[pairs[:, 1]] * a_half              # (P, N): the tanh part of Sigma
+            set_per_node(nest, covr, rate=(np.tanh(x0) @ cov_w.T).reshape(-1))
         white = nest.Create("lin_rate_ipn", trials * d, params={
             "tau": h_ms / NOISE_TAU_STEPS, "lambda": 1.0, "mu": 0.0, "linear_summation": False,
             "sigma": float(np.sqrt(2.0 / -np.expm1(-2 * NOISE_TAU_STEPS)))})
@@ -258,6 +276,12 @@ def build_rate(nest, arrays, info, *, trials, h_ms, record_every, coupling="fact
             nest.Connect(pop, pop, "all_to_all", {"synapse_model": SYN, "weight": E @ K})
         if noisy:
             eta = white[tr * d:(tr + 1) * d]
+            if stepped:
+                mix = mixers[tr * d:(tr + 1) * d]
+                nest.Connect(eta, mix, "all_to_all", {"synapse_model": SYN, "weight": np.eye(d)})
+                nest.Connect(pop, covr[tr * len(pairs):(tr + 1) * len(pairs)], "all_to_all",
+                             {"synapse_model": SYN, "weight": cov_w})
+                eta = mix
             nest.Connect(eta, pop, "all_to_all", {"synapse_model": SYN, "weight": taps[0]})
             for lag, weight in enumerate(taps[1:], start=1):
                 nest.Connect(eta, pop, "all_to_all", {"synapse_model": "rate_connection_delayed", "weight": weight,
@@ -268,10 +292,65 @@ def build_rate(nest, arrays, info, *, trials, h_ms, record_every, coupling="fact
     mm = nest.Create("multimeter", params={"record_from": ["rate"], "interval": record_every * h_ms,
                                            "offset": (warm + 1) * h_ms})
     nest.Connect(mm, readout)
-    parts = {"readout": readout, "multimeter": mm, "neurons": neurons, "warm": warm}
+    parts = {"readout": readout, "multimeter": mm, "neurons": neurons, "warm": warm, "stepped": None}
+    if stepped:
+        conns = nest.GetConnections(source=white, target=mixers)
+        src = np.asarray(conns.get("source")) - white[0].global_id
+        tgt = np.asarray(conns.get("target")) - mixers[0].global_id
+        parts["stepped"] = {"covr": covr, "pairs": pairs, "conns": conns, "trial": tgt // d, "row": tgt % d,
+                            "col": src % d, "sigma0": latent_cov_constant(arrays, info, pairs), "h_ms": h_ms}
+        set_mixing(parts["stepped"], np.tanh(x0) @ cov_w.T)
     if warm:
         parts.update(relays=relays, x0=x0.reshape(-1), c0=(np.tanh(x0) @ K.T).reshape(-1))
     return parts
+
+
+def latent_cov_constant(arrays, info, pairs):
+    """The state-independent part of Sigma per pair (k, l): ``K (c + a/2) K^T + tau^2 L L^T``."""
+    K, L = arrays["decoders"], arrays["noise_latent"]
+    const = (K * (arrays["noise_const"] + 0.5 * arrays["noise_act"])) @ K.T + float(info["tau"]) ** 2 * (L @ L.T)
+    return const[pairs[:, 0], pairs[:, 1]]
+
+
+def set_mixing(stepped, tanh_part):
+    """Set the mixers' weights to ``chol(Sigma(x)) / sqrt(h)`` per trial from the relays' tanh part (trials, P)."""
+    pairs, trials = stepped["pairs"], tanh_part.shape[0]
+    d = int(pairs.max()) + 1
+    sigma = np.zeros((trials, d, d))
+    vals = stepped["sigma0"] + tanh_part
+    sigma[:, pairs[:, 0], pairs[:, 1]] = vals
+    sigma[:, pairs[:, 1], pairs[:, 0]] = vals
+    w, v = np.linalg.eigh(sigma)
+    root = v * np.sqrt(np.clip(w, 0.0, None))[:, None, :] / np.sqrt(stepped["h_ms"] * 1e-3)
+    stepped["conns"].set(weight=root[stepped["trial"], stepped["row"], stepped["col"]].tolist())
+
+
+def run_stepped(nest, parts, total_ms, progress):
+    """Run step by step, setting the noise mixers from the state before each step (state-dependent noise).
+
+    Each step reads the P = d(d+1)/2 relays that sum ``K_k K_l a/2 tanh(x)`` per trial (one step
+    old, so the noise amplitude is that of the state two steps before the increment it scales:
+    non-anticipating, hence Itô) and sets ``chol(Sigma) / sqrt(h)``. One process only: the relays'
+    values would have to be gathered across MPI ranks every step.
+    """
+    stepped = parts["stepped"]
+    h = stepped["h_ms"]
+    steps = int(round(total_ms / h))
+    covr, P = stepped["covr"], len(stepped["pairs"])
+    nest.Prepare()
+    try:
+        t_start = time.perf_counter()
+        for i in range(steps):
+            set_mixing(stepped, np.asarray(covr.get("rate"), dtype=float).reshape(-1, P))
+            nest.Run(h)
+            if progress and (i + 1) % max(1, steps // 20) == 0:
+                sys.stderr.write(f"\rnest (stepped): {100 * (i + 1) // steps:3d} %  "
+                                 f"{time.perf_counter() - t_start:6.1f} s")
+                sys.stderr.flush()
+        if progress:
+            sys.stderr.write("\n")
+    finally:
+        nest.Cleanup()
 
 
 def warm_up(nest, parts, h_ms):
@@ -353,12 +432,19 @@ def simulate_rate(arrays, info, *, trials, dt, n_rec, record_every, x0, seed, th
     nest_seed = int(rng.integers(1, 2 ** 31 - 2))
     t0 = time.perf_counter()
     setup_kernel(nest, h_ms=h_ms, seed=nest_seed, threads=threads)
+    if noise and np.any(arrays["noise_act"]) and nest.NumProcesses() > 1:
+        raise NetworkError("this model's noise depends on the activity: NEST runs it step by step from Python "
+                           "(the noise amplitude set from the state every step), in one process only; run "
+                           "without mpirun (threads: --threads K)")
     parts = build_rate(nest, arrays, info, trials=trials, h_ms=h_ms, record_every=record_every, coupling=coupling,
                        noise=noise, x0=x0, u_steps=u_steps, rng=rng)
     warm_up(nest, parts, h_ms)
     t1 = time.perf_counter()
     total = ((n_rec - 1) * record_every + 2) * h_ms     # the last sample lands one step after its time
-    _simulate(nest, total, progress)
+    if parts["stepped"]:
+        run_stepped(nest, parts, total, progress)
+    else:
+        _simulate(nest, total, progress)
     t2 = time.perf_counter()
     d = arrays["encoders"].shape[1]
     rows = local_latent(parts)
