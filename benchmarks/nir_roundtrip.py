@@ -122,7 +122,7 @@ def euler_rate_curve(tau_m=0.02, tau=0.02, dt=DT, seconds=2.0):
               f"mean |error| {100 * np.abs(rel).mean():.3f} %", flush=True)
 
 
-def run_case(name, n, trials, duration, consumers, models, workdir, step_matched=False, fano=1.0):
+def run_case(name, n, trials, duration, consumers, models, workdir, step_matched=False, fano=1.0, seed=11):
     sde = SYSTEMS[name]()
     tau_ref = STEP_TAU_REF.get(consumers[0], 0.5) * DT if step_matched else 0.0    # torch: Norse's model
     model, fit_s = get_model(name, n, models, tau_ref)
@@ -144,7 +144,7 @@ def run_case(name, n, trials, duration, consumers, models, workdir, step_matched
     for consumer in consumers:
         t0 = time.perf_counter()
         extra = {"model": model, "fano": fano} if consumer == "torch" else {}
-        traj = CONSUMERS[consumer](path, duration, trials=trials, seed=11, noise=True, **extra)
+        traj = CONSUMERS[consumer](path, duration, trials=trials, seed=seed, noise=True, **extra)
         wall = time.perf_counter() - t0
         rep = verify(sde, traj, model_drift=model.latent_drift, seed=5)
         results[consumer] = rep
@@ -170,6 +170,7 @@ def main(argv=None):
     ap.add_argument("--models", help="folder to keep and reuse fitted models")
     ap.add_argument("--fano", default=1.0, type=lambda v: v if v == "regular" else float(v),
                     help="spike Fano factor counted against the private noise: a number (default 1) or 'regular'")
+    ap.add_argument("--seed", type=int, default=11, help="simulation seed (default 11)")
     ap.add_argument("--rate-curve", action="store_true", help="also print the Euler rate-curve bias (seconds)")
     ap.add_argument("--step-matched", action="store_true",
                     help="fit with the tau_ref the step supplies (dt/2 Norse, 3 dt/2 snnTorch; first consumer) "
@@ -182,7 +183,7 @@ def main(argv=None):
     with tempfile.TemporaryDirectory() as work:
         for name in filter(None, args.systems.split(",")):
             run_case(name, args.n, *shapes[name], args.consumers.split(","), args.models, work, args.step_matched,
-                     args.fano)
+                     args.fano, args.seed)
 
 
 if __name__ == "__main__":

@@ -178,6 +178,18 @@ def test_output_noise_and_drift_are_the_models(silent, consumer):
 
 
 @pytest.mark.parametrize("consumer", CONSUMERS)
+def test_one_variable(tmp_path_factory, consumer):
+    """A one-variable model (double well: one latent value, one noise channel) runs in every consumer."""
+    need(consumer)
+    dw = fit(get_system("double_well"), n_neurons=120, neuron=LIF0, steps=0, n_train=2000, n_val=500, n_test=300,
+             n_noise=120, seed=1, progress=False)                # (N = 60 diverges in every simulator)
+    path = export(dw, tmp_path_factory.mktemp("dw") / "dw.nir", progress=False)
+    h = SNNTORCH_DT / dw.time_scale
+    tr = run_file(consumer, path, 30 * h, trials=2, seed=1, record_dt=10 * h, z0=[[1.0]])
+    assert tr.z.shape == (2, 4, 1) and np.all(np.isfinite(tr.z)) and np.all(np.abs(tr.z[:, -1] - 1) < 0.5)
+
+
+@pytest.mark.parametrize("consumer", CONSUMERS)
 def test_simulate_back_end(model, consumer):
     """Each consumer is a ``simulate`` back end (export to a temporary file, run it there)."""
     need(consumer)

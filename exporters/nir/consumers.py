@@ -20,11 +20,13 @@ channel of ``input``).
   ``import_from_nir`` cannot build this graph with NIRTorch 2.6. Reset to zero
   one step after a spike (``RSynaptic``). Stepped one step per call; fixed
   step 1e-4 s.
-* :func:`run_rockpool`: Rockpool 3.1, ``rockpool.nn.modules.torch.nir.from_nir``
-  (``rnn`` becomes a recurrent ``LIFTorch``, the Affines ``LinearTorch``); its
-  ``LI`` conversion casts ``tau`` to an integer (0 s), so ``LI`` is Rockpool's
-  ``ExpSynTorch`` with the file's ``tau``; its executor runs depth first and
-  returns the last node it ran, so the host calls the nodes in order. Whole
+* :func:`run_rockpool`: Rockpool 3.1's node converter
+  (``rockpool.nn.modules.torch.nir``: ``rnn`` becomes a recurrent ``LIFTorch``,
+  the Affines ``LinearTorch``); its ``LI`` conversion casts ``tau`` to an
+  integer (0 s for an array, an ``AttributeError`` for one value: ``from_nir``
+  fails on a file with d = 1), so ``LI`` is Rockpool's ``ExpSynTorch`` with the
+  file's ``tau``; its executor runs depth first and returns the last node it
+  ran, so the host calls the nodes in order. Whole
   sequences per call (one record interval), one trial at a time (Rockpool keeps
   the state of the first batch element only). Exact exponential decay, reset by
   subtracting the threshold.
@@ -196,13 +198,12 @@ class _Rockpool:
     def __init__(self, net):
         import rockpool
         from rockpool.nn.modules.torch import ExpSynTorch
-        from rockpool.nn.modules.torch.nir import from_nir
+        from rockpool.nn.modules.torch.nir import _convert_nir_to_rockpool_torch as convert
 
         g = net.graph
         self.version = getattr(rockpool, "__version__", None)
-        module = from_nir(g)                           # every node; its LI (tau cast to an integer) is replaced
-        self.rnn, self.affine, self.readout = module.rnn, module.affine, module.readout
-        self.to_latent = getattr(module, "input_latent", None)
+        self.rnn, self.affine, self.readout = (convert(g.nodes[n]) for n in ("rnn", "affine", "readout"))
+        self.to_latent = convert(g.nodes["input_latent"]) if "input_latent" in g.nodes else None
         li = g.nodes["latent"]
         self.latent = ExpSynTorch(shape=(int(li.tau.size),), tau=_f32(li.tau), dt=float(np.min(li.tau / (1 + li.r))))
         self.latent.to_torch()
