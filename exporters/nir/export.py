@@ -355,12 +355,12 @@ def write_graph(graph, fh):
     nir.write(fh, graph)
     fh.flush()
     fh.seek(0)
+    key = "node/nodes/rnn/nodes/rnn.lif/v_reset"
     with h5py.File(fh, "r+") as f:
-        for key in ("node/nodes/rnn/nodes/rnn.lif/v_reset",):
-            if key in f:
-                if np.any(f[key][()] != 0):
-                    raise DDMError("nir export: v_reset is not 0, which nir 1.0.4 cannot read")
-                del f[key]
+        if key in f:
+            if np.any(f[key][()] != 0):
+                raise DDMError("nir export: v_reset is not 0, which nir 1.0.4 cannot read")
+            del f[key]
 
 
 def export(model, output, *, mode="spiking", force=False, progress=True, dt=SNNTORCH_DT, fano=1.0,
