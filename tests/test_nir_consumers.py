@@ -199,3 +199,33 @@ def test_simulate_back_end(model, consumer):
     tr = get_backend(consumer, "spiking")(model, 40 * h, trials=2, seed=1, record_dt=10 * h)
     assert tr.meta["backend"] == consumer and tr.meta["noise"] == "host" and tr.z.shape == (2, 5, model.dim)
     assert np.all(np.isfinite(tr.z))
+
+
+@pytest.fixture(scope="module")
+def double_well_file(tmp_path_factory):
+    """The issue's case: the double well at N = 200, LIF without refractory period, fitted (seed 0) and
+    exported with the defaults (one noise channel)."""
+    dw = fit(get_system("double_well"), n_neurons=200, neuron=LIF0, seed=0, progress=False)
+    return dw, export(dw, tmp_path_factory.mktemp("dw200") / "dw.nir", progress=False)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("consumer", CONSUMERS)
+def test_double_well_round_trip_passes_verify(double_well_file, consumer):
+    """The file's Output, with the host noise on its noise channel, 8 x 100 SDE units: the verifier (baselines
+    from the target SDE) passes in Norse, snnTorch and spyx (``benchmarks/RESULTS_nir.md`` has the values).
+    Rockpool's step (exact decay at its dt' = dt/(1 + dt/tau), the input decayed before it reaches the
+    membrane: rates +0.46 %) leaves this model's drift 5 % above the threshold (0.214 / 0.203; the project's
+    own exact simulator: 0.237 / 0.211): there every other metric passes and the drift stays within 10 %."""
+    need(consumer)
+    from ddm_neuro.verify import verify
+
+    dw, path = double_well_file
+    tr = run_file(consumer, path, 100.0, trials=8, seed=11)
+    rep = verify(dw.sde(), tr, model_drift=dw.latent_drift, seed=5)
+    failed = {k: v for k, v in rep.metrics.items() if not v["passed"]}
+    if consumer != "rockpool":
+        assert rep.passed, failed
+    else:
+        assert set(failed) <= {"drift"}, failed
+        assert rep.metrics["drift"]["value"] < 1.1 * rep.metrics["drift"]["threshold"], rep.metrics["drift"]
