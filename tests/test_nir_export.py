@@ -79,7 +79,7 @@ def test_export_refuses_what_nir_cannot_hold(model, tmp_path):
     with pytest.raises(DDMError, match=r"tau_ref = 2 ms; refit: ddm-neuro fit ou --neuron lif --tau-ref 0 -n 100 "):
         export(refr, out, progress=False)
     tanh = LatentRNN(**{**model.__dict__, "neuron": {"name": "tanh"}})
-    with pytest.raises(DDMError, match=r"needs LIF neurons .* ddm-neuro convert MODEL.ddm --tau-ref 0"):
+    with pytest.raises(DDMError, match=r"needs LIF neurons .* ddm-neuro convert MODEL.ddm --backend norse"):
         export(tanh, out, progress=False)
     with pytest.raises(DDMError, match="too coarse"):
         export(model, out, dt=0.01, progress=False)

@@ -117,10 +117,11 @@ def matched_consumer(model, dt):
 
 
 def _refit_line(model):
-    """The command that refits ``model`` without a refractory period."""
+    """The commands that refit ``model`` without a refractory period."""
     name = model.meta.get("sde_name") or "SPEC.toml"
-    return (f"ddm-neuro fit {name} --neuron lif --tau-ref 0 -n {model.n_neurons} -o {name}_nir.ddm, "
-            f"then export that")
+    return (f"ddm-neuro fit {name} --neuron lif --tau-ref 0 -n {model.n_neurons} -o {name}_nir.ddm, then export "
+            f"that (ddm-neuro convert MODEL.ddm --backend norse -o {name}_nir.ddm also calibrates and verifies it "
+            "through NIR)")
 
 
 def check_exportable(model, dt, step_matched=False):
@@ -143,8 +144,8 @@ def check_exportable(model, dt, step_matched=False):
         raise DDMError(f"nir export: dt must be a number of seconds > 0 (got {dt!r})")
     if model.neuron.name != "lif":
         raise DDMError(f"nir export needs LIF neurons without a refractory period (this model has "
-                       f"{model.neuron.name!r} neurons): ddm-neuro convert MODEL.ddm --tau-ref 0 -o MODEL_lif.ddm, "
-                       "then export that")
+                       f"{model.neuron.name!r} neurons): ddm-neuro convert MODEL.ddm --backend norse -o MODEL_nir.ddm "
+                       "(LIF, tau_ref 0, calibrated and verified through NIR), then export that")
     tau_ref = model.neuron.params["tau_ref"]
     matched = None
     if step_matched:
@@ -155,8 +156,7 @@ def check_exportable(model, dt, step_matched=False):
                            f"or 3 dt/2 = {dt * 1500:g} ms (snnTorch)")
     elif tau_ref > 0:
         raise DDMError(f"nir export: NIR's CubaLIF has no refractory period and this model's neurons have "
-                       f"tau_ref = {tau_ref * 1e3:g} ms; refit: {_refit_line(model)} (or fit --tau-ref "
-                       f"{dt / 2:g}, half the step, for a file step-matched for Norse)")
+                       f"tau_ref = {tau_ref * 1e3:g} ms; refit: {_refit_line(model)}")
     if model.w_perp is not None:
         raise DDMError("nir export: models with W_perp (off-subspace recurrent weights) are not supported")
     if model.tau < 5 * dt or model.neuron.params["tau_m"] < 5 * dt:
