@@ -121,7 +121,8 @@ def test_nest_project_runs_as_the_backend(tmp_path, small_model_path, small_mode
     """The exported project's run.py gives the back end's trajectory for the same seed (noise included)."""
     proj = tmp_path / "proj"
     assert main(["export", str(small_model_path), "--format", "nest", "-o", str(proj), "--quiet"]) == 0
-    assert sorted(os.listdir(proj)) == ["README.md", "export.json", "model.npz", "network.py", "run.py", "spec.py"]
+    assert sorted(os.listdir(proj)) == ["README.md", "export.json", "model.npz", "network.py", "run.py", "spec.py",
+                                         "trajectory_file.py"]
     build = json.loads((proj / "export.json").read_text())["build"]
     out = tmp_path / "traj.npz"
     env = {**os.environ, "PYTHONPATH": ""}   # the project needs NEST and numpy only

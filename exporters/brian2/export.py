@@ -11,6 +11,7 @@ only Brian2 and numpy installed (no ddm_neuro)::
       run.py         runs the compiled code and writes a ddm_neuro trajectory (.npz)
       processes.py   child processes and SIGTERM for network.py and run.py (standard library only)
       spec.py        reads model.npz and computes start states (numpy only)
+      trajectory_file.py  checks and writes the output trajectory (numpy only)
       code/          the generated C++ (brian2-cpp: compiled) or CUDA (brian2-cuda: generated, compile on a GPU machine)
 
 The folder is written under a temporary name and renamed into place only when
@@ -37,6 +38,7 @@ from . import network as _network
 from . import processes as _processes
 from . import runner as _runner
 from .. import spec as _spec
+from .. import trajectory_file as _trajectory_file
 from .network import CompileError, NetworkError, build_project, save_spec
 from .processes import terminate_as_interrupt
 from .rate import choose_coupling, model_spec, spiking_fano, spiking_noise
@@ -153,6 +155,7 @@ def export(model, output, *, format="brian2-cpp", mode="rate", trials=1, duratio
         shutil.copyfile(_runner.__file__, tmp / "run.py")
         shutil.copyfile(_processes.__file__, tmp / "processes.py")
         shutil.copyfile(_spec.__file__, tmp / "spec.py")
+        shutil.copyfile(_trajectory_file.__file__, tmp / "trajectory_file.py")
         if progress:
             print(f"export {format}: generating {'CUDA' if cuda else 'C++'} for N = {model.n_neurons}, "
                   f"{trials} trial(s), {coupling} coupling ...", flush=True)
@@ -207,6 +210,7 @@ def _readme(format, model, build, manifest):
         "* `processes.py`: runs `make` and the binary in their own process group, so that Ctrl-C or SIGTERM "
         "ends them all (used by `network.py` and `run.py`).",
         "* `spec.py`: reads `model.npz` and computes the start states (numpy only).",
+        "* `trajectory_file.py`: checks the output before a run and writes the trajectory atomically.",
         "* `code/`: the generated " + ("CUDA project (not compiled here)." if cuda else "C++ project, compiled (`code/main`)."),
         "* `export.json`, `code/build.json`: how it was built and where the results land.",
         "",

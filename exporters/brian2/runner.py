@@ -29,11 +29,13 @@ import zipfile
 import numpy as np
 
 try:  # inside the package
+    from ..trajectory_file import check_output, write_trajectory
     from .network import MAX_STEPS, initial_state, load_spec, spiking_state
     from .processes import run_group, terminate_as_interrupt
-except ImportError:  # an exported project: network.py and processes.py lie beside this file
+except ImportError:  # an exported project: these files lie beside this one
     from network import MAX_STEPS, initial_state, load_spec, spiking_state
     from processes import run_group, terminate_as_interrupt
+    from trajectory_file import check_output, write_trajectory
 
 
 class RunError(RuntimeError):
@@ -187,55 +189,6 @@ def run_build(code_dir, arrays, *, seed, duration, z0=None, u_steps=None, timeou
         keep = spikes[0] <= (n_rec - 1) * m["record_dt"] * m["time_scale"] + 1e-12
         return y, (spikes[0][keep], spikes[1][keep])
     return y
-
-
-def check_output(path, force=False):
-    """Refuse an output that exists (unless ``force``), is a folder, or lies in a missing folder.
-
-    Raises
-    ------
-    FileExistsError
-        ``path`` exists and ``force`` is not set.
-    OSError
-        ``path`` is a folder, or its folder is missing or not writable.
-    """
-    if os.path.isdir(path):
-        raise IsADirectoryError(f"{path} is a folder; the output is a file (.npz)")
-    if os.path.lexists(path) and not force:
-        raise FileExistsError(f"{path} exists (use --force to overwrite)")
-    parent = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(parent):
-        raise FileNotFoundError(f"{path}: folder {parent} does not exist")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise PermissionError(f"{path}: folder {parent} is not writable")
-
-
-def write_trajectory(path, t, z, dt, meta, force=False, spikes=None):
-    """Write ddm_neuro's trajectory format (``t``, ``z``, ``dt``, ``meta`` JSON; optional
-    ``spikes_t`` in SDE units, ``spikes_i``), atomically.
-
-    The file is written under a unique temporary name in the same folder and
-    renamed into place; on any failure or interruption the temporary file is
-    removed and ``path`` is untouched.
-    """
-    check_output(path, force)
-    extra = {} if spikes is None else {"spikes_t": np.asarray(spikes[0], dtype=np.float64),
-                                       "spikes_i": np.asarray(spikes[1], dtype=np.int64)}
-    folder, name = os.path.split(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".partial", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, t=t, z=z, dt=np.float64(dt), meta=np.array(json.dumps(meta)), **extra)
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(tmp, 0o666 & ~mask)  # mkstemp makes 0600; give the file the usual mode
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
 
 
 def _numbers(text, option):

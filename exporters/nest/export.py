@@ -8,6 +8,7 @@
       export.json   the build: step, recording interval, coupling, defaults of run.py
       network.py    the PyNEST script (builds, runs and reads back the network)
       spec.py       reads model.npz and computes start states (numpy only)
+      trajectory_file.py  checks and writes the output trajectory (numpy only)
       run.py        python run.py --seed S --duration T -o traj.npz (unchanged under mpirun)
 
 The folder is written under a temporary name and renamed into place only when
@@ -27,6 +28,7 @@ from ddm_neuro.run.plan import check_positive, network_steps
 from ddm_neuro.threads import check_threads
 
 from .. import spec as _spec
+from .. import trajectory_file as _trajectory_file
 from . import network as _network
 from . import runner as _runner
 from .network import FORMAT, VERSION, NetworkError, check_rate, leak_tau, step_ms
@@ -91,6 +93,7 @@ def export(model, output, *, mode="rate", trials=1, duration=60.0, dt=None, reco
         shutil.copyfile(_network.__file__, tmp / "network.py")
         shutil.copyfile(_runner.__file__, tmp / "run.py")
         shutil.copyfile(_spec.__file__, tmp / "spec.py")
+        shutil.copyfile(_trajectory_file.__file__, tmp / "trajectory_file.py")
         (tmp / "README.md").write_text(readme(info, build, arrays["encoders"].shape))
     if progress:
         print(f"export nest: wrote {output} (N = {model.n_neurons}, {coupling} coupling; python {output}/run.py "

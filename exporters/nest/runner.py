@@ -15,16 +15,17 @@ from __future__ import annotations
 import json
 import os
 import sys
-import tempfile
 
 import numpy as np
 
 try:  # inside the package
     from ..spec import initial_state, load_spec
+    from ..trajectory_file import check_output, write_trajectory
     from .network import NetworkError, check_rate, simulate_rate
 except ImportError:  # an exported project: these files lie beside run.py
     from network import NetworkError, check_rate, simulate_rate
     from spec import initial_state, load_spec
+    from trajectory_file import check_output, write_trajectory
 
 #: Environment variables MPI launchers set to the number of processes.
 MPI_SIZE_VARIABLES = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE", "MPI_LOCALNRANKS", "SLURM_NTASKS")
@@ -66,38 +67,6 @@ def nest_has_mpi():
             continue
         return "#define HAVE_MPI" in text
     return None
-
-
-def check_output(path, force=False):
-    """Refuse an output that exists (unless ``force``), is a folder, or lies in a missing or read-only folder."""
-    if os.path.isdir(path):
-        raise ValueError(f"{path} is a folder; the output is a file (.npz)")
-    if os.path.lexists(path) and not force:
-        raise ValueError(f"{path} exists (use --force to overwrite)")
-    parent = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(parent):
-        raise ValueError(f"{path}: folder {parent} does not exist")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise ValueError(f"{path}: folder {parent} is not writable")
-
-
-def write_trajectory(path, t, z, dt, meta):
-    """Write ddm_neuro's trajectory format atomically (a temporary file renamed into place)."""
-    folder, name = os.path.split(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".partial", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, t=t, z=z, dt=np.float64(dt), meta=np.array(json.dumps(meta)))
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(tmp, 0o666 & ~mask)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
 
 
 def _numbers(text, option, count):
@@ -203,7 +172,7 @@ def _run(here, export, args):
             "n_neurons": N, "threads": stats["threads"], "ranks": stats["ranks"], "exported": True,
             "nest_run_s": stats["run_s"], "max_rss_mb_per_rank": stats.get("max_rss_mb_per_rank",
                                                                           [stats["max_rss_mb"]])}
-    write_trajectory(args.output, np.arange(n_rec) * record_dt, z, record_dt, meta)
+    write_trajectory(args.output, np.arange(n_rec) * record_dt, z, record_dt, meta, force=args.force)
     print(f"wrote {args.output}: {args.trials} trial(s) x {args.duration:g} time units; NEST {stats['ranks']} "
           f"rank(s) x {stats['threads']} thread(s), run {stats['run_s']:.1f} s, peak memory per rank "
           f"{', '.join(f'{m:.0f}' for m in meta['max_rss_mb_per_rank'])} MB")
