@@ -16,6 +16,7 @@ from ddm_neuro.run.plan import network_steps
 from ddm_neuro.run.rate import simulate_network
 from ddm_neuro.sde.systems import get_system
 from ddm_neuro.trajectory import Trajectory
+from noise_checks import assert_one_step_covariance
 
 pytest.importorskip("brian2")
 SMALL = dict(steps=0, n_train=3000, n_val=1000, n_test=500, progress=False)
@@ -59,12 +60,7 @@ def test_one_step_noise_has_the_model_covariance(backend, system, n):
     dt, _ = network_steps(model)
     run = get_backend(backend, "rate")
     tr = run(model, 2000 * dt, trials=4, seed=3, u=None, mode="rate", progress=False, record_dt=dt)
-    z0, z1 = tr.z[:, :-1].reshape(-1, model.dim), tr.z[:, 1:].reshape(-1, model.dim)
-    res = z1 - z0 - model.latent_drift(z0) * tr.dt
-    est = res.T @ res / len(res) / tr.dt
-    C = model.latent_cov(z0[:1])[0]
-    se = np.sqrt((C ** 2 + np.outer(np.diag(C), np.diag(C))) / len(res))  # Wishart entry std
-    assert np.all(np.abs(est - C) < 4 * se), (est, C, se)
+    assert_one_step_covariance(model, tr)
 
 
 def test_cli_simulate_with_brian2(tmp_path, vdp):

@@ -18,6 +18,7 @@ from ddm_neuro.run.plan import network_steps
 from ddm_neuro.run.rate import simulate_network
 from ddm_neuro.sde.systems import get_system
 from ddm_neuro.trajectory import Trajectory
+from noise_checks import assert_one_step_covariance
 
 pytest.importorskip("nest")
 from exporters.nest import network as nw  # noqa: E402
@@ -95,12 +96,7 @@ def test_nest_one_step_noise_has_the_model_covariance(system, n):
     dt, _ = network_steps(model)
     tr = get_backend("nest", "rate")(model, 2000 * dt, trials=4, seed=3, u=None, mode="rate", progress=False,
                                      record_dt=dt)
-    z0, z1 = tr.z[:, :-1].reshape(-1, model.dim), tr.z[:, 1:].reshape(-1, model.dim)
-    res = z1 - z0 - model.latent_drift(z0) * tr.dt
-    est = res.T @ res / len(res) / tr.dt
-    C = model.latent_cov(z0[:1])[0]
-    se = np.sqrt((C ** 2 + np.outer(np.diag(C), np.diag(C))) / len(res))
-    assert np.all(np.abs(est - C) < 4 * se), (est, C, se)
+    assert_one_step_covariance(model, tr)
 
 
 def test_nest_threads_and_seeds(small_model):

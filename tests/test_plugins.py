@@ -11,6 +11,7 @@ from ddm_neuro.fit.matching import fit
 from ddm_neuro.plugins import Option, OptionError, Plugin
 from ddm_neuro.run.plan import network_steps
 from ddm_neuro.sde.systems import get_system
+from noise_checks import assert_one_step_covariance
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "numpy_backend.py"
 
@@ -47,12 +48,7 @@ def test_the_example_back_end_has_the_model_drift_and_noise(numpy_backend, ou):
     np.testing.assert_allclose(b.z, a.z, rtol=0, atol=1e-10)
     dt, _ = network_steps(ou)
     tr = plugins.simulate(ou, 2000 * dt, backend="numpy", trials=4, seed=3, record_dt=dt)
-    z0, z1 = tr.z[:, :-1].reshape(-1, 2), tr.z[:, 1:].reshape(-1, 2)
-    res = z1 - z0 - ou.latent_drift(z0) * tr.dt
-    est = res.T @ res / len(res) / tr.dt
-    C = ou.latent_cov(z0[:1])[0]
-    se = np.sqrt((C ** 2 + np.outer(np.diag(C), np.diag(C))) / len(res))
-    assert np.all(np.abs(est - C) < 4 * se), (est, C, se)
+    assert_one_step_covariance(ou, tr)
 
 
 def test_unknown_options_are_refused_listing_the_accepted_ones(numpy_backend, ou):

@@ -24,6 +24,7 @@ from ddm_neuro.run import compiled
 from ddm_neuro.run.inputs import InputSignal
 from ddm_neuro.run.plan import network_steps
 from ddm_neuro.sde.systems import get_system
+from noise_checks import assert_one_step_covariance
 
 SMALL = dict(steps=0, n_train=10000, n_val=1000, n_test=500, progress=False)
 
@@ -156,12 +157,7 @@ def test_torch_loop_rate_noise_has_the_model_covariance():
     model = fit(get_system("ou"), n_neurons=24, **{**SMALL, "n_train": 3000})
     dt, _ = network_steps(model)
     tr = run(model, "torch", 1500 * dt, trials=4, record_dt=dt)
-    z0, z1 = tr.z[:, :-1].reshape(-1, model.dim), tr.z[:, 1:].reshape(-1, model.dim)
-    res = z1 - z0 - model.latent_drift(z0) * tr.dt
-    est = res.T @ res / len(res) / tr.dt
-    C = model.latent_cov(z0[:1])[0]
-    se = np.sqrt((C ** 2 + np.outer(np.diag(C), np.diag(C))) / len(res))
-    assert np.all(np.abs(est - C) < 4 * se), (est, C, se)
+    assert_one_step_covariance(model, tr)
 
 
 def test_bad_engine_and_device_are_refused(ou_lif):
