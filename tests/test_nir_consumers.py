@@ -88,7 +88,8 @@ def reference(net, consumer, z0, v0, steps):
 @pytest.mark.parametrize("consumer", CONSUMERS)
 def test_output_is_the_consumers_documented_step(model, nir_path, consumer):
     """Noise-free: the consumer's Output equals its own step written out in float64, up to float32 rounding
-    (99 % of the samples within 1e-4 of the latent's size; a spike that rounding moves by one step makes a
+    (Norse, snnTorch: every sample within 1e-4 of the latent's size; Rockpool, spyx: 99 % of the samples,
+    as a spike that rounding moves by one step makes a
     one-sample blip of one spike's jump ``S |K_j| / tau``, a few times 1e-4 here, and nothing more). The
     documented steps differ (reset rule, spike timing, exact or Euler decay): another one is far off."""
     need(consumer)
@@ -100,7 +101,10 @@ def test_output_is_the_consumers_documented_step(model, nir_path, consumer):
     assert tr.meta["mean_rate_hz"] > 10
     err, size = np.abs(tr.z - ref), np.abs(ref).max()
     jump = np.abs(read_network(nir_path).graph.nodes["readout"].weight).max()
-    assert np.quantile(err, 0.99) < 1e-4 * size and err.max() < 1.5 * jump
+    if consumer in ("norse", "snntorch"):   # float32 currents agree to ~1e-6 of their size: no spike moves
+        assert err.max() < 1e-4 * size
+    else:   # rounding may move a spike by one step here (Rockpool measured: one blip, 2.8e-4 of the size)
+        assert np.quantile(err, 0.99) < 1e-4 * size and err.max() < 1.5 * jump
     others = [c for c in ("norse", "rockpool", "spyx") if c != consumer]           # the steps do differ
     far = reference(read_network(nir_path), others[0], z0, start_phases(4, 3, model.n_neurons), 300)
     assert np.quantile(np.abs(far - ref), 0.99) > 10 * 1e-4 * size

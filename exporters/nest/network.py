@@ -456,7 +456,8 @@ def simulate_rate(arrays, info, *, trials, dt, n_rec, record_every, x0, seed, th
         if rank != 0:
             return None, stats
     y0 = (np.asarray(x0).reshape(trials, -1) @ arrays["readout"].T)
-    y = assemble(rows[0], rows[1] - parts["warm"] * h_ms, rows[2], y0=y0, trials=trials, d=d, n_rec=n_rec, record_every=record_every, h_ms=h_ms)
+    y = assemble(rows[0], rows[1] - parts["warm"] * h_ms, rows[2], y0=y0, trials=trials, d=d, n_rec=n_rec,
+                 record_every=record_every, h_ms=h_ms)
     return y, stats
 
 

@@ -405,4 +405,9 @@ def export(model, output, *, mode="spiking", force=False, progress=True, dt=SNNT
               f"values), dt = {dt:g} s, {int(graph.metadata['n_noise'])} noise channel(s)"
               + (f", step-matched for {matched_consumer(model, dt)}" if step_matched else "")
               + ("; spiking network (NIR holds no rate networks)" if mode == "rate" else ""))
+        if noise and np.any(model.noise_act):
+            import sys
+
+            print("note: NIR holds no state-dependent noise; this model's activity-dependent private noise is "
+                  "written at its mean over the start states (metadata noise.state_dependent)", file=sys.stderr)
     return output
