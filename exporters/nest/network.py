@@ -124,8 +124,9 @@ def import_nest():
 def check_rate(arrays, info, *, coupling, noise, has_input):
     """Refuse what the NEST rate network cannot carry, with the reason (NetworkError)."""
     if info["neuron"]["name"] != "tanh":
-        raise NetworkError(f"NEST rate mode carries tanh neurons (rate_transformer_tanh); this model has "
-                           f"{info['neuron']['name']!r} neurons: run it with --mode spiking, or refit with --neuron tanh")
+        raise NetworkError(f"NEST carries rate networks of tanh neurons only; this model has "
+                           f"{info['neuron']['name']!r} neurons: run it with --backend torch or brian2-cpp "
+                           "(--mode spiking), or refit with --neuron tanh")
     if coupling not in ("factored", "dense"):
         raise NetworkError(f"coupling must be 'factored' or 'dense', got {coupling!r}")
     if noise and np.any(arrays["noise_act"]) and coupling != "factored":
