@@ -79,3 +79,26 @@ def initial_state(arrays, z0, u0=None):
     rest = rest - E @ (D @ rest)
     x0 = ((z0 - arrays["center"]) / arrays["scale"]) @ E.T + rest
     return x0.reshape(-1), np.tile(drive, len(z0))
+
+
+def spiking_state(arrays, x0, coupling, rng):
+    """Start values of a spiking network for neuron inputs ``x0`` (trials * N,): a dict by variable.
+
+    ``x = p + E q`` splits into the off-subspace part ``p = x - E D x`` and the
+    latent synaptic state ``q = D x`` (factored; dense keeps ``syn = E D x``
+    per neuron; uncoupled, ``"none"``, keeps all of ``x`` in ``p``); membrane
+    potentials start uniform in [0, 1) (random phases).
+    """
+    E, D = arrays["encoders"], arrays["readout"]
+    N, d = E.shape
+    X = np.asarray(x0, dtype=np.float64).reshape(-1, N)
+    q = X @ D.T
+    syn = q @ E.T
+    out = {"p": (X - syn).reshape(-1), "v": rng.uniform(0.0, 1.0, X.size)}
+    if coupling == "dense":
+        out["syn"] = syn.reshape(-1)
+    elif coupling == "factored":
+        out["q"] = q.reshape(-1)
+    else:  # "none": no synapses; the whole input is the constant part
+        out["p"] = X.reshape(-1)
+    return out

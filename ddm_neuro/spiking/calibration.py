@@ -14,7 +14,7 @@ from ..options import COUNT, FLAG, SEED, SPAN
 
 #: The options of :func:`calibrate`.
 OPTIONS = [
-    ("--backend", str, "torch", "spiking simulator of the calibration runs: torch (default), brian2, brian2-cpp; use "
+    ("--backend", str, "torch", "spiking simulator of the calibration runs: torch (default), brian2, brian2-cpp, nest; use "
      "the one the model will run on (the correction is specific to it)"),
     ("--rounds", SEED, 6, "most simulate-measure-refit rounds (default 6; 0 with --foci: only the foci calibration)"),
     ("--trials", COUNT, 128, "short runs per round (default 128)"),

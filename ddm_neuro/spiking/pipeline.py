@@ -64,7 +64,7 @@ TAU_REF = 5e-5
 NO_REFRACTORY = ("norse",)
 #: Back ends that place at most one spike per neuron per step (Brian2): tau_ref must be at least their step
 #: (0.1 ms at most), so they get this refractory period rather than a step half as long (twice the run time).
-ONE_SPIKE_PER_STEP = {"brian2": 1e-4, "brian2-cpp": 1e-4, "brian2-cuda": 1e-4}
+ONE_SPIKE_PER_STEP = {"brian2": 1e-4, "brian2-cpp": 1e-4, "brian2-cuda": 1e-4, "nest": 2.5e-5}
 #: Time-scale ratio of chaotic targets (FitConfig.ratio): slower latent dynamics against tau; Lorenz's spiking
 #: drift error fell from 10.7 % to 5.5 % before calibration (RESULTS_spiking.md, section 1).
 CHAOTIC_RATIO = 0.1
@@ -106,7 +106,7 @@ VERIFY_SEED = 104729
 OPTIONS = [
     ("source", str, None, "a fitted model (.ddm), a built-in system name, or a .toml spec"),
     ("--backend", str, "torch", "spiking simulator the model will run on: it is calibrated and verified there "
-     "(torch, brian2-cpp, brian2, ...; default torch)"),
+     "(torch, brian2-cpp, brian2, nest, ...; default torch)"),
     ("-n N", COUNT, None, "starting N (default: the source model's; a system: 1000 for 1-2 variables, 2000 above)",
      "n_neurons"),
     ("--max-neurons N", COUNT, None, f"largest N the spike noise may raise it to (default {MAX_NEURONS}); above it "

@@ -20,9 +20,9 @@ def plugins():
 
     coupling = Option(None, "recurrent coupling: factored N->d->N or dense W (default: dense up to 128 neurons "
                             "without shared noise, else factored; spiking: factored)", ("factored", "dense", "none"))
-    spiking = {"fano": Option(None, "spiking: Fano factor of the spikes counted in the noise remainder: 'regular' "
-                                    "(default) or numbers >= 0"),
-               "record_spikes": Option(None, "spiking: store spike times and indices in the trajectory")}
+    from ..spiking_options import plugin_options
+
+    spiking = plugin_options()
     common = dict(requires=("brian2",), extra="brian2")
     project = {"trials": Option(1, "independent copies side by side (fixed by the build)"),
                "duration": Option(60.0, "SDE time units: the default run and input-buffer length (brian2-cuda: "

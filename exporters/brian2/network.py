@@ -49,11 +49,11 @@ import sys
 import numpy as np
 
 try:  # inside the package
-    from ..spec import ARRAYS, initial_state, load_spec, save_spec  # noqa: F401 (re-exported)
+    from ..spec import ARRAYS, initial_state, load_spec, save_spec, spiking_state  # noqa: F401 (re-exported)
     from .processes import run_group, terminate_as_interrupt
 except ImportError:  # an exported project: spec.py and processes.py lie beside this file
     from processes import run_group, terminate_as_interrupt
-    from spec import ARRAYS, initial_state, load_spec, save_spec  # noqa: F401
+    from spec import ARRAYS, initial_state, load_spec, save_spec, spiking_state  # noqa: F401
 
 #: Network time (in units of the run's own length) a standalone build is compiled for;
 #: runs stop earlier at ``t_stop`` (a command-line argument).
@@ -225,29 +225,6 @@ def build_network(arrays, info, *, trials, dt, record_dt, coupling="factored", n
         objects.append(dense)
 
     return _finish(objects, neurons, inputs, readout_objs[0], rec_clock, clock, stoppable, ns, name)
-
-
-def spiking_state(arrays, x0, coupling, rng):
-    """Start values of a spiking network for neuron inputs ``x0`` (trials * N,): a dict by variable.
-
-    ``x = p + E q`` splits into the off-subspace part ``p = x - E D x`` and the
-    latent synaptic state ``q = D x`` (factored; dense keeps ``syn = E D x``
-    per neuron; uncoupled, ``"none"``, keeps all of ``x`` in ``p``); membrane
-    potentials start uniform in [0, 1) (random phases).
-    """
-    E, D = arrays["encoders"], arrays["readout"]
-    N, d = E.shape
-    X = np.asarray(x0, dtype=np.float64).reshape(-1, N)
-    q = X @ D.T
-    syn = q @ E.T
-    out = {"p": (X - syn).reshape(-1), "v": rng.uniform(0.0, 1.0, X.size)}
-    if coupling == "dense":
-        out["syn"] = syn.reshape(-1)
-    elif coupling == "factored":
-        out["q"] = q.reshape(-1)
-    else:  # "none": no synapses; the whole input is the constant part
-        out["p"] = X.reshape(-1)
-    return out
 
 
 #: One step of the LIF membrane, exact for the input ``x`` held over the step (as the torch

@@ -16,6 +16,7 @@ from ddm_neuro.run.plan import input_signal, network_steps, start_states
 from ddm_neuro.trajectory import Trajectory
 
 from ..spec import model_spec  # noqa: F401 (re-exported for export/standalone)
+from ..spiking_options import spiking_fano, spiking_meta, spiking_noise, spiking_settings  # noqa: F401 (re-exported)
 from .network import NetworkError, build_network, build_spiking_network, initial_state, spiking_state
 
 
@@ -31,49 +32,6 @@ def choose_coupling(model, coupling=None, noise=True):
         raise DDMError(f"coupling must be 'factored', 'dense' or 'auto', got {coupling!r}")
     shared = noise and np.any(model.noise_latent)
     return "dense" if model.n_neurons <= DENSE_MAX_NEURONS and not shared else "factored"
-
-
-def spiking_meta(model, spikes, trials, n_rec, record_dt):
-    """``(spikes_t, spikes_i, extra meta)`` of a spiking run from Brian2's ``(t_seconds, i)`` (or None).
-
-    Spike times are stored in SDE time units; ``mean_rate_hz`` is the mean rate per neuron.
-    """
-    extra = {"tau_syn": model.tau}  # seconds, as the torch spiking simulator records it
-    if spikes is None:
-        return None, None, extra
-    sp_t, sp_i = np.asarray(spikes[0]) / model.time_scale, np.asarray(spikes[1], dtype=np.int64)
-    if len(sp_t):
-        extra["mean_rate_hz"] = float(len(sp_t) / (model.n_neurons * trials * (n_rec - 1) * record_dt
-                                                   * model.time_scale))
-    return sp_t, sp_i, extra
-
-
-def spiking_noise(noise):
-    """``noise`` of a spiking run: True -> "remainder", False -> "none", or the string itself."""
-    return {True: "remainder", False: "none"}.get(noise, noise) if isinstance(noise, bool) else noise
-
-
-def spiking_fano(model, fano):
-    """``fano`` of a spiking build: ``"regular"`` or a list of N numbers >= 0 (a clear error otherwise)."""
-    if isinstance(fano, str):
-        if fano != "regular":
-            raise DDMError(f"fano must be a number >= 0, N of them, or 'regular' (got {fano!r})")
-        return fano
-    try:
-        F = np.broadcast_to(np.asarray(fano, dtype=np.float64), (model.n_neurons,))
-    except ValueError:
-        raise DDMError(f"fano must be a number >= 0, {model.n_neurons} of them, or 'regular' "
-                       f"(got shape {np.shape(fano)})") from None
-    if not (np.all(np.isfinite(F)) and np.all(F >= 0)):
-        raise DDMError("fano must be finite and >= 0, or 'regular'")
-    return F.tolist()
-
-
-def spiking_settings(model, plan):
-    """``(noise, coupling, fano)`` of a spiking plan, checked (defaults: remainder, factored, regular)."""
-    fano = plan.options.get("fano")
-    return (spiking_noise(plan.noise), plan.options.get("coupling") or "factored",
-            spiking_fano(model, "regular" if fano is None else fano))
 
 
 def run(plan):

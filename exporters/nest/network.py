@@ -125,8 +125,8 @@ def check_rate(arrays, info, *, coupling, noise, has_input):
     """Refuse what the NEST rate network cannot carry, with the reason (NetworkError)."""
     if info["neuron"]["name"] != "tanh":
         raise NetworkError(f"NEST carries rate networks of tanh neurons only; this model has "
-                           f"{info['neuron']['name']!r} neurons: run it with --backend torch or brian2-cpp "
-                           "(--mode spiking), or refit with --neuron tanh")
+                           f"{info['neuron']['name']!r} neurons: run it as a spiking network (--mode spiking), "
+                           "or refit with --neuron tanh")
     if coupling not in ("factored", "dense"):
         raise NetworkError(f"coupling must be 'factored' or 'dense', got {coupling!r}")
     if noise and np.any(arrays["noise_act"]) and coupling != "factored":
@@ -194,6 +194,10 @@ def set_per_node(nest, nodes, **values):
     """
     import warnings
 
+    if len(nodes) == 1:   # GetLocalNodeCollection fails on one node (NEST 3.10: its `local` is then a bool)
+        if nodes.local:
+            nodes.set(**{key: float(np.asarray(v, dtype=float).reshape(-1)[0]) for key, v in values.items()})
+        return
     with warnings.catch_warnings():   # "unsafe" where later calls are collective; here it only sets values
         warnings.simplefilter("ignore")
         local = nest.GetLocalNodeCollection(nodes)
@@ -396,11 +400,11 @@ def _connect_inputs(nest, arrays, tau_ms, neurons, trials, h_ms, u_steps, warm=0
                                                   "weight": np.tile(B[:, m], trials)[:, None], "delay": h_ms})
 
 
-def local_latent(parts):
-    """This rank's recorded read-out: ``(senders' trial-major index, times in steps, values)``."""
+def local_latent(parts, variable="rate"):
+    """This rank's recorded read-out: ``(senders' trial-major index, times in ms, values of variable)``."""
     ev = parts["multimeter"].get("events")
     first = parts["readout"][0].global_id
-    return np.asarray(ev["senders"]) - first, np.asarray(ev["times"]), np.asarray(ev["rate"])
+    return np.asarray(ev["senders"]) - first, np.asarray(ev["times"]), np.asarray(ev[variable])
 
 
 def assemble(idx, times, values, *, y0, trials, d, n_rec, record_every, h_ms):
@@ -445,7 +449,7 @@ def simulate_rate(arrays, info, *, trials, dt, n_rec, record_every, x0, seed, th
     if parts["stepped"]:
         run_stepped(nest, parts, total, progress)
     else:
-        _simulate(nest, total, progress)
+        simulate_chunks(nest, total, progress)
     t2 = time.perf_counter()
     d = arrays["encoders"].shape[1]
     rows = local_latent(parts)
@@ -462,7 +466,7 @@ def simulate_rate(arrays, info, *, trials, dt, n_rec, record_every, x0, seed, th
     return y, stats
 
 
-def _simulate(nest, total_ms, progress):
+def simulate_chunks(nest, total_ms, progress):
     """``nest.Simulate`` in chunks, with a one-line progress display on stderr when ``progress``."""
     if not progress:
         nest.Simulate(total_ms)

@@ -19,12 +19,14 @@ import sys
 import numpy as np
 
 try:  # inside the package
-    from ..spec import initial_state, load_spec
+    from ..spec import initial_state, load_spec, spiking_state
     from ..trajectory_file import check_output, write_trajectory
-    from .network import NetworkError, check_rate, simulate_rate
+    from .network import NetworkError, check_rate, simulate_rate, step_ms
+    from .spiking import check_spiking, simulate_spiking
 except ImportError:  # an exported project: these files lie beside run.py
-    from network import NetworkError, check_rate, simulate_rate
-    from spec import initial_state, load_spec
+    from network import NetworkError, check_rate, simulate_rate, step_ms
+    from spec import initial_state, load_spec, spiking_state
+    from spiking import check_spiking, simulate_spiking
     from trajectory_file import check_output, write_trajectory
 
 #: Environment variables MPI launchers set to the number of processes.
@@ -149,29 +151,42 @@ def _run(here, export, args):
                              f"got {u.shape}")
     elif k:
         u = np.zeros((n_steps + 2, k))
-    noise = build["noise"] and not args.no_noise
-    check_rate(arrays, info, coupling=build["coupling"], noise=noise, has_input=u is not None)
+    spiking = export.get("mode", "rate") == "spiking"
+    if spiking:
+        noise = "none" if args.no_noise else build["noise"]
+        check_spiking(arrays, info, coupling=build["coupling"], noise=noise, h_ms=step_ms(dt, info))
+    else:
+        noise = build["noise"] and not args.no_noise
+        check_rate(arrays, info, coupling=build["coupling"], noise=noise, has_input=u is not None)
     rng = np.random.default_rng(args.seed)
+    nest_seed = int(rng.integers(2 ** 62)) if spiking else None   # the back end's order of draws
     if args.z0 is None:
         z0 = arrays["init_states"][rng.integers(0, len(arrays["init_states"]), args.trials)]
     else:
         z0 = np.broadcast_to(_numbers(args.z0, "--z0", d), (args.trials, d))
     x0, _ = initial_state(arrays, z0, None if u is None else u[0])
     scratch = os.path.dirname(os.path.abspath(args.output))
-    y, stats = simulate_rate(arrays, info, trials=args.trials, dt=dt, n_rec=n_rec, record_every=record_every,
-                             x0=x0, seed=int(rng.integers(2 ** 62)), threads=args.threads,
-                             coupling=build["coupling"], noise=noise, u_steps=u, scratch=scratch)
+    common = dict(trials=args.trials, dt=dt, n_rec=n_rec, record_every=record_every, threads=args.threads,
+                  coupling=build["coupling"], noise=noise, u_steps=u, scratch=scratch)
+    if spiking:
+        state = spiking_state(arrays, x0, build["coupling"], rng)
+        y, stats = simulate_spiking(arrays, info, state=state, seed=nest_seed, fano=build["fano"], **common)
+    else:
+        y, stats = simulate_rate(arrays, info, x0=x0, seed=int(rng.integers(2 ** 62)), **common)
     if y is None:  # not rank 0
         return
     z = y * arrays["scale"] + arrays["center"]
     h_sde = stats["h_ms"] * 1e-3 / info["time_scale"]
     record_dt = h_sde * record_every
-    meta = {"backend": "nest", "mode": "rate", "coupling": build["coupling"], "model_id": info.get("model_id"),
+    meta = {"backend": "nest", "mode": "spiking" if spiking else "rate", "coupling": build["coupling"], "model_id": info.get("model_id"),
             "system": info.get("sde_name"), "variables": info.get("variables"), "seed": args.seed,
             "duration": args.duration, "trials": args.trials, "integration_dt": h_sde, "noise": noise,
             "n_neurons": N, "threads": stats["threads"], "ranks": stats["ranks"], "exported": True,
             "nest_run_s": stats["run_s"], "max_rss_mb_per_rank": stats.get("max_rss_mb_per_rank",
                                                                           [stats["max_rss_mb"]])}
+    if spiking:
+        meta.update(fano=build["fano"], tau_syn=info["tau"], time_scale=info["time_scale"],
+                    mean_rate_hz=stats["n_spikes"] / (args.trials * N * (n_rec - 1) * record_dt * info["time_scale"]))
     write_trajectory(args.output, np.arange(n_rec) * record_dt, z, record_dt, meta, force=args.force)
     print(f"wrote {args.output}: {args.trials} trial(s) x {args.duration:g} time units; NEST {stats['ranks']} "
           f"rank(s) x {stats['threads']} thread(s), run {stats['run_s']:.1f} s, peak memory per rank "
