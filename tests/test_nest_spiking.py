@@ -47,7 +47,8 @@ def lif_ou400():
 def run(backend, model, duration, **kw):
     kw.setdefault("trials", 2)
     kw.setdefault("seed", 1)
-    return get_backend(backend, "spiking")(model, duration, u=None, progress=False, **kw)
+    kw.setdefault("u", None)
+    return get_backend(backend, "spiking")(model, duration, progress=False, **kw)
 
 
 def uncoupled(bias, tau=0.02, T=0.1, tau_ref=0.002):
@@ -75,6 +76,26 @@ def test_nest_lif_rates_are_the_curve(coupling):
     assert abs(tr.meta["mean_rate_hz"] / m.neuron.phi(bias).mean() - 1) < 0.02
     # x stays at b: the latent read-out is D b throughout (the coupling current cancels the start's split)
     np.testing.assert_allclose(tr.z[0, :, 0], (m.readout @ bias)[0], rtol=0, atol=1e-9)
+
+
+def test_nest_spiking_input_reaches_the_neurons():
+    """A step of the input at t = 2.5 moves each neuron's input by B du at once: the rates after it are
+    phi(b + B) (exact spike times), and the read-out follows D (b + B u)."""
+    from ddm_neuro.run.inputs import InputSignal
+
+    rng = np.random.default_rng(3)
+    bias = rng.uniform(1.5, 4.0, 20)
+    B = rng.uniform(0.5, 2.0, (20, 1))
+    m = dataclasses.replace(uncoupled(bias), input_weights=B, inputs=["u"])
+    u = InputSignal([0.0, 2.5], [[0.0], [1.0]])
+    tr = run("nest", m, 5.0, trials=1, noise="none", u=u, record_spikes=True)
+    st, si = tr.spikes_t, tr.spikes_i
+    late = st > 2.6                                             # one full interval after the step
+    rates = np.array([(np.sum(late & (si == j)) - 1) / np.ptp(st[late & (si == j)]) for j in range(20)])
+    np.testing.assert_allclose(rates / m.time_scale, m.neuron.phi(bias + B[:, 0]), rtol=1e-6)
+    t = tr.t
+    expect = np.where(t < 2.5, m.readout @ bias, m.readout @ (bias + B[:, 0]))
+    np.testing.assert_allclose(tr.z[0, :, 0], expect, rtol=0, atol=1e-9)
 
 
 def _relaxation(tr, sign):

@@ -88,7 +88,7 @@ COLLAPSE_SHARE = 0.25
 #: Seconds per neuron and 0.1 ms step of a spiking run on one core, noise-free and noisy, for rough time
 #: estimates (benchmarks/RESULTS_speed.md: compiled step loop 4.9-5.5 ns beside a busy process, plus about 8.5 ns
 #: per normal with noise; Brian2 C++ 13 ns noise-free).
-SECONDS_PER_NEURON_STEP = {"torch": (6e-9, 1.5e-8), "brian2-cpp": (1.5e-8, 3e-8)}
+SECONDS_PER_NEURON_STEP = {"torch": (6e-9, 1.5e-8), "brian2-cpp": (1.5e-8, 3e-8), "nest": (3e-7, 3.5e-7)}
 #: The same for back ends not measured (Brian2 runtime, Norse, ...).
 SECONDS_PER_NEURON_STEP_OTHER = (5e-8, 1e-7)
 #: A stochastic target's fit is verified before any calibration only when its held-out drift error is below this

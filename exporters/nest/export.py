@@ -109,7 +109,8 @@ def export(model, output, *, mode=None, trials=1, duration=60.0, dt=None, record
             "format": FORMAT, "version": VERSION, "mode": mode, "build": build, "model_id": info["model_id"],
             "system": info["sde_name"], "variables": info["variables"], "inputs": info["inputs"]}, indent=1))
         shutil.copyfile(_network.__file__, tmp / "network.py")
-        shutil.copyfile(_spiking.__file__, tmp / "spiking.py")
+        if mode == "spiking":
+            shutil.copyfile(_spiking.__file__, tmp / "spiking.py")
         shutil.copyfile(_runner.__file__, tmp / "run.py")
         shutil.copyfile(_spec.__file__, tmp / "spec.py")
         shutil.copyfile(_trajectory_file.__file__, tmp / "trajectory_file.py")

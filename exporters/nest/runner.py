@@ -22,15 +22,26 @@ try:  # inside the package
     from ..spec import initial_state, load_spec, spiking_state
     from ..trajectory_file import check_output, write_trajectory
     from .network import NetworkError, check_rate, simulate_rate, step_ms
-    from .spiking import check_spiking, simulate_spiking
 except ImportError:  # an exported project: these files lie beside run.py
     from network import NetworkError, check_rate, simulate_rate, step_ms
     from spec import initial_state, load_spec, spiking_state
-    from spiking import check_spiking, simulate_spiking
     from trajectory_file import check_output, write_trajectory
 
 #: Environment variables MPI launchers set to the number of processes.
 MPI_SIZE_VARIABLES = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE", "MPI_LOCALNRANKS", "SLURM_NTASKS")
+#: ... and to this process's rank.
+MPI_RANK_VARIABLES = ("OMPI_COMM_WORLD_RANK", "PMI_RANK", "PMIX_RANK", "SLURM_PROCID")
+
+
+def launched_rank(environ=None):
+    """This process's rank under an MPI launcher (0 outside one)."""
+    environ = os.environ if environ is None else environ
+    for name in MPI_RANK_VARIABLES:
+        try:
+            return int(environ[name])
+        except (KeyError, ValueError):
+            continue
+    return 0
 
 
 def launched_ranks(environ=None):
@@ -126,7 +137,8 @@ def main(argv=None):
                              "build NEST with -Dwith-mpi=ON (benchmarks/build_nest_mpi.sh in ddm_neuro)")
         _run(here, export, args)
     except (ValueError, NetworkError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        if launched_rank() == 0:   # every rank meets the same error: one line, from rank 0
+            print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
     except KeyboardInterrupt:
         print("run.py: interrupted; nothing written", file=sys.stderr)
@@ -152,9 +164,17 @@ def _run(here, export, args):
     elif k:
         u = np.zeros((n_steps + 2, k))
     spiking = export.get("mode", "rate") == "spiking"
-    if spiking:
+    if spiking:   # spiking.py ships with spiking projects only
+        try:
+            from .spiking import check_spiking, simulate_spiking
+        except ImportError:
+            from spiking import check_spiking, simulate_spiking
         noise = "none" if args.no_noise else build["noise"]
         check_spiking(arrays, info, coupling=build["coupling"], noise=noise, h_ms=step_ms(dt, info))
+        if launched_ranks() > 1 and (build["coupling"] == "factored" or noise != "none"):
+            raise ValueError("this spiking network is driven from Python step by step (factored coupling, or "
+                             "noise), in one process only: run without mpirun (threads: --threads K); only a "
+                             "noise-free dense export (--coupling dense --no-noise) runs under MPI")
     else:
         noise = build["noise"] and not args.no_noise
         check_rate(arrays, info, coupling=build["coupling"], noise=noise, has_input=u is not None)

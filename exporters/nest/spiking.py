@@ -16,9 +16,11 @@ How NEST carries it (time in ms; ``x``, ``v`` dimensionless, read as pA and mV):
 
     neurons  N   iaf_psc_exp_ps   C_m = tau_m (so I / C_m = x / tau_m), E_L = V_reset = 0, V_th = 1,
                                   t_ref = tau_ref, tau_syn_ex = tau_syn_in = tau,
-                                  I_e = b + B u(0), I_syn_ex(0) = p(0) - b - B u(0)
+                                  I_e = b + B u(0), I_syn_ex(0) = p(0) - b - B u(0) (+ E q(0), dense;
+                                  factored: only the part off the latent, the rest is carried with q)
     readout  d   iaf_psc_delta_ps tau_m = tau, no threshold: every spike of j adds K_j / tau to V,
                                   so V(t + h) = q(t) + D (p(t) - b - B u(0)) exactly
+    counter  1   iaf_psc_delta_ps every spike adds 1: the spike count, recorded with the read-out
     inputs   k   step_current_generator   u - u(0), weights B
 
 ``iaf_psc_exp_ps`` integrates the membrane exactly between events and places
@@ -41,8 +43,8 @@ Coupling (``x``'s term ``E q``):
 * ``"factored"`` (the default): no NEST synapse sums spike trains into a
   shared continuous current, so Python closes the loop, one step at a time
   (:func:`run_stepped`): it reads ``q`` from the d read-out units and sets d
-  ``dc_generator`` s per trial, weights E, to the latent current. Nothing
-  grows as N^2 (N d synapses). A current set before step ``s`` reaches the
+  ``dc_generator`` s per trial, weights E, to the latent current (held over a
+  step, as the torch step holds ``x``). Nothing grows as N^2 (N d synapses). A current set before step ``s`` reaches the
   neurons in step ``s + 2`` and the read-out shows the spikes up to the end
   of step ``s - 2``; the spikes of the three steps between are replaced by
   their expectation ``K phi(x) (1 - exp(-3 h / tau))`` (the rates at the
@@ -50,6 +52,18 @@ Coupling (``x``'s term ``E q``):
   is the torch step's to O(h^2); the spikes' fluctuations reach the neurons
   three steps late (0.3 ms at the default step). One process only (the read
   would have to be gathered across MPI ranks every step).
+
+Step. NEST's error grows with the step. At the other back ends' 0.1 ms a
+noise-free spiking OU (N = 400, 48 trials) relaxed about 7 % faster than in the
+torch simulator, for both couplings; at 0.025 ms, 1-2 % (torch's own result
+does not move between the two steps). In dense coupling part of it is NEST's
+threshold detection, which looks at the membrane at step ends and incoming
+spikes only: a membrane that touches threshold in between fires late (seen
+spike by spike against a finer step); ``iaf_psc_exp_ps_lossless`` would catch
+that but refuses ``tau_m = tau_syn``, which this project's models have. In
+factored coupling it is the three steps' lag of the spikes' fluctuations. The
+back end therefore runs at :data:`STEP_SECONDS` (0.025 ms) unless a step is
+asked for, and ``calibrate --backend nest`` corrects what remains.
 
 Noise (``noise``): ``"none"``; ``"remainder"``, the private output noise
 ``sigma_rem^2 = max(noise_const + noise_act act(x) - F phi(x), 0)`` (the
@@ -87,6 +101,8 @@ MIN_T_REF_MS = 1e-6
 NOISE_MODES = ("none", "remainder", "model")
 #: Steps between a Python read of the read-out and the current it sets reaching the neurons (factored).
 PREDICTED_STEPS = 3
+#: Steps of normal draws made at once in a stepped run.
+DRAW_BLOCK = 64
 #: Default step of a NEST spiking run, seconds of network time: a quarter of the other back ends' 0.1 ms,
 #: because NEST's error grows with the step (module docstring, "Step").
 STEP_SECONDS = 2.5e-5
@@ -132,15 +148,14 @@ def lif_rate(info, x):
     return phi, phi * per
 
 
-def remainder_variance(arrays, info, x, noise, fano):
-    """Private noise variance per neuron (Hz x s^0: ``sigma^2``, seconds as the model's) at inputs ``x``."""
-    phi, act = lif_rate(info, x)
+def remainder_variance(arrays, info, phi, act, noise, fano):
+    """Private noise variance per neuron (``sigma^2``, seconds as the model's) at rates ``phi`` and activity ``act``."""
     var = arrays["noise_const"] + arrays["noise_act"] * act
     if noise == "model":
         return var
     if isinstance(fano, str):   # "regular": periodic firing counted over one SDE time unit T
         T = float(info["time_scale"])
-        f = phi * T - np.floor(phi * T)
+        f = np.modf(phi * T)[0]
         spikes = f * (1.0 - f) / T
     else:
         spikes = np.asarray(fano, dtype=np.float64) * phi
@@ -249,6 +264,7 @@ def run_stepped(nest, parts, arrays, info, *, steps, h_ms, coupling, noise, fano
     a = np.exp(-h_ms / tau_ms)
     a3 = np.exp(-PREDICTED_STEPS * h_ms / tau_ms)
     noisy = noise != "none" and bool(np.any(arrays["noise_const"]) or np.any(arrays["noise_act"]) or np.any(L))
+    shared = bool(np.any(L))
     nu = np.zeros((steps + 2, trials, d))
     cur = np.zeros((steps + 2, trials, d))          # the latent current acting in each step (factored)
     cur[0] = cur[1] = parts["q0"]
@@ -269,17 +285,20 @@ def run_stepped(nest, parts, arrays, info, *, steps, h_ms, coupling, noise, fano
             q_prev = np.asarray(readout.get("V_m"), dtype=float).reshape(trials, d) - D_ptr * decay / a
             # the input in step s: dense synapses hold q(s - 1) (their own delay); factored, what was set
             x = p + ((cur[s] if coupling == "factored" else q_prev) + nu[s]) @ E.T
+            phi, act = lif_rate(info, x)
             if coupling == "factored":
-                phi, _ = lif_rate(info, x)
                 cur[s + 2] = q_prev * a3 + (phi @ K.T) * (1.0 - a3)
             if noisy:
-                var = remainder_variance(arrays, info, x, noise, fano)
-                kick = (np.sqrt(var * h_s) * rng.standard_normal((trials, N))) @ K.T / tau_s
-                if np.any(L):
-                    kick = kick + np.sqrt(h_s) * rng.standard_normal((trials, d)) @ L.T
+                if s % DRAW_BLOCK == 0:   # normal draws in blocks of steps: one numpy call per block
+                    g = rng.standard_normal((DRAW_BLOCK, trials, N + d))
+                var = remainder_variance(arrays, info, phi, act, noise, fano)
+                kick = (np.sqrt(var * h_s) * g[s % DRAW_BLOCK, :, :N]) @ (K.T / tau_s)
+                if shared:
+                    kick += np.sqrt(h_s) * g[s % DRAW_BLOCK, :, N:] @ L.T
                 nu[s + 2] = nu[s + 1] * a + kick
             amp = (cur[s + 2] if coupling == "factored" else 0.0) + nu[s + 2]
-            gens.set(amplitude=np.asarray(amp, dtype=float).reshape(-1).tolist())
+            # one dict per generator: set(amplitude=[...]) reads the collection's status first (~0.3 ms here)
+            gens.set([{"amplitude": v} for v in np.asarray(amp, dtype=float).reshape(-1).tolist()])
             nest.Run(h_ms)
             if progress and (s + 1) % max(1, steps // 20) == 0:
                 sys.stderr.write(f"\rnest spiking (stepped): {100 * (s + 1) // steps:3d} %  "
@@ -338,9 +357,10 @@ def simulate_spiking(arrays, info, *, trials, dt, n_rec, record_every, state, se
         stats["spikes"] = (np.asarray(ev["times"], dtype=float) * 1e-3,
                            np.asarray(ev["senders"], dtype=np.int64) - parts["neurons"][0].global_id)
     if ranks > 1:
-        (idx, times, values), stats = gather_latent(nest, (idx, times, values), stats, scratch)
+        rows, stats = gather_latent(nest, (idx, times, values), stats, scratch)
         if rank != 0:
             return None, stats
+        idx, times, values = rows
     counted = idx == trials * d                      # the spike counter, recorded with the read-out
     stats["n_spikes"] = int(round(values[counted].max())) if counted.any() else 0
     q0 = parts["q0"] + parts["p_tr"] @ arrays["readout"].T
