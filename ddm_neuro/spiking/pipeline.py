@@ -60,8 +60,8 @@ MAX_NEURONS = 4000
 #: LIF refractory period (s): the refractory period sets the spike noise of regular firing (2 ms gave the latent
 #: 196x Lorenz's diffusion at N = 2000, 0.05 ms 4.2x: benchmarks/RESULTS_spiking.md, section 7).
 TAU_REF = 5e-5
-#: Back ends whose LIF neuron has no refractory period (NIR's CubaLIF, run by Norse).
-NO_REFRACTORY = ("norse",)
+#: Back ends whose LIF neuron has no refractory period (NIR's CubaLIF, run by each NIR consumer).
+NO_REFRACTORY = ("norse", "snntorch", "rockpool", "spyx")
 #: Back ends that place at most one spike per neuron per step (Brian2): tau_ref must be at least their step
 #: (0.1 ms at most), so they get this refractory period rather than a step half as long (twice the run time).
 ONE_SPIKE_PER_STEP = {"brian2": 1e-4, "brian2-cpp": 1e-4, "brian2-cuda": 1e-4, "nest": 2.5e-5}
