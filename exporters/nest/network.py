@@ -339,18 +339,25 @@ def run_stepped(nest, parts, total_ms, progress):
     values would have to be gathered across MPI ranks every step.
     """
     stepped = parts["stepped"]
-    h = stepped["h_ms"]
-    steps = int(round(total_ms / h))
     covr, P = stepped["covr"], len(stepped["pairs"])
+    run_steps(nest, int(round(total_ms / stepped["h_ms"])), stepped["h_ms"],
+              lambda i: set_mixing(stepped, np.asarray(covr.get("rate"), dtype=float).reshape(-1, P)),
+              label="nest (stepped)", progress=progress)
+
+
+def run_steps(nest, steps, h_ms, before_step, *, label, progress):
+    """Run ``steps`` steps of ``h_ms`` one ``nest.Run`` each, calling ``before_step(i)`` before step ``i``.
+
+    With ``progress``, a one-line display on stderr, prefixed ``label``.
+    """
     nest.Prepare()
     try:
         t_start = time.perf_counter()
         for i in range(steps):
-            set_mixing(stepped, np.asarray(covr.get("rate"), dtype=float).reshape(-1, P))
-            nest.Run(h)
+            before_step(i)
+            nest.Run(h_ms)
             if progress and (i + 1) % max(1, steps // 20) == 0:
-                sys.stderr.write(f"\rnest (stepped): {100 * (i + 1) // steps:3d} %  "
-                                 f"{time.perf_counter() - t_start:6.1f} s")
+                sys.stderr.write(f"\r{label}: {100 * (i + 1) // steps:3d} %  {time.perf_counter() - t_start:6.1f} s")
                 sys.stderr.flush()
         if progress:
             sys.stderr.write("\n")

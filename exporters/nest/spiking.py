@@ -82,17 +82,16 @@ reproduces a run for the same number of threads.
 from __future__ import annotations
 
 import resource
-import sys
 import time
 
 import numpy as np
 
 try:  # inside the package
-    from .network import NetworkError, assemble, gather_latent, import_nest, local_latent, set_per_node, \
-        setup_kernel, simulate_chunks, step_ms
+    from .network import NetworkError, assemble, gather_latent, import_nest, local_latent, run_steps, \
+        set_per_node, setup_kernel, simulate_chunks, step_ms
 except ImportError:  # an exported project: network.py lies beside this file
-    from network import NetworkError, assemble, gather_latent, import_nest, local_latent, set_per_node, \
-        setup_kernel, simulate_chunks, step_ms
+    from network import NetworkError, assemble, gather_latent, import_nest, local_latent, run_steps, \
+        set_per_node, setup_kernel, simulate_chunks, step_ms
 
 #: The read-out units never fire.
 NO_THRESHOLD = 1e12
@@ -271,43 +270,36 @@ def run_stepped(nest, parts, arrays, info, *, steps, h_ms, coupling, noise, fano
     p_tr, rest, readout, gens = parts["p_tr"], parts["rest"], parts["readout"], parts["generators"]
     D_ptr = p_tr @ D.T
     reset_ie = coupling == "factored"
-    nest.Prepare()
-    try:
-        t_start = time.perf_counter()
-        for s in range(steps):
-            if s == 2 and reset_ie:   # from now on the generators carry E q
-                set_per_node(nest, parts["neurons"], I_e=np.tile(rest, trials))
-            decay = np.exp(-s * h_ms / tau_ms)
-            p = rest + p_tr * decay
-            if u_applied is not None:
-                p = p + u_applied[s]
-            # the read-out shows q(s - 1): the spikes up to the end of step s - 2 (one step's delay)
-            q_prev = np.asarray(readout.get("V_m"), dtype=float).reshape(trials, d) - D_ptr * decay / a
-            # the input in step s: dense synapses hold q(s - 1) (their own delay); factored, what was set
-            x = p + ((cur[s] if coupling == "factored" else q_prev) + nu[s]) @ E.T
-            phi, act = lif_rate(info, x)
-            if coupling == "factored":
-                cur[s + 2] = q_prev * a3 + (phi @ K.T) * (1.0 - a3)
-            if noisy:
-                if s % DRAW_BLOCK == 0:   # normal draws in blocks of steps: one numpy call per block
-                    g = rng.standard_normal((DRAW_BLOCK, trials, N + d))
-                var = remainder_variance(arrays, info, phi, act, noise, fano)
-                kick = (np.sqrt(var * h_s) * g[s % DRAW_BLOCK, :, :N]) @ (K.T / tau_s)
-                if shared:
-                    kick += np.sqrt(h_s) * g[s % DRAW_BLOCK, :, N:] @ L.T
-                nu[s + 2] = nu[s + 1] * a + kick
-            amp = (cur[s + 2] if coupling == "factored" else 0.0) + nu[s + 2]
-            # one dict per generator: set(amplitude=[...]) reads the collection's status first (~0.3 ms here)
-            gens.set([{"amplitude": v} for v in np.asarray(amp, dtype=float).reshape(-1).tolist()])
-            nest.Run(h_ms)
-            if progress and (s + 1) % max(1, steps // 20) == 0:
-                sys.stderr.write(f"\rnest spiking (stepped): {100 * (s + 1) // steps:3d} %  "
-                                 f"{time.perf_counter() - t_start:6.1f} s")
-                sys.stderr.flush()
-        if progress:
-            sys.stderr.write("\n")
-    finally:
-        nest.Cleanup()
+    draws = {}
+
+    def before_step(s):
+        if s == 2 and reset_ie:   # from now on the generators carry E q
+            set_per_node(nest, parts["neurons"], I_e=np.tile(rest, trials))
+        decay = np.exp(-s * h_ms / tau_ms)
+        p = rest + p_tr * decay
+        if u_applied is not None:
+            p = p + u_applied[s]
+        # the read-out shows q(s - 1): the spikes up to the end of step s - 2 (one step's delay)
+        q_prev = np.asarray(readout.get("V_m"), dtype=float).reshape(trials, d) - D_ptr * decay / a
+        # the input in step s: dense synapses hold q(s - 1) (their own delay); factored, what was set
+        x = p + ((cur[s] if coupling == "factored" else q_prev) + nu[s]) @ E.T
+        phi, act = lif_rate(info, x)
+        if coupling == "factored":
+            cur[s + 2] = q_prev * a3 + (phi @ K.T) * (1.0 - a3)
+        if noisy:
+            if s % DRAW_BLOCK == 0:   # normal draws in blocks of steps: one numpy call per block
+                draws["g"] = rng.standard_normal((DRAW_BLOCK, trials, N + d))
+            g = draws["g"][s % DRAW_BLOCK]
+            var = remainder_variance(arrays, info, phi, act, noise, fano)
+            kick = (np.sqrt(var * h_s) * g[:, :N]) @ (K.T / tau_s)
+            if shared:
+                kick += np.sqrt(h_s) * g[:, N:] @ L.T
+            nu[s + 2] = nu[s + 1] * a + kick
+        amp = (cur[s + 2] if coupling == "factored" else 0.0) + nu[s + 2]
+        # one dict per generator: set(amplitude=[...]) reads the collection's status first (~0.3 ms here)
+        gens.set([{"amplitude": v} for v in np.asarray(amp, dtype=float).reshape(-1).tolist()])
+
+    run_steps(nest, steps, h_ms, before_step, label="nest spiking (stepped)", progress=progress)
     return nu
 
 
