@@ -172,3 +172,13 @@ def test_nest_spiking_refusals(lif_ou, small_model):
         run("nest", short, 0.5)
     with pytest.raises(DDMError, match="--mode spiking"):
         get_backend("nest", "rate")(lif_ou, 0.5, u=None, progress=False)
+
+
+def test_nest_calibrates_in_nest(lif_ou):
+    """calibrate --backend nest: the calibration runs are NEST's (their rates recorded), and the model says so."""
+    from ddm_neuro.spiking.calibration import calibrate
+
+    out = calibrate(lif_ou, rounds=1, trials=16, duration=8.0, backend="nest", seed=2)
+    info = out.meta["spiking_calibration"]
+    assert info["simulator"] == "nest" and info["coupling"] == "factored"
+    assert 20 < info["rounds"][0]["mean_rate_hz"] < 300 and np.isfinite(info["systematic_drift_error"])
