@@ -1,8 +1,9 @@
 """Exported NIR files open in old and new NIR readers: nir 1.0.4 (no ``v_reset``, no metadata on ``Linear``,
 ``Input``, ``Output``) and the installed one, with the same content.
 
-The old reader runs in a subprocess with ``PYTHONPATH`` set to ``$DDM_NIR_OLD``, a folder holding nir 1.0.4
-(``pip install --target DIR --no-deps nir==1.0.4``); without it the test is skipped.
+The old reader runs in a subprocess with ``PYTHONPATH`` set to a folder holding nir 1.0.4: ``$DDM_NIR_OLD``,
+or one the test installs once into ddm_neuro's cache (``pip install --target DIR --no-deps nir==1.0.4``);
+skipped only where pip cannot reach PyPI.
 """
 import json
 import os
@@ -45,10 +46,26 @@ else:
 
 
 def old_reader():
+    """A folder holding nir 1.0.4: ``$DDM_NIR_OLD``, else one installed once into ddm_neuro's cache
+    (``pip install --target``; skipped only where pip cannot reach PyPI)."""
     path = os.environ.get("DDM_NIR_OLD")
-    if not path or not (Path(path) / "nir").is_dir():
-        pytest.skip("set DDM_NIR_OLD to a folder holding nir 1.0.4 (pip install --target DIR --no-deps nir==1.0.4)")
-    return path
+    if path:
+        if not (Path(path) / "nir").is_dir():
+            pytest.fail(f"DDM_NIR_OLD={path} holds no nir package")
+        return path
+    cache = Path(os.environ.get("DDM_NEURO_CACHE") or Path.home() / ".cache" / "ddm_neuro") / "nir-1.0.4"
+    if not (cache / "nir").is_dir():
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_name(f"{cache.name}.tmp{os.getpid()}")
+        res = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(tmp),
+                              "nir==1.0.4"], capture_output=True, text=True, timeout=600)
+        if res.returncode != 0:
+            pytest.skip(f"nir 1.0.4 could not be installed into {cache}: {res.stderr.strip().splitlines()[-1:]}")
+        try:
+            tmp.rename(cache)
+        except OSError:   # another process installed it meanwhile
+            pass
+    return str(cache)
 
 
 def read_with(path, pythonpath=None):
