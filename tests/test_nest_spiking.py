@@ -104,7 +104,7 @@ def _relaxation(tr, sign):
     return tr.z[:, [n // 4, n // 2, n], 0] * sign
 
 
-@pytest.mark.parametrize("coupling", ["factored", "dense"])
+@pytest.mark.parametrize("coupling", ["factored", pytest.param("dense", marks=pytest.mark.slow)])
 def test_nest_spiking_drift_is_the_torch_networks(lif_ou400, coupling):
     """Noise-free from z0 = +-1.5, the same start phases: the relaxation toward 0 (the drift) as in the
     torch spiking network, trial means within four standard errors of their difference; a loop gain off
