@@ -7,7 +7,8 @@ node's output is the trajectory. What the host does besides, as the file's
 metadata says: the start state (``latent`` at z0, the synaptic currents of
 ``rnn.lif`` at ``init_current @ [z0, 1, u0]``, membrane potentials uniform in
 [0, 1)) and the host noise (a standard normal sample per step on each noise
-channel of ``input``).
+channel of ``input``; for a file with state-dependent noise, those samples times
+``A(z)`` from the latest Output, :mod:`.hostnoise`).
 
 * :func:`run_norse`: Norse 1.1, ``norse.torch.from_nir`` (the nested ``rnn``
   with its recurrence in Norse's graph executor, the Affines), and Norse's
@@ -51,6 +52,7 @@ from ddm_neuro.errors import DDMError
 from ddm_neuro.run.plan import start_states
 from ddm_neuro.trajectory import Trajectory
 
+from .hostnoise import is_state_dependent, noise_transform
 from .layout import read_network
 
 #: Consumers (their import names) and where their runner is.
@@ -282,7 +284,7 @@ _CLASSES = {"norse": _Norse, "snntorch": _SnnTorch, "rockpool": _Rockpool, "spyx
 
 # ------------------------------------------------------------------ the host
 def run_file(consumer, path, duration, *, dt=None, record_dt=None, trials=1, seed=None, noise=True, z0=None, u=None,
-             progress=False):
+             progress=False, state_noise=True):
     """Simulate an exported NIR file in ``consumer`` and return the latent trajectory (its Output).
 
     Parameters
@@ -305,12 +307,20 @@ def run_file(consumer, path, duration, *, dt=None, record_dt=None, trials=1, see
     u : array (k,), optional
         Constant input.
     progress : bool
+    state_noise : bool
+        For a file with state-dependent noise (:func:`.hostnoise.is_state_dependent`): feed the noise
+        channels ``A(z) xi`` with ``A(z) = G^+ chol(C(z))`` (:func:`.hostnoise.noise_transform`) at the
+        latest Output ``z``, recomputed before each record interval (non-anticipating: Itô), so that the
+        latent's noise covariance is the model's ``C(z)``. False: plain ``xi``, the noise at its mean over
+        the start states (the file's fixed ``G``). Files without that data are fed ``xi`` either way
+        (the same numbers for the same seed).
 
     Returns
     -------
     Trajectory
         ``meta["backend"]`` the consumer, ``meta["integration_dt"]`` the step in SDE units,
-        ``meta["mean_rate_hz"]`` the mean firing rate.
+        ``meta["mean_rate_hz"]`` the mean firing rate, ``meta["state_noise"]`` whether the noise
+        channels were scaled with the state.
 
     Raises
     ------
@@ -331,6 +341,11 @@ def run_file(consumer, path, duration, *, dt=None, record_dt=None, trials=1, see
     v0 = rng.uniform(0.0, 1.0, (trials, net.n_neurons))
     sim.start(net.initial_current(z_start, u_model if u is not None else None), v0, z_start)
     add_noise = bool(noise) and net.n_noise > 0
+    if not isinstance(state_noise, (bool, np.bool_)):
+        raise DDMError(f"state_noise must be True or False (got {state_noise!r})")
+    meta_g = net.graph.metadata
+    scaled = add_noise and bool(state_noise) and is_state_dependent(meta_g)
+    u_host = u_model if u is not None else None
     out = np.empty((trials, n_rec, net.dim))
     out[:, 0] = z_start
     n_spikes = 0
@@ -340,7 +355,11 @@ def run_file(consumer, path, duration, *, dt=None, record_dt=None, trials=1, see
             for r in range(1, n_rec):
                 xi = torch.randn((n_sub, trials, net.n_noise), generator=gen) if add_noise else \
                     torch.zeros((n_sub, trials, net.n_noise))
-                inp = net.graph_input(u_model, xi.numpy()).astype(np.float32)
+                xi = xi.numpy()
+                if scaled:      # A(z) at the latest Output, held over the interval: non-anticipating (Ito)
+                    A = noise_transform(meta_g, out[:, r - 1], u_host)              # (trials, m, m)
+                    xi = np.einsum("tij,stj->sti", np.nan_to_num(A), xi.astype(np.float64))
+                inp = net.graph_input(u_model, xi).astype(np.float32)
                 out[:, r], spikes = sim.advance(inp)
                 n_spikes += spikes
                 if not np.isfinite(out[:, r]).any():
@@ -355,7 +374,8 @@ def run_file(consumer, path, duration, *, dt=None, record_dt=None, trials=1, see
     meta = {"backend": consumer, "mode": "spiking", "consumer_version": sim.version, "nir_file": str(net.path),
             "model_id": info.get("model_id"), "system": info.get("sde_name"), "variables": info.get("variables"),
             "seed": seed, "duration": float(duration), "trials": trials, "integration_dt": h,
-            "network_dt_s": net.dt, "noise": "host" if add_noise else "none", "n_neurons": net.n_neurons,
+            "network_dt_s": net.dt, "noise": "host" if add_noise else "none", "state_noise": scaled,
+            "n_neurons": net.n_neurons,
             "input": None if u is None else {"times": [0.0], "values": [np.atleast_1d(u).tolist()]},
             "diverged_trials": diverged, "scheme": f"{consumer}'s own step ({'whole sequences' if sim.whole_sequence else 'one step per call'})",
             "time_scale": net.time_scale, "tau_syn": float(info.get("neuron", {}).get("tau_syn", np.nan)),

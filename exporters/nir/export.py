@@ -45,8 +45,17 @@ of the latent noise (per network second): ``s2`` is the model's private output-n
 what the spikes supply (``F r``, averaged over the model's start states, clipped at 0; ``fano=1``
 counts Poisson-like spikes, what they look like at lags shorter than an inter-spike interval, where
 the verifier measures the diffusion; ``fano="regular"`` counts regular firing over one SDE time
-unit, :func:`ddm_neuro.spiking.noise.regular_fano`). Activity-dependent private noise is written at
-its mean over the start states (a file's noise does not depend on the state; the metadata says so).
+unit, :func:`ddm_neuro.spiking.noise.regular_fano`).
+
+**State-dependent noise.** A model whose private noise depends on the activity (``noise_act != 0``, a
+state-dependent diffusion) keeps that ``G`` (at the mean over the start states: a host that ignores
+the rest runs the old, mean-noise network) and its metadata also carries what the host needs to
+compute the latent noise covariance at each latent state (:func:`state_noise_metadata`):
+``C(z) = K diag(s2(x)) K^T / tau^2 + L L^T``, ``x = x(z, u) = E S^-1 (z - c) + P (b + B u)``,
+``s2(x) = max(noise_const + noise_act act(x) - F phi(x), 0)`` with the same ``F`` (``fano``). The
+host feeds the noise channels ``A(z) xi`` with ``A(z) = G^+ chol(C(z))``, recomputed from the latest
+Output before each interval (Itô); :mod:`.hostnoise` (numpy only) computes it from the metadata
+alone, and :func:`.consumers.run_file` does so by default.
 
 **Reset rule.** The file leaves ``v_reset`` out (nir 1.0.4 has no such field). nir >= 1.0.5 reads
 that as ``v_reset = 0``, reset to zero, which Norse's ``from_nir`` and snnTorch apply; nir 1.0.4's
@@ -282,8 +291,21 @@ def build_graph(model, dt=SNNTORCH_DT, fano=1.0, noise=True, step_matched=False)
         nodes["input_latent"] = nir.Affine(weight=f32(to_latent), bias=np.zeros(d, dtype=np.float32))
     else:
         edges = [e for e in edges if "input_latent" not in e]
-    meta = _metadata(model, dt, fano, noise, s2, G, (k, m, width), matched, a_m)
+    state = state_noise_metadata(model, fano, G) if m else None
+    meta = _metadata(model, dt, fano, noise, s2, G, (k, m, width), matched, a_m, state)
     return nir.NIRGraph(nodes=nodes, edges=edges, metadata=meta)
+
+
+def input_matrix(model):
+    """The ``(N, d + 1 + k)`` matrix ``M`` with ``x(z, u) = M @ [z, 1, u]``: the neuron inputs at latent z.
+
+    ``x = E (z - c)/S + P (b + B u)``, ``P = I - E D``: the model's ``neuron_inputs`` (no ``W_perp``).
+    """
+    E, D = model.encoders, model.readout
+    B = model.input_weights.reshape(model.n_neurons, model.n_inputs)
+    cols = [E / model.scale, (model.bias - E @ (D @ model.bias) - E @ (model.center / model.scale))[:, None],
+            B - E @ (D @ B)]
+    return np.concatenate(cols, axis=1)
 
 
 def init_current(model, dt, step_matched=False):
@@ -291,14 +313,65 @@ def init_current(model, dt, step_matched=False):
 
     ``I0 = (dt/tau_m) (E (z0 - c)/S + P (b + B u0))``, ``P = I - E D``: the latent at z0, the rest at rest.
     """
-    E, D = model.encoders, model.readout
-    B = model.input_weights.reshape(model.n_neurons, model.n_inputs)
-    cols = [E / model.scale, (model.bias - E @ (D @ model.bias) - E @ (model.center / model.scale))[:, None],
-            B - E @ (D @ B)]
-    return step_constants(model, dt, step_matched)[3] * np.concatenate(cols, axis=1)
+    return step_constants(model, dt, step_matched)[3] * input_matrix(model)
 
 
-def _metadata(model, dt, fano, noise, s2, G, widths, matched, a_m):
+#: Singular values of ``G`` below this fraction of the largest count as zero in ``G^+``: ``G``'s squared
+#: singular values are eigenvalues of the mean covariance, known to about ``eps`` of the largest.
+G_RCOND = float(np.sqrt(np.finfo(np.float64).eps))
+
+
+def state_noise_metadata(model, fano, G):
+    """What a host needs to scale the noise channels with the state: ``(arrays, params)``, or None.
+
+    None unless the model's private noise depends on the activity (``noise_act != 0``) and the file has
+    noise channels (``G != 0``). ``arrays`` are the flat metadata keys of
+    :data:`exporters.nir.hostnoise.STATE_KEYS` (float64): ``noise_state_inputs`` (``x = M @ [z, 1, u]``,
+    :func:`input_matrix`), ``noise_state_const``, ``noise_state_act`` (N,), ``noise_state_decoders``
+    K (d, N), ``noise_state_latent`` L (d, d), ``noise_state_G`` (the file's ``G``) and
+    ``noise_state_G_pinv`` (``G^+``, singular values below :data:`G_RCOND` of the largest as zero).
+    ``params`` (JSON) holds the scalars: the LIF's ``tau_m``, ``tau_ref``, ``act_scale``
+    (``act = phi act_scale``), the synapses' ``tau``, ``fano`` and ``fano_lag`` (T, seconds), the rank
+    and condition number of ``G``. :func:`exporters.nir.hostnoise.noise_transform` computes ``A(z)``
+    from them.
+
+    Parameters
+    ----------
+    model : LatentRNN
+    fano : "regular" or float
+        As :func:`host_noise`.
+    G : ndarray (d, d)
+        The file's noise matrix (:func:`host_noise`).
+    """
+    if not np.any(model.noise_act) or not np.any(G):
+        return None
+    tau_ref = float(model.neuron.params["tau_ref"])
+    act_scale = tau_ref if tau_ref > 0 else 1.0 / float(model.neuron.params["max_rates"][1])
+    sv = np.linalg.svd(G, compute_uv=False)
+    rank = int(np.sum(sv > G_RCOND * sv[0]))
+    arrays = {"noise_state_inputs": input_matrix(model), "noise_state_const": model.noise_const,
+              "noise_state_act": model.noise_act, "noise_state_decoders": model.decoders,
+              "noise_state_latent": model.noise_latent, "noise_state_G": G,
+              "noise_state_G_pinv": np.linalg.pinv(G, rcond=G_RCOND)}
+    arrays = {k: np.ascontiguousarray(v, dtype=np.float64) for k, v in arrays.items()}
+    params = {"tau_m": float(model.neuron.params["tau_m"]), "tau_ref": tau_ref, "act_scale": act_scale,
+              "tau": float(model.tau), "fano": fano if isinstance(fano, str) else float(fano),
+              "fano_lag": float(model.time_scale), "rank": rank,
+              "condition": float(sv[0] / sv[rank - 1]),
+              "covariance": "C(z) = K diag(s2(x)) K^T / tau^2 + L L^T per network second, in the normalised "
+                            "latent y = (z - c)/S; x = noise_state_inputs @ [z, 1, u]; s2(x) = max(noise_const + "
+                            "noise_act act(x) - F phi(x), 0); phi the LIF rate 1/(tau_ref + tau_m log(1 + "
+                            "1/(x - 1))) for x > 1, else 0; act = phi act_scale; F phi = fano phi, or "
+                            "frac(phi T)(1 - frac(phi T))/T for fano 'regular' (T = fano_lag)",
+              "host": "feed the noise channels A(z) xi, xi standard normal, A(z) = G^+ chol(C(z)) "
+                      "(noise_state_G_pinv), from the latest Output before each interval it is held for "
+                      "(Ito); exporters/nir/hostnoise.py (numpy only) computes it",
+              "singular_G": "G G^+ projects onto the range of G: the latent gets that part of C(z) "
+                            "(all of it where rank = d)"}
+    return arrays, params
+
+
+def _metadata(model, dt, fano, noise, s2, G, widths, matched, a_m, state=None):
     k, m, width = widths
     act = bool(np.any(model.noise_act))
     info = {
@@ -329,18 +402,28 @@ def _metadata(model, dt, fano, noise, s2, G, widths, matched, a_m):
         "current_scale": a_m,
         "noise": {"enabled": bool(noise), "fano": fano if isinstance(fano, str) else float(fano),
                   "host_share": "model private intensity minus the spikes' F r, averaged over the start states",
-                  "state_dependent": "activity-dependent private noise written at its mean over the start states"
-                                     if act and noise else None},
+                  "state_dependent": None if not (act and noise) else
+                  "activity-dependent private noise: the host feeds the noise channels A(z) xi, A(z) = "
+                  "G^+ chol(C(z)) from the latest Output (metadata noise_state_*, noise.state; "
+                  "exporters/nir/hostnoise.py); plain standard normals give it at its mean over the start states"
+                  if state is not None else
+                  "activity-dependent private noise, lost: the file has no noise channels (no host noise at the "
+                  "start states)"},
         "model_id": model.meta.get("model_id"), "sde_name": model.meta.get("sde_name"),
         "sde_spec": model.sde_spec, "variables": list(model.variables), "inputs_names": list(model.inputs),
         "n_neurons": model.n_neurons, "n_inputs": model.n_inputs, "dim": model.dim,
         "record_dt": float(network_steps(model)[1]),
     }
-    return {"ddm_neuro": json.dumps(info), "format": "ddm_neuro-nir", "format_version": FORMAT_VERSION,
+    if state is not None:
+        info["noise"]["state"] = state[1]
+    meta = {"ddm_neuro": json.dumps(info), "format": "ddm_neuro-nir", "format_version": FORMAT_VERSION,
             "nir_versions": NIR_VERSIONS, "time_unit": "s", "dt": float(dt), "time_scale": float(model.time_scale),
             "n_inputs": k, "n_noise": m, "init_current": init_current(model, dt, matched is not None),
             "host_noise_sigma2": np.asarray(s2, dtype=np.float64),
             "init_states": np.asarray(model.init_states, dtype=np.float64)}
+    if state is not None:
+        meta.update(noise_state_dependent=1, **state[0])
+    return meta
 
 
 def write_graph(graph, fh):
@@ -408,6 +491,16 @@ def export(model, output, *, mode="spiking", force=False, progress=True, dt=SNNT
         if noise and np.any(model.noise_act):
             import sys
 
-            print("note: NIR holds no state-dependent noise; this model's activity-dependent private noise is "
-                  "written at its mean over the start states (metadata noise.state_dependent)", file=sys.stderr)
+            state = json.loads(graph.metadata["ddm_neuro"])["noise"].get("state")
+            if state is None:
+                print("note: this model's private noise depends on the activity, but the file has no noise "
+                      "channels (no host noise at the start states): that noise is lost", file=sys.stderr)
+            else:
+                print("note: this model's private noise depends on the activity: the host scales the noise "
+                      "channels with the state, A(z) = G^+ chol(C(z)) from the latest Output (metadata noise_state_*; "
+                      "exporters/nir/hostnoise.py; the ddm-neuro consumers do it); plain standard normals give "
+                      "the noise at its mean over the start states", file=sys.stderr)
+                if state["rank"] < model.dim:
+                    print(f"note: the file's noise matrix G has rank {state['rank']} < d = {model.dim}: only the "
+                          "part of C(z) in its range reaches the latent", file=sys.stderr)
     return output
