@@ -13,7 +13,7 @@ nir = pytest.importorskip("nir")
 from exporters.nir.consumers import CONSUMERS  # noqa: E402
 from exporters.nir.export import SNNTORCH_DT  # noqa: E402
 from exporters.nir.layout import read_network  # noqa: E402
-from test_nir_consumers import model, need, nir_path, reference, silent  # noqa: E402,F401  (fixtures)
+from test_nir_consumers import model, need, nir_path, reference, silent, state_noise_file  # noqa: E402,F401  (fixtures)
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 
@@ -61,6 +61,30 @@ def test_recipe_adds_the_models_noise(silent, consumer):  # noqa: F811
     C = g_noise ** 2 * quiet.latent_cov(z0[:1])[0]
     se = np.sqrt((C ** 2 + np.outer(np.diag(C), np.diag(C))) / len(res))
     assert np.all(np.abs(est - C) < 4 * se), (np.diag(est) / np.diag(C))
+
+
+@pytest.mark.parametrize("consumer", CONSUMERS)
+def test_recipe_scales_state_dependent_noise(state_noise_file, consumer):  # noqa: F811
+    """A model with state-dependent diffusion (``test_nir_consumers.state_noise_file``, the double well with
+    ``c = 1``): the recipe feeds ``A(z) xi`` (``exporters/nir/hostnoise.py``) and the Output's one-step residual,
+    normalised by the model's ``latent_cov`` at its start, has variance ``g^2`` (Rockpool's decay after adding,
+    as above; 1 elsewhere) from z = 0 and z = 1.5, where the model's noise differs by a factor of about 3:
+    24 trials x 300 steps, the first 20 left out, n = 6720 per start, tolerance 4 standard errors sqrt(2/n).
+    Plain standard normals (the mean noise) are off by +60 % and -30 % there
+    (``test_nir_consumers.test_state_dependent_noise_is_the_models``)."""
+    need(consumer)
+    dw, path = state_noise_file
+    h, trials, steps, skip = SNNTORCH_DT / dw.time_scale, 24, 300, 20
+    a_l = SNNTORCH_DT / dw.tau
+    e = math.exp(-a_l / (1 + a_l)) if consumer == "rockpool" else None
+    g_noise, g_drift = (e, (1 - e) / a_l) if e else (1.0, 1.0)
+    for i, start in enumerate((0.0, 1.5)):
+        z0 = np.full((trials, 1), start)
+        z = np.concatenate([z0[:, None], simulate_from(consumer, path, z0, steps, seed=30 + i)], axis=1)
+        a, b = z[:, skip:-1].reshape(-1, 1), z[:, skip + 1:].reshape(-1, 1)
+        w = (b - a - g_drift * dw.latent_drift(a) * h)[:, 0] / np.sqrt(dw.latent_cov(a)[:, 0, 0] * h)
+        var, se = np.mean(w ** 2) / g_noise ** 2, math.sqrt(2 / w.size)
+        assert abs(var - 1) < 4 * se, (start, var, se)
 
 
 def simulate_from(consumer, path, z0, steps, seed):
