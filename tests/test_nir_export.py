@@ -292,13 +292,115 @@ def test_step_matched_export(model, tmp_path):
 
     with pytest.raises(DDMError, match="step-matched for norse"):
         get_backend("snntorch", "spiking")(half, 0.1, trials=1, seed=0)
-    # activity-dependent private noise (activity = phi tau_ref) is written at its mean over the start states
+    # activity-dependent private noise (activity = phi tau_ref): the channels' G at its mean over the start
+    # states, and the state-dependent data with the model's tau_ref (dt/2), not the file's (none)
     half.noise_act = np.linspace(0.0, 2e5, model.n_neurons)
     net = read_network(export(half, tmp_path / "d.nir", step_matched=True, progress=False))
     x0 = half.neuron_inputs(half.init_states)
     want = np.maximum(np.mean(half.noise_var(x0) - half.neuron.phi(x0), axis=0), 0)
     assert np.allclose(net.graph.metadata["host_noise_sigma2"], want)
-    assert "mean over the start states" in net.info["noise"]["state_dependent"]
+    assert net.info["noise"]["state_dependent"].startswith("activity-dependent private noise: the host feeds")
+    assert net.info["noise"]["state"]["tau_ref"] == dt / 2 and net.info["noise"]["state"]["act_scale"] == dt / 2
+    from exporters.nir.hostnoise import host_noise_cov
+
+    z = model.init_states[:4] * 1.5
+    x = half.neuron_inputs(z)
+    s2 = np.maximum(half.noise_var(x) - half.neuron.phi(x), 0)
+    C = np.einsum("an,zn,bn->zab", half.decoders, s2, half.decoders) / half.tau ** 2 + \
+        half.noise_latent @ half.noise_latent.T
+    assert np.allclose(host_noise_cov(net.graph.metadata, z), C, rtol=1e-9, atol=1e-12 * np.abs(C).max())
+
+
+# ---------------------------------------------------------------- state-dependent noise
+@pytest.fixture(scope="module")
+def act_model(model):
+    """The OU model with activity-dependent private noise: ``noise_act`` over half the neurons, large enough
+    that the host's share changes several-fold across the start states."""
+    from ddm_neuro.network import LatentRNN
+
+    act = np.where(np.arange(model.n_neurons) % 2 == 0, 40.0 * model.noise_const.max(), 0.0)
+    return LatentRNN(**{**model.__dict__, "noise_act": act})
+
+
+@pytest.mark.parametrize("fano", [1.0, "regular"])
+def test_state_dependent_noise_metadata(act_model, tmp_path, capsys, fano):
+    """A model with ``noise_act != 0``: the file's metadata alone gives the model's host covariance
+    ``C(z) = K diag(max(sigma^2(x) - F phi(x), 0)) K^T / tau^2 + L L^T`` at any latent state (``F phi`` the
+    Poisson count, or regular firing over T: :func:`ddm_neuro.spiking.noise.regular_fano`), against
+    ddm_neuro's own ``neuron_inputs``, ``noise_var``, ``phi``; ``A(z) = G^+ chol(C(z))`` puts exactly that
+    covariance into the latent (G has full rank here); the note on stderr says so, not "at its mean"."""
+    from ddm_neuro.spiking.noise import regular_fano
+    from exporters.nir.export import host_noise
+    from exporters.nir.hostnoise import STATE_KEYS, host_noise_cov, is_state_dependent, noise_transform
+
+    m = act_model
+    path = export(m, tmp_path / "act.nir", fano=fano)
+    err = capsys.readouterr().err
+    assert "the host scales the noise channels with the state" in err and "written at its mean" not in err
+    net = read_network(path)
+    meta = net.graph.metadata
+    assert is_state_dependent(meta) and all(meta[k].dtype == np.float64 for k in STATE_KEYS)
+    assert net.info["noise"]["state"]["rank"] == m.dim and net.info["noise"]["state"]["fano"] == fano
+    s2_file, G = host_noise(m, fano)
+    assert np.allclose(meta["host_noise_sigma2"], s2_file) and np.array_equal(meta["noise_state_G"], G)
+    rng = np.random.default_rng(0)
+    z = m.init_states[rng.integers(len(m.init_states), size=50)] * rng.uniform(0.3, 2.0, (50, 1))
+    x = m.neuron_inputs(z)
+    phi = m.neuron.phi(x)
+    spikes = phi if fano == 1.0 else regular_fano(m, z, m.time_scale) * phi
+    s2 = np.maximum(m.noise_var(x) - spikes, 0)
+    C = np.einsum("an,zn,bn->zab", m.decoders, s2, m.decoders) / m.tau ** 2 + m.noise_latent @ m.noise_latent.T
+    got = host_noise_cov(meta, z)
+    assert np.allclose(got, C, rtol=1e-9, atol=1e-12 * np.abs(C).max())
+    spread = np.trace(C, axis1=1, axis2=2)
+    assert spread.max() > 3 * spread.min()                                 # the noise does depend on the state
+    A = noise_transform(meta, z)
+    assert np.allclose(G @ A @ np.swapaxes(A, 1, 2) @ G.T, C, rtol=1e-8, atol=1e-10 * np.abs(C).max())
+    assert np.allclose(m.latent_cov(z) / m.time_scale / np.outer(m.scale, m.scale),     # + the spikes' F phi
+                       C + np.einsum("an,zn,bn->zab", m.decoders, np.minimum(spikes, m.noise_var(x)), m.decoders)
+                       / m.tau ** 2, rtol=1e-8)
+    A_bad = noise_transform(meta, np.array([[np.nan, 0.0], [0.1, 0.2]]))     # a diverged trial: NaN, the rest fine
+    assert np.all(np.isnan(A_bad[0])) and np.all(np.isfinite(A_bad[1]))
+    with pytest.raises(ValueError, match="z must have 2 values in its last axis"):
+        noise_transform(meta, np.zeros((3, 3)))
+
+
+def test_singular_noise_matrix_keeps_the_part_in_its_range(act_model):
+    """Where ``G`` is singular, ``G A A^T G^T = Pi C(z) Pi`` with ``Pi = G G^+`` the projector onto G's range
+    (what the file's channels can reach): a rank-1 G in place of the full-rank one, its G^+ from
+    :func:`state_noise_metadata`."""
+    from exporters.nir.export import build_graph, state_noise_metadata
+    from exporters.nir.hostnoise import host_noise_cov, noise_transform
+
+    meta = dict(build_graph(act_model).metadata)
+    G = np.asarray(meta["noise_state_G"])
+    u, sv, vt = np.linalg.svd(G)
+    G1 = sv[0] * np.outer(u[:, 0], vt[0])                                  # rank 1
+    arrays, params = state_noise_metadata(act_model, 1.0, G1)
+    assert params["rank"] == 1 and np.allclose(arrays["noise_state_G_pinv"], np.linalg.pinv(G1))
+    meta.update(arrays)
+    z = act_model.init_states[:20]
+    C, A = host_noise_cov(meta, z), noise_transform(meta, z)
+    Pi = G1 @ arrays["noise_state_G_pinv"]
+    assert np.allclose(Pi @ Pi, Pi) and np.isclose(np.trace(Pi), 1)
+    assert np.allclose(G1 @ A @ np.swapaxes(A, 1, 2) @ G1.T, Pi @ C @ Pi, atol=1e-10 * np.abs(C).max())
+
+
+def test_constant_noise_files_are_unchanged(model, nir_path):
+    """``noise_act == 0``: no state-dependent data in the file, and a run feeds the same numbers whatever
+    ``state_noise`` says (the file is byte-for-byte the one the exporter wrote before, checked by hand)."""
+    from exporters.nir.consumers import run_norse
+    from exporters.nir.hostnoise import STATE_KEYS, is_state_dependent
+
+    meta = nir.read(nir_path).metadata
+    assert not is_state_dependent(meta) and not set(STATE_KEYS) & set(meta) and "noise_state_dependent" not in meta
+    info = json.loads(meta["ddm_neuro"])["noise"]
+    assert info["state_dependent"] is None and "state" not in info
+    h = SNNTORCH_DT / model.time_scale
+    a, b = (run_norse(nir_path, 30 * h, trials=2, seed=3, record_dt=5 * h, state_noise=s) for s in (True, False))
+    assert np.array_equal(a.z, b.z) and a.meta["state_noise"] is False
+    with pytest.raises(DDMError, match="state_noise must be True or False"):
+        run_norse(nir_path, 30 * h, state_noise="yes")
 
 
 def test_calibrate_runs_in_norse(model):
