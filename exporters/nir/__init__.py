@@ -3,6 +3,8 @@
 * :mod:`.export` writes the LIF network as an NIR graph (``--format nir``;
   the mapping, the time convention and the host noise are stated there);
 * :mod:`.layout` reads an exported file back and checks its structure;
+* :mod:`.hostnoise` (numpy only) computes, from a file's metadata alone, how the
+  host scales the noise channels where the model's noise depends on the state;
 * :mod:`.consumers` builds the file's nodes with a consumer's own NIR importer
   (Norse, snnTorch, Rockpool, spyx), steps them and returns the Output, the
   latent, as a Trajectory;
