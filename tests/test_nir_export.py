@@ -413,3 +413,17 @@ def test_calibrate_runs_in_norse(model):
     cal = out.meta["spiking_calibration"]
     assert cal["simulator"] == "norse" and cal["coupling"] is None and len(cal["rounds"]) == 1
     assert np.isfinite(cal["systematic_drift_error"]) and cal["rounds"][0]["mean_rate_hz"] > 10
+
+
+def test_hostnoise_needs_numpy_only():
+    """``exporters/nir/hostnoise.py`` is the one file a host copies next to a recipe: it imports json and numpy
+    only (no ddm_neuro, no relative import)."""
+    import ast
+    from pathlib import Path
+
+    import exporters.nir.hostnoise as hn
+
+    tree = ast.parse(Path(hn.__file__).read_text())
+    names = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    names |= {("." * n.level) + (n.module or "") for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    assert names <= {"__future__", "json", "numpy"}, names

@@ -347,6 +347,12 @@ def state_noise_metadata(model, fano, G):
         return None
     tau_ref = float(model.neuron.params["tau_ref"])
     act_scale = tau_ref if tau_ref > 0 else 1.0 / float(model.neuron.params["max_rates"][1])
+    # G = V sqrt(lam) from the eigen-decomposition of the mean covariance: its rank is the number of
+    # eigenvalues above round-off. Full rank (the usual case): G G^+ = I and A(z) = G^+ chol(C(z)) puts exactly
+    # C(z) into the latent. Singular G: G G^+ is the orthogonal projector onto range(G), so the latent gets
+    # (G G^+) C(z) (G G^+) -- the part of C(z) that the file's channels reach; the rest is lost (noted on stderr).
+    # (A singular value just above G_RCOND would be amplified by 1/sv in A and then meet the float32 weights,
+    # accurate to ~1e-7 of the largest: "condition" in the metadata says how close a file comes to that.)
     sv = np.linalg.svd(G, compute_uv=False)
     rank = int(np.sum(sv > G_RCOND * sv[0]))
     arrays = {"noise_state_inputs": input_matrix(model), "noise_state_const": model.noise_const,
