@@ -25,7 +25,7 @@ How NEST carries it (time in ms; ``x``, ``v`` dimensionless, read as pA and mV):
 
 ``iaf_psc_exp_ps`` integrates the membrane exactly between events and places
 each spike at its exact time: its rate at constant input is the fitted curve
-``phi(x) = 1 / (tau_ref + tau_m log(1 + 1/(x - 1)))`` (measured to 0.1 %),
+``phi(x) = 1 / (tau_ref + tau_m log(1 + 1/(x - 1)))`` (tested to 1e-6),
 provided ``tau_ref`` is at least one step (a neuron fires at most once per
 step; shorter refractory periods are refused). It is the continuous-time
 network: the membrane sees the synaptic current decay within a step, where the
@@ -43,15 +43,16 @@ Coupling (``x``'s term ``E q``):
 * ``"factored"`` (the default): no NEST synapse sums spike trains into a
   shared continuous current, so Python closes the loop, one step at a time
   (:func:`run_stepped`): it reads ``q`` from the d read-out units and sets d
-  ``dc_generator`` s per trial, weights E, to the latent current (held over a
-  step, as the torch step holds ``x``). Nothing grows as N^2 (N d synapses). A current set before step ``s`` reaches the
-  neurons in step ``s + 2`` and the read-out shows the spikes up to the end
-  of step ``s - 2``; the spikes of the three steps between are replaced by
-  their expectation ``K phi(x) (1 - exp(-3 h / tau))`` (the rates at the
-  current input) and by the real spikes once they are read. The mean current
-  is the torch step's to O(h^2); the spikes' fluctuations reach the neurons
-  three steps late (0.3 ms at the default step). One process only (the read
-  would have to be gathered across MPI ranks every step).
+  ``dc_generator`` s per trial, weights E, to the latent current (held over
+  a step, as the torch step holds ``x``). Nothing grows as N^2 (N d
+  synapses). A current set before step ``s`` reaches the neurons in step
+  ``s + 2`` and the read-out shows the spikes up to the end of step ``s - 2``;
+  the spikes of the three steps between are replaced by their expectation
+  ``K phi(x) (1 - exp(-3 h / tau))`` (the rates at the current input), and by
+  the real spikes once they are read: the mean current follows the rates
+  without delay, the spikes' fluctuations reach the neurons three steps late
+  (0.075 ms at the default step). One process only (the read would have to
+  be gathered across MPI ranks every step).
 
 Step. NEST's error grows with the step. At the other back ends' 0.1 ms a
 noise-free spiking OU (N = 400, 48 trials) relaxed about 7 % faster than in the
@@ -77,7 +78,8 @@ step whose increment it scales (Itô), each increment is drawn in Python
 generators (weights E); the read-out adds it.
 
 Seeds: the start phases, the noise and NEST's own streams are seeded; a seed
-reproduces a run for the same number of threads.
+reproduces a run for the same number of threads, and gives the start phases
+the torch spiking simulator gives for that seed.
 """
 from __future__ import annotations
 
