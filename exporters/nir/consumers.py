@@ -330,6 +330,8 @@ def run_file(consumer, path, duration, *, dt=None, record_dt=None, trials=1, see
     """
     if consumer not in _CLASSES:
         raise DDMError(f"unknown NIR consumer {consumer!r} (known: {', '.join(CONSUMERS)})")
+    if not isinstance(state_noise, (bool, np.bool_)):
+        raise DDMError(f"state_noise must be True or False (got {state_noise!r})")
     net = read_network(path)
     trials = _trials(trials)
     n_rec, record_dt, n_sub, h = _grid(net, duration, dt, record_dt)
@@ -341,8 +343,6 @@ def run_file(consumer, path, duration, *, dt=None, record_dt=None, trials=1, see
     v0 = rng.uniform(0.0, 1.0, (trials, net.n_neurons))
     sim.start(net.initial_current(z_start, u_model if u is not None else None), v0, z_start)
     add_noise = bool(noise) and net.n_noise > 0
-    if not isinstance(state_noise, (bool, np.bool_)):
-        raise DDMError(f"state_noise must be True or False (got {state_noise!r})")
     meta_g = net.graph.metadata
     scaled = add_noise and bool(state_noise) and is_state_dependent(meta_g)
     u_host = u_model if u is not None else None
