@@ -178,7 +178,7 @@ def test_nest_calibrates_in_nest(lif_ou):
     """calibrate --backend nest: the calibration runs are NEST's (their rates recorded), and the model says so."""
     from ddm_neuro.spiking.calibration import calibrate
 
-    out = calibrate(lif_ou, rounds=1, trials=16, duration=8.0, backend="nest", seed=2)
+    out = calibrate(lif_ou, rounds=1, trials=8, duration=8.0, backend="nest", seed=2)   # 64 windows per half
     info = out.meta["spiking_calibration"]
     assert info["simulator"] == "nest" and info["coupling"] == "factored"
     assert 20 < info["rounds"][0]["mean_rate_hz"] < 300 and np.isfinite(info["systematic_drift_error"])
