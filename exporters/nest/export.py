@@ -141,10 +141,10 @@ def readme(info, build, shape, mode="rate"):
             "* Noise (Itô): drawn in Python every step from the state before it, filtered with tau and sent "
             "through the same generators.",
         ]
-        mpi = ("* This build is driven from Python step by step: it runs in one process (threads: `--threads K`), "
-               "not under MPI." if stepped else
-               "* Under MPI every rank writes its read-out samples beside the output (hidden `.ddm_nest_rank*.npz`) "
-               "and rank 0 merges them: the output folder must be shared by the ranks.")
+        mpi = ("* Under MPI every rank writes its read-out samples beside the output (hidden `.ddm_nest_rank*.npz`) "
+               "and rank 0 merges them: the output folder must be shared by the ranks."
+               + (" This build is driven from Python step by step: under MPI the ranks also share the read-out "
+                  "every step, which needs `mpi4py` (`pip install mpi4py`)." if stepped else ""))
     else:
         neurons = f"N = {N} tanh rate neurons, latent dimension d = {d}, {build['coupling']} coupling"
         scheme = [
@@ -168,7 +168,7 @@ def readme(info, build, shape, mode="rate"):
         "```",
         "python run.py --seed 1 --duration 60 -o traj.npz               # one process, threads: --threads K",
         "python run.py --seed 1 --trials 16 --threads 2 -o traj.npz",
-        *([] if stepped else ["mpirun -np 2 python run.py --seed 1 -o traj.npz                 # an MPI-enabled NEST"]),
+        "mpirun -np 2 python run.py --seed 1 -o traj.npz                 # an MPI-enabled NEST",
         "ddm-neuro verify MODEL.ddm traj.npz                             # where ddm_neuro is installed",
         "```",
         "",

@@ -172,9 +172,13 @@ def _run(here, export, args):
         noise = "none" if args.no_noise else build["noise"]
         check_spiking(arrays, info, coupling=build["coupling"], noise=noise, h_ms=step_ms(dt, info))
         if launched_ranks() > 1 and (build["coupling"] == "factored" or noise != "none"):
-            raise ValueError("this spiking network is driven from Python step by step (factored coupling, or "
-                             "noise), in one process only: run without mpirun (threads: --threads K); only a "
-                             "noise-free dense export (--coupling dense --no-noise) runs under MPI")
+            import importlib.util
+
+            if importlib.util.find_spec("mpi4py") is None:
+                raise ValueError("this spiking network is driven from Python step by step (factored coupling, or "
+                                 "noise): under mpirun the ranks share its read-out every step through mpi4py, "
+                                 "which is not installed (pip install mpi4py); or run without mpirun (threads: "
+                                 "--threads K)")
     else:
         noise = build["noise"] and not args.no_noise
         check_rate(arrays, info, coupling=build["coupling"], noise=noise, has_input=u is not None)

@@ -51,8 +51,8 @@ Coupling (``x``'s term ``E q``):
   ``K phi(x) (1 - exp(-3 h / tau))`` (the rates at the current input), and by
   the real spikes once they are read: the mean current follows the rates
   without delay, the spikes' fluctuations reach the neurons three steps late
-  (0.075 ms at the default step). One process only (the read would have to
-  be gathered across MPI ranks every step).
+  (0.075 ms at the default step). Under MPI the ranks share the read-out
+  every step through mpi4py (one ``Allreduce`` of d numbers per trial).
 
 Step. NEST's error grows with the step. At the other back ends' 0.1 ms a
 noise-free spiking OU (N = 400, 48 trials) relaxed about 7 % faster than in the
@@ -252,9 +252,54 @@ def applied_input(arrays, u_steps, steps):
     return (u[idx] - u[0]) @ B.T
 
 
-def run_stepped(nest, parts, arrays, info, *, steps, h_ms, coupling, noise, fano, rng, u_applied, progress):
+def read_out(nest, readout, comm=None):
+    """The read-out units' membrane potentials, in node order: every rank gets all of them.
+
+    One process: one ``get``. Under MPI (``comm``, an mpi4py communicator) each rank reads the
+    units it holds and the ranks sum their shares (one ``Allreduce`` of ``trials * d`` numbers).
+    """
+    if comm is None:
+        return np.asarray(readout.get("V_m"), dtype=float)
+    import warnings
+
+    full = np.zeros(len(readout))
+    if len(readout) == 1:   # GetLocalNodeCollection fails on one node (see network.set_per_node)
+        if readout.local:
+            full[0] = float(readout.get("V_m"))
+    else:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            local = nest.GetLocalNodeCollection(readout)
+        if len(local):
+            full[np.asarray(local.tolist()) - readout[0].global_id] = np.atleast_1d(local.get("V_m"))
+    out = np.empty_like(full)
+    comm.Allreduce(full, out)
+    return out
+
+
+def mpi_comm(nest):
+    """mpi4py's world communicator for a run on several MPI ranks (None in one process).
+
+    Raises NetworkError naming the package when mpi4py is missing: a stepped run under MPI needs
+    the read-out shared by all ranks every step.
+    """
+    if nest.NumProcesses() == 1:
+        return None
+    try:
+        from mpi4py import MPI
+    except ImportError:
+        raise NetworkError("this spiking run is driven from Python step by step (factored coupling, or noise): "
+                           "under MPI every rank needs the read-out each step, through mpi4py, which is not "
+                           "installed (pip install mpi4py, against the MPI NEST uses)") from None
+    return MPI.COMM_WORLD
+
+
+def run_stepped(nest, parts, arrays, info, *, steps, h_ms, coupling, noise, fano, rng, u_applied, progress,
+                comm=None):
     """Run ``steps`` steps, setting the latent generators from Python before each (module docstring).
 
+    Every MPI rank (``comm``) runs the same loop with the same draws: the read-out is shared
+    (:func:`read_out`) and the generators, which NEST keeps on every rank, are set alike.
     Returns the noise ``nu`` acting in every step, (steps + 2, trials, d) (zeros without noise):
     the read-out adds it.
     """
@@ -282,7 +327,7 @@ def run_stepped(nest, parts, arrays, info, *, steps, h_ms, coupling, noise, fano
         if u_applied is not None:
             p = p + u_applied[s]
         # the read-out shows q(s - 1): the spikes up to the end of step s - 2 (one step's delay)
-        q_prev = np.asarray(readout.get("V_m"), dtype=float).reshape(trials, d) - D_ptr * decay / a
+        q_prev = read_out(nest, readout, comm).reshape(trials, d) - D_ptr * decay / a
         # the input in step s: dense synapses hold q(s - 1) (their own delay); factored, what was set
         x = p + ((cur[s] if coupling == "factored" else q_prev) + nu[s]) @ E.T
         phi, act = lif_rate(info, x)
@@ -301,7 +346,8 @@ def run_stepped(nest, parts, arrays, info, *, steps, h_ms, coupling, noise, fano
         # one dict per generator: set(amplitude=[...]) reads the collection's status first (~0.3 ms here)
         gens.set([{"amplitude": v} for v in np.asarray(amp, dtype=float).reshape(-1).tolist()])
 
-    run_steps(nest, steps, h_ms, before_step, label="nest spiking (stepped)", progress=progress)
+    run_steps(nest, steps, h_ms, before_step, label="nest spiking (stepped)",
+              progress=progress and (comm is None or comm.Get_rank() == 0))
     return nu
 
 
@@ -323,10 +369,7 @@ def simulate_spiking(arrays, info, *, trials, dt, n_rec, record_every, state, se
     t0 = time.perf_counter()
     setup_kernel(nest, h_ms=h_ms, seed=nest_seed, threads=threads)
     stepped = coupling == "factored" or noise != "none"
-    if stepped and nest.NumProcesses() > 1:
-        raise NetworkError("this spiking run is driven from Python step by step (factored coupling, or noise), "
-                           "in one process only; run without mpirun (threads: --threads K), or noise-free with "
-                           "--coupling dense")
+    comm = mpi_comm(nest) if stepped else None
     if record_spikes and nest.NumProcesses() > 1:
         raise NetworkError("recording spikes under MPI is not supported; run in one process")
     parts = build_spiking(nest, arrays, info, trials=trials, h_ms=h_ms, record_every=record_every,
@@ -336,7 +379,7 @@ def simulate_spiking(arrays, info, *, trials, dt, n_rec, record_every, state, se
     u_applied = applied_input(arrays, u_steps, steps + 2)
     if stepped:
         nu = run_stepped(nest, parts, arrays, info, steps=steps, h_ms=h_ms, coupling=coupling, noise=noise,
-                         fano=fano, rng=rng, u_applied=u_applied, progress=progress)
+                         fano=fano, rng=rng, u_applied=u_applied, progress=progress, comm=comm)
     else:
         nu = None
         simulate_chunks(nest, steps * h_ms, progress)
