@@ -9,6 +9,7 @@ stops at ``--max-neurons`` is a row too (its reason printed).
 
     OMP_NUM_THREADS=1 python benchmarks/conversion.py --systems ou_rot,double_well --backends torch,brian2-cpp
     OMP_NUM_THREADS=1 python benchmarks/conversion.py --systems examples/toggle_switch.toml --backends torch
+    OMP_NUM_THREADS=1 python benchmarks/conversion.py --systems examples/fitzhugh_nagumo.toml --input I=0.5
 
 Each conversion's report folder is ``OUT/SYSTEM_B_report/``.
 """
@@ -59,10 +60,14 @@ def main():
     ap.add_argument("--out", default="conversions", help="folder for the models and reports")
     ap.add_argument("--param", action="append", default=[], help="NAME=VALUE, passed to every conversion")
     ap.add_argument("--max-neurons", default=None)
+    ap.add_argument("--input", default=None, help="NAME=VALUE (';' between inputs), passed to every conversion: "
+                                                  "the input the calibration runs at (systems with inputs)")
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(exist_ok=True)
     extra = [a for p in args.param for a in ("--param", p)]
+    if args.input:
+        extra += ["--input", args.input]
     if args.max_neurons:
         extra += ["--max-neurons", args.max_neurons]
     print("| system | back end | verdict | N | wall (min) | verify (value/threshold) | stages (s) |")
