@@ -88,7 +88,11 @@ COLLAPSE_SHARE = 0.25
 #: Seconds per neuron and 0.1 ms step of a spiking run on one core, noise-free and noisy, for rough time
 #: estimates (benchmarks/RESULTS_speed.md: compiled step loop 4.9-5.5 ns beside a busy process, plus about 8.5 ns
 #: per normal with noise; Brian2 C++ 13 ns noise-free).
-SECONDS_PER_NEURON_STEP = {"torch": (6e-9, 1.5e-8), "brian2-cpp": (1.5e-8, 3e-8), "nest": (3e-7, 3.5e-7)}
+#: NEST: 24-174 ns per neuron and 0.025 ms step (its default; 4 of them per 0.1 ms) plus a Python call per step
+#: (RESULTS_nest.md); Rockpool: 1.27 us, a calibration round of 32 runs x 126 units at N = 200 took 397 s
+#: (RESULTS_nir.md, 2026-12-07).
+SECONDS_PER_NEURON_STEP = {"torch": (6e-9, 1.5e-8), "brian2-cpp": (1.5e-8, 3e-8), "nest": (3e-7, 3.5e-7),
+                           "rockpool": (1.3e-6, 1.3e-6)}
 #: The same for back ends not measured (Brian2 runtime, Norse, ...).
 SECONDS_PER_NEURON_STEP_OTHER = (5e-8, 1e-7)
 #: A stochastic target's fit is verified before any calibration only when its held-out drift error is below this
