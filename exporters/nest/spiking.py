@@ -196,10 +196,10 @@ def build_spiking(nest, arrays, info, *, trials, h_ms, record_every, coupling, n
         i_e = i_e + q0 @ E.T
     set_per_node(nest, neurons, V_m=np.asarray(state["v"], dtype=float), I_e=i_e.reshape(-1),
                  I_syn_ex=(p_tr + syn0).reshape(-1))
-    decay = np.exp(h_ms / tau_ms)
+    undecay = np.exp(h_ms / tau_ms)   # V decays for one step before it first shows y(0)
     readout = nest.Create("iaf_psc_delta_ps", trials * d, params={
         "C_m": 1.0, "tau_m": tau_ms, "E_L": 0.0, "V_reset": 0.0, "V_th": NO_THRESHOLD, "t_ref": h_ms})
-    set_per_node(nest, readout, V_m=((q0 + p_tr @ D.T) * decay).reshape(-1))   # V(h) = y(0) - D rest
+    set_per_node(nest, readout, V_m=((q0 + p_tr @ D.T) * undecay).reshape(-1))   # V(h) = y(0) - D rest
     counter = nest.Create("iaf_psc_delta_ps", 1, params={"C_m": 1.0, "tau_m": 1e300, "E_L": 0.0, "V_m": 0.0,
                                                        "V_reset": 0.0, "V_th": NO_THRESHOLD, "t_ref": h_ms})
     stepped = coupling == "factored" or noise != "none"
