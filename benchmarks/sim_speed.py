@@ -45,6 +45,7 @@ Usage::
     OMP_NUM_THREADS=1 python benchmarks/sim_speed.py --quick         # smoke test: 128,2000 (~4 min)
     OMP_NUM_THREADS=1 python benchmarks/sim_speed.py --busy          # and again beside one busy process
     python benchmarks/sim_speed.py --modes rate --sizes 2000 --columns c1,b1,floor
+    python benchmarks/sim_speed.py --sizes 10000 --columns b1,b2 --seconds 2    # Brian2's threads, long runs
 """
 from __future__ import annotations
 
@@ -154,7 +155,7 @@ def first_line(exc):
 
 def measure(model, mode, n, cols, args):
     """All columns at one N: an untimed first call each, then ``repeats`` interleaved timed rounds."""
-    seconds = network_seconds(n, args.trials, args.quick)
+    seconds = args.seconds or network_seconds(n, args.trials, args.quick)
     cells = {c.key: Cell(seconds=min(seconds, TORCH_LOOP_SECONDS[args.quick]) if c.key == "loop" else seconds)
              for c in cols}
     notes = []
@@ -287,6 +288,9 @@ def main(argv=None):
     p.add_argument("--columns", default=None,
                    help=f"comma-separated subset of {','.join(c.key for c in COLUMNS + [CUDA])} (default: all)")
     p.add_argument("--busy", action="store_true", help="then everything again beside one busy process")
+    p.add_argument("--seconds", type=float, default=None,
+                   help="network seconds per timed run, every N (default: ~1e8 neuron-steps, see above); longer "
+                        "runs shrink the share of process start and read-back in Brian2's wall time")
     p.add_argument("--quick", action="store_true", help="smoke test: N 128,2000, one repeat, ~10x shorter runs")
     args = p.parse_args(argv)
     args.repeats = args.repeats or (1 if args.quick else 2)

@@ -5,7 +5,9 @@ Brian2's OpenMP code with K threads fixed in the binary. Small networks only
 (the session's OU model, N = 32): four builds in all, 1 and 2 threads, with and
 without noise.
 """
+import os
 import shutil
+import time
 
 import numpy as np
 import pytest
@@ -112,21 +114,46 @@ def test_noisy_two_thread_run_has_the_noise_scale(small_model_path):
     assert np.all(np.abs(corr) < 4 / np.sqrt(len(a))), corr
 
 
-def test_binary_environment_sleeps_idle_threads_unless_told_otherwise():
-    """A K-thread binary gets OMP_WAIT_POLICY=PASSIVE (waiting threads sleep, not spin against other
-    processes); a 1-thread binary's environment is untouched; a wait policy the user set is kept."""
+def test_binary_environment_spins_only_on_idle_cores_unless_told_otherwise():
+    """A K-thread binary's waiting threads spin (bounded) only when K cores were idle at its start, and
+    sleep at once (OMP_WAIT_POLICY=PASSIVE) beside busy processes or when the load is unknown; a 1-thread
+    binary's environment is untouched; a wait policy the user set is kept."""
     from exporters.brian2.network import NetworkError, openmp_threads
-    from exporters.brian2.runner import binary_env
+    from exporters.brian2.runner import OPENMP_ENV, OPENMP_SPIN_ENV, binary_env
 
     base = {"PATH": "/bin", "OMP_NUM_THREADS": "1"}
-    assert binary_env(1, base) == base
-    assert binary_env(2, base) == {**base, "OMP_WAIT_POLICY": "PASSIVE"}
-    assert binary_env(4, {**base, "OMP_WAIT_POLICY": "ACTIVE"})["OMP_WAIT_POLICY"] == "ACTIVE"
-    assert "OMP_WAIT_POLICY" not in binary_env(2, {**base, "GOMP_SPINCOUNT": "10000"})
+    assert binary_env(1, base, idle=0.0) == base
+    assert binary_env(2, base, idle=2.0) == {**base, **OPENMP_SPIN_ENV}
+    assert binary_env(2, base, idle=1.0) == {**base, **OPENMP_ENV} == {**base, "OMP_WAIT_POLICY": "PASSIVE"}
+    assert binary_env(4, base, idle=3.0) == {**base, **OPENMP_ENV}     # 4 threads, 3 idle cores: sleep
+    assert binary_env(4, {**base, "OMP_WAIT_POLICY": "ACTIVE"}, idle=0.0)["OMP_WAIT_POLICY"] == "ACTIVE"
+    assert binary_env(2, {**base, "GOMP_SPINCOUNT": "5"}, idle=0.0) == {**base, "GOMP_SPINCOUNT": "5"}
     assert (openmp_threads(1), openmp_threads(3)) == (0, 3)       # Brian2's pref: 0 = no OpenMP
     for bad in (0, -1, 1.5, True, "2"):
         with pytest.raises(NetworkError):
             openmp_threads(bad)
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/stat"), reason="idle cores are read from Linux's /proc/stat")
+def test_a_busy_process_makes_the_threads_sleep():
+    """With one process spinning on a core, idle_cores sees at most cpu_count - 1 idle cores (plus its
+    resolution), and a build for every core is started with sleeping threads."""
+    import subprocess
+    import sys
+
+    from exporters.brian2.runner import OPENMP_ENV, binary_env, idle_cores
+
+    cores = os.cpu_count() or 1
+    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.3)
+        idle = idle_cores(0.3)
+        assert idle is not None and idle <= cores - 0.75, idle
+        env = binary_env(max(cores, 2), {"PATH": "/bin"})
+        assert {k: env.get(k) for k in OPENMP_ENV} == OPENMP_ENV, env
+    finally:
+        spinner.kill()
+        spinner.wait()
 
 
 def test_export_bakes_the_thread_count_into_the_project(small_model, tmp_path, monkeypatch):

@@ -24,6 +24,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 import zipfile
 
 import numpy as np
@@ -58,25 +59,73 @@ def n_steps_for(duration, manifest):
     return (n_rec - 1) * sub, n_rec
 
 
-#: Environment given to a binary built with K > 1 OpenMP threads, unless the caller's environment sets
-#: the wait policy itself (``OMP_WAIT_POLICY`` or ``GOMP_SPINCOUNT``): a thread waiting at one of the
-#: step's fork/join barriers (Brian2 opens a parallel region per code object, 6-8 per step) sleeps at
-#: once instead of spinning (libgomp's default spins 300000 rounds first), so it never takes a core
-#: from another process. Spinning pays only on free cores and costs much beside busy processes
-#: (figures: ``benchmarks/RESULTS_speed.md``), so it is on request: ``GOMP_SPINCOUNT=10000``.
+#: Environment given to a binary built with K > 1 OpenMP threads when other processes keep the cores busy
+#: (fewer than K cores idle at its start; :func:`idle_cores`), unless the caller's
+#: environment sets the wait policy itself (``OMP_WAIT_POLICY`` or ``GOMP_SPINCOUNT``): a thread waiting
+#: at one of the step's fork/join barriers (Brian2 opens a parallel region per code object, 6-8 per step)
+#: sleeps at once instead of spinning, so it never takes a core from another process.
 OPENMP_ENV = {"OMP_WAIT_POLICY": "PASSIVE"}
+#: Environment given to such a binary when at least K cores are idle at its start: waiting threads spin
+#: for a bounded number of rounds (libgomp's own default is 300000) and then sleep. On free cores this
+#: makes the barriers cheap (2 threads 1.7x faster than 1 at N = 10 000, against 1.2x sleeping at once;
+#: ``benchmarks/RESULTS_speed.md``); beside a busy process spinning is several times slower, hence the
+#: check at start.
+OPENMP_SPIN_ENV = {"GOMP_SPINCOUNT": "10000"}
+#: Seconds :func:`binary_env` watches the cores before it chooses a wait policy.
+IDLE_WATCH_SECONDS = 0.1
 
 
-def binary_env(threads, environ=None):
+def _cpu_times():
+    """``(idle, total)`` jiffies summed over all CPUs from ``/proc/stat``, or ``None`` off Linux."""
+    try:
+        with open("/proc/stat") as fh:
+            fields = fh.readline().split()
+    except OSError:
+        return None
+    if len(fields) < 5 or fields[0] != "cpu":
+        return None
+    ticks = [int(x) for x in fields[1:9]]
+    return ticks[3] + ticks[4], sum(ticks)
+
+
+def idle_cores(interval=IDLE_WATCH_SECONDS):
+    """How many CPU cores sat idle during the next ``interval`` seconds (this process sleeps meanwhile).
+
+    Read from ``/proc/stat`` (idle plus I/O wait, over all cores), so it
+    counts every process on the machine, not only this user's.
+
+    Parameters
+    ----------
+    interval : float
+        Seconds to watch; 0.1 s resolves a core busy for more than ~10 % of it.
+
+    Returns
+    -------
+    float or None
+        Idle cores (0 to ``os.cpu_count()``), or ``None`` where ``/proc/stat``
+        cannot be read (callers then assume the cores are busy).
+    """
+    first = _cpu_times()
+    if first is None:
+        return None
+    time.sleep(interval)
+    second = _cpu_times()
+    if second is None or second[1] <= first[1]:
+        return None
+    return (os.cpu_count() or 1) * (second[0] - first[0]) / (second[1] - first[1])
+
+
+def binary_env(threads, environ=None, idle=None):
     """The environment of a compiled binary built for ``threads`` OpenMP threads.
 
-    One thread (no OpenMP): ``environ`` unchanged. K > 1: ``environ`` plus
-    :data:`OPENMP_ENV` (idle threads sleep), unless ``environ`` names a wait
-    policy of its own (``OMP_WAIT_POLICY`` or ``GOMP_SPINCOUNT``), which is
-    then kept: on a machine whose cores are free, ``GOMP_SPINCOUNT=10000``
-    makes the barriers cheap (see :data:`OPENMP_ENV`). The thread count
-    itself is compiled in (``omp_set_num_threads``); ``OMP_NUM_THREADS``
-    does not change it.
+    One thread (no OpenMP): ``environ`` unchanged. K > 1: unless
+    ``environ`` names a wait policy of its own (``OMP_WAIT_POLICY`` or
+    ``GOMP_SPINCOUNT``), which is kept, ``environ`` plus
+    :data:`OPENMP_SPIN_ENV` (bounded spinning) when at least K - 0.25 cores
+    were idle just before the start, else :data:`OPENMP_ENV` (idle threads
+    sleep at once), so the threads never spin against a process that was
+    busy when the run began. The thread count itself is compiled in
+    (``omp_set_num_threads``); ``OMP_NUM_THREADS`` does not change it.
 
     Parameters
     ----------
@@ -84,14 +133,21 @@ def binary_env(threads, environ=None):
         The build's thread count (``build.json``'s ``threads``, 1 when absent).
     environ : mapping, optional
         The environment to start from (default ``os.environ``).
+    idle : float, optional
+        Idle cores, when the caller measured them; by default
+        :func:`idle_cores` watches for
+        :data:`IDLE_WATCH_SECONDS` (``None``: unknown, treated as busy).
 
     Returns
     -------
     dict
     """
     env = dict(os.environ if environ is None else environ)
-    if int(threads) > 1 and not any(env.get(k, "").strip() for k in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")):
-        env.update(OPENMP_ENV)
+    k = int(threads)
+    if k > 1 and not any(env.get(name, "").strip() for name in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")):
+        if idle is None:
+            idle = idle_cores(IDLE_WATCH_SECONDS)
+        env.update(OPENMP_SPIN_ENV if idle is not None and idle >= k - 0.25 else OPENMP_ENV)
     return env
 
 
