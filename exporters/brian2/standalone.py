@@ -237,9 +237,9 @@ def run(plan):
 
     ``plan.threads`` (default 1, or the count set by ``--threads``): 1 runs
     the serial build (no OpenMP); K > 1 a build compiled for K OpenMP
-    threads, started with ``OMP_WAIT_POLICY=PASSIVE`` unless the environment
-    sets a wait policy (:func:`exporters.brian2.runner.binary_env`; on free
-    cores ``GOMP_SPINCOUNT=10000`` is faster, beside busy processes slower). Each
+    threads, whose waiting threads spin briefly when K cores were idle at the
+    start and sleep at once otherwise (:func:`exporters.brian2.runner.binary_env`;
+    a wait policy in the environment is kept). Each
     thread draws its own random stream, so one seed gives other noise with
     K > 1 than with 1 thread, of the same law; noise-free runs agree. The
     trajectory's metadata records ``threads``.
