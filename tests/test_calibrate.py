@@ -206,3 +206,69 @@ def test_cli_calibrate_refuses_an_input_that_is_not_constant(tmp_path, capsys):
     assert not (tmp_path / "c.ddm").exists()
 
 
+
+
+@pytest.mark.slow
+def test_calibration_at_cue_inputs_cancels_an_error_that_only_shows_there():
+    """Input weights twice too large leave the switch's drift as fitted at u = 0 and wrong at its cues
+    u = +-0.5. Calibrating at the three levels together measures the error at each cue (well above its
+    split-half noise) and cancels most of it at each (about 30 s; sigma 0.8 keeps N = 200's spike noise
+    small against the target's)."""
+    from ddm_neuro.spiking.calibration import calibrate, cue_levels
+
+    sde = get_system("switch", sigma=0.8)
+    bad = fit(sde, n_neurons=200, neuron="lif", seed=3, **SMALL)
+    bad.input_weights = bad.input_weights * 2.0
+    cal = calibrate(bad, sde, rounds=2, duration=100.0, trials=8, noise="remainder", seed=2, cues=True)
+    info = cal.meta["spiking_calibration"]
+    assert info["levels"] == [lv.tolist() for lv in cue_levels(sde)] == [[0.0], [0.5], [-0.5]]
+    first = info["rounds"][0]["levels"]
+    best = info["rounds"][info["best_round"]]["levels"]
+    assert info["best_round"] >= 1
+    for j in (1, 2):
+        assert first[j]["systematic_drift_error"] > 3 * first[j]["split_half_noise"], first[j]
+        assert best[j]["systematic_drift_error"] < 0.5 * first[j]["systematic_drift_error"], (first[j], best[j])
+
+
+def test_each_inputs_residual_applies_to_its_own_interleaved_rows():
+    """With L inputs, training row j belongs to input j % L (so the noise fit's first rows hold every input):
+    the states carry that input, and each input's measured residual (and covariance) lands on its rows only."""
+    from ddm_neuro.spiking import drift_calibration as dc
+
+    class Res:
+        def __init__(self, c):
+            self.c = c
+
+        def __call__(self, z):
+            return z * 0 + self.c
+
+        def cov(self, z):
+            return np.full((len(z), 1, 1), 10 * self.c)
+
+    z = np.arange(7.0)[:, None]
+    both = dc._Interleaved([Res(1.0), Res(2.0), Res(3.0)])
+    np.testing.assert_array_equal(both(z)[:, 0], [1, 2, 3, 1, 2, 3, 1])
+    np.testing.assert_array_equal(both.cov(z[:4])[:, 0, 0], [10, 20, 30, 10])
+
+    class Lv:
+        def __init__(self, u):
+            self.u0 = np.array([u])
+
+    class Tr:
+        z = np.zeros((2, 50, 1))
+
+    sde = get_system("switch")
+    model = fit(sde, n_neurons=20, neuron="lif", seed=0, **SMALL)
+    zt, ut = dc._training_states(model, sde, [Lv(0.0), Lv(0.5), Lv(-0.5)], [Tr(), Tr(), Tr()], 300,
+                                 np.random.default_rng(0))
+    assert zt.shape == (300, 1) and ut.shape == (300, 1)
+    np.testing.assert_array_equal(ut[:6, 0], [0.0, 0.5, -0.5, 0.0, 0.5, -0.5])
+    assert set(ut[:, 0]) == {0.0, 0.5, -0.5}
+
+
+def test_calibration_at_cue_inputs_needs_inputs(vdp):
+    from ddm_neuro.spiking.calibration import calibrate
+
+    sde, model = vdp
+    with pytest.raises(DDMError, match="no inputs"):
+        calibrate(model, sde, rounds=1, cues=True)

@@ -9,6 +9,7 @@ from ddm_neuro.errors import DDMError
 from ddm_neuro.network import LatentRNN
 from ddm_neuro.sde.systems import get_system
 from ddm_neuro.spiking import pipeline
+from ddm_neuro.spiking.calibration import cue_levels
 from ddm_neuro.trajectory import Trajectory
 
 SMALL_FIT = {"n_train": 4000, "n_val": 1000, "n_test": 500}
@@ -30,11 +31,11 @@ def test_choices_follow_the_target():
     assert norse["max_neurons"].value == 500
 
 
-def test_verify_inputs_are_zero_and_half_the_range_either_way():
+def test_cue_levels_are_zero_and_half_the_range_either_way():
     sw = get_system("switch")
-    levels = pipeline.verify_inputs(sw)
+    levels = cue_levels(sw)
     assert [lv.tolist() for lv in levels] == [[0.0], [0.5], [-0.5]]
-    assert pipeline.verify_inputs(get_system("ou")) == [None]
+    assert cue_levels(get_system("ou")) == [None]
 
 
 def test_collapse_counts_only_runs_that_stop_moving():

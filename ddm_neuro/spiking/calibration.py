@@ -9,6 +9,8 @@ declares (rows as in :mod:`ddm_neuro.options`).
 """
 from __future__ import annotations
 
+import numpy as np
+
 from ..errors import DDMError
 from ..options import COUNT, FLAG, SEED, SPAN
 
@@ -30,6 +32,9 @@ OPTIONS = [
     ("--foci-trials", COUNT, 8, "runs per focus and step (default 8)"),
     ("--input INPUT", str, None, "constant input of the calibration runs, NAME=VALUE (';' between inputs; default 0): "
      "calibrate at the input the network will run at", "u"),
+    ("--cues", FLAG, None, "input-driven models: calibrate at the --input level and at half the input range either "
+     "way on each input (the cue inputs convert verifies at), --trials runs at each, each level's error cancelled "
+     "at that level (a correction measured at one input does not carry to the others)"),
     ("--seed", SEED, 0, "seed of the calibration runs and their start states (default 0)")]
 
 
@@ -63,8 +68,35 @@ def calibration_input(model, u):
     return u
 
 
+def cue_levels(sde, u0=None):
+    """The input levels of an input-driven target's calibration and verification: ``u0`` (default zero), then
+    half the input range either way on each input channel (its cue inputs); ``[None]`` without inputs.
+
+    Parameters
+    ----------
+    sde : SDE
+    u0 : array (k,), optional
+
+    Returns
+    -------
+    list of (ndarray (k,) or None)
+    """
+    if not sde.n_inputs:
+        return [None]
+    base = np.zeros(sde.n_inputs) if u0 is None else np.asarray(u0, dtype=np.float64)
+    levels = [base]
+    for i, name in enumerate(sde.inputs):
+        lo, hi = sde.input_range.get(name, (-1.0, 1.0))
+        for v in (0.5 * hi, 0.5 * lo):
+            if v != base[i]:
+                lv = base.copy()
+                lv[i] = v
+                levels.append(lv)
+    return levels
+
+
 def calibrate(model, sde=None, *, rounds=6, foci=False, duration=1.0, trials=128, noise="none", damping=1.0,
-              seed=0, backend="torch", u=None, foci_trials=8, progress=False):
+              seed=0, backend="torch", u=None, cues=False, foci_trials=8, progress=False):
     """Calibrate ``model``'s spiking network in the loop: drift rounds, then (with ``foci``) its unstable foci.
 
     Parameters
@@ -84,6 +116,9 @@ def calibrate(model, sde=None, *, rounds=6, foci=False, duration=1.0, trials=128
         Spiking simulator of the runs; use the one the model will run on.
     u : None, str, array_like or InputSignal
         Constant input of the runs (:func:`calibration_input`; a text as ``--input``).
+    cues : bool
+        Calibrate the drift at ``u`` and at the target's cue inputs together
+        (:func:`cue_levels`; ``trials`` runs at each); the foci at ``u``.
     foci_trials : int
         Runs per focus and step.
     progress : bool
@@ -96,21 +131,25 @@ def calibrate(model, sde=None, *, rounds=6, foci=False, duration=1.0, trials=128
     Raises
     ------
     DDMError
-        Nothing to do, an input with steps, or runs too large for this machine.
+        Nothing to do, an input with steps, cues for a model without inputs,
+        or runs too large for this machine.
     """
     if rounds == 0 and not foci:
         raise DDMError("--rounds 0 skips the drift calibration: give --foci, or at least one round")
-    from ..run.plan import check_run_size
+    if cues and not model.n_inputs:
+        raise DDMError("--cues: the model has no inputs (cue inputs are those of an input-driven target)")
+    from ..run.plan import check_run_size, constant_input
 
     sde = model.sde() if sde is None else sde
     u = calibration_input(model, u)
+    levels = cue_levels(sde, constant_input(model, u)) if cues else None
     check_run_size(model, duration, trials)
     out = model
     if rounds:
         from .drift_calibration import calibrate_spiking
 
         out = calibrate_spiking(model, sde, rounds=rounds, duration=duration, trials=trials, noise=noise,
-                                damping=damping, seed=seed, backend=backend, u=u,
+                                damping=damping, seed=seed, backend=backend, u=u, levels=levels,
                                 progress=progress)
     if foci:
         from .unstable_foci import calibrate_foci

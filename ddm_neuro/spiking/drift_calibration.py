@@ -196,7 +196,7 @@ def strategy_for(noise, degree):
 
 
 def calibrate_spiking(model, sde, *, rounds=6, duration=1.0, trials=128, noise="none", damping=1.0, seed=0,
-                      backend="torch", u=None, progress=False, degree=None, patience=2,
+                      backend="torch", u=None, levels=None, progress=False, degree=None, patience=2,
                       n_train=20000, **run_options):
     """Calibrate a LIF model's spiking network in the loop: cancel its measured drift (and diffusion) error.
 
@@ -231,6 +231,13 @@ def calibrate_spiking(model, sde, *, rounds=6, duration=1.0, trials=128, noise="
         zero); the target's attractor and drift are taken at it. The
         correction is measured there and applied at all inputs: calibrate at
         the input the network is meant to run at.
+    levels : list of array (k,), optional
+        Several constant inputs, instead of ``u``: each round runs ``trials``
+        runs at each, measures the error at each on the target's attractor
+        there, and cancels each input's error at that input (an input-driven
+        target's error differs between its inputs, and a correction measured
+        at one does not carry to the others). A round's score is the worst
+        input's; its record holds every input's entry under ``levels``.
     progress : bool
     degree : int, optional
         Degree of the error regression (default
@@ -274,62 +281,134 @@ def calibrate_spiking(model, sde, *, rounds=6, duration=1.0, trials=128, noise="
         raise DDMError(f"trials must be >= 4 (the error's split-half noise needs them; got {trials})")
     lam = fit_lambda(model)
     deg = degree_for(model.dim, ERROR_DEGREES) if degree is None else int(degree)
-    strategy = strategy_for(noise, deg)
-    u0 = constant_input(model, u)
-    signal = None if u0 is None else InputSignal.constant(u0)
+    inputs = [constant_input(model, u)] if levels is None else [constant_input(model, v) for v in levels]
+    if not inputs or (len(inputs) > 1 and inputs[0] is None):
+        raise DDMError("levels: give at least one constant input (several only for a model with inputs)")
     rng = np.random.default_rng(seed)
-    z_vis = attractor_states(sde, rng, u0)
-    window = strategy.window(model, sde, z_vis, u0)
+    at = [_Level(u0, strategy_for(noise, deg), model, sde, rng) for u0 in inputs]
     n_basis = math.comb(model.dim + deg, model.dim)
-    bins = (int(trials) // 2) * int(duration / window)
-    if bins < 4 * n_basis:
-        need = math.ceil(4 * n_basis / max(int(duration / window), 1)) * 2
-        raise DDMError(f"calibration runs too short: {int(trials) // 2} runs x {duration:g} time units give {bins} "
-                       f"{strategy.piece} ({window:.3g} time units) per half, and the error regression needs "
-                       f"{4 * n_basis}; use trials >= {need} or a longer duration")
-    z_eval = z_vis[rng.choice(len(z_vis), min(5000, len(z_vis)), replace=False)]
+    for lv in at:
+        bins = (int(trials) // 2) * int(duration / lv.window)
+        if bins < 4 * n_basis:
+            need = math.ceil(4 * n_basis / max(int(duration / lv.window), 1)) * 2
+            raise DDMError(f"calibration runs too short: {int(trials) // 2} runs x {duration:g} time units give "
+                           f"{bins} {lv.strategy.piece} ({lv.window:.3g} time units) per half, and the error "
+                           f"regression needs {4 * n_basis}; use trials >= {need} or a longer duration")
     skip_t = 2 * model.tau / model.time_scale
     history, best, stop = [], None, None
     current, z_train, u_train = model, None, None
     bar = tqdm(total=int(rounds), desc="calibrate spiking", disable=not progress)
     for r in range(int(rounds)):
-        starts = z_vis[rng.choice(len(z_vis), int(trials))]
-        traj = plugins.simulate(current, duration + skip_t, backend=backend, mode="spiking", trials=int(trials),
-                                seed=int(rng.integers(2 ** 31)), u=signal, z0=starts, noise=noise, **run_options)
-        k = int(np.searchsorted(traj.t, skip_t - 1e-12))
-        traj = Trajectory(t=traj.t[k:] - traj.t[k], z=traj.z[:, k:], dt=traj.dt, meta=traj.meta)
-        measured = strategy.measure(current, sde, traj, z_eval, rng, u0)
-        err = measured.entry["systematic_drift_error"]
-        history.append({"round": r, "mean_rate_hz": traj.meta.get("mean_rate_hz"), **measured.entry})
+        measured, trajs = [], []
+        for lv in at:
+            starts = lv.z_vis[rng.choice(len(lv.z_vis), int(trials))]
+            traj = plugins.simulate(current, duration + skip_t, backend=backend, mode="spiking", trials=int(trials),
+                                    seed=int(rng.integers(2 ** 31)), u=lv.signal, z0=starts, noise=noise,
+                                    **run_options)
+            k = int(np.searchsorted(traj.t, skip_t - 1e-12))
+            traj = Trajectory(t=traj.t[k:] - traj.t[k], z=traj.z[:, k:], dt=traj.dt, meta=traj.meta)
+            measured.append(lv.strategy.measure(current, sde, traj, lv.z_eval, rng, lv.u0))
+            trajs.append(traj)
+        entry = _round_entry(measured, inputs, trajs)
+        score = max(m.score for m in measured)
+        history.append({"round": r, **entry})
         bar.update()
-        bar.set_postfix(err=f"{err:.3g}")
-        if best is None or measured.score < best[0]:
-            best = (measured.score, current, r)
+        bar.set_postfix(err=f"{entry['systematic_drift_error']:.3g}")
+        if best is None or score < best[0]:
+            best = (score, current, r)
         elif r - best[2] >= int(patience):
             stop = f"no improvement for {int(patience)} rounds"
             break
         if r == int(rounds) - 1:
             break
-        if measured.settled:  # what is left is mostly estimation noise: cancelling it would add noise
+        if all(m.settled for m in measured):  # what is left is mostly estimation noise: cancelling it adds noise
             stop = "the measured error is within twice its split-half noise"
             break
         if z_train is None:
-            z_train, u_train, _ = mixed_training_states(model, sde, traj.z.reshape(-1, model.dim), n_train, rng)
-        current = strategy.correct(current, sde, measured, z_train, u_train, lam, damping)
+            z_train, u_train = _training_states(model, sde, at, trajs, n_train, rng)
+        current = _correct(current, sde, at, measured, z_train, u_train, lam, damping)
     bar.close()
     out = copy.deepcopy(best[1])
     out.meta["spiking_calibration"] = {
         "method": "drift cancellation", "simulator": backend, "dt": run_options.get("dt"), "noise": noise,
         "coupling": run_options.get("coupling") or traj.meta.get("coupling"),
         "duration": duration, "trials": int(trials), "rounds": history, "best_round": best[2],
-        "degree": degree, "damping": damping, "seed": seed, "input": None if u0 is None else u0.tolist(),
+        "degree": degree, "damping": damping, "seed": seed,
+        "input": None if inputs[0] is None else inputs[0].tolist(),
         "stopped": stop or "rounds done", "engine": {k: traj.meta[k] for k in ("engine", "device", "threads")
                                                      if k in traj.meta},
         "systematic_drift_error": history[best[2]]["systematic_drift_error"],
         "systematic_drift_error_uncalibrated": history[0]["systematic_drift_error"],
-        "estimator": strategy.estimator,
+        "estimator": strategy_for(noise, deg).estimator,
     }
+    if len(inputs) > 1:
+        out.meta["spiking_calibration"]["levels"] = [v.tolist() for v in inputs]
     return out
+
+
+class _Level:
+    """One constant input of a calibration: its strategy (which keeps per-input state), the target's
+    attractor there, the states the error is judged on, and the measured piece's length."""
+
+    def __init__(self, u0, strategy, model, sde, rng):
+        self.u0, self.strategy = u0, strategy
+        self.signal = None if u0 is None else InputSignal.constant(u0)
+        self.z_vis = attractor_states(sde, rng, u0)
+        self.window = strategy.window(model, sde, self.z_vis, u0)
+        self.z_eval = self.z_vis[rng.choice(len(self.z_vis), min(5000, len(self.z_vis)), replace=False)]
+
+
+def _round_entry(measured, inputs, trajs):
+    """A round's record: the one input's entry, or with several inputs the worst input's figures (its
+    drift error and split-half noise, which the loop reports and keeps) and every input's entry."""
+    rates = [t.meta.get("mean_rate_hz") for t in trajs]
+    if len(measured) == 1:
+        return {"mean_rate_hz": rates[0], **measured[0].entry}
+    worst = max(range(len(measured)), key=lambda i: measured[i].score)
+    levels = [{"input": v.tolist(), "mean_rate_hz": rate, **m.entry} for v, rate, m in zip(inputs, rates, measured)]
+    return {"mean_rate_hz": rates[worst], **measured[worst].entry, "worst_input": inputs[worst].tolist(),
+            "levels": levels}
+
+
+def _training_states(model, sde, at, trajs, n_train, rng):
+    """States (and inputs) the decoders are re-solved on: the fit's, with a quarter where the spiking network
+    went; with several inputs, an equal share per input, each at its input, interleaved (row ``j`` belongs to
+    input ``j % L``, so that any first rows, as the noise fit takes, hold every input)."""
+    if len(at) == 1:
+        z, u, _ = mixed_training_states(model, sde, trajs[0].z.reshape(-1, model.dim), n_train, rng)
+        return z, u
+    share = n_train // len(at)
+    zs = [mixed_training_states(model, sde, t.z.reshape(-1, model.dim), share, rng)[0] for t in trajs]
+    us = [np.broadcast_to(lv.u0, (share, len(lv.u0))) for lv in at]
+    return np.stack(zs, axis=1).reshape(-1, model.dim), np.stack(us, axis=1).reshape(share * len(at), -1)
+
+
+class _Interleaved:
+    """Each input's measured residual applied to its own rows of interleaved states (row ``j``: input ``j % L``)."""
+
+    def __init__(self, residuals):
+        self.parts = residuals
+
+    def _apply(self, z, pick):
+        z = np.asarray(z)
+        rows = [pick(r)(z[i::len(self.parts)]) for i, r in enumerate(self.parts)]
+        out = np.empty((len(z),) + rows[0].shape[1:])
+        for i, part in enumerate(rows):
+            out[i::len(self.parts)] = part
+        return out
+
+    def __call__(self, z):
+        return self._apply(z, lambda r: r)
+
+    def cov(self, z):
+        return self._apply(z, lambda r: r.cov)
+
+
+def _correct(model, sde, at, measured, z, u, lam, damping):
+    """The model with each input's measured error cancelled at that input's training states."""
+    if len(at) > 1:
+        measured = [Measurement(_Interleaved([m.residual for m in measured]), {}, 0.0, False)]
+    return at[0].strategy.correct(model, sde, measured[0], z, u, lam, damping)
 
 
 def calibration_summary(info, *, model_path, backend, noise):
@@ -351,14 +430,17 @@ def calibration_summary(info, *, model_path, backend, noise):
     from ..run.step_loop import engine_text
 
     how = engine_text(info.get("engine") or {}).strip(" ()")
+    levels = info.get("levels")
+    at = f" at each of the inputs {levels}" if levels else ""
     lines = [f"calibrated {model_path} as a spiking network ({backend}{', ' + how if how else ''}; {info['trials']} "
-             f"runs x {info['duration']:g} time units per round, noise {noise}):"]
+             f"runs x {info['duration']:g} time units per round{at}, noise {noise}):"]
     for r in info["rounds"]:
         diff = (f"; diffusion error {100 * r['diffusion_error']:.2f} % ({100 * r['diffusion_split_half_noise']:.2f} %)"
                 if "diffusion_error" in r else "")
+        worst = f" (worst input {r['worst_input']})" if "worst_input" in r else ""
         lines.append(f"  round {r['round']}: systematic drift error on the attractor "
                      f"{100 * r['systematic_drift_error']:.2f} % (split-half noise {100 * r['split_half_noise']:.2f} %)"
-                     f"{diff}")
+                     f"{diff}{worst}")
     lines.append(f"kept round {info['best_round']} (stopped: {info['stopped']})")
     return "\n".join(lines)
 

@@ -25,7 +25,9 @@ display, timed, and recorded in the model's ``meta["conversion"]``:
 5. **calibrate**, in the named back end (the correction is specific to it):
    the noise-free drift for deterministic targets, the noisy drift and
    diffusion for stochastic ones, then the escape from unstable foci where a
-   deterministic target has them (Lorenz's C+-); then **verify** on fresh runs
+   deterministic target has them (Lorenz's C+-); a model with inputs is
+   calibrated at the verification's input levels together, each level's
+   error cancelled at that level; then **verify** on fresh runs
    (seeds the calibration did not draw). Deterministic chaotic targets are also
    counted for collapse onto a fixed point. On FAIL, once more with twice the
    calibration runs. A verdict within a metric's own noise of its threshold
@@ -115,8 +117,8 @@ OPTIONS = [
      "n_neurons"),
     ("--max-neurons N", COUNT, None, f"largest N the spike noise may raise it to (default {MAX_NEURONS}); above it "
      "the conversion stops before any calibration and says the N it needs"),
-    ("--input INPUT", str, None, "constant input of the calibration, NAME=VALUE (';' between inputs; default 0); "
-     "verification also runs at half the input range either way", "u"),
+    ("--input INPUT", str, None, "base input of calibration and verification, NAME=VALUE (';' between inputs; "
+     "default 0); both also run at half the input range either way", "u"),
     ("--param NAME=VALUE", APPEND, None, "override an SDE parameter (a system or spec source)"),
     ("--report DIR", str, None, "report folder: summary.md, conversion.json, the verify report and figures "
      "(default: the output's name with _report)"),
@@ -291,23 +293,6 @@ def choose(sde, *, backend, kind, chaotic, source=None, n_neurons=None, max_neur
     c["verify_runs"] = Choice(list(runs), "as the benchmarks judge this kind of target"
                               + ("; 20 x 100 also counts collapse" if chaotic and kind == "deterministic" else ""))
     return c
-
-
-def verify_inputs(sde, u0=None):
-    """The input levels verification runs at: ``[None]`` without inputs; else ``u0`` (default zero) and half the
-    input range either way on each channel (the cue inputs of an input-driven target)."""
-    if not sde.n_inputs:
-        return [None]
-    base = np.zeros(sde.n_inputs) if u0 is None else np.asarray(u0, dtype=np.float64)
-    levels = [base]
-    for i, name in enumerate(sde.inputs):
-        lo, hi = sde.input_range.get(name, (-1.0, 1.0))
-        for v in (0.5 * hi, 0.5 * lo):
-            if v != base[i]:
-                lv = base.copy()
-                lv[i] = v
-                levels.append(lv)
-    return levels
 
 
 def collapsed_runs(traj, z_vis):
@@ -608,7 +593,7 @@ def _fit(sde, choices, seed, progress, source=None, fit_options=None, steps=None
 
 def _run(result, stages, best, sde, model0, plugin, u0, seed, progress, given):
     """The stages after the checks (module docstring); ``given``: the caller's overrides of the choices."""
-    from .calibration import calibrate
+    from .calibration import calibrate, cue_levels
     from .noise import spike_noise_excess, verify_lag
     from .states import attractor_states
     from .unstable_foci import unstable_foci
@@ -707,16 +692,18 @@ def _run(result, stages, best, sde, model0, plugin, u0, seed, progress, given):
     for attempt in attempts:
         if attempt:
             trials = cal["trials"] * attempt
-            est = run_seconds(backend, model.n_neurons, model.time_scale, trials * cal["rounds"], cal["duration"],
-                              noisy)
+            levels = len(cue_levels(sde, u0))
+            est = run_seconds(backend, model.n_neurons, model.time_scale, levels * trials * cal["rounds"],
+                              cal["duration"], noisy)
             stages.start("calibrate" + (" (again)" if attempt > 1 else ""),
-                         f"in {backend}: {trials} runs x {cal['duration']:g} time units per round, at most "
+                         f"in {backend}: {trials} runs x {cal['duration']:g} time units per round"
+                         f"{f' at each of {levels} input levels' if levels > 1 else ''}, at most "
                          f"{cal['rounds']} rounds, noise {cal['noise']}"
                          f"{', then the foci' if cal['foci'] and attempt == 1 else ''} (about {est / 60:.1f} min of "
                          "runs on one core)")
             model = calibrate(model, sde, rounds=cal["rounds"], foci=cal["foci"] and attempt == 1,
                               duration=cal["duration"], trials=trials, noise=cal["noise"], seed=seed + attempt,
-                              backend=backend, u=u0, progress=progress)
+                              backend=backend, u=u0, cues=levels > 1, progress=progress)
             info = model.meta["spiking_calibration"]
             stages.note(best_round=info["best_round"], drift_error=info["systematic_drift_error"],
                         uncalibrated=info["systematic_drift_error_uncalibrated"], stopped=info["stopped"])
@@ -725,13 +712,13 @@ def _run(result, stages, best, sde, model0, plugin, u0, seed, progress, given):
                        f"stopped: {info['stopped']})")
             best.update(model=model, why=f"calibrated, round {info['best_round']}")
         runs, z_collapse = ch["verify_runs"].value, z_vis if kind == "deterministic" and chaotic else None
-        _verify_stage(result, stages, model, sde, plugin, runs, verify_inputs(sde, u0),
+        _verify_stage(result, stages, model, sde, plugin, runs, cue_levels(sde, u0),
                       seed + VERIFY_SEED + 1000 * attempt, z_collapse, progress,
                       {0: " (as fitted)", 1: "", 2: " (again)"}[attempt])
         if any(r.marginal for r in result.reports) and (result.passed or attempt):
             # a verdict within the metrics' own noise of a threshold decides nothing: twice the runs, fresh seeds
             # (not for a FAIL as fitted: calibration comes next either way)
-            _verify_stage(result, stages, model, sde, plugin, [2 * runs[0], runs[1]], verify_inputs(sde, u0),
+            _verify_stage(result, stages, model, sde, plugin, [2 * runs[0], runs[1]], cue_levels(sde, u0),
                           seed + VERIFY_SEED + 1000 * attempt + 500, z_collapse, progress, " (marginal: twice the runs)")
         if result.passed:
             break
