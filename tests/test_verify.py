@@ -252,3 +252,40 @@ def test_irregular_or_missing_dt(ou):
 def test_errors_are_ddm_errors():
     assert issubclass(TrajectoryError, DDMError)
     assert Report().passed  # an empty report passes vacuously
+
+
+def test_entropy_production_takes_its_noise_covariance_at_the_lag():
+    """A spiking network's latent noise is filtered (synaptic time constant), so its increments at short
+    lags understate D and D^-1 inflates the entropy production. The rotational OU (closed form 2 w^2 / k = 8)
+    passed through a 0.005 filter: with D from one-sample increments the estimate is several times the
+    unfiltered process's; with D from increments over 10 filter constants (as verify passes its lag) the
+    two agree within their sampling error (from per-trial estimates)."""
+    from scipy.linalg import cholesky, expm
+    from scipy.signal import lfilter
+
+    from ddm_neuro.verify import currents
+    from ddm_neuro.verify.basis import PolyBasis
+
+    k, w, h, n, trials, tau_f = 1.0, 2.0, 0.0025, 40000, 8, 0.005
+    A = np.array([[k, w], [-w, k]])
+    M = expm(-A * h)
+    C = 0.5 / k * np.eye(2)
+    rng = np.random.default_rng(0)
+    xi = rng.normal(size=(trials, n, 2)) @ cholesky(C - M @ C @ M.T, lower=True).T
+    x = np.empty((trials, n, 2))
+    x[:, 0] = rng.normal(size=(trials, 2)) * np.sqrt(C[0, 0])
+    for i in range(1, n):
+        x[:, i] = x[:, i - 1] @ M.T + xi[:, i]
+    a = np.exp(-h / tau_f)
+    y = lfilter([1 - a], [1, -a], x, axis=1)
+    basis = PolyBasis.fit_to(x.reshape(-1, 2)[::50])
+
+    def est(z, lag):
+        per = [currents.entropy_production(z[i:i + 1], h, basis, lag=lag)[0] for i in range(trials)]
+        return currents.entropy_production(z, h, basis, lag=lag)[0], np.std(per, ddof=1) / np.sqrt(trials)
+
+    (w1, s_w1), (f1, _), (w20, s_w20), (f20, s_f20) = est(x, 1), est(y, 1), est(x, 20), est(y, 20)
+    # the white process: the closed form, but D over a lag of 0.05 is low by about k * lag = 5 % (drift)
+    assert abs(w20 - 2 * w ** 2 / k) < 4 * s_w20 + 0.05 * 8, w20
+    assert abs(f20 - w20) < 4 * np.hypot(s_w20, s_f20), (f20, w20, s_w20, s_f20)
+    assert f1 - w1 > 10 * s_w1, (f1, w1, s_w1)

@@ -145,6 +145,7 @@ def tag_metrics(report, sde, traj, refs, model_drift, u0, signal, rate, rng):
             notes.append(singular.note(sd["directions"], sd["dim"], sd["fraction"]) + "; not judged")
             return  # infinite or undefined with a singular diffusion (.singular)
         basis = PolyBasis.fit_to(pooled[::max(1, len(pooled) // 20000)])
-        _scalar_metric(report, "entropy_production", lambda z: currents.entropy_production(z, dt, basis),
-                       traj.z, refs, "entropy production rate (basis fit, bias 2 n_params / T removed)",
-                       n_params=len(basis) * d)
+        k = int(report.info.get("lag_samples") or 1)
+        _scalar_metric(report, "entropy_production", lambda z: currents.entropy_production(z, dt, basis, lag=k),
+                       traj.z, refs, "entropy production rate (basis fit, bias removed; noise covariance from "
+                       "increments at the verifier's lag)", n_params=len(basis) * d, lag_samples=k)
