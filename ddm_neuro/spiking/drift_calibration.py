@@ -359,12 +359,13 @@ class _Level:
 
 
 def _round_entry(measured, inputs, trajs):
-    """A round's record: the one input's entry, or with several inputs the worst input's figures (its
-    drift error and split-half noise, which the loop reports and keeps) and every input's entry."""
+    """A round's record: the one input's entry, or with several inputs the figures of the input with the
+    largest drift error (what the loop and the summaries report) and every input's entry. (The round kept is
+    chosen by the worst input's score, which for noisy runs is relative to that input's first round.)"""
     rates = [t.meta.get("mean_rate_hz") for t in trajs]
     if len(measured) == 1:
         return {"mean_rate_hz": rates[0], **measured[0].entry}
-    worst = max(range(len(measured)), key=lambda i: measured[i].score)
+    worst = max(range(len(measured)), key=lambda i: measured[i].entry["systematic_drift_error"])
     levels = [{"input": v.tolist(), "mean_rate_hz": rate, **m.entry} for v, rate, m in zip(inputs, rates, measured)]
     return {"mean_rate_hz": rates[worst], **measured[worst].entry, "worst_input": inputs[worst].tolist(),
             "levels": levels}
