@@ -10,6 +10,7 @@ from ddm_neuro.network import LatentRNN
 from ddm_neuro.sde.systems import get_system
 from ddm_neuro.spiking import pipeline
 from ddm_neuro.spiking.calibration import cue_levels
+from ddm_neuro.spiking.drift_calibration import SETTLED
 from ddm_neuro.trajectory import Trajectory
 
 SMALL_FIT = {"n_train": 4000, "n_val": 1000, "n_test": 500}
@@ -134,8 +135,11 @@ def test_conversion_end_to_end_writes_provenance_and_report(tmp_path, quick_runs
     assert res.traj.meta["seed"] >= pipeline.VERIFY_SEED and (res.traj.meta["seed"] - pipeline.VERIFY_SEED) % 500 == 0
 
 
-def test_the_verify_gate_fails_a_network_with_the_wrong_noise(tmp_path, quick_runs, monkeypatch, capsys):
-    """A fit whose private noise is 3x too large, with calibration that changes nothing, must end FAIL (exit 1)."""
+@pytest.mark.parametrize("stopped", ["rounds done", SETTLED])
+def test_the_verify_gate_fails_a_network_with_the_wrong_noise(tmp_path, quick_runs, monkeypatch, capsys, stopped):
+    """A fit whose private noise is 3x too large, with calibration that changes nothing, must end FAIL (exit 1).
+    A second calibration that corrected nothing because its measurement was within its own noise is followed by
+    a third with four times the runs; one that stopped otherwise is not."""
     import copy
 
     import ddm_neuro.spiking.calibration as calibration
@@ -148,9 +152,12 @@ def test_the_verify_gate_fails_a_network_with_the_wrong_noise(tmp_path, quick_ru
         model.noise_latent = 3.0 * model.noise_latent
         return model, why
 
+    asked = []
+
     def unchanged(model, sde, **kw):
+        asked.append(kw["trials"])
         out = copy.deepcopy(model)
-        out.meta["spiking_calibration"] = {"best_round": 0, "systematic_drift_error": 0.0, "stopped": "test",
+        out.meta["spiking_calibration"] = {"best_round": 0, "systematic_drift_error": 0.0, "stopped": stopped,
                                            "systematic_drift_error_uncalibrated": 0.0}
         return out
 
@@ -161,7 +168,12 @@ def test_the_verify_gate_fails_a_network_with_the_wrong_noise(tmp_path, quick_ru
                  "--report", str(tmp_path / "r")])
     assert code == 1
     conv = LatentRNN.load(out).meta["conversion"]
-    assert conv["status"] == "failed" and [s["name"] for s in conv["stages"]].count("calibrate (again)") == 1
+    names = [s["name"] for s in conv["stages"]]
+    assert conv["status"] == "failed" and names.count("calibrate (again)") == 1
+    third = stopped == SETTLED
+    assert names.count("calibrate (four times the runs)") == int(third)
+    base = pipeline.CALIBRATION["stochastic"][0]
+    assert asked == [base, 2 * base] + ([4 * base] if third else [])
     assert "diffusion" in capsys.readouterr().err
 
 

@@ -63,6 +63,10 @@ from .states import attractor_states, mixed_training_states
 from .window_error import ERROR_DEGREES, drift_residual, split_half_noise, systematic_drift_error, trial_halves
 
 
+#: Why a calibration stopped when what it measured was within twice its split-half noise (nothing corrected).
+SETTLED = "the measured error is within twice its split-half noise"
+
+
 @dataclass
 class Measurement:
     """What a strategy measured in one round.
@@ -322,7 +326,7 @@ def calibrate_spiking(model, sde, *, rounds=6, duration=1.0, trials=128, noise="
         if r == int(rounds) - 1:
             break
         if all(m.settled for m in measured):  # what is left is mostly estimation noise: cancelling it adds noise
-            stop = "the measured error is within twice its split-half noise"
+            stop = SETTLED
             break
         if z_train is None:
             z_train, u_train = _training_states(model, sde, at, trajs, n_train, rng)
