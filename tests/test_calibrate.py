@@ -232,7 +232,8 @@ def test_calibration_at_cue_inputs_cancels_an_error_that_only_shows_there():
 
 def test_each_inputs_residual_applies_to_its_own_interleaved_rows():
     """With L inputs, training row j belongs to input j % L (so the noise fit's first rows hold every input):
-    the states carry that input, and each input's measured residual (and covariance) lands on its rows only."""
+    the states carry that input and lie where the target and the network go at it, and each input's measured
+    residual (and covariance) lands on its rows only."""
     from ddm_neuro.spiking import drift_calibration as dc
 
     class Res:
@@ -250,20 +251,27 @@ def test_each_inputs_residual_applies_to_its_own_interleaved_rows():
     np.testing.assert_array_equal(both(z)[:, 0], [1, 2, 3, 1, 2, 3, 1])
     np.testing.assert_array_equal(both.cov(z[:4])[:, 0, 0], [10, 20, 30, 10])
 
-    class Lv:
+    rng = np.random.default_rng(0)
+    centres = {0.0: 0.0, 0.5: 1.0, -0.5: -1.0}
+
+    class Lv:  # an input level: its input and the target's attractor there
         def __init__(self, u):
             self.u0 = np.array([u])
+            self.z_vis = centres[u] + 0.1 * rng.normal(size=(500, 1))
 
-    class Tr:
-        z = np.zeros((2, 50, 1))
+    class Tr:  # the network's run at that level
+        def __init__(self, u):
+            self.z = centres[u] + 0.1 * rng.normal(size=(2, 50, 1))
 
     sde = get_system("switch")
     model = fit(sde, n_neurons=20, neuron="lif", seed=0, **SMALL)
-    zt, ut = dc._training_states(model, sde, [Lv(0.0), Lv(0.5), Lv(-0.5)], [Tr(), Tr(), Tr()], 300,
-                                 np.random.default_rng(0))
+    us = (0.0, 0.5, -0.5)
+    zt, ut = dc._training_states(model, sde, [Lv(u) for u in us], [Tr(u) for u in us], 300, rng)
     assert zt.shape == (300, 1) and ut.shape == (300, 1)
     np.testing.assert_array_equal(ut[:6, 0], [0.0, 0.5, -0.5, 0.0, 0.5, -0.5])
-    assert set(ut[:, 0]) == {0.0, 0.5, -0.5}
+    for i, u in enumerate(us):   # each input's rows lie around its own attractor (jittered), not the other wells
+        assert np.all(ut[i::3, 0] == u)
+        assert np.all(np.abs(zt[i::3, 0] - centres[u]) < 0.5), (u, zt[i::3, 0].min(), zt[i::3, 0].max())
 
 
 def test_calibration_at_cue_inputs_needs_inputs(vdp):

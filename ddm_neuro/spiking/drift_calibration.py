@@ -63,6 +63,8 @@ from .states import attractor_states, mixed_training_states
 from .window_error import ERROR_DEGREES, drift_residual, split_half_noise, systematic_drift_error, trial_halves
 
 
+#: States around an input level's attractor are jittered by this share of the latent scale (as the fit's margins).
+JITTER = 0.1
 #: Why a calibration stopped when what it measured was within twice its split-half noise (nothing corrected).
 SETTLED = "the measured error is within twice its split-half noise"
 
@@ -376,14 +378,31 @@ def _round_entry(measured, inputs, trajs):
 
 
 def _training_states(model, sde, at, trajs, n_train, rng):
-    """States (and inputs) the decoders are re-solved on: the fit's, with a quarter where the spiking network
-    went; with several inputs, an equal share per input, each at its input, interleaved (row ``j`` belongs to
-    input ``j % L``, so that any first rows, as the noise fit takes, hold every input)."""
+    """States (and inputs) the decoders are re-solved on.
+
+    One input: the fit's training states, with a quarter where the spiking
+    network went (:func:`~.states.mixed_training_states`). Several inputs: an
+    equal share per input, each at its input and only around where the target
+    and the network go at it (its attractor, a quarter jittered by :data:`JITTER`,
+    and the network's states): each input's error is measured there, and its
+    regression extrapolated to the other inputs' regions (the switch's other
+    well) is not a measurement. Interleaved: row ``j`` belongs to input
+    ``j % L``, so that any first rows, as the noise fit takes, hold every input.
+    """
     if len(at) == 1:
         z, u, _ = mixed_training_states(model, sde, trajs[0].z.reshape(-1, model.dim), n_train, rng)
         return z, u
     share = n_train // len(at)
-    zs = [mixed_training_states(model, sde, t.z.reshape(-1, model.dim), share, rng)[0] for t in trajs]
+    zs = []
+    for lv, traj in zip(at, trajs):
+        own = traj.z.reshape(-1, model.dim)
+        n_own = min(len(own), share // 4)
+        n_vis = share - n_own
+        n_jit = n_vis // 4
+        vis = lv.z_vis[rng.integers(0, len(lv.z_vis), n_vis)]
+        vis[:n_jit] += rng.normal(size=(n_jit, model.dim)) * JITTER * model.scale
+        z = np.concatenate([vis, own[rng.choice(len(own), n_own, replace=False)]])
+        zs.append(z[rng.permutation(len(z))])
     us = [np.broadcast_to(lv.u0, (share, len(lv.u0))) for lv in at]
     return np.stack(zs, axis=1).reshape(-1, model.dim), np.stack(us, axis=1).reshape(share * len(at), -1)
 
