@@ -15,8 +15,10 @@ Columns (coupling ``factored`` unless said):
   (N <= 2000 only, and shorter runs: it is slow);
 * ``B2 fact 1t`` / ``2t``     ``brian2-cpp`` (cpp_standalone), ``threads=1`` / ``2``
   (OpenMP in the generated C++, fixed by the build);
-* ``B2 floor 1t``             ``brian2-cpp`` with ``coupling="none"``: the same
-  neurons without recurrence, the uncoupled floor;
+* ``B2 floor 1t`` / ``2t``    ``brian2-cpp`` with ``coupling="none"``: the same
+  neurons without recurrence, the uncoupled floor (2t: what OpenMP gives the
+  neurons alone, next to ``B2 fact 2t``, whose N -> d decode Brian2 sums in one
+  serial loop);
 * ``torch CUDA``              ``engine="torch", device="cuda"``, only when torch sees a
   GPU (then N = 200000 is added to the sizes).
 
@@ -93,6 +95,7 @@ COLUMNS = [
     Column("b1", "B2 fact 1t", "brian2-cpp", {"coupling": "factored"}, 1),
     Column("b2", "B2 fact 2t", "brian2-cpp", {"coupling": "factored"}, 2),
     Column("floor", "B2 floor 1t", "brian2-cpp", {"coupling": "none"}, 1),
+    Column("floor2", "B2 floor 2t", "brian2-cpp", {"coupling": "none"}, 2),
 ]
 CUDA = Column("cuda", "torch CUDA", "torch", {"engine": "torch", "device": "cuda", "coupling": "factored"}, 1)
 
