@@ -138,8 +138,8 @@ def test_conversion_end_to_end_writes_provenance_and_report(tmp_path, quick_runs
 @pytest.mark.parametrize("stopped", ["rounds done", SETTLED])
 def test_the_verify_gate_fails_a_network_with_the_wrong_noise(tmp_path, quick_runs, monkeypatch, capsys, stopped):
     """A fit whose private noise is 3x too large, with calibration that changes nothing, must end FAIL (exit 1).
-    A second calibration that corrected nothing because its measurement was within its own noise is followed by
-    a third with four times the runs; one that stopped otherwise is not."""
+    A second calibration that stopped because its measurement was within its own noise is followed by a third
+    with four times the runs; one that stopped otherwise is not."""
     import copy
 
     import ddm_neuro.spiking.calibration as calibration
@@ -157,7 +157,8 @@ def test_the_verify_gate_fails_a_network_with_the_wrong_noise(tmp_path, quick_ru
     def unchanged(model, sde, **kw):
         asked.append(kw["trials"])
         out = copy.deepcopy(model)
-        out.meta["spiking_calibration"] = {"best_round": 0, "systematic_drift_error": 0.0, "stopped": stopped,
+        out.meta["spiking_calibration"] = {"best_round": int(stopped == SETTLED),  # corrected something, then settled
+                                           "systematic_drift_error": 0.0, "stopped": stopped,
                                            "systematic_drift_error_uncalibrated": 0.0}
         return out
 

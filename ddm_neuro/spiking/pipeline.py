@@ -31,7 +31,7 @@ display, timed, and recorded in the model's ``meta["conversion"]``:
    (seeds the calibration did not draw). Deterministic chaotic targets are also
    counted for collapse onto a fixed point. On FAIL, once more with twice the
    calibration runs, and a third time with four times the runs when the second
-   corrected nothing (its measurement was within its own noise). A verdict
+   stopped with its measurement within its own noise. A verdict
    within a metric's own noise of its threshold (marginal) is decided by a
    second verification with twice the runs.
 6. **write**: the model (``meta["conversion"]``: source, each choice and why,
@@ -690,8 +690,8 @@ def _run(result, stages, best, sde, model0, plugin, u0, seed, progress, given):
     noisy = cal["noise"] != "none"
     # a stochastic target is first verified as fitted (calibration costs more than a verification and is often not
     # needed); then calibrated, and once more with twice the runs; each verification on fresh runs. When that second
-    # calibration corrected nothing (what it measured was within its own noise) and verify still fails, the error
-    # verify sees is below what those runs resolve: a third calibration with four times the runs.
+    # calibration stopped because what it measured was within its own noise and verify still fails, the error verify
+    # sees is below what those runs resolve: a third calibration with four times the runs.
     fit_error = model.meta.get("fit", {}).get("drift_error", math.inf)
     attempts = ([0] if noisy and fit_error <= VERIFY_FIRST_MAX_DRIFT_ERROR else []) + [1, 2]
     for attempt in attempts:  # may grow by one (above)
@@ -728,7 +728,7 @@ def _run(result, stages, best, sde, model0, plugin, u0, seed, progress, given):
         if result.passed:
             break
         info = model.meta.get("spiking_calibration", {})
-        if attempt == 2 and info.get("stopped") == SETTLED and info.get("best_round") == 0:
+        if attempt == 2 and info.get("stopped") == SETTLED:
             attempts.append(4)
     result.model = model
     result.status = "passed" if result.passed else "failed"
