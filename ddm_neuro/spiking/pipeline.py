@@ -693,22 +693,22 @@ def _run(result, stages, best, sde, model0, plugin, u0, seed, progress, given):
     # calibration stopped because what it measured was within its own noise and verify still fails, the error verify
     # sees is below what those runs resolve: a third calibration with four times the runs.
     fit_error = model.meta.get("fit", {}).get("drift_error", math.inf)
+    levels = cue_levels(sde, u0)   # the input levels of calibration and verification
     attempts = ([0] if noisy and fit_error <= VERIFY_FIRST_MAX_DRIFT_ERROR else []) + [1, 2]
     for attempt in attempts:  # may grow by one (above)
         if attempt:
             trials = cal["trials"] * attempt
-            levels = len(cue_levels(sde, u0))
-            est = run_seconds(backend, model.n_neurons, model.time_scale, levels * trials * cal["rounds"],
+            est = run_seconds(backend, model.n_neurons, model.time_scale, len(levels) * trials * cal["rounds"],
                               cal["duration"], noisy)
             stages.start("calibrate" + {1: "", 2: " (again)", 4: " (four times the runs)"}[attempt],
                          f"in {backend}: {trials} runs x {cal['duration']:g} time units per round"
-                         f"{f' at each of {levels} input levels' if levels > 1 else ''}, at most "
+                         f"{f' at each of {len(levels)} input levels' if len(levels) > 1 else ''}, at most "
                          f"{cal['rounds']} rounds, noise {cal['noise']}"
                          f"{', then the foci' if cal['foci'] and attempt == 1 else ''} (about {est / 60:.1f} min of "
                          "runs on one core)")
             model = calibrate(model, sde, rounds=cal["rounds"], foci=cal["foci"] and attempt == 1,
                               duration=cal["duration"], trials=trials, noise=cal["noise"], seed=seed + attempt,
-                              backend=backend, u=u0, cues=levels > 1, progress=progress)
+                              backend=backend, u=u0, cues=len(levels) > 1, progress=progress)
             info = model.meta["spiking_calibration"]
             stages.note(best_round=info["best_round"], drift_error=info["systematic_drift_error"],
                         uncalibrated=info["systematic_drift_error_uncalibrated"], stopped=info["stopped"])
@@ -717,13 +717,13 @@ def _run(result, stages, best, sde, model0, plugin, u0, seed, progress, given):
                        f"stopped: {info['stopped']})")
             best.update(model=model, why=f"calibrated, round {info['best_round']}")
         runs, z_collapse = ch["verify_runs"].value, z_vis if kind == "deterministic" and chaotic else None
-        _verify_stage(result, stages, model, sde, plugin, runs, cue_levels(sde, u0),
+        _verify_stage(result, stages, model, sde, plugin, runs, levels,
                       seed + VERIFY_SEED + 1000 * attempt, z_collapse, progress,
                       {0: " (as fitted)", 1: "", 2: " (again)", 4: " (third)"}[attempt])
         if any(r.marginal for r in result.reports) and (result.passed or attempt):
             # a verdict within the metrics' own noise of a threshold decides nothing: twice the runs, fresh seeds
             # (not for a FAIL as fitted: calibration comes next either way)
-            _verify_stage(result, stages, model, sde, plugin, [2 * runs[0], runs[1]], cue_levels(sde, u0),
+            _verify_stage(result, stages, model, sde, plugin, [2 * runs[0], runs[1]], levels,
                           seed + VERIFY_SEED + 1000 * attempt + 500, z_collapse, progress, " (marginal: twice the runs)")
         if result.passed:
             break

@@ -186,25 +186,37 @@ def setup_kernel(nest, *, h_ms, seed, threads):
              print_time=False, overwrite_files=True)
 
 
+def local_nodes(nest, nodes):
+    """The part of a contiguous NodeCollection this process holds, and its positions in ``nodes``.
+
+    Returns ``(local, idx)``; ``local`` is None where this process holds none
+    of them (under MPI a rank holds only some nodes).
+    """
+    import warnings
+
+    if len(nodes) == 1:   # GetLocalNodeCollection fails on one node (NEST 3.10: its `local` is then a bool)
+        return (nodes, np.zeros(1, dtype=int)) if nodes.local else (None, np.zeros(0, dtype=int))
+    with warnings.catch_warnings():   # "unsafe" where later calls are collective; here it only reads ids
+        warnings.simplefilter("ignore")
+        local = nest.GetLocalNodeCollection(nodes)
+    if len(local) == 0:
+        return None, np.zeros(0, dtype=int)
+    return local, np.asarray(local.tolist()) - nodes[0].global_id
+
+
 def set_per_node(nest, nodes, **values):
     """Set one value per node of a contiguous NodeCollection, on the nodes this process holds.
 
     Under MPI a rank holds only some nodes and NEST refuses a list for the whole
     collection; every rank sets its own (all ranks compute the same full arrays).
     """
-    import warnings
-
-    if len(nodes) == 1:   # GetLocalNodeCollection fails on one node (NEST 3.10: its `local` is then a bool)
-        if nodes.local:
-            nodes.set(**{key: float(np.asarray(v, dtype=float).reshape(-1)[0]) for key, v in values.items()})
+    local, idx = local_nodes(nest, nodes)
+    if local is None:
         return
-    with warnings.catch_warnings():   # "unsafe" where later calls are collective; here it only sets values
-        warnings.simplefilter("ignore")
-        local = nest.GetLocalNodeCollection(nodes)
-    if len(local) == 0:
-        return
-    idx = np.asarray(local.tolist()) - nodes[0].global_id
-    local.set(**{key: np.asarray(v, dtype=float)[idx].tolist() for key, v in values.items()})
+    if len(nodes) == 1:
+        local.set(**{key: float(np.asarray(v, dtype=float).reshape(-1)[0]) for key, v in values.items()})
+    else:
+        local.set(**{key: np.asarray(v, dtype=float)[idx].tolist() for key, v in values.items()})
 
 
 def build_rate(nest, arrays, info, *, trials, h_ms, record_every, coupling="factored", noise=True,

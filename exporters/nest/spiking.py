@@ -90,10 +90,10 @@ import numpy as np
 
 try:  # inside the package
     from .network import NetworkError, assemble, gather_latent, import_nest, local_latent, run_steps, \
-        set_per_node, setup_kernel, simulate_chunks, step_ms
+        local_nodes, set_per_node, setup_kernel, simulate_chunks, step_ms
 except ImportError:  # an exported project: network.py lies beside this file
     from network import NetworkError, assemble, gather_latent, import_nest, local_latent, run_steps, \
-        set_per_node, setup_kernel, simulate_chunks, step_ms
+        local_nodes, set_per_node, setup_kernel, simulate_chunks, step_ms
 
 #: The read-out units never fire.
 NO_THRESHOLD = 1e12
@@ -260,18 +260,10 @@ def read_out(nest, readout, comm=None):
     """
     if comm is None:
         return np.asarray(readout.get("V_m"), dtype=float)
-    import warnings
-
     full = np.zeros(len(readout))
-    if len(readout) == 1:   # GetLocalNodeCollection fails on one node (see network.set_per_node)
-        if readout.local:
-            full[0] = float(readout.get("V_m"))
-    else:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            local = nest.GetLocalNodeCollection(readout)
-        if len(local):
-            full[np.asarray(local.tolist()) - readout[0].global_id] = np.atleast_1d(local.get("V_m"))
+    local, idx = local_nodes(nest, readout)
+    if local is not None:
+        full[idx] = np.atleast_1d(local.get("V_m"))
     out = np.empty_like(full)
     comm.Allreduce(full, out)
     return out
