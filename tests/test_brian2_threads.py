@@ -41,12 +41,12 @@ def noise_free(small_model_path):
 
 
 def test_noise_free_two_thread_run_equals_the_one_thread_run(noise_free):
-    """Threads split only element-wise loops (state update, output draw, read-out of each element); Brian2's
-    summed variables (the recurrent input and the read-out, the only sums) are summed by one thread in the
-    same order as without OpenMP. So the two runs do the same floating-point operations in the same order
-    and agree to the last bit; 1e-12 leaves room only for a compiler contracting an outlined loop
-    differently (one rounding per step, far below any real difference such as a lost or doubled element,
-    which moves z by O(1e-3) within a step)."""
+    """Threads split the element-wise loops (state update, output draw) and, since code_patches, the sums of
+    Brian2's summed variables (the recurrent input and the read-out): each thread sums a block of synapses,
+    and the blocks' partial sums are added in thread order. So the two runs differ only by the rounding of
+    a regrouped sum, ~1e-16 relative per step, which this contracting OU model does not amplify; 1e-12 is
+    far below any real difference such as a lost, doubled or misplaced block of synapses, which moves z by
+    O(1e-3) within a step."""
     _, one, two, _ = noise_free
     assert one.z.shape == two.z.shape and np.isfinite(one.z).all()
     assert np.abs(one.z[:, -1] - one.z[:, 0]).max() > 0.1          # the runs go somewhere
@@ -69,6 +69,42 @@ def test_one_and_two_thread_builds_are_different_cached_builds(noise_free):
     make = {k: (cache_root() / t.meta["build"] / "makefile").read_text() for k, t in ((1, one), (2, two))}
     assert "omp" not in code[1] and "-fopenmp" not in make[1]         # 1 thread: the serial build of old
     assert "omp_set_num_threads(2)" in code[2] and "-fopenmp" in make[2]
+    # the 2-thread build splits every summed variable's synapse loop over its threads; the serial one does not
+    from exporters.brian2.code_patches import PARALLEL_MARK
+
+    for k, t in ((1, one), (2, two)):
+        summed = sorted((cache_root() / t.meta["build"] / "code_objects").glob("*summed_variable*.cpp"))
+        assert summed, k
+        assert [PARALLEL_MARK in f.read_text() for f in summed] == [k == 2] * len(summed), (k, summed)
+
+
+def test_summed_variable_patch_leaves_unrecognised_code_alone(tmp_path):
+    """The OpenMP edit applies only to the exact loop Brian2 generates; other code (a serial build, a
+    subgroup target, a loop of another shape) stays Brian2's own, and a second call changes nothing."""
+    from exporters.brian2.code_patches import PARALLEL_MARK, parallel_summed_variables
+
+    loop = ("    #pragma omp parallel for schedule(static)\n"
+            "    for (int _target_idx=0; _target_idx<_target_size; _target_idx++)\n    {{\n"
+            "        _ptr_array_v[_target_idx + {start}] = 0;\n    }}\n"
+            "    for(int _idx=0; _idx<_ptr_array_N[0]; _idx++)\n    {{\n"
+            "        const double _synaptic_var = _ptr_array_K[_idx] * _ptr_array_r[_ptr_array_pre[_idx]];\n"
+            "        _ptr_array_v[_ptr_array_post[_idx]] += _synaptic_var;\n    }}\n")
+    (tmp_path / "code_objects").mkdir()
+    files = {"a_summed_variable_v_codeobject.cpp": loop.format(start=0),
+             "b_summed_variable_v_codeobject.cpp": loop.format(start=5),                 # subgroup target
+             "c_summed_variable_v_codeobject.cpp": loop.format(start=0).replace("#pragma omp ", ""),  # serial
+             "d_stateupdater_codeobject.cpp": loop.format(start=0)}                      # not a summed variable
+    for name, text in files.items():
+        (tmp_path / "code_objects" / name).write_text(text)
+    assert parallel_summed_variables(tmp_path) == ["a_summed_variable_v_codeobject.cpp"]
+    patched = (tmp_path / "code_objects" / "a_summed_variable_v_codeobject.cpp").read_text()
+    assert PARALLEL_MARK in patched and "_ddm_mine[_ptr_array_post[_idx]] += _synaptic_var;" in patched
+    assert "_ptr_array_v[_ptr_array_post[_idx]] += _synaptic_var;" not in patched
+    for name, text in files.items():
+        if not name.startswith("a"):
+            assert (tmp_path / "code_objects" / name).read_text() == text, name
+    assert parallel_summed_variables(tmp_path) == []
+    assert (tmp_path / "code_objects" / "a_summed_variable_v_codeobject.cpp").read_text() == patched
 
 
 def _residuals(model, traj):

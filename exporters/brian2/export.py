@@ -35,6 +35,7 @@ from ddm_neuro.threads import check_threads
 from ddm_neuro.fileio import atomic_directory
 
 from . import network as _network
+from . import code_patches as _code_patches
 from . import processes as _processes
 from . import runner as _runner
 from .. import spec as _spec
@@ -154,6 +155,7 @@ def export(model, output, *, format="brian2-cpp", mode="rate", trials=1, duratio
         shutil.copyfile(_network.__file__, tmp / "network.py")
         shutil.copyfile(_runner.__file__, tmp / "run.py")
         shutil.copyfile(_processes.__file__, tmp / "processes.py")
+        shutil.copyfile(_code_patches.__file__, tmp / "code_patches.py")
         shutil.copyfile(_spec.__file__, tmp / "spec.py")
         shutil.copyfile(_trajectory_file.__file__, tmp / "trajectory_file.py")
         if progress:

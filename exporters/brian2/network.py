@@ -50,8 +50,10 @@ import numpy as np
 
 try:  # inside the package
     from ..spec import ARRAYS, initial_state, load_spec, save_spec, spiking_state  # noqa: F401 (re-exported)
+    from .code_patches import parallel_summed_variables, relative_clock_epsilon
     from .processes import run_group, terminate_as_interrupt
-except ImportError:  # an exported project: spec.py and processes.py lie beside this file
+except ImportError:  # an exported project: spec.py, code_patches.py and processes.py lie beside this file
+    from code_patches import parallel_summed_variables, relative_clock_epsilon
     from processes import run_group, terminate_as_interrupt
     from spec import ARRAYS, initial_state, load_spec, save_spec, spiking_state  # noqa: F401
 
@@ -558,7 +560,9 @@ def build_project(arrays, info, directory, *, trials, dt, record_dt, coupling="f
             steps = int(round(float(duration) / float(dt))) + 1
         parts["network"].run(steps * h * b2.second, namespace=parts["namespace"])
         b2.device.build(directory=directory, compile=False, run=False)
-        _relative_clock_epsilon(directory)
+        relative_clock_epsilon(directory)
+        if omp:
+            parallel_summed_variables(directory)
         mon, neurons = parts["monitor"], parts["neurons"]
         if mode == "spiking":
             state = {"p": f"{neurons.name}.p", "v": f"{neurons.name}.v"}
@@ -594,25 +598,6 @@ def build_project(arrays, info, directory, *, trials, dt, record_dt, coupling="f
     if compile:
         manifest["compile_seconds"] = compile_project(directory)
     return manifest
-
-
-#: Brian2's C++ scheduler treats two clocks as simultaneous when their times differ by at most
-#: 1e-14 s (absolute); after ~50 s of network time ``i*dt`` and ``j*record_dt`` differ by more
-#: through rounding and the recording falls one step late. Its runtime device compares
-#: relative to dt; the generated code is given a relative test as well.
-_CLOCK_TEST = ("fabs(s-t)<=Clock_epsilon", "fabs(s-t)<=1e-9*minclock->dt[0]")
-
-
-def _relative_clock_epsilon(directory):
-    """Patch the generated scheduler's clock comparison to be relative (see :data:`_CLOCK_TEST`)."""
-    for fname in ("network.cpp", "network.cu"):
-        path = os.path.join(directory, fname)
-        if os.path.exists(path):
-            with open(path) as fh:
-                code = fh.read()
-            if _CLOCK_TEST[0] in code:
-                with open(path, "w") as fh:
-                    fh.write(code.replace(_CLOCK_TEST[0], _CLOCK_TEST[1]))
 
 
 def compile_project(directory, jobs=None):

@@ -33,6 +33,7 @@ from ddm_neuro.errors import DDMError
 from ddm_neuro.progress import ticking
 from ddm_neuro.run.plan import network_steps, spiking_dt
 
+from . import code_patches as _code_patches
 from . import network as _network
 from .network import CompileError, NetworkError, build_project
 from .processes import terminate_as_interrupt
@@ -90,7 +91,8 @@ def build_key(arrays, info, build):
         h.update(k.encode())
         h.update(np.ascontiguousarray(arrays[k]).tobytes())
     h.update(json.dumps([info, build, brian2.__version__], sort_keys=True).encode())
-    h.update(Path(_network.__file__).read_bytes())
+    for source in (_network, _code_patches):
+        h.update(Path(source.__file__).read_bytes())
     return h.hexdigest()[:20]
 
 
