@@ -10,6 +10,7 @@ stops at ``--max-neurons`` is a row too (its reason printed).
     OMP_NUM_THREADS=1 python benchmarks/conversion.py --systems ou_rot,double_well --backends torch,brian2-cpp
     OMP_NUM_THREADS=1 python benchmarks/conversion.py --systems examples/toggle_switch.toml --backends torch
     OMP_NUM_THREADS=1 python benchmarks/conversion.py --systems examples/fitzhugh_nagumo.toml --input I=0.5
+    OMP_NUM_THREADS=1 python benchmarks/conversion.py --systems lorenz --network coordinated
 
 Each conversion's report folder is ``OUT/SYSTEM_B_report/``.
 """
@@ -41,8 +42,9 @@ def convert(system, backend, out, extra):
 def row(system, backend, code, seconds, path, tail):
     if code == 2 or not path.exists():
         return f"| {system} | {backend} | STOPPED ({code}) | | {seconds / 60:.1f} | {' '.join(tail)} |"
-    conv = LatentRNN.load(path).meta["conversion"]
-    n = LatentRNN.load(path).n_neurons
+    model = LatentRNN.load(path)
+    conv, cfg = model.meta["conversion"], model.meta.get("coordinated")
+    n = f"{cfg['n_neurons']} coordinated + {model.n_neurons} tanh basis" if cfg else model.n_neurons
     stages = ", ".join(f"{s['name']} {s['seconds']:.0f}" for s in conv["stages"])
     figs = []
     for j, v in enumerate(conv["verify"]):
@@ -62,6 +64,8 @@ def main():
     ap.add_argument("--max-neurons", default=None)
     ap.add_argument("--input", default=None, help="NAME=VALUE (';' between inputs), passed to every conversion: "
                                                   "the input the calibration runs at (systems with inputs)")
+    ap.add_argument("--network", default=None, help="auto, independent or coordinated (convert --network)")
+    ap.add_argument("--seed", default=None, help="passed to every conversion")
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(exist_ok=True)
@@ -70,6 +74,10 @@ def main():
         extra += ["--input", args.input]
     if args.max_neurons:
         extra += ["--max-neurons", args.max_neurons]
+    if args.network:
+        extra += ["--network", args.network]
+    if args.seed:
+        extra += ["--seed", args.seed]
     print("| system | back end | verdict | N | wall (min) | verify (value/threshold) | stages (s) |")
     print("|---|---|---|---|---|---|---|")
     for system in args.systems.split(","):

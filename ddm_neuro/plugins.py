@@ -289,6 +289,7 @@ def simulate(model, duration, *, backend="torch", mode="rate", trials=1, seed=No
     Trajectory
     """
     plugin = get("simulator", backend, mode)
+    _check_coordinated(model, mode, f"the {backend} back end", backend == "torch")
     resolved = plugin.resolve(options)
     if noise is None:
         noise = "remainder" if mode == "spiking" else True
@@ -317,8 +318,18 @@ def export(model, output, *, format, mode="rate", force=False, progress=False, *
     Options are the format's declared ones (unknown ones refused, listing those it takes).
     """
     plugin = get("format", format, mode)
+    _check_coordinated(model, mode, f"the {format} format", False)
     resolved = plugin.resolve(options)
     return plugin.load()(model, output, mode=mode, force=force, progress=progress, **resolved)
+
+
+def _check_coordinated(model, mode, where, carries):
+    """Refuse the spiking mode of a spike-coordinated model where it cannot be carried (all but torch's runs)."""
+    cfg = (getattr(model, "meta", None) or {}).get("coordinated")
+    if cfg and mode == "spiking" and not carries:
+        raise DDMError(f"this model is a spike-coordinated network ({cfg['n_neurons']} neurons coordinated through "
+                       f"delay-free rank-d inhibition at microsecond steps), which {where} cannot carry: run its "
+                       "spiking network with --backend torch, or use its tanh basis as a rate network (--mode rate)")
 
 
 def get_exporter(fmt):

@@ -75,11 +75,15 @@ def test_a_constrained_model_is_refused(small_model, tmp_path, capsys):
     assert not (tmp_path / "s.ddm").exists()
 
 
-def test_max_neurons_below_what_the_spike_noise_needs_stops_with_the_n(tmp_path):
-    # stochastic Lorenz at N = 200: the spikes alone are many times its diffusion
-    with pytest.raises(DDMError, match=r"needs N >= \d+ neurons.*raise --max-neurons to \d+.*about \d+ min"):
+@pytest.mark.parametrize("network, message", [
+    ("independent", r"needs N >= \d+ neurons.*raise --max-neurons to \d+.*about \d+ min.*--network coordinated"),
+    ("auto", r"needs N >= \d+ coordinated neurons.*jitter.*raise --max-neurons to \d+.*about \d+ min")])
+def test_max_neurons_below_what_the_spike_noise_needs_stops_with_the_n(tmp_path, network, message):
+    """Stochastic Lorenz at N = 200: the independent LIF network's spikes alone are many times its diffusion; auto
+    then sizes a spike-coordinated network, whose jitter at N = 200 is still above its limit, and 400 is too few."""
+    with pytest.raises(DDMError, match=message):
         pipeline.convert_to_spiking(get_system("lorenz"), n_neurons=200, max_neurons=400, output=tmp_path / "x.ddm",
-                                    progress=False, steps=0, fit_options=SMALL_FIT)
+                                    progress=False, steps=0, fit_options=SMALL_FIT, network=network)
     assert not (tmp_path / "x.ddm").exists()
 
 
@@ -240,4 +244,4 @@ def test_n_grows_to_what_the_spike_noise_needs(tmp_path, monkeypatch):
     assert why["value"] == 400 and "1.6x" in why["why"] and "N = 200" in why["why"]
     with pytest.raises(DDMError, match=r"needs N >= 400 neurons"):
         pipeline.convert_to_spiking(get_system("ou"), n_neurons=200, max_neurons=300, progress=False, steps=0,
-                                    fit_options=SMALL_FIT)
+                                    fit_options=SMALL_FIT, network="independent")

@@ -56,6 +56,17 @@ class Args(ctypes.Structure):
                 + [(n, _ptr) for n in ("streams", "n_spikes", "spikes", "overflow")])
 
 
+class CoordArgs(ctypes.Structure):
+    """Mirror of ``struct CoordArgs`` in ``step_loops.cpp`` (the spike-coordinated network's loop)."""
+
+    _fields_ = ([(n, _i64) for n in ("T", "N", "d", "M", "k", "n_int", "sub", "hold", "threads", "noisy",
+                                     "max_spikes", "step0")]
+                + [(n, _f64) for n in ("h", "a", "lk", "ct", "dt_s")]
+                + [(n, _ptr) for n in ("D", "thr", "A", "x0", "Kt", "cst", "Bx", "DB", "center", "na", "nc", "Ks",
+                                       "LL", "u", "e", "xh", "cmd", "Lc", "cnt", "streams", "out", "oute", "n_spikes",
+                                       "spk_t", "spk_i", "spk_n")])
+
+
 def cache_root():
     """Folder of compiled step loops: ``$DDM_NEURO_CACHE`` or ``~/.cache/ddm_neuro``, plus ``step_loops``."""
     return cache_dir("step_loops")
@@ -143,6 +154,8 @@ def library():
         raise err from None
     lib.ddm_steps.argtypes = [ctypes.POINTER(Args)]
     lib.ddm_steps.restype = ctypes.c_int
+    lib.ddm_coordinated.argtypes = [ctypes.POINTER(CoordArgs)]
+    lib.ddm_coordinated.restype = ctypes.c_int
     lib.ddm_seed_streams.argtypes = [ctypes.c_uint64, _i64, _ptr]
     lib.ddm_normals.argtypes = [_ptr, _i64, _ptr]
     lib.ddm_block_size.restype = _i64

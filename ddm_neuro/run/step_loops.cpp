@@ -425,3 +425,134 @@ extern "C" int ddm_steps(const Args *args) {
     for (i64 t = 0; t < a.T; ++t) run_trial(a, t, w, t * a.threads);
     return 0;
 }
+
+// ------------------------------------------------------------------------------------------ coordinated
+// The spike-coordinated network of ddm_neuro/spiking/coordinated.py, many steps per call, one OpenMP
+// thread per trial. Per trial: the read-out xh (d, centred SDE coordinates) and the read-out error e (d).
+// A step of h SDE units (dt = h * time_scale seconds):
+//   every `hold` steps: z = xh + center, x = A^T z + x0 + Bx^T u, r = tanh(x),
+//                       command c = Kt^T r - ct z + cst + DB u (per SDE unit), times h;
+//                       noise: C = Ks diag(na act(x) + nc) Ks^T + LL (per SDE unit), chol(C h)
+//   e  += command h + chol(C h) xi + (1 - a) xh - lk e      (xi: d standard normals)
+//   xh *= a                                                 (a = exp(-dt / tau): the read-out's filter)
+//   j = argmax_j (D_j . e - thr_j); if positive: neuron j spikes, e -= D_j, xh += D_j   (one spike per step)
+// The fast rank-d inhibition -D^T D is the "e -= D_j" (every membrane D_i . e sees it at once).
+struct CoordArgs {
+    i64 T, N, d, M, k, n_int, sub, hold, threads, noisy, max_spikes, step0;
+    double h, a, lk, ct, dt_s;
+    const double *D, *thr, *A, *x0, *Kt, *cst, *Bx, *DB, *center, *na, *nc, *Ks, *LL, *u;
+    double *e, *xh, *cmd, *Lc;
+    i64 *cnt;
+    u64 *streams;
+    double *out, *oute;   // oute: the error e at the end of each interval, or null
+    i64 *n_spikes;
+    double *spk_t;
+    i64 *spk_i, *spk_n;
+};
+
+// Command and noise factor of one trial at its read-out (see above); work holds 2 M doubles. A, Kt and Ks are
+// stored d x M, Bx k x M (rows contiguous over the basis units, so the loops over m vectorise).
+static void coord_command(const CoordArgs &a, const double *xh, const double *u, double *cmd, double *Lc,
+                          double *work) {
+    const i64 d = a.d, M = a.M, k = a.k;
+    double z[16];
+    for (i64 q = 0; q < d; q++) z[q] = xh[q] + a.center[q];
+    double *r = work, *s2 = work + M;
+    for (i64 m = 0; m < M; m++) r[m] = a.x0[m];
+    for (i64 q = 0; q < d; q++) {
+        const double zq = z[q], *Aq = a.A + q * M;
+        for (i64 m = 0; m < M; m++) r[m] += Aq[m] * zq;
+    }
+    for (i64 c = 0; c < k; c++) {
+        const double uc = u[c], *Bc = a.Bx + c * M;
+        for (i64 m = 0; m < M; m++) r[m] += Bc[m] * uc;
+    }
+    for (i64 m = 0; m < M; m++) r[m] = ::tanh(r[m]);
+    for (i64 q = 0; q < d; q++) {
+        double c = a.cst[q] - a.ct * z[q];
+        const double *Kq = a.Kt + q * M;
+        for (i64 m = 0; m < M; m++) c += Kq[m] * r[m];
+        for (i64 c2 = 0; c2 < k; c2++) c += a.DB[q * k + c2] * u[c2];
+        cmd[q] = c * a.h;
+    }
+    if (!a.noisy) return;
+    for (i64 m = 0; m < M; m++) s2[m] = a.na[m] * 0.5 * (1.0 + r[m]) + a.nc[m];
+    double C[256];
+    for (i64 p = 0; p < d; p++)
+        for (i64 q = 0; q <= p; q++) {
+            double c = a.LL[p * d + q];
+            const double *Kp = a.Ks + p * M, *Kq = a.Ks + q * M;
+            for (i64 m = 0; m < M; m++) c += Kp[m] * s2[m] * Kq[m];
+            C[p * d + q] = c * a.h;
+        }
+    // Cholesky, lower triangular; a pivot that is not positive (a direction without noise) gives a zero column
+    for (i64 p = 0; p < d; p++) {
+        for (i64 q = 0; q <= p; q++) {
+            double s = C[p * d + q];
+            for (i64 l = 0; l < q; l++) s -= Lc[p * d + l] * Lc[q * d + l];
+            if (p == q) Lc[p * d + p] = s > 0.0 ? std::sqrt(s) : 0.0;
+            else Lc[p * d + q] = Lc[q * d + q] > 0.0 ? s / Lc[q * d + q] : 0.0;
+        }
+        for (i64 q = p + 1; q < d; q++) Lc[p * d + q] = 0.0;
+    }
+}
+
+// Run n_int record intervals of `sub` steps each; out[t, i] is xh + center at the end of interval i.
+// Returns 0, or 1 when d > 16 (refused).
+extern "C" int ddm_coordinated(const CoordArgs *ap) {
+    const CoordArgs &a = *ap;
+    if (a.d > 16) return 1;
+#pragma omp parallel for schedule(static, 1) num_threads(a.threads)
+    for (i64 t = 0; t < a.T; t++) {
+        const i64 d = a.d, N = a.N;
+        std::vector<double> work(2 * a.M + a.N);
+        double *V = work.data() + 2 * a.M;
+        double *e = a.e + t * d, *xh = a.xh + t * d, *cmd = a.cmd + t * d, *Lc = a.Lc + t * d * d;
+        u64 *st = a.streams + 6 * t;
+        i64 cnt = a.cnt[t], nsp = a.n_spikes[t];
+        double xi[16];
+        for (i64 i = 0; i < a.n_int; i++) {
+            const double *u = a.u + i * a.k;
+            for (i64 s = 0; s < a.sub; s++) {
+                if (cnt % a.hold == 0) coord_command(a, xh, u, cmd, Lc, work.data());
+                cnt++;
+                if (a.noisy)
+                    for (i64 q = 0; q < d; q++) xi[q] = normal(st);
+                for (i64 p = 0; p < d; p++) {
+                    double n = 0.0;
+                    if (a.noisy)
+                        for (i64 q = 0; q <= p; q++) n += Lc[p * d + q] * xi[q];
+                    e[p] += cmd[p] + n + (1.0 - a.a) * xh[p] - a.lk * e[p];
+                    xh[p] *= a.a;
+                }
+                for (i64 j = 0; j < N; j++) V[j] = -a.thr[j];
+                for (i64 q = 0; q < d; q++) {
+                    const double eq = e[q], *Dq = a.D + q * N;
+                    for (i64 j = 0; j < N; j++) V[j] += Dq[j] * eq;
+                }
+                i64 best = -1;
+                double vmax = 0.0;
+                for (i64 j = 0; j < N; j++)
+                    if (V[j] > vmax) { vmax = V[j]; best = j; }
+                if (best >= 0) {
+                    for (i64 q = 0; q < d; q++) {
+                        e[q] -= a.D[q * N + best];
+                        xh[q] += a.D[q * N + best];
+                    }
+                    nsp++;
+                    if (a.max_spikes > 0 && a.spk_n[t] < a.max_spikes) {
+                        const i64 slot = t * a.max_spikes + a.spk_n[t]++;
+                        a.spk_t[slot] = (double)(a.step0 + i * a.sub + s + 1) * a.dt_s;
+                        a.spk_i[slot] = best;
+                    }
+                }
+            }
+            for (i64 q = 0; q < d; q++) a.out[(t * a.n_int + i) * d + q] = xh[q] + a.center[q];
+            if (a.oute)
+                for (i64 q = 0; q < d; q++) a.oute[(t * a.n_int + i) * d + q] = e[q];
+        }
+        a.cnt[t] = cnt;
+        a.n_spikes[t] = nsp;
+    }
+    return 0;
+}

@@ -15,7 +15,11 @@ display, timed, and recorded in the model's ``meta["conversion"]``:
    against the target's diffusion. Where the spikes alone exceed
    :data:`SPIKE_NOISE_LIMIT` of it, N grows to what the estimate needs
    (``max_neurons`` caps it); above the cap the conversion stops here and says
-   the N and the time the conversion would take.
+   the N and the time the conversion would take, except for a stochastic
+   target in torch with ``network="auto"``: it then builds a spike-coordinated
+   network instead (:mod:`~ddm_neuro.spiking.coordinated_conversion`: a tanh
+   basis, delta tuned to a rate, N from the spikes' measured jitter, verify;
+   ``network="coordinated"`` goes there for any target).
 4. **verify (as fitted)**, stochastic targets whose fit has under 2 % held-out drift error
    (:data:`VERIFY_FIRST_MAX_DRIFT_ERROR`): new runs in the back end,
    judged by :func:`~ddm_neuro.verify.core.verify` exactly as ``ddm-neuro
@@ -105,6 +109,8 @@ SECONDS_PER_NEURON_STEP_OTHER = (5e-8, 1e-7)
 VERIFY_FIRST_MAX_DRIFT_ERROR = 0.02
 #: About this many spikes are recorded for the report's raster (one short run).
 RASTER_SPIKES = 200_000
+#: The spiking networks a conversion can build (``--network``).
+NETWORKS = ("auto", "independent", "coordinated")
 #: Seed offset of the verification runs (the calibration draws its run seeds from ``seed`` itself).
 VERIFY_SEED = 104729
 
@@ -124,6 +130,10 @@ OPTIONS = [
     ("--param NAME=VALUE", APPEND, None, "override an SDE parameter (a system or spec source)"),
     ("--report DIR", str, None, "report folder: summary.md, conversion.json, the verify report and figures "
      "(default: the output's name with _report)"),
+    ("--network KIND", str, "auto", "spiking network: independent (LIF neurons, calibrated), coordinated (spikes "
+     "coordinated through delay-free rank-d inhibition: far fewer neurons for the same spike noise; torch only) or "
+     "auto (default: coordinated where a stochastic target would need more independent neurons than "
+     "--max-neurons)"),
     ("--refit-only", FLAG, None, "only refit a tanh model with LIF neurons keeping its tuning: no calibration, no "
      "verification (what convert did before)")]
 
@@ -330,10 +340,12 @@ def load_source(text, params=None):
     return load_sde(text, params)
 
 
-def check_refit_only(*, source, backend="torch", n_neurons=None, max_neurons=None, u=None, param=None, report=None):
+def check_refit_only(*, source, backend="torch", n_neurons=None, max_neurons=None, u=None, param=None, report=None,
+                     network="auto"):
     """Refuse ``--refit-only`` with options of the full conversion, or with a source that is not a model file."""
     given = [flag for flag, v in (("--backend", backend != "torch"), ("--max-neurons", max_neurons),
-                                  ("-n", n_neurons), ("--input", u), ("--param", param), ("--report", report)) if v]
+                                  ("-n", n_neurons), ("--input", u), ("--param", param), ("--report", report),
+                                  ("--network", network != "auto")) if v]
     if given:
         raise DDMError(f"--refit-only refits the model and stops: {', '.join(given)} apply to the full conversion")
     if not str(source).endswith(".ddm"):
@@ -387,10 +399,13 @@ def convert_command(source, output, *, report=None, param=None, seed=None, progr
     report = report or default_report(output)
     result = convert_to_spiking(load_source(source, param), output=output, report_dir=report,
                                 seed=0 if seed is None else seed, progress=progress, **options)
+    from .coordinated import coordinated, spiking_neurons
+
     total = sum(s["seconds"] for s in result.stages)
-    print(f"{'PASS' if result.passed else 'FAIL'}: {source} as {result.model.n_neurons} spiking LIF neurons in "
-          f"{options.get('backend', 'torch')}, verified on runs the calibration did not use ({total / 60:.1f} min); "
-          f"wrote {output}; report in {report}/")
+    what = (f"{spiking_neurons(result.model)} coordinated spiking neurons and {result.model.n_neurons} tanh basis "
+            "units" if coordinated(result.model) else f"{result.model.n_neurons} spiking LIF neurons")
+    print(f"{'PASS' if result.passed else 'FAIL'}: {source} as {what} in {options.get('backend', 'torch')}, "
+          f"verified on runs the calibration did not use ({total / 60:.1f} min); wrote {output}; report in {report}/")
     if result.reason:
         print(f"  {result.reason}", file=sys.stderr)
     return 0 if result.passed else 1
@@ -436,7 +451,7 @@ def check_source(model):
 
 def convert_to_spiking(source, *, backend="torch", output=None, report_dir=None, force=False, n_neurons=None,
                        max_neurons=None, tau_ref=None, max_rates=None, steps=None, u=None, seed=0, progress=True,
-                       sde=None, fit_options=None, calibration=None, verify_runs=None):
+                       sde=None, fit_options=None, calibration=None, verify_runs=None, network="auto"):
     """Convert ``source`` to a spiking LIF model that passes ``verify`` in ``backend`` (module docstring).
 
     Parameters
@@ -468,6 +483,10 @@ def convert_to_spiking(source, *, backend="torch", output=None, report_dir=None,
         Override parts of the calibration choice (``trials``, ``duration``, ``rounds``).
     verify_runs : (int, float), optional
         Verification runs (trials, duration) instead of :data:`VERIFY_RUNS`' (fewer judge less sharply).
+    network : {"auto", "independent", "coordinated"}
+        Independent LIF neurons (calibrated), a spike-coordinated network
+        (:mod:`~ddm_neuro.spiking.coordinated_conversion`; torch only), or auto: coordinated where a
+        stochastic target would need more independent neurons than ``max_neurons``.
 
     Returns
     -------
@@ -483,6 +502,11 @@ def convert_to_spiking(source, *, backend="torch", output=None, report_dir=None,
     from ..network import LatentRNN
     from ..verify.options import check_report_folder
 
+    if network not in NETWORKS:
+        raise DDMError(f"--network must be one of {', '.join(NETWORKS)} (got {network!r})")
+    if network == "coordinated" and backend != "torch":
+        raise DDMError(f"--network coordinated runs only in the torch back end (its delay-free rank-d inhibition "
+                       f"and microsecond steps are not in {backend}); use --backend torch")
     plugin = plugins.get("simulator", backend, "spiking")
     plugin.load()  # installed? (a missing package: one line with the pip install that adds it)
     model0 = source if isinstance(source, LatentRNN) else None
@@ -522,7 +546,7 @@ def convert_to_spiking(source, *, backend="torch", output=None, report_dir=None,
         _run(result, stages, best, sde, model0, plugin, u0, seed, progress,
              given={"n_neurons": n_neurons, "max_neurons": max_neurons, "tau_ref": tau_ref, "max_rates": max_rates,
                     "steps": steps, "fit_options": dict(fit_options or {}), "calibration": dict(calibration or {}),
-                    "verify_runs": verify_runs})
+                    "verify_runs": verify_runs, "network": network})
     except KeyboardInterrupt:
         stage = stages.current["name"] if stages.current else "?"
         stages.end()
@@ -624,6 +648,11 @@ def _run(result, stages, best, sde, model0, plugin, u0, seed, progress, given):
                                                "given")
     ch = result.choices
     stages.note(kind=kind, chaotic=chaotic, foci=foci)
+    if given["network"] == "coordinated":
+        from .coordinated_conversion import coordinated_stages
+
+        return coordinated_stages(result, stages, best, sde, model0, plugin, u0, seed, progress, given,
+                                  levels=cue_levels(sde, u0), z_vis=z_vis, why="given")
     stages.say(f"{sde.name}: {kind}{', chaotic' if chaotic else ''}{', unstable foci' if foci else ''}; "
                + "; ".join(f"{k} {c.value}" for k, c in ch.items() if k in ("n_neurons", "tau_ref",
                                                                            "time_scale_ratio")))
@@ -656,6 +685,17 @@ def _run(result, stages, best, sde, model0, plugin, u0, seed, progress, given):
         need = int(math.ceil(model.n_neurons * max(ex["ratio"] / SPIKE_NOISE_LIMIT, excess / TOTAL_EXCESS_LIMIT)
                              / 100.0)) * 100
         cap = ch["max_neurons"].value
+        if need > cap and given["network"] == "auto" and backend == "torch":
+            from .coordinated_conversion import coordinated_stages
+
+            stages.say(f"independent LIF neurons would need N >= {need} (above --max-neurons {cap}): a "
+                       "spike-coordinated network instead")
+            return coordinated_stages(   # -n was the LIF network's N: the coordinated one sizes itself
+                result, stages, best, sde, model0, plugin, u0, seed, progress, {**given, "n_neurons": None},
+                levels=cue_levels(sde, u0),
+                z_vis=z_vis, why=f"independent LIF neurons would need N >= {need} (--max-neurons {cap}): at "
+                                 f"N = {model.n_neurons} their spikes alone gave {ex['ratio']:.3g}x the target's "
+                                 "diffusion")
         if need > cap:
             trials, duration, rounds = CALIBRATION[kind]
             vt, vd = ch["verify_runs"].value
@@ -666,7 +706,9 @@ def _run(result, stages, best, sde, model0, plugin, u0, seed, progress, given):
                              f"{SPIKE_NOISE_LIMIT}; with the private noise {ex['ratio_total']:.3g}x, limit "
                              f"{1 + TOTAL_EXCESS_LIMIT:g}), and --max-neurons is {cap}; raise --max-neurons to {need} "
                              f"(the conversion would take about {est / 60:.0f} min of spiking runs in {backend} "
-                             f"on one core here)")
+                             f"on one core here)" + ("" if given["network"] == "auto" and backend == "torch" else
+                                                     "; or --backend torch --network coordinated, whose coordinated "
+                                                     "spikes need far fewer neurons"))
             stages.end()
             raise DDMError(result.reason)
         stages.say(f"spikes alone give {ex['ratio']:.3g}x the target's diffusion at N = {model.n_neurons}, with the "
@@ -745,6 +787,7 @@ def _verify_stage(result, stages, model, sde, plugin, runs, levels, seed, z_coll
     ``z_collapse``: the target's visited states, to count collapsed runs (deterministic chaotic targets), or None.
     """
     from ..run.inputs import InputSignal
+    from .coordinated import spiking_neurons
 
     vt, vd = runs
     stages.start("verify" + label, f"{vt} new runs x {vd:g} time units in {plugin.name}"
@@ -771,7 +814,8 @@ def _verify_stage(result, stages, model, sde, plugin, runs, levels, seed, z_coll
     stages.note(passed=result.passed)
     # the raster of the report: one short run with spikes recorded (a verification run's spikes can take GBs)
     rate = float(result.traj.meta.get("mean_rate_hz") or 100.0)
-    span = min(vd, max(2.0 * model.tau / model.time_scale, RASTER_SPIKES / (model.n_neurons * rate * model.time_scale)))
+    n_spiking = spiking_neurons(model)
+    span = min(vd, max(2.0 * model.tau / model.time_scale, RASTER_SPIKES / (n_spiking * rate * model.time_scale)))
     result.raster = plugins.simulate(model, span, backend=plugin.name, mode="spiking", trials=1, seed=seed,
                                      u=None if levels[0] is None else InputSignal.constant(levels[0]),
                                      **_spikes(plugin, True))
@@ -839,7 +883,9 @@ def write_report(result, folder, *, force=False, variables=None):
         files += report.save(folder / ("verify" if j == 0 else f"verify_input{j}"), traj=result.traj if j == 0
                              else None, force=force)
     if result.raster is not None:
-        trajectory_figure(result.raster, folder / "run.png", n_neurons=result.model.n_neurons, variables=variables,
-                          force=force)
+        from .coordinated import spiking_neurons
+
+        trajectory_figure(result.raster, folder / "run.png", n_neurons=spiking_neurons(result.model),
+                          variables=variables, force=force)
         files.append(folder / "run.png")
     return files

@@ -1,0 +1,160 @@
+"""The conversion's stages for a spike-coordinated network (:mod:`ddm_neuro.spiking.coordinated`).
+
+:func:`~ddm_neuro.spiking.pipeline.convert_to_spiking` comes here for a
+stochastic target whose independent LIF network would need more neurons than
+``--max-neurons`` allows (``--network auto``, the default, in the torch back
+end), or for any target with ``--network coordinated``:
+
+1. **fit** the basis: a tanh rate network (closed form; a tanh source model
+   without hardware-constrained weights is used as it is);
+2. **coordinate**: tune delta so that N neurons fire at
+   :data:`~ddm_neuro.spiking.coordinated.RATE_HZ` (pilot runs), measure the
+   spikes' jitter at the verifier's lag, and where it is above
+   :data:`~ddm_neuro.spiking.coordinated.JITTER_LIMIT` raise N to what it needs
+   (``--max-neurons`` caps it: above, stop and say the N) and tune again;
+3. **verify** on fresh runs; where verify fails on the diffusion alone (the
+   spikes' jitter), once more at 1.5 times N.
+
+No calibration: the coordinated network's drift is its basis's drift (the
+spikes track it to within their jitter), so there is nothing in the spikes to
+correct.
+"""
+from __future__ import annotations
+
+import math
+
+from ..errors import DDMError
+
+#: Basis size (tanh rate units): tanh M = 500 fits stochastic Lorenz to 0.21 % held-out drift error in 5 s.
+BASIS_N = 500
+#: Starting N of the spiking neurons (the jitter measured there sets the N used).
+START_N = 200
+#: N grows by this factor when verify fails on the diffusion alone.
+GROWTH = 1.5
+
+
+def coordinated_stages(result, stages, best, sde, model0, plugin, u0, seed, progress, given, *, levels, z_vis, why):
+    """Run the stages of the module docstring; sets ``result`` as :func:`~ddm_neuro.spiking.pipeline._run` does."""
+    from ..fit.matching import fit
+    from .coordinated import JITTER_LIMIT, RATE_HZ, size_for_jitter, tune_delta
+    from .noise import verify_lag
+    from .pipeline import VERIFY_RUNS, VERIFY_SEED, Choice, _verify_stage
+
+    if plugin.name != "torch":
+        raise DDMError(f"a spike-coordinated network runs only in the torch back end (its delay-free rank-d "
+                       f"inhibition and microsecond steps are not in {plugin.name}); use --backend torch")
+    ch = result.choices
+    ch["network"] = Choice("coordinated", why)
+    for k in ("tau_ref", "time_scale_ratio", "spike_budget", "calibration", "steps"):
+        ch.pop(k, None)
+
+    usable = model0 is not None and model0.neuron.name == "tanh" and model0.w_perp is None
+    stages.start("fit", "the basis: " + (f"the source's {model0.n_neurons} tanh units" if usable else
+                                         f"{BASIS_N} tanh rate units, closed form"))
+    if usable:
+        basis, how = model0, "the source tanh model"
+    else:
+        basis = fit(sde, n_neurons=BASIS_N, seed=seed, steps=0, progress=progress, **given["fit_options"])
+        how = "fitted from the target SDE (tanh, closed form)"
+    err = basis.meta.get("fit", {}).get("drift_error")
+    ch["basis"] = Choice(basis.n_neurons, f"{how}; the spiking neurons read their slow input through it "
+                                          "(held-out drift error "
+                                          + ("n/a" if err is None else f"{100 * err:.2f} %") + ")")
+    stages.note(how=how, drift_error=err)
+    stages.say(f"{how}; held-out drift error " + ("n/a" if err is None else f"{100 * err:.2f} %"))
+
+    lag = verify_lag(sde, z_vis[:: max(1, len(z_vis) // 2000)], u0)
+    cap = ch["max_neurons"].value
+    n = int(given["n_neurons"]) if given["n_neurons"] is not None else START_N
+    stages.start("coordinate", f"N = {n} spiking neurons: delta tuned to {RATE_HZ:g} Hz on pilot runs, the spikes' "
+                 f"jitter at verify's lag ({lag:.3g} time units)")
+    model, facts = tune_delta(basis, n, rate_hz=RATE_HZ, seed=seed, record_dt=lag, u=u0, progress=progress)
+    stages.note(n_neurons=n, delta=facts["delta"], rate_hz=facts["rate_hz"], jitter=facts["jitter"])
+    stages.say(f"N = {n}: delta {facts['delta']:.4g}, {facts['rate_hz']:.1f} Hz, jitter {facts['jitter']:.3g}x the "
+               f"basis's noise (limit {JITTER_LIMIT})")
+    why_n = "given" if given["n_neurons"] is not None else f"the starting size; jitter {facts['jitter']:.3g}"
+    if given["n_neurons"] is None and facts["jitter"] > JITTER_LIMIT:
+        need = size_for_jitter(n, facts["jitter"])
+        if need > cap:
+            vt, vd = given["verify_runs"] or VERIFY_RUNS["stochastic"]
+            est = run_seconds(need, basis.n_neurons, basis.time_scale, vt * vd, RATE_HZ)
+            result.status = "stopped"
+            result.reason = (f"{sde.name} needs N >= {need} coordinated neurons: at N = {n} their spikes' jitter is "
+                             f"{facts['jitter']:.3g}x its noise along its worst direction (limit {JITTER_LIMIT}), and "
+                             f"--max-neurons is {cap}; raise --max-neurons to {need} (its verification would take "
+                             f"about {est / 60:.0f} min of runs on one core here)")
+            stages.end()
+            raise DDMError(result.reason)
+        model, facts = _resize(basis, n, need, facts, rate_hz=RATE_HZ, seed=seed, lag=lag, u0=u0, stages=stages,
+                               progress=progress)
+        why_n = f"jitter {facts['jitter']:.3g} at N = {need} (limit {JITTER_LIMIT}); it was above at N = {n}"
+        n = need
+    ch["n_neurons"] = Choice(n, why_n)
+    ch["delta"] = Choice(round(facts["delta"], 6), f"tuned to {RATE_HZ:g} Hz mean rate on pilot runs")
+    model = _final(basis, n, facts, why_n)
+    best.update(model=model, why=f"coordinated, N = {n}")
+
+    runs = list(given["verify_runs"] or VERIFY_RUNS["stochastic"])
+    ch["verify_runs"] = Choice(runs, "given" if given["verify_runs"] else "as the benchmarks judge stochastic targets")
+    for attempt in (1, 2):
+        label = "" if attempt == 1 else f" (N = {n})"
+        _verify_stage(result, stages, model, sde, plugin, runs, levels, seed + VERIFY_SEED + 1000 * attempt, None,
+                      progress, label)
+        if any(r.marginal for r in result.reports):
+            _verify_stage(result, stages, model, sde, plugin, [2 * runs[0], runs[1]], levels,
+                          seed + VERIFY_SEED + 1000 * attempt + 500, None, progress, " (marginal: twice the runs)")
+        failed = sorted({k for r in result.reports for k, m in r.metrics.items() if not m["passed"]})
+        if result.passed or failed != ["diffusion"] or given["n_neurons"] is not None or attempt == 2:
+            break
+        need = int(math.ceil(GROWTH * n / 50.0)) * 50
+        if need > cap:
+            break
+        model, facts = _resize(basis, n, need, facts, rate_hz=RATE_HZ, seed=seed, lag=lag, u0=u0, stages=stages,
+                               progress=progress)
+        n = need
+        ch["n_neurons"] = Choice(n, f"verify failed on the diffusion alone at N = {ch['n_neurons'].value}: "
+                                    f"{GROWTH}x the neurons")
+        ch["delta"] = Choice(round(facts["delta"], 6), f"tuned to {RATE_HZ:g} Hz mean rate on pilot runs")
+        model = _final(basis, n, facts, ch["n_neurons"].why)
+        best.update(model=model, why=f"coordinated, N = {n}")
+    result.model = model
+    result.status = "passed" if result.passed else "failed"
+    if not result.passed:
+        failed = sorted({k for r in result.reports for k, m in r.metrics.items() if not m["passed"]})
+        result.reason = (f"verify fails on {', '.join(failed)} with N = {n} coordinated neurons"
+                         + (f" (--max-neurons {cap} stops it growing)" if failed == ["diffusion"] else "")
+                         + "; the report folder has the figures")
+    stages.end()
+
+
+#: Seconds per step, trial and unit of N + M of the coordinated loop on one core here (N = 550, M = 500 Lorenz:
+#: 8 x 250 time units in about 300 s).
+SECONDS_PER_STEP_UNIT = 1.4e-9
+
+
+def run_seconds(n_neurons, n_basis, time_scale, trial_time, rate_hz):
+    """Rough seconds of coordinated runs of ``trial_time`` time units in all (trials x duration), one core."""
+    from .coordinated import DT_MAX_S, P_SPIKE
+
+    dt = min(DT_MAX_S, P_SPIKE / (n_neurons * rate_hz))
+    return SECONDS_PER_STEP_UNIT * (n_neurons + n_basis) * trial_time * time_scale / dt
+
+
+def _resize(basis, n_old, n_new, facts, *, rate_hz, seed, lag, u0, stages, progress):
+    """Tune delta again at ``n_new`` neurons (starting from the old delta scaled as delta ~ N^-0.65..1)."""
+    from .coordinated import JITTER_LIMIT, tune_delta
+
+    stages.start("coordinate", f"N = {n_new} spiking neurons, delta tuned again")
+    model, facts = tune_delta(basis, n_new, rate_hz=rate_hz, seed=seed, record_dt=lag, u=u0, progress=progress,
+                              delta0=facts["delta"] * (n_old / n_new) ** 0.8)
+    stages.note(n_neurons=n_new, delta=facts["delta"], rate_hz=facts["rate_hz"], jitter=facts["jitter"])
+    stages.say(f"N = {n_new}: delta {facts['delta']:.4g}, {facts['rate_hz']:.1f} Hz, jitter {facts['jitter']:.3g}x "
+               f"(limit {JITTER_LIMIT})")
+    return model, facts
+
+
+def _final(basis, n, facts, why):
+    from .coordinated import RATE_HZ, make_coordinated
+
+    return make_coordinated(basis, n, facts["delta"], rate_hz=RATE_HZ, why={
+        "n_neurons": why, "rate_hz": facts["rate_hz"], "jitter": facts["jitter"], "pilots": facts["pilots"]})
