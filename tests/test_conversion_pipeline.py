@@ -78,9 +78,13 @@ def test_a_constrained_model_is_refused(small_model, tmp_path, capsys):
 @pytest.mark.parametrize("network, message", [
     ("independent", r"needs N >= \d+ neurons.*raise --max-neurons to \d+.*about \d+ min.*--network coordinated"),
     ("auto", r"needs N >= \d+ coordinated neurons.*jitter.*raise --max-neurons to \d+.*about \d+ min")])
-def test_max_neurons_below_what_the_spike_noise_needs_stops_with_the_n(tmp_path, network, message):
+def test_max_neurons_below_what_the_spike_noise_needs_stops_with_the_n(tmp_path, monkeypatch, network, message):
     """Stochastic Lorenz at N = 200: the independent LIF network's spikes alone are many times its diffusion; auto
-    then sizes a spike-coordinated network, whose jitter at N = 200 is still above its limit, and 400 is too few."""
+    then sizes a spike-coordinated network, whose jitter at N = 200 is still above its limit, and 400 is too few
+    (with its time scale held at the fit's: a longer one would otherwise give the spikes it needs)."""
+    from ddm_neuro.spiking import coordinated_conversion
+
+    monkeypatch.setattr(coordinated_conversion, "MAX_TIME_SCALE_FACTOR", 1.0)
     with pytest.raises(DDMError, match=message):
         pipeline.convert_to_spiking(get_system("lorenz"), n_neurons=200, max_neurons=400, output=tmp_path / "x.ddm",
                                     progress=False, steps=0, fit_options=SMALL_FIT, network=network)

@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 from ddm_neuro.errors import DDMError
-from ddm_neuro.spiking.coordinated import (coordinated, decoders, jitter_ratio, make_coordinated, simulate_coordinated,
-                                           size_for_jitter, spiking_neurons, tune_delta)
+from ddm_neuro.spiking.coordinated import (coordinated, decoders, jitter_exponent, jitter_limit, jitter_ratio,
+                                           make_coordinated, simulate_coordinated, size_for_jitter, spiking_neurons,
+                                           tune_delta)
 
 pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")
 
@@ -147,6 +148,9 @@ def test_bad_input():
     with pytest.raises(DDMError, match="tanh"):
         make_coordinated(lif, 10, 0.1)
     assert size_for_jitter(100, 0.015 * 2 ** 1.3) == 200 and size_for_jitter(100, 0.001) == 50
+    assert jitter_exponent([(100, 0.04), (200, 0.01)]) == pytest.approx(2.0)
+    assert jitter_exponent([(100, 0.04), (200, 0.039)]) == 1.0 and jitter_exponent([(100, 0.04)]) == 1.3
+    assert jitter_limit(32000) == pytest.approx(2 * np.sqrt(2 / 32000))
 
 
 def test_convert_refuses_coordinated_outside_torch():

@@ -371,12 +371,25 @@ def worst_ratio(A, G):
     return float(w[-1]), u / np.linalg.norm(u)
 
 
-#: The spikes' jitter (:func:`jitter_ratio`) a coordinated network is sized for: its extra latent variance along the
-#: worst direction, over the basis's. ``verify`` at 8 x 20 Lorenz runs tolerates about 5 % relative diffusion error;
-#: 0.025 passed marginally (N = 350), 0.012 always (N = 500), RESULTS_spike_coordination.md (c), (d).
+#: The spikes' jitter (:func:`jitter_ratio`) a coordinated network is sized for by default: its extra latent variance
+#: along the worst direction, over the basis's (what :func:`jitter_limit` gives for Lorenz at 8 x 20 time units).
 JITTER_LIMIT = 0.015
-#: Pilot runs of the rate tuning: trials x time units, at most this many pilots, and the rate tolerance.
-PILOT_RUNS = (4, 2.0)
+
+
+def jitter_limit(n_increments):
+    """The jitter a verification of ``n_increments`` increments at its lag cannot tell from sampling error.
+
+    A variance estimated from n increments has relative standard error ``sqrt(2 / n)``; the spikes'
+    jitter biases it by its ratio, which is kept below two of those: ``2 sqrt(2 / n)``. Lorenz at
+    8 x 20 (32 000 increments): 0.016, where the measured edge was 0.02-0.025 (N = 350 passed half its
+    verdicts) and 0.012 always passed; at 8 x 250 (390 000): 0.0045, where 0.0099 failed and 0.0051 passed
+    (RESULTS_spike_coordination.md, RESULTS_conversion.md).
+    """
+    return 2.0 * math.sqrt(2.0 / max(float(n_increments), 1.0))
+#: Pilot runs of the rate tuning: trials, and their length in samples of the verifier's lag (at least 2 time
+#: units: Lorenz's lag is 0.005, so 2 units; FitzHugh-Nagumo's 0.034, so 13.7, about one of its slow cycles, whose
+#: phase otherwise moves the rate by 30 % between pilots); at most this many pilots, and the rate tolerance.
+PILOT_RUNS = (4, 400)
 MAX_PILOTS = 8
 RATE_TOLERANCE = 0.05
 
@@ -392,6 +405,9 @@ def initial_delta(basis, n_neurons, rate_hz):
 def tune_delta(basis, n_neurons, *, rate_hz=RATE_HZ, seed=0, record_dt, delta0=None, runs=PILOT_RUNS,
                u=None, lag_samples=1, progress=False):
     """Tune delta so that the coordinated network of ``n_neurons`` fires at ``rate_hz`` on pilot runs.
+
+    ``runs``: (trials, length in lags) of each pilot (:data:`PILOT_RUNS`); the lag is ``lag_samples``
+    samples of ``record_dt``.
 
     The rate falls with delta about as a power law; each pilot updates the power from the last two
     (a secant in log-log, clipped to [0.5, 3]) and stops within :data:`RATE_TOLERANCE`. The last pilot
@@ -410,7 +426,7 @@ def tune_delta(basis, n_neurons, *, rate_hz=RATE_HZ, seed=0, record_dt, delta0=N
     t0 = time.perf_counter()
     delta = float(delta0) if delta0 else initial_delta(basis, n_neurons, rate_hz)
     power, pilots = 1.0, []
-    trials, duration = runs
+    trials, duration = runs[0], max(2.0, runs[1] * record_dt / lag_samples)
     for i in range(MAX_PILOTS):
         model = make_coordinated(basis, n_neurons, delta, rate_hz=rate_hz, seed=seed)
         z, facts = simulate_coordinated(model, duration=duration, trials=trials, record_dt=record_dt, seed=seed + i,
@@ -441,6 +457,18 @@ def tune_delta(basis, n_neurons, *, rate_hz=RATE_HZ, seed=0, record_dt, delta0=N
 JITTER_EXPONENT = 1.3
 
 
-def size_for_jitter(n_neurons, ratio, limit=JITTER_LIMIT, step=50):
-    """N for the jitter ``limit``, from a ratio measured at ``n_neurons`` at the same rate (:data:`JITTER_EXPONENT`)."""
-    return int(math.ceil(n_neurons * (max(ratio, 0.0) / limit) ** (1.0 / JITTER_EXPONENT) / step)) * step
+def size_for_jitter(n_neurons, ratio, limit=JITTER_LIMIT, step=50, exponent=JITTER_EXPONENT):
+    """N for the jitter ``limit``, from a ratio measured at ``n_neurons`` at the same rate (``ratio ~ N^-exponent``)."""
+    return int(math.ceil(n_neurons * (max(ratio, 0.0) / limit) ** (1.0 / exponent) / step)) * step
+
+
+def jitter_exponent(points):
+    """How the jitter fell with N between the last two measured ``(N, ratio)`` points, clipped to [1, 2.5]
+    (:data:`JITTER_EXPONENT` with fewer than two points or no fall)."""
+    if len(points) < 2:
+        return JITTER_EXPONENT
+    (n0, r0), (n1, r1) = points[-2], points[-1]
+    if n1 == n0 or r0 <= 0 or r1 <= 0:
+        return JITTER_EXPONENT
+    p = -math.log(r1 / r0) / math.log(n1 / n0)
+    return float(np.clip(p, 1.0, 2.5)) if np.isfinite(p) else JITTER_EXPONENT

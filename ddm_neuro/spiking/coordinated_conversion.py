@@ -9,9 +9,11 @@ end), or for any target with ``--network coordinated``:
    without hardware-constrained weights is used as it is);
 2. **coordinate**: tune delta so that N neurons fire at
    :data:`~ddm_neuro.spiking.coordinated.RATE_HZ` (pilot runs), measure the
-   spikes' jitter at the verifier's lag, and where it is above
-   :data:`~ddm_neuro.spiking.coordinated.JITTER_LIMIT` raise N to what it needs
-   (``--max-neurons`` caps it: above, stop and say the N) and tune again;
+   spikes' jitter at the verifier's lag, and where it is above what the
+   verification can resolve (:func:`~ddm_neuro.spiking.coordinated.jitter_limit`
+   of its number of increments) raise N to what it needs, at most 4x per step
+   and measuring again after each (``--max-neurons`` caps it: above, stop and
+   say the N), tuning delta again each time;
 3. **verify** on fresh runs; where verify fails on the diffusion alone (the
    spikes' jitter), once more at 1.5 times N.
 
@@ -31,12 +33,20 @@ BASIS_N = 500
 START_N = 200
 #: N grows by this factor when verify fails on the diffusion alone.
 GROWTH = 1.5
+#: Sizing: N (or T) grows at most this factor between two jitter measurements, at most this many times.
+MAX_STEP = 4.0
+MAX_RESIZES = 6
+#: N grows up to this (or --max-neurons); beyond, the time scale grows instead (the simulation's cost per time unit
+#: grows with N x T x (N + basis) at a fixed rate, so T is the cheaper way to more spikes per time unit).
+WORK_N = 800
+#: The time scale grows at most this factor over the basis fit's.
+MAX_TIME_SCALE_FACTOR = 16.0
 
 
 def coordinated_stages(result, stages, best, sde, model0, plugin, u0, seed, progress, given, *, levels, z_vis, why):
     """Run the stages of the module docstring; sets ``result`` as :func:`~ddm_neuro.spiking.pipeline._run` does."""
     from ..fit.matching import fit
-    from .coordinated import JITTER_LIMIT, RATE_HZ, size_for_jitter, tune_delta
+    from .coordinated import RATE_HZ, jitter_exponent, jitter_limit, size_for_jitter, tune_delta
     from .noise import verify_lag
     from .pipeline import VERIFY_RUNS, VERIFY_SEED, Choice, _verify_stage
 
@@ -65,30 +75,57 @@ def coordinated_stages(result, stages, best, sde, model0, plugin, u0, seed, prog
 
     lag = verify_lag(sde, z_vis[:: max(1, len(z_vis) // 2000)], u0)
     cap = ch["max_neurons"].value
+    vt, vd = given["verify_runs"] or VERIFY_RUNS["stochastic"]
+    n_inc = int(vt * vd / lag)
+    limit = jitter_limit(n_inc)
     n = int(given["n_neurons"]) if given["n_neurons"] is not None else START_N
     stages.start("coordinate", f"N = {n} spiking neurons: delta tuned to {RATE_HZ:g} Hz on pilot runs, the spikes' "
                  f"jitter at verify's lag ({lag:.3g} time units)")
     model, facts = tune_delta(basis, n, rate_hz=RATE_HZ, seed=seed, record_dt=lag, u=u0, progress=progress)
     stages.note(n_neurons=n, delta=facts["delta"], rate_hz=facts["rate_hz"], jitter=facts["jitter"])
     stages.say(f"N = {n}: delta {facts['delta']:.4g}, {facts['rate_hz']:.1f} Hz, jitter {facts['jitter']:.3g}x the "
-               f"basis's noise (limit {JITTER_LIMIT})")
+               f"basis's noise (limit {limit:.3g} for the verification's {n_inc} increments at that lag)")
     why_n = "given" if given["n_neurons"] is not None else f"the starting size; jitter {facts['jitter']:.3g}"
-    if given["n_neurons"] is None and facts["jitter"] > JITTER_LIMIT:
-        need = size_for_jitter(n, facts["jitter"])
-        if need > cap:
-            vt, vd = given["verify_runs"] or VERIFY_RUNS["stochastic"]
-            est = run_seconds(need, basis.n_neurons, basis.time_scale, vt * vd, RATE_HZ)
+    # The jitter depends on the spikes per SDE time unit, N x rate x T (rate fixed): measured points (N T, jitter).
+    # N grows up to WORK_N (or the cap); beyond, the time scale T grows instead (the basis refitted for it): the
+    # same spikes per time unit then cost fewer neurons to simulate.
+    points, t0 = [(n * basis.time_scale, facts["jitter"])], basis.time_scale
+    while given["n_neurons"] is None and facts["jitter"] > limit and len(points) <= MAX_RESIZES:
+        T = basis.time_scale
+        need_s = size_for_jitter(n * T, facts["jitter"], limit, step=1e-9, exponent=jitter_exponent(points))
+        top = min(cap, max(n, WORK_N))
+        if need_s / T > top and n >= top and T >= MAX_TIME_SCALE_FACTOR * t0 * (1 - 1e-9):
+            need = int(math.ceil(need_s / T / 50.0)) * 50
+            est = run_seconds(need, basis.n_neurons, T, vt * vd * len(levels), RATE_HZ)
             result.status = "stopped"
-            result.reason = (f"{sde.name} needs N >= {need} coordinated neurons: at N = {n} their spikes' jitter is "
-                             f"{facts['jitter']:.3g}x its noise along its worst direction (limit {JITTER_LIMIT}), and "
+            result.reason = (f"{sde.name} needs N >= {need} coordinated neurons: at N = {n} and {T / t0:.3g}x the "
+                             f"basis's time scale (the most it takes: {MAX_TIME_SCALE_FACTOR:g}x) their spikes' jitter "
+                             f"is {facts['jitter']:.3g}x its noise along its worst direction (limit {limit:.3g}), and "
                              f"--max-neurons is {cap}; raise --max-neurons to {need} (its verification would take "
                              f"about {est / 60:.0f} min of runs on one core here)")
             stages.end()
             raise DDMError(result.reason)
-        model, facts = _resize(basis, n, need, facts, rate_hz=RATE_HZ, seed=seed, lag=lag, u0=u0, stages=stages,
-                               progress=progress)
-        why_n = f"jitter {facts['jitter']:.3g} at N = {need} (limit {JITTER_LIMIT}); it was above at N = {n}"
-        n = need
+        if need_s / T <= top or n < top:
+            new_n, new_t = min(top, int(math.ceil(min(need_s / T, MAX_STEP * n) / 50.0)) * 50), T
+        else:
+            new_n, new_t = n, T * min(need_s / (n * T), MAX_STEP, MAX_TIME_SCALE_FACTOR * t0 / T)
+        if new_t != T:
+            stages.start("fit", f"the basis again, for a time scale {new_t / T:.3g}x longer ({new_t:.4g} s per time "
+                                "unit): more spikes per time unit at the same N and rate")
+            basis = fit(sde, n_neurons=basis.n_neurons, seed=seed, steps=0, progress=progress, time_scale=new_t,
+                        **given["fit_options"])
+            err = basis.meta.get("fit", {}).get("drift_error")
+            stages.say("held-out drift error " + ("n/a" if err is None else f"{100 * err:.2f} %"))
+        model, facts = _resize(basis, n, new_n, facts, rate_hz=RATE_HZ, seed=seed, lag=lag, u0=u0, stages=stages,
+                               progress=progress, limit=limit, scale=(new_t / T))
+        points.append((new_n * new_t, facts["jitter"]))
+        n = new_n
+        why_n = (f"jitter {facts['jitter']:.3g} at N = {n}, T = {basis.time_scale:.4g} s (limit {limit:.3g} for the "
+                 f"verification's {n_inc} increments); measured on the way (N x T, jitter): "
+                 + ", ".join(f"({m:.4g}, {r:.3g})" for m, r in points[:-1]))
+    ch["time_scale"] = Choice(basis.time_scale, "the basis fit's" if basis.time_scale == t0 else
+                              f"{basis.time_scale / t0:.3g}x the basis fit's, so that N = {n} neurons at {RATE_HZ:g} "
+                              "Hz fire enough spikes per time unit")
     ch["n_neurons"] = Choice(n, why_n)
     ch["delta"] = Choice(round(facts["delta"], 6), f"tuned to {RATE_HZ:g} Hz mean rate on pilot runs")
     model = _final(basis, n, facts, why_n)
@@ -110,7 +147,7 @@ def coordinated_stages(result, stages, best, sde, model0, plugin, u0, seed, prog
         if need > cap:
             break
         model, facts = _resize(basis, n, need, facts, rate_hz=RATE_HZ, seed=seed, lag=lag, u0=u0, stages=stages,
-                               progress=progress)
+                               progress=progress, limit=limit)
         n = need
         ch["n_neurons"] = Choice(n, f"verify failed on the diffusion alone at N = {ch['n_neurons'].value}: "
                                     f"{GROWTH}x the neurons")
@@ -140,16 +177,17 @@ def run_seconds(n_neurons, n_basis, time_scale, trial_time, rate_hz):
     return SECONDS_PER_STEP_UNIT * (n_neurons + n_basis) * trial_time * time_scale / dt
 
 
-def _resize(basis, n_old, n_new, facts, *, rate_hz, seed, lag, u0, stages, progress):
-    """Tune delta again at ``n_new`` neurons (starting from the old delta scaled as delta ~ N^-0.65..1)."""
-    from .coordinated import JITTER_LIMIT, tune_delta
+def _resize(basis, n_old, n_new, facts, *, rate_hz, seed, lag, u0, stages, progress, limit, scale=1.0):
+    """Tune delta again at ``n_new`` neurons and ``scale`` times the time scale (starting from the old delta scaled
+    as delta ~ (N T)^-0.8)."""
+    from .coordinated import tune_delta
 
-    stages.start("coordinate", f"N = {n_new} spiking neurons, delta tuned again")
+    stages.start("coordinate", f"N = {n_new} spiking neurons, T = {basis.time_scale:.4g} s, delta tuned again")
     model, facts = tune_delta(basis, n_new, rate_hz=rate_hz, seed=seed, record_dt=lag, u=u0, progress=progress,
-                              delta0=facts["delta"] * (n_old / n_new) ** 0.8)
+                              delta0=facts["delta"] * (n_old / n_new / scale) ** 0.8)
     stages.note(n_neurons=n_new, delta=facts["delta"], rate_hz=facts["rate_hz"], jitter=facts["jitter"])
     stages.say(f"N = {n_new}: delta {facts['delta']:.4g}, {facts['rate_hz']:.1f} Hz, jitter {facts['jitter']:.3g}x "
-               f"(limit {JITTER_LIMIT})")
+               f"(limit {limit:.3g})")
     return model, facts
 
 

@@ -809,7 +809,9 @@ def _verify_stage(result, stages, model, sde, plugin, runs, levels, seed, z_coll
             result.traj = traj
         failed = [k for k, m in report.metrics.items() if not m["passed"]]
         stages.say(("" if level is None else f"input {np.round(level, 3).tolist()}: ")
-                   + ("PASS" if not failed else "FAIL: " + ", ".join(failed)))
+                   + ("PASS" if not failed else "FAIL: " + ", ".join(
+                       f"{k} {report.metrics[k]['value']:.4g} (threshold {report.metrics[k]['threshold']:.4g})"
+                       for k in failed)))
     result.passed = all(r.passed for r in result.reports)
     stages.note(passed=result.passed)
     # the raster of the report: one short run with spikes recorded (a verification run's spikes can take GBs)
