@@ -39,6 +39,9 @@ MAX_RESIZES = 6
 #: N grows up to this (or --max-neurons); beyond, the time scale grows instead (the simulation's cost per time unit
 #: grows with N x T x (N + basis) at a fixed rate, so T is the cheaper way to more spikes per time unit).
 WORK_N = 800
+#: Sizing aims at this share of the jitter limit, so that the next measurement is below the limit rather than on it
+#: (Lorenz: 0.00459 against 0.00454 cost a second refit for a 1 % longer time scale).
+MARGIN = 0.8
 #: The time scale grows at most this factor over the basis fit's.
 MAX_TIME_SCALE_FACTOR = 16.0
 
@@ -92,7 +95,7 @@ def coordinated_stages(result, stages, best, sde, model0, plugin, u0, seed, prog
     points, t0 = [(n * basis.time_scale, facts["jitter"])], basis.time_scale
     while given["n_neurons"] is None and facts["jitter"] > limit and len(points) <= MAX_RESIZES:
         T = basis.time_scale
-        need_s = size_for_jitter(n * T, facts["jitter"], limit, step=1e-9, exponent=jitter_exponent(points))
+        need_s = size_for_jitter(n * T, facts["jitter"], MARGIN * limit, step=1e-9, exponent=jitter_exponent(points))
         top = min(cap, max(n, WORK_N))
         if need_s / T > top and n >= top and T >= MAX_TIME_SCALE_FACTOR * t0 * (1 - 1e-9):
             need = int(math.ceil(need_s / T / 50.0)) * 50
