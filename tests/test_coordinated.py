@@ -129,7 +129,12 @@ def test_model_file_and_back_ends(tuned, tmp_path):
     back = LatentRNN.load(tmp_path / "c.ddm")
     assert coordinated(back) == coordinated(model)
     traj = plugins.simulate(back, 1.0, mode="spiking", trials=2, seed=1, record_spikes=True)
-    assert traj.meta["network"] == "coordinated" and traj.meta["n_spiking"] == N and traj.z.shape[0] == 2
+    traj.save(tmp_path / "c.npz")
+    from ddm_neuro.trajectory import Trajectory
+
+    again = Trajectory.load(tmp_path / "c.npz")             # its spike indices checked against N, not the basis
+    np.testing.assert_array_equal(again.spikes_i, traj.spikes_i)
+    assert traj.meta["network"] == "coordinated" and traj.meta["n_neurons"] == N and traj.meta["n_basis"] == 32 and traj.z.shape[0] == 2
     assert traj.spikes_i.max() < 2 * N and len(traj.spikes_t) > 0 and np.all(np.diff(traj.spikes_t[:10]) >= 0)
     rate = plugins.simulate(back, 1.0, mode="rate", trials=2, seed=1)
     assert rate.meta.get("network") != "coordinated"

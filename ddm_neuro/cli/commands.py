@@ -83,8 +83,8 @@ def cmd_simulate(args):
           f"dt={traj.dt:.3g}), backend {args.backend}, mode {args.mode}" + engine_text(traj.meta)
           + (f", {len(traj.spikes_t)} spikes" if spikes else ""))
     if args.figure:
-        trajectory_figure(traj, args.figure, n_neurons=model.n_neurons, variables=list(model.variables),
-                          force=args.force)
+        trajectory_figure(traj, args.figure, n_neurons=int(traj.meta.get("n_neurons") or model.n_neurons),
+                          variables=list(model.variables), force=args.force)
         print(f"wrote {args.figure}: {'spike raster and latent' if spikes else 'latent'} of trial 0")
 
 

@@ -325,7 +325,7 @@ def run_coordinated(plan):
     return plan.trajectory(
         z, backend="torch", spikes_t=facts.get("spikes_t"), spikes_i=facts.get("spikes_i"), network="coordinated",
         noise="none" if plan.noise in (False, "none", None) else "model", mean_rate_hz=facts["mean_rate_hz"],
-        trial_rates_hz=facts["trial_rates_hz"], n_spiking=int(cfg["n_neurons"]), n_basis=int(model.n_neurons),
+        trial_rates_hz=facts["trial_rates_hz"], n_neurons=int(cfg["n_neurons"]), n_basis=int(model.n_neurons),
         delta=float(cfg["delta"]), integration_dt=facts["step_s"] / model.time_scale,
         neuron={"name": "coordinated", "cost": cfg["cost"]}, tau_syn=model.tau, time_scale=model.time_scale,
         engine="compiled", device="cpu", threads=plan.threads)
