@@ -249,3 +249,25 @@ def test_n_grows_to_what_the_spike_noise_needs(tmp_path, monkeypatch):
     with pytest.raises(DDMError, match=r"needs N >= 400 neurons"):
         pipeline.convert_to_spiking(get_system("ou"), n_neurons=200, max_neurons=300, progress=False, steps=0,
                                     fit_options=SMALL_FIT, network="independent")
+
+
+@pytest.mark.slow
+def test_a_held_out_2d_sde_converts_to_a_coordinated_network_and_passes_verify(tmp_path):
+    """The same held-out SDE as a spike-coordinated network (``network="coordinated"``): the basis fitted, delta
+    tuned, N sized from the jitter for the verification's increments, and verify passing on fresh runs (4 x 60, so
+    that the default suite can afford it; the jitter limit follows the shorter verification)."""
+    from ddm_neuro.sde.spec import load_spec
+    from ddm_neuro.spiking.coordinated import coordinated
+
+    spec = tmp_path / "rotor.toml"
+    spec.write_text(HELD_OUT)
+    res = pipeline.convert_to_spiking(load_spec(spec), network="coordinated", output=tmp_path / "rotor_scn.ddm",
+                                      report_dir=tmp_path / "rep", verify_runs=(4, 60.0), progress=False,
+                                      fit_options=SMALL_FIT)
+    assert res.passed, res.reason
+    cfg = coordinated(LatentRNN.load(tmp_path / "rotor_scn.ddm"))
+    assert cfg["n_neurons"] >= 200 and abs(cfg["chosen"]["rate_hz"] / 70 - 1) <= 0.05
+    names = [s["name"] for s in res.stages]
+    assert names[:3] == ["check", "fit", "coordinate"] and "calibrate" not in names and "verify" in names
+    assert res.choices["network"].value == "coordinated" and res.choices["network"].why == "given"
+    assert (tmp_path / "rep" / "run.png").is_file() and (tmp_path / "rep" / "verify" / "report.json").is_file()
