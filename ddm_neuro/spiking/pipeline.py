@@ -651,6 +651,12 @@ def _run(result, stages, best, sde, model0, plugin, u0, seed, progress, given):
     if given["network"] == "coordinated":
         from .coordinated_conversion import coordinated_stages
 
+        if kind == "deterministic":
+            stages.end()
+            raise DDMError(f"--network coordinated: {sde.name} has no noise on its visited states, and a coordinated "
+                           "network is sized by its spikes' jitter against the target's noise; convert it with "
+                           "--network independent (the default for deterministic targets)")
+
         return coordinated_stages(result, stages, best, sde, model0, plugin, u0, seed, progress, given,
                                   levels=cue_levels(sde, u0), z_vis=z_vis, why="given")
     stages.say(f"{sde.name}: {kind}{', chaotic' if chaotic else ''}{', unstable foci' if foci else ''}; "
