@@ -206,7 +206,8 @@ CORE = [
         "engine": Option("auto", "compiled: the C++ step loop (CPU, --threads); torch: torch's tensor loop (any "
                          "device); auto: compiled where it builds", ("auto", "compiled", "torch")),
         "device": Option("cpu", "cpu, or cuda / cuda:K (a GPU visible to torch; the torch loop runs there)"),
-    }, help="the rate network (Euler-Maruyama), its LIF spiking network (exact integration) or a spike-coordinated network, float64"),
+    }, help="the rate network (Euler-Maruyama), its LIF spiking network (exact integration) or a spike-coordinated "
+            "network, float64"),
     Plugin("target", "simulator", ("rate", "sde"), "ddm_neuro.run.backends:run_target",
            help="the model's target SDE itself (Euler-Maruyama, Ito) on the network's grid"),
 ]
