@@ -46,18 +46,23 @@ MARGIN = 0.8
 MAX_TIME_SCALE_FACTOR = 16.0
 
 
-def coordinated_stages(result, stages, best, sde, model0, plugin, u0, seed, progress, given, *, levels, z_vis, why):
-    """Run the stages of the module docstring; sets ``result`` as :func:`~ddm_neuro.spiking.pipeline._run` does."""
+def coordinated_stages(result, stages, best, sde, model0, plugin, u0, seed, progress, given, *, levels, z_vis, why,
+                       choice, verify_stage, verify_runs, verify_seed):
+    """Run the stages of the module docstring; sets ``result`` as the pipeline's own stages do.
+
+    ``choice`` (the pipeline's ``Choice``), ``verify_stage`` (its verification stage), ``verify_runs``
+    (default runs of a stochastic target) and ``verify_seed`` (seed offset of verification runs) come from
+    :mod:`~ddm_neuro.spiking.pipeline`, which calls this.
+    """
     from ..fit.matching import fit
     from .coordinated import RATE_HZ, jitter_exponent, jitter_limit, size_for_jitter, tune_delta
     from .noise import verify_lag
-    from .pipeline import VERIFY_RUNS, VERIFY_SEED, Choice, _verify_stage
 
     if plugin.name != "torch":
         raise DDMError(f"a spike-coordinated network runs only in the torch back end (its delay-free rank-d "
                        f"inhibition and microsecond steps are not in {plugin.name}); use --backend torch")
     ch = result.choices
-    ch["network"] = Choice("coordinated", why)
+    ch["network"] = choice("coordinated", why)
     for k in ("tau_ref", "time_scale_ratio", "spike_budget", "calibration", "steps"):
         ch.pop(k, None)
 
@@ -70,7 +75,7 @@ def coordinated_stages(result, stages, best, sde, model0, plugin, u0, seed, prog
         basis = fit(sde, n_neurons=BASIS_N, seed=seed, steps=0, progress=progress, **given["fit_options"])
         how = "fitted from the target SDE (tanh, closed form)"
     err = basis.meta.get("fit", {}).get("drift_error")
-    ch["basis"] = Choice(basis.n_neurons, f"{how}; the spiking neurons read their slow input through it "
+    ch["basis"] = choice(basis.n_neurons, f"{how}; the spiking neurons read their slow input through it "
                                           "(held-out drift error "
                                           + ("n/a" if err is None else f"{100 * err:.2f} %") + ")")
     stages.note(how=how, drift_error=err)
@@ -78,7 +83,7 @@ def coordinated_stages(result, stages, best, sde, model0, plugin, u0, seed, prog
 
     lag = verify_lag(sde, z_vis[:: max(1, len(z_vis) // 2000)], u0)
     cap = ch["max_neurons"].value
-    vt, vd = given["verify_runs"] or VERIFY_RUNS["stochastic"]
+    vt, vd = given["verify_runs"] or verify_runs
     n_inc = int(vt * vd / lag)
     limit = jitter_limit(n_inc)
     n = int(given["n_neurons"]) if given["n_neurons"] is not None else START_N
@@ -126,23 +131,23 @@ def coordinated_stages(result, stages, best, sde, model0, plugin, u0, seed, prog
         why_n = (f"jitter {facts['jitter']:.3g} at N = {n}, T = {basis.time_scale:.4g} s (limit {limit:.3g} for the "
                  f"verification's {n_inc} increments); measured on the way (N x T, jitter): "
                  + ", ".join(f"({m:.4g}, {r:.3g})" for m, r in points[:-1]))
-    ch["time_scale"] = Choice(basis.time_scale, "the basis fit's" if basis.time_scale == t0 else
+    ch["time_scale"] = choice(basis.time_scale, "the basis fit's" if basis.time_scale == t0 else
                               f"{basis.time_scale / t0:.3g}x the basis fit's, so that N = {n} neurons at {RATE_HZ:g} "
                               "Hz fire enough spikes per time unit")
-    ch["n_neurons"] = Choice(n, why_n)
-    ch["delta"] = Choice(round(facts["delta"], 6), f"tuned to {RATE_HZ:g} Hz mean rate on pilot runs")
+    ch["n_neurons"] = choice(n, why_n)
+    ch["delta"] = choice(round(facts["delta"], 6), f"tuned to {RATE_HZ:g} Hz mean rate on pilot runs")
     model = _final(basis, n, facts, why_n)
     best.update(model=model, why=f"coordinated, N = {n}")
 
-    runs = list(given["verify_runs"] or VERIFY_RUNS["stochastic"])
-    ch["verify_runs"] = Choice(runs, "given" if given["verify_runs"] else "as the benchmarks judge stochastic targets")
+    runs = list(given["verify_runs"] or verify_runs)
+    ch["verify_runs"] = choice(runs, "given" if given["verify_runs"] else "as the benchmarks judge stochastic targets")
     for attempt in (1, 2):
         label = "" if attempt == 1 else f" (N = {n})"
-        _verify_stage(result, stages, model, sde, plugin, runs, levels, seed + VERIFY_SEED + 1000 * attempt, None,
+        verify_stage(result, stages, model, sde, plugin, runs, levels, seed + verify_seed + 1000 * attempt, None,
                       progress, label)
         if any(r.marginal for r in result.reports):
-            _verify_stage(result, stages, model, sde, plugin, [2 * runs[0], runs[1]], levels,
-                          seed + VERIFY_SEED + 1000 * attempt + 500, None, progress, " (marginal: twice the runs)")
+            verify_stage(result, stages, model, sde, plugin, [2 * runs[0], runs[1]], levels,
+                          seed + verify_seed + 1000 * attempt + 500, None, progress, " (marginal: twice the runs)")
         failed = sorted({k for r in result.reports for k, m in r.metrics.items() if not m["passed"]})
         if result.passed or failed != ["diffusion"] or given["n_neurons"] is not None or attempt == 2:
             break
@@ -152,9 +157,9 @@ def coordinated_stages(result, stages, best, sde, model0, plugin, u0, seed, prog
         model, facts = _resize(basis, n, need, facts, rate_hz=RATE_HZ, seed=seed, lag=lag, u0=u0, stages=stages,
                                progress=progress, limit=limit)
         n = need
-        ch["n_neurons"] = Choice(n, f"verify failed on the diffusion alone at N = {ch['n_neurons'].value}: "
+        ch["n_neurons"] = choice(n, f"verify failed on the diffusion alone at N = {ch['n_neurons'].value}: "
                                     f"{GROWTH}x the neurons")
-        ch["delta"] = Choice(round(facts["delta"], 6), f"tuned to {RATE_HZ:g} Hz mean rate on pilot runs")
+        ch["delta"] = choice(round(facts["delta"], 6), f"tuned to {RATE_HZ:g} Hz mean rate on pilot runs")
         model = _final(basis, n, facts, ch["n_neurons"].why)
         best.update(model=model, why=f"coordinated, N = {n}")
     result.model = model

@@ -658,7 +658,7 @@ def _run(result, stages, best, sde, model0, plugin, u0, seed, progress, given):
                            "--network independent (the default for deterministic targets)")
 
         return coordinated_stages(result, stages, best, sde, model0, plugin, u0, seed, progress, given,
-                                  levels=cue_levels(sde, u0), z_vis=z_vis, why="given")
+                                  levels=cue_levels(sde, u0), z_vis=z_vis, why="given", **_coordinated_helpers())
     stages.say(f"{sde.name}: {kind}{', chaotic' if chaotic else ''}{', unstable foci' if foci else ''}; "
                + "; ".join(f"{k} {c.value}" for k, c in ch.items() if k in ("n_neurons", "tau_ref",
                                                                            "time_scale_ratio")))
@@ -701,7 +701,7 @@ def _run(result, stages, best, sde, model0, plugin, u0, seed, progress, given):
                 levels=cue_levels(sde, u0),
                 z_vis=z_vis, why=f"independent LIF neurons would need N >= {need} (--max-neurons {cap}): at "
                                  f"N = {model.n_neurons} their spikes alone gave {ex['ratio']:.3g}x the target's "
-                                 "diffusion")
+                                 "diffusion", **_coordinated_helpers())
         if need > cap:
             trials, duration, rounds = CALIBRATION[kind]
             vt, vd = ch["verify_runs"].value
@@ -785,6 +785,12 @@ def _run(result, stages, best, sde, model0, plugin, u0, seed, progress, given):
         result.reason = (f"verify fails on {', '.join(failed)} after a calibration with {attempts[-1]} times the "
                          "runs; the report folder has the figures")
     stages.end()
+
+
+def _coordinated_helpers():
+    """What the coordinated network's stages take from this module (passed, so that it need not import it)."""
+    return {"choice": Choice, "verify_stage": _verify_stage, "verify_runs": VERIFY_RUNS["stochastic"],
+            "verify_seed": VERIFY_SEED}
 
 
 def _verify_stage(result, stages, model, sde, plugin, runs, levels, seed, z_collapse, progress, label):
