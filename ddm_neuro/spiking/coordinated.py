@@ -55,6 +55,7 @@ import math
 import numpy as np
 
 from ..errors import DDMError
+from .noise import worst_ratio
 
 #: Spike cost: thresholds ``(1 + COST) |D_j|^2 / 2``; without one, noise makes opposite neurons fire back and forth
 #: (0.5 gave 2.6x less spike noise than 0 at the same rate, RESULTS_spike_coordination.md (b)).
@@ -114,7 +115,7 @@ def whitening(model):
     return np.linalg.cholesky(C / (np.trace(C) / d))
 
 
-def make_coordinated(basis, n_neurons, delta, *, rate_hz=RATE_HZ, cost=COST, seed=0, why=None):
+def make_coordinated(basis, n_neurons, delta, *, rate_hz=RATE_HZ, cost=COST, seed=0, why=None, whiten=None):
     """A copy of the tanh model ``basis`` that runs as a spike-coordinated network of ``n_neurons`` neurons.
 
     Parameters
@@ -133,6 +134,8 @@ def make_coordinated(basis, n_neurons, delta, *, rate_hz=RATE_HZ, cost=COST, see
         Seed of the decoder directions.
     why : dict, optional
         How N and delta were chosen (kept in the settings).
+    whiten : array (d, d), optional
+        :func:`whitening` of ``basis``, where the caller has it already.
 
     Returns
     -------
@@ -145,7 +148,8 @@ def make_coordinated(basis, n_neurons, delta, *, rate_hz=RATE_HZ, cost=COST, see
     model = copy.deepcopy(basis)
     model.meta["coordinated"] = {"n_neurons": int(n_neurons), "delta": float(delta), "rate_hz": float(rate_hz),
                                  "cost": float(cost), "seed": int(seed),
-                                 "whitening": whitening(basis).tolist(), "hold_s": HOLD_S, "p_spike": P_SPIKE,
+                                 "whitening": (whitening(basis) if whiten is None else np.asarray(whiten)).tolist(),
+                                 "hold_s": HOLD_S, "p_spike": P_SPIKE,
                                  "dt_max_s": DT_MAX_S, **({"chosen": why} if why else {})}
     return model
 
@@ -360,17 +364,6 @@ def jitter_ratio(model, e, lag_samples, record_dt, z=None):
     return worst_ratio(de.T @ de / len(de) / (k * record_dt), G)
 
 
-def worst_ratio(A, G):
-    """Largest generalised eigenvalue of ``A`` against ``G`` (directions without noise get G's mean) and its vector."""
-    d = G.shape[0]
-    G = 0.5 * (G + G.T) + 1e-9 * max(float(np.trace(G)) / d, 1e-300) * np.eye(d)
-    L = np.linalg.cholesky(G)
-    Li = np.linalg.inv(L)
-    w, v = np.linalg.eigh(Li @ (0.5 * (A + A.T)) @ Li.T)
-    u = Li.T @ v[:, -1]
-    return float(w[-1]), u / np.linalg.norm(u)
-
-
 #: The spikes' jitter (:func:`jitter_ratio`) a coordinated network is sized for by default: its extra latent variance
 #: along the worst direction, over the basis's (what :func:`jitter_limit` gives for Lorenz at 8 x 20 time units).
 JITTER_LIMIT = 0.015
@@ -425,10 +418,10 @@ def tune_delta(basis, n_neurons, *, rate_hz=RATE_HZ, seed=0, record_dt, delta0=N
 
     t0 = time.perf_counter()
     delta = float(delta0) if delta0 else initial_delta(basis, n_neurons, rate_hz)
-    power, pilots = 1.0, []
+    power, pilots, whiten = 1.0, [], whitening(basis)
     trials, duration = runs[0], max(2.0, runs[1] * record_dt / lag_samples)
     for i in range(MAX_PILOTS):
-        model = make_coordinated(basis, n_neurons, delta, rate_hz=rate_hz, seed=seed)
+        model = make_coordinated(basis, n_neurons, delta, rate_hz=rate_hz, seed=seed, whiten=whiten)
         z, facts = simulate_coordinated(model, duration=duration, trials=trials, record_dt=record_dt, seed=seed + i,
                                         u=u, error=True, progress=False)
         rate = facts["mean_rate_hz"]

@@ -203,20 +203,8 @@ def spike_noise_excess(model, fano=1.0, z=None, u=None, lag=None):
     c_tot = model.time_scale * (c_tot + model.noise_latent @ model.noise_latent.T) \
         * model.scale[:, None] * model.scale[None, :]
 
-    def worst(A, C):
-        d = C.shape[0]
-        if np.trace(C) <= 1e-12 * max(np.trace(A), 1e-300):     # deterministic target: any spike noise is excess
-            vals, vecs = np.linalg.eigh(A)
-            return (math.inf if vals[-1] > 0 else 0.0), vecs[:, -1]
-        reg = C + 1e-12 * np.trace(C) / d * np.eye(d)
-        vals, vecs = np.linalg.eigh(reg)
-        Wh = vecs / np.sqrt(vals)                                 # C^(-1/2) up to rotation
-        lam, v = np.linalg.eigh(Wh.T @ A @ Wh)
-        w = Wh @ v[:, -1]                                         # A w = lam C w
-        return float(lam[-1]), w / np.linalg.norm(w)
-
-    ratio, direction = worst(c_spk, c_mod)
-    ratio_t, direction_t = worst(c_tot, c_mod)
+    ratio, direction = worst_ratio(c_spk, c_mod)
+    ratio_t, direction_t = worst_ratio(c_tot, c_mod)
     lam = max(ratio, 1.0)
     finite = lam < 1e6  # beyond this the target has (almost) no diffusion there: no N or tau is sensible
     return {"ratio": ratio, "direction": direction, "ratio_total": ratio_t, "direction_total": direction_t,
@@ -225,6 +213,24 @@ def spike_noise_excess(model, fano=1.0, z=None, u=None, lag=None):
             "n_needed": int(math.ceil(lam * model.n_neurons)) if finite else None,
             "tau_needed": lam * model.tau if finite else None,
             "tau_needed_fixed_T": math.sqrt(lam) * model.tau if finite else None}
+
+
+def worst_ratio(A, C):
+    """Largest generalised eigenvalue of covariance ``A`` against ``C`` and its direction (unit vector).
+
+    ``A w = lam C w``: how many times ``C`` the covariance ``A`` is along the direction where that is
+    largest. A ``C`` without any variance (a deterministic target) gives infinity wherever ``A`` has some.
+    """
+    d = C.shape[0]
+    if np.trace(C) <= 1e-12 * max(np.trace(A), 1e-300):     # deterministic target: any spike noise is excess
+        vals, vecs = np.linalg.eigh(A)
+        return (math.inf if vals[-1] > 0 else 0.0), vecs[:, -1]
+    reg = C + 1e-12 * np.trace(C) / d * np.eye(d)
+    vals, vecs = np.linalg.eigh(reg)
+    Wh = vecs / np.sqrt(vals)                                 # C^(-1/2) up to rotation
+    lam, v = np.linalg.eigh(Wh.T @ A @ Wh)
+    w = Wh @ v[:, -1]                                         # A w = lam C w
+    return float(lam[-1]), w / np.linalg.norm(w)
 
 
 def verify_lag(sde, z, u=None):
