@@ -288,7 +288,7 @@ def _spiking_run(stages, quick, progress):
     try:
         res = convert_to_spiking(get_system(SPIKING_SYSTEM), backend=backend, output=stages.path("model_spiking.ddm"),
                                  report_dir=stages.path("report_spiking"), force=True, progress=progress, seed=0,
-                                 **sizes)
+                                 network="independent", **sizes)  # LIF neurons: the network every back end runs
     except DDMError as exc:
         print(f"  FAILED ({backend}): {exc}")
         return 1

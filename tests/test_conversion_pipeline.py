@@ -1,5 +1,6 @@
 """One-command spiking conversion (issue 21): choices, the stops, provenance, the report, and the verify gate."""
 import json
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -30,6 +31,21 @@ def test_choices_follow_the_target():
                             n_neurons=300, tau_ref=None, max_neurons=500)
     assert norse["tau_ref"].value == 0.0 and norse["n_neurons"] == pipeline.Choice(300, "given")
     assert norse["max_neurons"].value == 500
+
+
+def test_auto_builds_coordinated_networks_only_for_stochastic_targets_in_torch(small_model):
+    """What ``--network auto`` picks: coordinated for a stochastic target in torch; independent LIF neurons for a
+    deterministic target, another back end, a LIF source or LIF parameters; a given network as given."""
+    given = {"network": "auto", "tau_ref": None, "max_rates": None}
+    assert pipeline.choose_network(given, backend="torch", kind="stochastic")[0] == "coordinated"
+    assert pipeline.choose_network(given, backend="torch", kind="stochastic", source=small_model)[0] == "coordinated"
+    for kw in ({"kind": "deterministic", "backend": "torch"}, {"kind": "stochastic", "backend": "brian2-cpp"}):
+        assert pipeline.choose_network(given, **kw)[0] == "independent"
+    assert pipeline.choose_network({**given, "tau_ref": 1e-4}, backend="torch", kind="stochastic")[0] == "independent"
+    lif_source = SimpleNamespace(neuron=SimpleNamespace(name="lif"))  # the neuron name is all it reads
+    assert pipeline.choose_network(given, backend="torch", kind="stochastic", source=lif_source)[0] == "independent"
+    assert pipeline.choose_network({**given, "network": "independent"}, backend="torch",
+                                   kind="stochastic") == ("independent", "given")
 
 
 def test_cue_levels_are_zero_and_half_the_range_either_way():
@@ -80,8 +96,8 @@ def test_a_constrained_model_is_refused(small_model, tmp_path, capsys):
     ("auto", r"needs N >= \d+ coordinated neurons.*jitter.*raise --max-neurons to \d+.*about \d+ min")])
 def test_max_neurons_below_what_the_spike_noise_needs_stops_with_the_n(tmp_path, monkeypatch, network, message):
     """Stochastic Lorenz at N = 200: the independent LIF network's spikes alone are many times its diffusion; auto
-    then sizes a spike-coordinated network, whose jitter at N = 200 is still above its limit, and 400 is too few
-    (with its time scale held at the fit's: a longer one would otherwise give the spikes it needs)."""
+    builds a spike-coordinated network in torch, whose jitter at N = 200 is still above its limit, and 400 is too
+    few (with its time scale held at the fit's: a longer one would otherwise give the spikes it needs)."""
     from ddm_neuro.spiking import coordinated_conversion
 
     monkeypatch.setattr(coordinated_conversion, "MAX_TIME_SCALE_FACTOR", 1.0)
@@ -109,7 +125,7 @@ def test_an_interrupted_conversion_keeps_the_best_model(tmp_path, monkeypatch, c
     out = tmp_path / "spk.ddm"
     with pytest.raises(KeyboardInterrupt):
         pipeline.convert_to_spiking(get_system("ou"), n_neurons=60, output=out, progress=False, steps=0,
-                                    fit_options=SMALL_FIT)
+                                    fit_options=SMALL_FIT, network="independent")
     kept = LatentRNN.load(out)
     assert kept.neuron.name == "lif" and kept.meta["conversion"]["status"] == "interrupted"
     assert "calibrate" in kept.meta["conversion"]["reason"]
@@ -124,7 +140,7 @@ def _fails(result, stages, *a, **k):
 def test_conversion_end_to_end_writes_provenance_and_report(tmp_path, quick_runs):
     out, rep = tmp_path / "spk.ddm", tmp_path / "rep"
     res = pipeline.convert_to_spiking(get_system("ou"), n_neurons=120, output=out, report_dir=rep, progress=False,
-                                      steps=0, fit_options=SMALL_FIT)
+                                      steps=0, fit_options=SMALL_FIT, network="independent")
     model = LatentRNN.load(out)
     conv = model.meta["conversion"]
     assert conv["status"] == res.status and conv["passed"] == res.passed
@@ -133,6 +149,7 @@ def test_conversion_end_to_end_writes_provenance_and_report(tmp_path, quick_runs
         else "calibrate"
     assert names[:4] == ["check", "fit", "spike noise", first]
     assert conv["choices"]["tau_ref"]["value"] == pipeline.TAU_REF
+    assert conv["choices"]["network"] == {"value": "independent", "why": "given"}
     assert conv["source"] == {"sde": "ou"} and len(conv["verify"]) == 1
     for name in ("summary.md", "conversion.json", "verify/report.json", "run.png"):
         assert (rep / name).is_file(), name
@@ -173,7 +190,7 @@ def test_the_verify_gate_fails_a_network_with_the_wrong_noise(tmp_path, quick_ru
     monkeypatch.setattr(pipeline, "_fit", loud)
     monkeypatch.setattr(calibration, "calibrate", unchanged)
     out = tmp_path / "spk.ddm"
-    code = main(["convert", "ou", "-n", "120", "--steps", "0", "-o", str(out), "--quiet",
+    code = main(["convert", "ou", "-n", "120", "--steps", "0", "--network", "independent", "-o", str(out), "--quiet",
                  "--report", str(tmp_path / "r")])
     assert code == 1
     conv = LatentRNN.load(out).meta["conversion"]
@@ -216,7 +233,7 @@ def test_a_held_out_2d_sde_converts_in_one_command_and_passes_verify(tmp_path, c
     spec = tmp_path / "rotor.toml"
     spec.write_text(HELD_OUT)
     out = tmp_path / "rotor_spk.ddm"
-    code = main(["convert", str(spec), "-n", "300", "-o", str(out), "--quiet"])
+    code = main(["convert", str(spec), "-n", "300", "--network", "independent", "-o", str(out), "--quiet"])
     text = capsys.readouterr()
     assert code == 0, text.out + text.err
     conv = LatentRNN.load(out).meta["conversion"]
@@ -241,7 +258,7 @@ def test_n_grows_to_what_the_spike_noise_needs(tmp_path, monkeypatch):
     out = tmp_path / "spk.ddm"
     with pytest.raises(KeyboardInterrupt):
         pipeline.convert_to_spiking(get_system("ou"), n_neurons=200, output=out, progress=False, steps=0,
-                                    fit_options=SMALL_FIT)
+                                    fit_options=SMALL_FIT, network="independent")
     kept = LatentRNN.load(out)
     assert kept.n_neurons == 400
     why = kept.meta["conversion"]["choices"]["n_neurons"]
@@ -253,7 +270,8 @@ def test_n_grows_to_what_the_spike_noise_needs(tmp_path, monkeypatch):
 
 @pytest.mark.slow
 def test_a_held_out_2d_sde_converts_to_a_coordinated_network_and_passes_verify(tmp_path):
-    """The same held-out SDE as a spike-coordinated network (``network="coordinated"``): the basis fitted, delta
+    """The same held-out SDE as a spike-coordinated network (the default network of a stochastic target in torch):
+    the basis fitted, delta
     tuned, N sized from the jitter for the verification's increments, and verify passing on fresh runs (4 x 60, so
     that the default suite can afford it; the jitter limit follows the shorter verification)."""
     from ddm_neuro.sde.spec import load_spec
@@ -261,7 +279,7 @@ def test_a_held_out_2d_sde_converts_to_a_coordinated_network_and_passes_verify(t
 
     spec = tmp_path / "rotor.toml"
     spec.write_text(HELD_OUT)
-    res = pipeline.convert_to_spiking(load_spec(spec), network="coordinated", output=tmp_path / "rotor_scn.ddm",
+    res = pipeline.convert_to_spiking(load_spec(spec), output=tmp_path / "rotor_scn.ddm",
                                       report_dir=tmp_path / "rep", verify_runs=(4, 60.0), progress=False,
                                       fit_options=SMALL_FIT)
     assert res.passed, res.reason
@@ -269,5 +287,5 @@ def test_a_held_out_2d_sde_converts_to_a_coordinated_network_and_passes_verify(t
     assert cfg["n_neurons"] >= 200 and abs(cfg["chosen"]["rate_hz"] / 70 - 1) <= 0.05
     names = [s["name"] for s in res.stages]
     assert names[:3] == ["check", "fit", "coordinate"] and "calibrate" not in names and "verify" in names
-    assert res.choices["network"].value == "coordinated" and res.choices["network"].why == "given"
+    assert res.choices["network"].value == "coordinated" and res.choices["network"].why.startswith("auto")
     assert (tmp_path / "rep" / "run.png").is_file() and (tmp_path / "rep" / "verify" / "report.json").is_file()

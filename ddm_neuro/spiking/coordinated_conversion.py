@@ -1,9 +1,9 @@
 """The conversion's stages for a spike-coordinated network (:mod:`ddm_neuro.spiking.coordinated`).
 
 :func:`~ddm_neuro.spiking.pipeline.convert_to_spiking` comes here for a
-stochastic target whose independent LIF network would need more neurons than
-``--max-neurons`` allows (``--network auto``, the default, in the torch back
-end), or for any target with ``--network coordinated``:
+stochastic target in the torch back end (``--network auto``, the default,
+unless LIF neurons are asked for: :func:`~ddm_neuro.spiking.pipeline.choose_network`),
+or with ``--network coordinated``:
 
 1. **fit** the basis: a tanh rate network (closed form; a tanh source model
    without hardware-constrained weights is used as it is);
@@ -93,12 +93,12 @@ def coordinated_stages(result, stages, best, sde, model0, plugin, u0, seed, prog
     stages.note(n_neurons=n, delta=facts["delta"], rate_hz=facts["rate_hz"], jitter=facts["jitter"])
     stages.say(f"N = {n}: delta {facts['delta']:.4g}, {facts['rate_hz']:.1f} Hz, jitter {facts['jitter']:.3g}x the "
                f"basis's noise (limit {limit:.3g} for the verification's {n_inc} increments at that lag)")
-    why_n = "given" if given["n_neurons"] is not None else f"the starting size; jitter {facts['jitter']:.3g}"
+    why_n = ("given" if given["n_neurons"] is not None else "the starting size") + f"; jitter {facts['jitter']:.3g}"
     # The jitter depends on the spikes per SDE time unit, N x rate x T (rate fixed): measured points (N T, jitter).
     # N grows up to WORK_N (or the cap); beyond, the time scale T grows instead (the basis refitted for it): the
     # same spikes per time unit then cost fewer neurons to simulate.
     points, t0 = [(n * basis.time_scale, facts["jitter"])], basis.time_scale
-    while given["n_neurons"] is None and facts["jitter"] > limit and len(points) <= MAX_RESIZES:
+    while facts["jitter"] > limit and len(points) <= MAX_RESIZES:
         T = basis.time_scale
         need_s = size_for_jitter(n * T, facts["jitter"], MARGIN * limit, step=1e-9, exponent=jitter_exponent(points))
         top = min(cap, max(n, WORK_N))
@@ -149,7 +149,7 @@ def coordinated_stages(result, stages, best, sde, model0, plugin, u0, seed, prog
             verify_stage(result, stages, model, sde, plugin, [2 * runs[0], runs[1]], levels,
                           seed + verify_seed + 1000 * attempt + 500, None, progress, " (marginal: twice the runs)")
         failed = sorted({k for r in result.reports for k, m in r.metrics.items() if not m["passed"]})
-        if result.passed or failed != ["diffusion"] or given["n_neurons"] is not None or attempt == 2:
+        if result.passed or failed != ["diffusion"] or attempt == 2:
             break
         need = int(math.ceil(GROWTH * n / 50.0)) * 50
         if need > cap:

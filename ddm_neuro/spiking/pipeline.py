@@ -1,4 +1,10 @@
-"""One command from a rate model or an SDE spec to a spiking LIF model that passes ``verify`` in a named back end.
+"""One command from a rate model or an SDE spec to a spiking model that passes ``verify`` in a named back end.
+
+The network (:func:`choose_network`): independent LIF neurons (the stages
+below), or, for a stochastic target in torch, a spike-coordinated network
+(:mod:`~ddm_neuro.spiking.coordinated_conversion`: a tanh basis, delta tuned
+to a rate, N from the spikes' measured jitter, verify), whose spikes need far
+fewer neurons for the same spike noise.
 
 :func:`convert_to_spiking` runs the stages below, each named on the progress
 display, timed, and recorded in the model's ``meta["conversion"]``:
@@ -15,11 +21,7 @@ display, timed, and recorded in the model's ``meta["conversion"]``:
    against the target's diffusion. Where the spikes alone exceed
    :data:`SPIKE_NOISE_LIMIT` of it, N grows to what the estimate needs
    (``max_neurons`` caps it); above the cap the conversion stops here and says
-   the N and the time the conversion would take, except for a stochastic
-   target in torch with ``network="auto"``: it then builds a spike-coordinated
-   network instead (:mod:`~ddm_neuro.spiking.coordinated_conversion`: a tanh
-   basis, delta tuned to a rate, N from the spikes' measured jitter, verify;
-   ``network="coordinated"`` goes there for any target).
+   the N and the time the conversion would take.
 4. **verify (as fitted)**, stochastic targets whose fit has under 2 % held-out drift error
    (:data:`VERIFY_FIRST_MAX_DRIFT_ERROR`): new runs in the back end,
    judged by :func:`~ddm_neuro.verify.core.verify` exactly as ``ddm-neuro
@@ -121,7 +123,8 @@ OPTIONS = [
     ("source", str, None, "a fitted model (.ddm), a built-in system name, or a .toml spec"),
     ("--backend", str, "torch", "spiking simulator the model will run on: it is calibrated and verified there "
      "(torch, brian2-cpp, brian2, nest, ...; default torch)"),
-    ("-n N", COUNT, None, "starting N (default: the source model's; a system: 1000 for 1-2 variables, 2000 above)",
+    ("-n N", COUNT, None, "starting N (default: the source model's; a system: 1000 for 1-2 variables, 2000 above; a coordinated "
+     "network: 200)",
      "n_neurons"),
     ("--max-neurons N", COUNT, None, f"largest N the spike noise may raise it to (default {MAX_NEURONS}); above it "
      "the conversion stops before any calibration and says the N it needs"),
@@ -131,9 +134,9 @@ OPTIONS = [
     ("--report DIR", str, None, "report folder: summary.md, conversion.json, the verify report and figures "
      "(default: the output's name with _report)"),
     ("--network KIND", str, "auto", "spiking network: independent (LIF neurons, calibrated), coordinated (spikes "
-     "coordinated through delay-free rank-d inhibition: far fewer neurons for the same spike noise; torch only) or "
-     "auto (default: coordinated where a stochastic target would need more independent neurons than "
-     "--max-neurons)"),
+     "coordinated through delay-free rank-d inhibition: far fewer neurons for the same spike noise; stochastic "
+     "targets, torch only) or auto (default: coordinated for a stochastic target in torch unless a LIF source, "
+     "--tau-ref or --max-rates asks for LIF neurons; independent otherwise)"),
     ("--refit-only", FLAG, None, "only refit a tanh model with LIF neurons keeping its tuning: no calibration, no "
      "verification (what convert did before)")]
 
@@ -340,6 +343,34 @@ def load_source(text, params=None):
     return load_sde(text, params)
 
 
+def choose_network(given, *, backend, kind, source=None):
+    """The spiking network a conversion builds, and why: ``(network, why)``.
+
+    ``given["network"]`` other than ``"auto"`` is taken as given. ``auto``
+    builds a spike-coordinated network for a stochastic target in torch,
+    unless LIF neurons are asked for (a LIF source, ``--tau-ref`` or
+    ``--max-rates``): coordinated spikes need far fewer neurons for the same
+    spike noise, and their conversions passed every stochastic system tried,
+    in a tenth of the time (``benchmarks/RESULTS_conversion.md``).
+    Otherwise independent LIF neurons: deterministic targets (a coordinated
+    network is sized against the target's noise) and the other back ends
+    (they do not carry coordinated networks).
+    """
+    if given["network"] != "auto":
+        return given["network"], "given"
+    if kind == "deterministic":
+        return "independent", ("auto: a deterministic target (a spike-coordinated network is sized against the "
+                               "target's noise)")
+    if backend != "torch":
+        return "independent", f"auto: {backend} does not run spike-coordinated networks"
+    if source is not None and source.neuron.name == "lif":
+        return "independent", "auto: the source is a LIF model"
+    if given.get("tau_ref") is not None or given.get("max_rates") is not None:
+        return "independent", "auto: LIF parameters given (--tau-ref, --max-rates)"
+    return "coordinated", ("auto: a stochastic target in torch, where coordinated spikes need far fewer neurons than "
+                           "independent LIF neurons for the same spike noise (--network independent for LIF neurons)")
+
+
 def check_refit_only(*, source, backend="torch", n_neurons=None, max_neurons=None, u=None, param=None, report=None,
                      network="auto"):
     """Refuse ``--refit-only`` with options of the full conversion, or with a source that is not a model file."""
@@ -452,7 +483,7 @@ def check_source(model):
 def convert_to_spiking(source, *, backend="torch", output=None, report_dir=None, force=False, n_neurons=None,
                        max_neurons=None, tau_ref=None, max_rates=None, steps=None, u=None, seed=0, progress=True,
                        sde=None, fit_options=None, calibration=None, verify_runs=None, network="auto"):
-    """Convert ``source`` to a spiking LIF model that passes ``verify`` in ``backend`` (module docstring).
+    """Convert ``source`` to a spiking model that passes ``verify`` in ``backend`` (module docstring).
 
     Parameters
     ----------
@@ -485,8 +516,8 @@ def convert_to_spiking(source, *, backend="torch", output=None, report_dir=None,
         Verification runs (trials, duration) instead of :data:`VERIFY_RUNS`' (fewer judge less sharply).
     network : {"auto", "independent", "coordinated"}
         Independent LIF neurons (calibrated), a spike-coordinated network
-        (:mod:`~ddm_neuro.spiking.coordinated_conversion`; torch only), or auto: coordinated where a
-        stochastic target would need more independent neurons than ``max_neurons``.
+        (:mod:`~ddm_neuro.spiking.coordinated_conversion`; stochastic targets, torch only), or auto
+        (:func:`choose_network`: coordinated for a stochastic target in torch unless LIF neurons are asked for).
 
     Returns
     -------
@@ -648,7 +679,8 @@ def _run(result, stages, best, sde, model0, plugin, u0, seed, progress, given):
                                                "given")
     ch = result.choices
     stages.note(kind=kind, chaotic=chaotic, foci=foci)
-    if given["network"] == "coordinated":
+    network, why_network = choose_network(given, backend=backend, kind=kind, source=model0)
+    if network == "coordinated":
         from .coordinated_conversion import coordinated_stages
 
         if kind == "deterministic":
@@ -656,9 +688,11 @@ def _run(result, stages, best, sde, model0, plugin, u0, seed, progress, given):
             raise DDMError(f"--network coordinated: {sde.name} has no noise on its visited states, and a coordinated "
                            "network is sized by its spikes' jitter against the target's noise; convert it with "
                            "--network independent (the default for deterministic targets)")
-
+        if given["network"] == "auto":
+            stages.say(f"network: spike-coordinated ({why_network})")
         return coordinated_stages(result, stages, best, sde, model0, plugin, u0, seed, progress, given,
-                                  levels=cue_levels(sde, u0), z_vis=z_vis, why="given", **_coordinated_helpers())
+                                  levels=cue_levels(sde, u0), z_vis=z_vis, why=why_network, **_coordinated_helpers())
+    ch["network"] = Choice("independent", why_network)
     stages.say(f"{sde.name}: {kind}{', chaotic' if chaotic else ''}{', unstable foci' if foci else ''}; "
                + "; ".join(f"{k} {c.value}" for k, c in ch.items() if k in ("n_neurons", "tau_ref",
                                                                            "time_scale_ratio")))
@@ -691,17 +725,6 @@ def _run(result, stages, best, sde, model0, plugin, u0, seed, progress, given):
         need = int(math.ceil(model.n_neurons * max(ex["ratio"] / SPIKE_NOISE_LIMIT, excess / TOTAL_EXCESS_LIMIT)
                              / 100.0)) * 100
         cap = ch["max_neurons"].value
-        if need > cap and given["network"] == "auto" and backend == "torch":
-            from .coordinated_conversion import coordinated_stages
-
-            stages.say(f"independent LIF neurons would need N >= {need} (above --max-neurons {cap}): a "
-                       "spike-coordinated network instead")
-            return coordinated_stages(   # -n was the LIF network's N: the coordinated one sizes itself
-                result, stages, best, sde, model0, plugin, u0, seed, progress, {**given, "n_neurons": None},
-                levels=cue_levels(sde, u0),
-                z_vis=z_vis, why=f"independent LIF neurons would need N >= {need} (--max-neurons {cap}): at "
-                                 f"N = {model.n_neurons} their spikes alone gave {ex['ratio']:.3g}x the target's "
-                                 "diffusion", **_coordinated_helpers())
         if need > cap:
             trials, duration, rounds = CALIBRATION[kind]
             vt, vd = ch["verify_runs"].value
@@ -712,9 +735,8 @@ def _run(result, stages, best, sde, model0, plugin, u0, seed, progress, given):
                              f"{SPIKE_NOISE_LIMIT}; with the private noise {ex['ratio_total']:.3g}x, limit "
                              f"{1 + TOTAL_EXCESS_LIMIT:g}), and --max-neurons is {cap}; raise --max-neurons to {need} "
                              f"(the conversion would take about {est / 60:.0f} min of spiking runs in {backend} "
-                             f"on one core here)" + ("" if given["network"] == "auto" and backend == "torch" else
-                                                     "; or --backend torch --network coordinated, whose coordinated "
-                                                     "spikes need far fewer neurons"))
+                             f"on one core here); or " + ("" if backend == "torch" else "--backend torch ")
+                             + "--network coordinated, whose coordinated spikes need far fewer neurons")
             stages.end()
             raise DDMError(result.reason)
         stages.say(f"spikes alone give {ex['ratio']:.3g}x the target's diffusion at N = {model.n_neurons}, with the "
