@@ -33,14 +33,15 @@ def test_choices_follow_the_target():
     assert norse["max_neurons"].value == 500
 
 
-def test_auto_builds_coordinated_networks_only_for_stochastic_targets_in_torch(small_model):
-    """What ``--network auto`` picks: coordinated for a stochastic target in torch; independent LIF neurons for a
-    deterministic target, another back end, a LIF source or LIF parameters; a given network as given."""
+def test_auto_builds_coordinated_networks_only_in_torch(small_model):
+    """What ``--network auto`` picks: coordinated in torch, for stochastic and deterministic targets and a tanh
+    source; independent LIF neurons in another back end, for a LIF source or LIF parameters; a given network as
+    given."""
     given = {"network": "auto", "tau_ref": None, "max_rates": None}
-    assert pipeline.choose_network(given, backend="torch", kind="stochastic")[0] == "coordinated"
+    for kind in ("stochastic", "deterministic"):
+        assert pipeline.choose_network(given, backend="torch", kind=kind)[0] == "coordinated"
+        assert pipeline.choose_network(given, backend="brian2-cpp", kind=kind)[0] == "independent"
     assert pipeline.choose_network(given, backend="torch", kind="stochastic", source=small_model)[0] == "coordinated"
-    for kw in ({"kind": "deterministic", "backend": "torch"}, {"kind": "stochastic", "backend": "brian2-cpp"}):
-        assert pipeline.choose_network(given, **kw)[0] == "independent"
     assert pipeline.choose_network({**given, "tau_ref": 1e-4}, backend="torch", kind="stochastic")[0] == "independent"
     lif_source = SimpleNamespace(neuron=SimpleNamespace(name="lif"))  # the neuron name is all it reads
     assert pipeline.choose_network(given, backend="torch", kind="stochastic", source=lif_source)[0] == "independent"
@@ -289,3 +290,18 @@ def test_a_held_out_2d_sde_converts_to_a_coordinated_network_and_passes_verify(t
     assert names[:3] == ["check", "fit", "coordinate"] and "calibrate" not in names and "verify" in names
     assert res.choices["network"].value == "coordinated" and res.choices["network"].why.startswith("auto")
     assert (tmp_path / "rep" / "run.png").is_file() and (tmp_path / "rep" / "verify" / "report.json").is_file()
+
+
+@pytest.mark.slow
+def test_noise_free_lorenz_converts_to_a_coordinated_network_without_collapse(tmp_path):
+    """A deterministic chaotic target in torch: auto builds a coordinated network (no jitter sizing: no noise to
+    size it against), and verify, with collapsed runs counted, passes on 8 x 40 fresh runs."""
+    from ddm_neuro.spiking.coordinated import coordinated
+
+    res = pipeline.convert_to_spiking(get_system("lorenz", noise=0.0), n_neurons=300, verify_runs=(8, 40.0),
+                                      output=tmp_path / "lz0.ddm", progress=False, fit_options=SMALL_FIT)
+    assert res.choices["network"].value == "coordinated" and "deterministic" in res.choices["network"].why
+    assert res.passed, res.reason
+    assert res.reports[0].metrics["collapse"]["value"] == 0
+    assert coordinated(LatentRNN.load(tmp_path / "lz0.ddm"))["n_neurons"] == 300
+    assert "calibrate" not in [s["name"] for s in res.stages]

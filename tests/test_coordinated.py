@@ -166,5 +166,3 @@ def test_convert_refuses_coordinated_outside_torch():
         convert_to_spiking(get_system("ou"), backend="brian2-cpp", network="coordinated", progress=False)
     with pytest.raises(DDMError, match="--network"):
         convert_to_spiking(get_system("ou"), network="clever", progress=False)
-    with pytest.raises(DDMError, match="no noise"):
-        convert_to_spiking(get_system("ou", sigma=0.0), network="coordinated", progress=False)

@@ -1,7 +1,7 @@
 """The conversion's stages for a spike-coordinated network (:mod:`ddm_neuro.spiking.coordinated`).
 
 :func:`~ddm_neuro.spiking.pipeline.convert_to_spiking` comes here for a
-stochastic target in the torch back end (``--network auto``, the default,
+target in the torch back end (``--network auto``, the default,
 unless LIF neurons are asked for: :func:`~ddm_neuro.spiking.pipeline.choose_network`),
 or with ``--network coordinated``:
 
@@ -9,13 +9,16 @@ or with ``--network coordinated``:
    without hardware-constrained weights is used as it is);
 2. **coordinate**: tune delta so that N neurons fire at
    :data:`~ddm_neuro.spiking.coordinated.RATE_HZ` (pilot runs), measure the
-   spikes' jitter at the verifier's lag, and where it is above what the
+   spikes' jitter at the verifier's lag (a stochastic target; a deterministic
+   one has no noise to size it against: it takes :data:`DETERMINISTIC_N`
+   neurons, and verify judges the statistics the jitter perturbs), and where it is above what the
    verification can resolve (:func:`~ddm_neuro.spiking.coordinated.jitter_limit`
    of its number of increments) raise N to what it needs, at most 4x per step
    and measuring again after each (``--max-neurons`` caps it: above, stop and
    say the N), tuning delta again each time;
-3. **verify** on fresh runs; where verify fails on the diffusion alone (the
-   spikes' jitter), once more at 1.5 times N.
+3. **verify** on fresh runs (a deterministic chaotic target: collapsed runs
+   counted too); where verify fails only on metrics the spikes' jitter moves
+   (:data:`JITTER_METRICS`), once more at 1.5 times N.
 
 No calibration: the coordinated network's drift is its basis's drift (the
 spikes track it to within their jitter), so there is nothing in the spikes to
@@ -31,7 +34,14 @@ from ..errors import DDMError
 BASIS_N = 500
 #: Starting N of the spiking neurons (the jitter measured there sets the N used).
 START_N = 200
-#: N grows by this factor when verify fails on the diffusion alone.
+#: N of a deterministic target's network, which has no noise to size the jitter against (noise-free Lorenz passed
+#: 20 x 100 at N = 200 with its metrics at 40 % or less of their thresholds, at N = 800 at 30 % or less:
+#: RESULTS_conversion.md).
+DETERMINISTIC_N = 200
+#: The metrics the spikes' jitter moves: where verify fails on these alone, N grows once by GROWTH.
+JITTER_METRICS = {"stochastic": {"diffusion"},
+                  "deterministic": {"autocorrelation", "rotation", "stationary", "collapse"}}
+#: N grows by this factor when verify fails on the metrics the spikes' jitter moves alone (JITTER_METRICS).
 GROWTH = 1.5
 #: Sizing: N (or T) grows at most this factor between two jitter measurements, at most this many times.
 MAX_STEP = 4.0
@@ -47,11 +57,12 @@ MAX_TIME_SCALE_FACTOR = 16.0
 
 
 def coordinated_stages(result, stages, best, sde, model0, plugin, u0, seed, progress, given, *, levels, z_vis, why,
-                       choice, verify_stage, verify_runs, verify_seed):
+                       kind, chaotic, choice, verify_stage, verify_seed):
     """Run the stages of the module docstring; sets ``result`` as the pipeline's own stages do.
 
-    ``choice`` (the pipeline's ``Choice``), ``verify_stage`` (its verification stage), ``verify_runs``
-    (default runs of a stochastic target) and ``verify_seed`` (seed offset of verification runs) come from
+    ``kind`` ("stochastic" or "deterministic") and ``chaotic`` describe the target; ``result.choices`` holds the
+    pipeline's choices (``verify_runs`` and ``max_neurons`` are used). ``choice`` (the pipeline's ``Choice``),
+    ``verify_stage`` (its verification stage) and ``verify_seed`` (seed offset of verification runs) come from
     :mod:`~ddm_neuro.spiking.pipeline`, which calls this.
     """
     from ..fit.matching import fit
@@ -83,22 +94,30 @@ def coordinated_stages(result, stages, best, sde, model0, plugin, u0, seed, prog
 
     lag = verify_lag(sde, z_vis[:: max(1, len(z_vis) // 2000)], u0)
     cap = ch["max_neurons"].value
-    vt, vd = given["verify_runs"] or verify_runs
+    runs = list(ch["verify_runs"].value)
+    vt, vd = runs
     n_inc = int(vt * vd / lag)
     limit = jitter_limit(n_inc)
-    n = int(given["n_neurons"]) if given["n_neurons"] is not None else START_N
-    stages.start("coordinate", f"N = {n} spiking neurons: delta tuned to {RATE_HZ:g} Hz on pilot runs, the spikes' "
-                 f"jitter at verify's lag ({lag:.3g} time units)")
+    deterministic = kind == "deterministic"
+    n = int(given["n_neurons"]) if given["n_neurons"] is not None else (DETERMINISTIC_N if deterministic else START_N)
+    stages.start("coordinate", f"N = {n} spiking neurons: delta tuned to {RATE_HZ:g} Hz on pilot runs"
+                 + ("" if deterministic else f", the spikes' jitter at verify's lag ({lag:.3g} time units)"))
     model, facts = tune_delta(basis, n, rate_hz=RATE_HZ, seed=seed, record_dt=lag, u=u0, progress=progress)
+    if deterministic:   # no noise to size the jitter against: verify judges the statistics it perturbs
+        facts["jitter"] = None
     stages.note(n_neurons=n, delta=facts["delta"], rate_hz=facts["rate_hz"], jitter=facts["jitter"])
-    stages.say(f"N = {n}: delta {facts['delta']:.4g}, {facts['rate_hz']:.1f} Hz, jitter {facts['jitter']:.3g}x the "
-               f"basis's noise (limit {limit:.3g} for the verification's {n_inc} increments at that lag)")
-    why_n = ("given" if given["n_neurons"] is not None else "the starting size") + f"; jitter {facts['jitter']:.3g}"
+    stages.say(f"N = {n}: delta {facts['delta']:.4g}, {facts['rate_hz']:.1f} Hz, " + (
+        "a deterministic target (no noise to size the spikes' jitter against: verify judges the statistics)"
+        if deterministic else f"jitter {facts['jitter']:.3g}x the basis's noise (limit {limit:.3g} for the "
+                              f"verification's {n_inc} increments at that lag)"))
+    why_n = ("given" if given["n_neurons"] is not None else
+             "a deterministic target's (noise-free Lorenz passed at it)" if deterministic else "the starting size") + (
+        "" if deterministic else f"; jitter {facts['jitter']:.3g}")
     # The jitter depends on the spikes per SDE time unit, N x rate x T (rate fixed): measured points (N T, jitter).
     # N grows up to WORK_N (or the cap); beyond, the time scale T grows instead (the basis refitted for it): the
     # same spikes per time unit then cost fewer neurons to simulate.
     points, t0 = [(n * basis.time_scale, facts["jitter"])], basis.time_scale
-    while facts["jitter"] > limit and len(points) <= MAX_RESIZES:
+    while not deterministic and facts["jitter"] > limit and len(points) <= MAX_RESIZES:
         T = basis.time_scale
         need_s = size_for_jitter(n * T, facts["jitter"], MARGIN * limit, step=1e-9, exponent=jitter_exponent(points))
         top = min(cap, max(n, WORK_N))
@@ -139,17 +158,16 @@ def coordinated_stages(result, stages, best, sde, model0, plugin, u0, seed, prog
     model = _final(basis, n, facts, why_n)
     best.update(model=model, why=f"coordinated, N = {n}")
 
-    runs = list(given["verify_runs"] or verify_runs)
-    ch["verify_runs"] = choice(runs, "given" if given["verify_runs"] else "as the benchmarks judge stochastic targets")
+    z_collapse = z_vis if deterministic and chaotic else None
     for attempt in (1, 2):
         label = "" if attempt == 1 else f" (N = {n})"
-        verify_stage(result, stages, model, sde, plugin, runs, levels, seed + verify_seed + 1000 * attempt, None,
-                      progress, label)
+        verify_stage(result, stages, model, sde, plugin, runs, levels, seed + verify_seed + 1000 * attempt,
+                     z_collapse, progress, label)
         if any(r.marginal for r in result.reports):
             verify_stage(result, stages, model, sde, plugin, [2 * runs[0], runs[1]], levels,
-                          seed + verify_seed + 1000 * attempt + 500, None, progress, " (marginal: twice the runs)")
+                         seed + verify_seed + 1000 * attempt + 500, z_collapse, progress, " (marginal: twice the runs)")
         failed = sorted({k for r in result.reports for k, m in r.metrics.items() if not m["passed"]})
-        if result.passed or failed != ["diffusion"] or attempt == 2:
+        if result.passed or not set(failed) <= JITTER_METRICS[kind] or attempt == 2:
             break
         need = int(math.ceil(GROWTH * n / 50.0)) * 50
         if need > cap:
@@ -157,7 +175,7 @@ def coordinated_stages(result, stages, best, sde, model0, plugin, u0, seed, prog
         model, facts = _resize(basis, n, need, facts, rate_hz=RATE_HZ, seed=seed, lag=lag, u0=u0, stages=stages,
                                progress=progress, limit=limit)
         n = need
-        ch["n_neurons"] = choice(n, f"verify failed on the diffusion alone at N = {ch['n_neurons'].value}: "
+        ch["n_neurons"] = choice(n, f"verify failed on {', '.join(failed)} alone at N = {ch['n_neurons'].value}: "
                                     f"{GROWTH}x the neurons")
         ch["delta"] = choice(round(facts["delta"], 6), f"tuned to {RATE_HZ:g} Hz mean rate on pilot runs")
         model = _final(basis, n, facts, ch["n_neurons"].why)
@@ -167,7 +185,8 @@ def coordinated_stages(result, stages, best, sde, model0, plugin, u0, seed, prog
     if not result.passed:
         failed = sorted({k for r in result.reports for k, m in r.metrics.items() if not m["passed"]})
         result.reason = (f"verify fails on {', '.join(failed)} with N = {n} coordinated neurons"
-                         + (f" (--max-neurons {cap} stops it growing)" if failed == ["diffusion"] else "")
+                         + (f" (--max-neurons {cap} stops it growing)" if set(failed) <= JITTER_METRICS[kind]
+                            else "")
                          + "; the report folder has the figures")
     stages.end()
 

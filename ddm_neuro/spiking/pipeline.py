@@ -1,7 +1,7 @@
 """One command from a rate model or an SDE spec to a spiking model that passes ``verify`` in a named back end.
 
 The network (:func:`choose_network`): independent LIF neurons (the stages
-below), or, for a stochastic target in torch, a spike-coordinated network
+below), or, in torch, a spike-coordinated network
 (:mod:`~ddm_neuro.spiking.coordinated_conversion`: a tanh basis, delta tuned
 to a rate, N from the spikes' measured jitter, verify), whose spikes need far
 fewer neurons for the same spike noise.
@@ -134,8 +134,8 @@ OPTIONS = [
     ("--report DIR", str, None, "report folder: summary.md, conversion.json, the verify report and figures "
      "(default: the output's name with _report)"),
     ("--network KIND", str, "auto", "spiking network: independent (LIF neurons, calibrated), coordinated (spikes "
-     "coordinated through delay-free rank-d inhibition: far fewer neurons for the same spike noise; stochastic "
-     "targets, torch only) or auto (default: coordinated for a stochastic target in torch unless a LIF source, "
+     "coordinated through delay-free rank-d inhibition: far fewer neurons for the same spike noise; torch "
+     "only) or auto (default: coordinated in torch unless a LIF source, "
      "--tau-ref or --max-rates asks for LIF neurons; independent otherwise)"),
     ("--refit-only", FLAG, None, "only refit a tanh model with LIF neurons keeping its tuning: no calibration, no "
      "verification (what convert did before)")]
@@ -347,27 +347,24 @@ def choose_network(given, *, backend, kind, source=None):
     """The spiking network a conversion builds, and why: ``(network, why)``.
 
     ``given["network"]`` other than ``"auto"`` is taken as given. ``auto``
-    builds a spike-coordinated network for a stochastic target in torch,
-    unless LIF neurons are asked for (a LIF source, ``--tau-ref`` or
-    ``--max-rates``): coordinated spikes need far fewer neurons for the same
-    spike noise, and their conversions passed every stochastic system tried,
-    in a tenth of the time (``benchmarks/RESULTS_conversion.md``).
-    Otherwise independent LIF neurons: deterministic targets (a coordinated
-    network is sized against the target's noise) and the other back ends
-    (they do not carry coordinated networks).
+    builds a spike-coordinated network in torch, unless LIF neurons are asked
+    for (a LIF source, ``--tau-ref`` or ``--max-rates``): coordinated spikes
+    need far fewer neurons for the same spike noise, and their conversions
+    passed every system tried but FitzHugh-Nagumo (noise-free Lorenz
+    included), in a tenth of the time of independent LIF conversions
+    (``benchmarks/RESULTS_conversion.md``). Otherwise independent LIF
+    neurons: the other back ends do not run coordinated networks.
+    ``kind`` is kept for the record (both kinds convert either way).
     """
     if given["network"] != "auto":
         return given["network"], "given"
-    if kind == "deterministic":
-        return "independent", ("auto: a deterministic target (a spike-coordinated network is sized against the "
-                               "target's noise)")
     if backend != "torch":
         return "independent", f"auto: {backend} does not run spike-coordinated networks"
     if source is not None and source.neuron.name == "lif":
         return "independent", "auto: the source is a LIF model"
     if given.get("tau_ref") is not None or given.get("max_rates") is not None:
         return "independent", "auto: LIF parameters given (--tau-ref, --max-rates)"
-    return "coordinated", ("auto: a stochastic target in torch, where coordinated spikes need far fewer neurons than "
+    return "coordinated", (f"auto: a {kind} target in torch, where coordinated spikes need far fewer neurons than "
                            "independent LIF neurons for the same spike noise (--network independent for LIF neurons)")
 
 
@@ -517,7 +514,7 @@ def convert_to_spiking(source, *, backend="torch", output=None, report_dir=None,
     network : {"auto", "independent", "coordinated"}
         Independent LIF neurons (calibrated), a spike-coordinated network
         (:mod:`~ddm_neuro.spiking.coordinated_conversion`; stochastic targets, torch only), or auto
-        (:func:`choose_network`: coordinated for a stochastic target in torch unless LIF neurons are asked for).
+        (:func:`choose_network`: coordinated in torch unless LIF neurons are asked for).
 
     Returns
     -------
@@ -683,15 +680,11 @@ def _run(result, stages, best, sde, model0, plugin, u0, seed, progress, given):
     if network == "coordinated":
         from .coordinated_conversion import coordinated_stages
 
-        if kind == "deterministic":
-            stages.end()
-            raise DDMError(f"--network coordinated: {sde.name} has no noise on its visited states, and a coordinated "
-                           "network is sized by its spikes' jitter against the target's noise; convert it with "
-                           "--network independent (the default for deterministic targets)")
         if given["network"] == "auto":
             stages.say(f"network: spike-coordinated ({why_network})")
         return coordinated_stages(result, stages, best, sde, model0, plugin, u0, seed, progress, given,
-                                  levels=cue_levels(sde, u0), z_vis=z_vis, why=why_network, **_coordinated_helpers())
+                                  levels=cue_levels(sde, u0), z_vis=z_vis, why=why_network, kind=kind,
+                                  chaotic=chaotic, **_coordinated_helpers())
     ch["network"] = Choice("independent", why_network)
     stages.say(f"{sde.name}: {kind}{', chaotic' if chaotic else ''}{', unstable foci' if foci else ''}; "
                + "; ".join(f"{k} {c.value}" for k, c in ch.items() if k in ("n_neurons", "tau_ref",
@@ -811,8 +804,7 @@ def _run(result, stages, best, sde, model0, plugin, u0, seed, progress, given):
 
 def _coordinated_helpers():
     """What the coordinated network's stages take from this module (passed, so that it need not import it)."""
-    return {"choice": Choice, "verify_stage": _verify_stage, "verify_runs": VERIFY_RUNS["stochastic"],
-            "verify_seed": VERIFY_SEED}
+    return {"choice": Choice, "verify_stage": _verify_stage, "verify_seed": VERIFY_SEED}
 
 
 def _verify_stage(result, stages, model, sde, plugin, runs, levels, seed, z_collapse, progress, label):
