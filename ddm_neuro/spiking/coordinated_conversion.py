@@ -99,7 +99,8 @@ def coordinated_stages(result, stages, best, sde, model0, plugin, u0, seed, prog
     n_inc = int(vt * vd / lag)
     limit = jitter_limit(n_inc)
     deterministic = kind == "deterministic"
-    n = int(given["n_neurons"]) if given["n_neurons"] is not None else (DETERMINISTIC_N if deterministic else START_N)
+    n = int(given["n_neurons"]) if given["n_neurons"] is not None else min(
+        cap, DETERMINISTIC_N if deterministic else START_N)
     stages.start("coordinate", f"N = {n} spiking neurons: delta tuned to {RATE_HZ:g} Hz on pilot runs"
                  + ("" if deterministic else f", the spikes' jitter at verify's lag ({lag:.3g} time units)"))
     model, facts = tune_delta(basis, n, rate_hz=RATE_HZ, seed=seed, record_dt=lag, u=u0, progress=progress)
