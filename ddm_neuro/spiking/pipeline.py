@@ -433,7 +433,8 @@ def convert_command(source, output, *, report=None, param=None, seed=None, progr
     what = (f"{spiking_neurons(result.model)} coordinated spiking neurons and {result.model.n_neurons} tanh basis "
             "units" if coordinated(result.model) else f"{result.model.n_neurons} spiking LIF neurons")
     print(f"{'PASS' if result.passed else 'FAIL'}: {source} as {what} in {options.get('backend', 'torch')}, "
-          f"verified on runs the calibration did not use ({total / 60:.1f} min); wrote {output}; report in {report}/")
+          "verified on fresh runs" + ("" if coordinated(result.model) else " the calibration did not use")
+          + f" ({total / 60:.1f} min); wrote {output}; report in {report}/")
     if result.reason:
         print(f"  {result.reason}", file=sys.stderr)
     return 0 if result.passed else 1
