@@ -123,9 +123,8 @@ OPTIONS = [
     ("source", str, None, "a fitted model (.ddm), a built-in system name, or a .toml spec"),
     ("--backend", str, "torch", "spiking simulator the model will run on: it is calibrated and verified there "
      "(torch, brian2-cpp, brian2, nest, ...; default torch)"),
-    ("-n N", COUNT, None, "starting N (default: the source model's; a system: 1000 for 1-2 variables, 2000 above; a coordinated "
-     "network: 200)",
-     "n_neurons"),
+    ("-n N", COUNT, None, "starting N (default: the source model's; a system: 1000 for 1-2 variables, 2000 "
+     "above; a coordinated network: 200)", "n_neurons"),
     ("--max-neurons N", COUNT, None, f"largest N the spike noise may raise it to (default {MAX_NEURONS}); above it "
      "the conversion stops before any calibration and says the N it needs"),
     ("--input INPUT", str, None, "base input of calibration and verification, NAME=VALUE (';' between inputs; "
@@ -514,7 +513,7 @@ def convert_to_spiking(source, *, backend="torch", output=None, report_dir=None,
         Verification runs (trials, duration) instead of :data:`VERIFY_RUNS`' (fewer judge less sharply).
     network : {"auto", "independent", "coordinated"}
         Independent LIF neurons (calibrated), a spike-coordinated network
-        (:mod:`~ddm_neuro.spiking.coordinated_conversion`; stochastic targets, torch only), or auto
+        (:mod:`~ddm_neuro.spiking.coordinated_conversion`; torch only), or auto
         (:func:`choose_network`: coordinated in torch unless LIF neurons are asked for).
 
     Returns
