@@ -111,9 +111,12 @@ def coordinated_stages(result, stages, best, sde, model0, plugin, u0, seed, prog
         "a deterministic target (no noise to size the spikes' jitter against: verify judges the statistics)"
         if deterministic else f"jitter {facts['jitter']:.3g}x the basis's noise (limit {limit:.3g} for the "
                               f"verification's {n_inc} increments at that lag)"))
-    why_n = ("given" if given["n_neurons"] is not None else
-             "a deterministic target's (noise-free Lorenz passed at it)" if deterministic else "the starting size") + (
-        "" if deterministic else f"; jitter {facts['jitter']:.3g}")
+    if given["n_neurons"] is not None:
+        why_n = "given"
+    else:
+        why_n = "a deterministic target's (noise-free Lorenz passed at it)" if deterministic else "the starting size"
+    if not deterministic:
+        why_n += f"; jitter {facts['jitter']:.3g}"
     # The jitter depends on the spikes per SDE time unit, N x rate x T (rate fixed): measured points (N T, jitter).
     # N grows up to WORK_N (or the cap); beyond, the time scale T grows instead (the basis refitted for it): the
     # same spikes per time unit then cost fewer neurons to simulate.
@@ -167,7 +170,7 @@ def coordinated_stages(result, stages, best, sde, model0, plugin, u0, seed, prog
         if any(r.marginal for r in result.reports):
             verify_stage(result, stages, model, sde, plugin, [2 * runs[0], runs[1]], levels,
                          seed + verify_seed + 1000 * attempt + 500, z_collapse, progress, " (marginal: twice the runs)")
-        failed = sorted({k for r in result.reports for k, m in r.metrics.items() if not m["passed"]})
+        failed = result.failed_metrics()
         if result.passed or not set(failed) <= JITTER_METRICS[kind] or attempt == 2:
             break
         need = int(math.ceil(GROWTH * n / 50.0)) * 50
@@ -184,7 +187,7 @@ def coordinated_stages(result, stages, best, sde, model0, plugin, u0, seed, prog
     result.model = model
     result.status = "passed" if result.passed else "failed"
     if not result.passed:
-        failed = sorted({k for r in result.reports for k, m in r.metrics.items() if not m["passed"]})
+        failed = result.failed_metrics()
         result.reason = (f"verify fails on {', '.join(failed)} with N = {n} coordinated neurons"
                          + (f" (--max-neurons {cap} stops it growing)" if set(failed) <= JITTER_METRICS[kind]
                             else "")

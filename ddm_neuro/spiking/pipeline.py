@@ -186,6 +186,10 @@ class Conversion:
     traj: object = None
     raster: object = None
 
+    def failed_metrics(self):
+        """The sorted names of the metrics that failed in any report of the last verification."""
+        return sorted({k for r in self.reports for k, m in r.metrics.items() if not m["passed"]})
+
     def to_dict(self):
         """The JSON record (``meta["conversion"]`` and ``conversion.json``)."""
         return {"status": self.status, "passed": self.passed, "reason": self.reason,
@@ -796,9 +800,8 @@ def _run(result, stages, best, sde, model0, plugin, u0, seed, progress, given):
     result.model = model
     result.status = "passed" if result.passed else "failed"
     if not result.passed:
-        failed = sorted({k for r in result.reports for k, m in r.metrics.items() if not m["passed"]})
-        result.reason = (f"verify fails on {', '.join(failed)} after a calibration with {attempts[-1]} times the "
-                         "runs; the report folder has the figures")
+        result.reason = (f"verify fails on {', '.join(result.failed_metrics())} after a calibration with "
+                         f"{attempts[-1]} times the runs; the report folder has the figures")
     stages.end()
 
 
