@@ -91,6 +91,9 @@ class Plugin:
         One line: what it is.
     output : {"file", "dir"}
         What an export format writes (checked before any work); simulators: "file".
+    coordinated : bool
+        A simulator that runs spike-coordinated networks in spiking mode
+        (:mod:`ddm_neuro.spiking.coordinated`); the others refuse them.
     """
 
     name: str
@@ -102,6 +105,7 @@ class Plugin:
     extra: str | None = None
     help: str = ""
     output: str = "file"
+    coordinated: bool = False
 
     def __post_init__(self):
         if self.kind not in KINDS:
@@ -290,7 +294,7 @@ def simulate(model, duration, *, backend="torch", mode="rate", trials=1, seed=No
     Trajectory
     """
     plugin = get("simulator", backend, mode)
-    _check_coordinated(model, mode, f"the {backend} back end", backend == "torch")
+    _check_coordinated(model, mode, f"the {backend} back end", backend == "torch" or plugin.coordinated)
     resolved = plugin.resolve(options)
     if noise is None:
         noise = "remainder" if mode == "spiking" else True
@@ -325,12 +329,13 @@ def export(model, output, *, format, mode="rate", force=False, progress=False, *
 
 
 def _check_coordinated(model, mode, where, carries):
-    """Refuse the spiking mode of a spike-coordinated model where it cannot be carried (all but torch's runs)."""
+    """Refuse the spiking mode of a spike-coordinated model where it cannot be carried (torch's and brian2-cpp's runs
+    carry it)."""
     cfg = (getattr(model, "meta", None) or {}).get("coordinated")
     if cfg and mode == "spiking" and not carries:
         raise DDMError(f"this model is a spike-coordinated network ({cfg['n_neurons']} neurons coordinated through "
                        f"delay-free rank-d inhibition at microsecond steps), which {where} cannot carry: run its "
-                       "spiking network with --backend torch, or use its tanh basis as a rate network (--mode rate)")
+                       "spiking network with --backend torch (or brian2-cpp), or use its tanh basis as a rate network (--mode rate)")
 
 
 def get_exporter(fmt):

@@ -536,10 +536,10 @@ def convert_to_spiking(source, *, backend="torch", output=None, report_dir=None,
 
     if network not in NETWORKS:
         raise DDMError(f"--network must be one of {', '.join(NETWORKS)} (got {network!r})")
-    if network == "coordinated" and backend != "torch":
-        raise DDMError(f"--network coordinated runs only in the torch back end (its delay-free rank-d inhibition "
-                       f"and microsecond steps are not in {backend}); use --backend torch")
     plugin = plugins.get("simulator", backend, "spiking")
+    if network == "coordinated" and not (backend == "torch" or plugin.coordinated):
+        raise DDMError(f"--network coordinated runs only in the torch and brian2-cpp back ends (its delay-free "
+                       f"rank-d inhibition and microsecond steps are not in {backend}); use --backend torch")
     plugin.load()  # installed? (a missing package: one line with the pip install that adds it)
     model0 = source if isinstance(source, LatentRNN) else None
     if model0 is not None:
@@ -553,6 +553,9 @@ def convert_to_spiking(source, *, backend="torch", output=None, report_dir=None,
     else:
         sde = source
     u0 = calibration_level(sde, u)
+    if network == "coordinated" and backend != "torch" and sde.n_inputs:
+        raise DDMError(f"{backend} runs spike-coordinated networks without inputs only, and {sde.name} has "
+                       f"{sde.n_inputs} ({', '.join(sde.inputs)}): use --backend torch, or --network independent")
     if tau_ref is not None or max_rates is not None:  # LIF parameters the LIF model refuses: said now
         from ..fit.options import lif_neuron
 
@@ -732,7 +735,8 @@ def _run(result, stages, best, sde, model0, plugin, u0, seed, progress, given):
                              f"{SPIKE_NOISE_LIMIT}; with the private noise {ex['ratio_total']:.3g}x, limit "
                              f"{1 + TOTAL_EXCESS_LIMIT:g}), and --max-neurons is {cap}; raise --max-neurons to {need} "
                              f"(the conversion would take about {est / 60:.0f} min of spiking runs in {backend} "
-                             f"on one core here); or " + ("" if backend == "torch" else "--backend torch ")
+                             f"on one core here); or "
+                             + ("" if backend == "torch" or plugin.coordinated else "--backend torch ")
                              + "--network coordinated, whose coordinated spikes need far fewer neurons")
             stages.end()
             raise DDMError(result.reason)

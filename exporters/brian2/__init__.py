@@ -40,7 +40,8 @@ def plugins():
         Plugin("brian2-cpp", "simulator", ("rate", "spiking"), "exporters.brian2.standalone:run",
                {"coupling": coupling, **spiking,
                 "cache": Option(None, "folder of compiled builds (default $DDM_NEURO_CACHE or ~/.cache/ddm_neuro)")},
-               help="Brian2 cpp_standalone: generated C++, compiled once per network structure", **common),
+               help="Brian2 cpp_standalone: generated C++, compiled once per network structure (spike-coordinated "
+                    "networks: once per run)", coordinated=True, **common),
         Plugin("brian2-cpp", "format", ("rate", "spiking"), "exporters.brian2.export:export_cpp",
                {**project, "threads": Option(1, "OpenMP threads of the generated project (1: no OpenMP)")},
                help="a self-contained Brian2 C++ project (python run.py --seed S ...)", output="dir", **common),

@@ -32,6 +32,7 @@ import numpy as np
 from ddm_neuro.errors import DDMError
 from ddm_neuro.progress import ticking
 from ddm_neuro.run.plan import network_steps, spiking_dt
+from ddm_neuro.spiking.coordinated import coordinated
 
 from . import code_patches as _code_patches
 from . import network as _network
@@ -247,6 +248,10 @@ def run(plan):
     trajectory's metadata records ``threads``.
     """
     model, trials, duration, seed, progress = plan.model, plan.trials, plan.duration, plan.seed, plan.progress
+    if plan.mode == "spiking" and coordinated(model):  # a spike-coordinated network: its own network and build
+        from .coordinated import run as run_coordinated
+
+        return run_coordinated(plan)
     if shutil.which("make") is None:
         raise DDMError("backend 'brian2-cpp' needs 'make' and a C++ compiler (g++ or clang++) on PATH")
     threads = int(getattr(plan, "threads", 1) or 1)
