@@ -163,6 +163,6 @@ def test_convert_refuses_coordinated_outside_torch():
     from ddm_neuro.sde.systems import get_system
 
     with pytest.raises(DDMError, match="torch"):
-        convert_to_spiking(get_system("ou"), backend="brian2-cpp", network="coordinated", progress=False)
+        convert_to_spiking(get_system("ou"), backend="brian2", network="coordinated", progress=False)
     with pytest.raises(DDMError, match="--network"):
         convert_to_spiking(get_system("ou"), network="clever", progress=False)

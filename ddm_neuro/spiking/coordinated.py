@@ -37,9 +37,13 @@ neurons. The step is at most :data:`DT_MAX_S` and short enough that the
 population fires about :data:`P_SPIKE` spikes per step.
 
 What carries it: the torch back end's compiled step loop
-(``ddm_neuro/run/step_loops.cpp``, ``ddm_coordinated``). Brian2, NIR and
-neuromorphic chips have no delay-free rank-d inhibition at microsecond steps,
-so they do not run these models (their spiking modes refuse a tanh basis).
+(``ddm_neuro/run/step_loops.cpp``, ``ddm_coordinated``), and Brian2's
+``cpp_standalone`` (the ``brian2-cpp`` back end, ``exporters/brian2/coordinated.py``:
+the same steps, the one-spike rule as a winner-take-all written in C++, about
+5x slower). Brian2's runtime devices, Brian2CUDA, NEST, NIR and neuromorphic
+chips have no delay-free rank-d inhibition at microsecond steps, so their
+spiking modes refuse these models (a plug-in declares ``coordinated=True``
+when it carries them).
 
 A model file holds the basis (a tanh :class:`~ddm_neuro.network.LatentRNN`) and
 the spiking network's settings in ``meta["coordinated"]``

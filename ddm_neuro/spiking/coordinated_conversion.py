@@ -3,7 +3,9 @@
 :func:`~ddm_neuro.spiking.pipeline.convert_to_spiking` comes here for a
 target in the torch back end (``--network auto``, the default,
 unless LIF neurons are asked for: :func:`~ddm_neuro.spiking.pipeline.choose_network`),
-or with ``--network coordinated``:
+or with ``--network coordinated`` (torch, or brian2-cpp for a target without
+inputs: the pilot runs that tune delta run in torch, the verification in the
+named back end):
 
 1. **fit** the basis: a tanh rate network (closed form; a tanh source model
    without hardware-constrained weights is used as it is);
@@ -102,6 +104,7 @@ def coordinated_stages(result, stages, best, sde, model0, plugin, u0, seed, prog
     n = int(given["n_neurons"]) if given["n_neurons"] is not None else min(
         cap, DETERMINISTIC_N if deterministic else START_N)
     stages.start("coordinate", f"N = {n} spiking neurons: delta tuned to {RATE_HZ:g} Hz on pilot runs"
+                 + ("" if plugin.name == "torch" else " in torch (the same network and steps)")
                  + ("" if deterministic else f", the spikes' jitter at verify's lag ({lag:.3g} time units)"))
     model, facts = tune_delta(basis, n, rate_hz=RATE_HZ, seed=seed, record_dt=lag, u=u0, progress=progress)
     if deterministic:   # no noise to size the jitter against: verify judges the statistics it perturbs

@@ -517,7 +517,7 @@ def convert_to_spiking(source, *, backend="torch", output=None, report_dir=None,
         Verification runs (trials, duration) instead of :data:`VERIFY_RUNS`' (fewer judge less sharply).
     network : {"auto", "independent", "coordinated"}
         Independent LIF neurons (calibrated), a spike-coordinated network
-        (:mod:`~ddm_neuro.spiking.coordinated_conversion`; torch only), or auto
+        (:mod:`~ddm_neuro.spiking.coordinated_conversion`; torch and brian2-cpp), or auto
         (:func:`choose_network`: coordinated in torch unless LIF neurons are asked for).
 
     Returns

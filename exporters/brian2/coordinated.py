@@ -280,7 +280,8 @@ def run(plan):
             counts = np.fromfile(res / count_file, dtype=np.int32).reshape(T, -1).sum(axis=1)
             sp_t = sp_i = None
             if record_spikes:
-                sp_t = np.fromfile(res / spike_files[0], dtype=np.float64) / model.time_scale
+                # Brian2 stamps a spike with its step's start; the torch loop with its end (the state it changes)
+                sp_t = (np.fromfile(res / spike_files[0], dtype=np.float64) + parts["step_s"]) / model.time_scale
                 sp_i = np.fromfile(res / spike_files[1], dtype=np.int32).astype(np.int64)
                 keep = sp_t <= (plan.n_rec - 1) * plan.record_dt + 1e-12
                 sp_t, sp_i = sp_t[keep], sp_i[keep]

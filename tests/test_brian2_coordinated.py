@@ -1,0 +1,88 @@
+"""The spike-coordinated network in Brian2 C++ (exporters/brian2/coordinated.py): the torch loop's drift and noise.
+
+The small OU model of the session (2-D, a tanh basis of 32 units) runs as a coordinated network of 200 spiking
+neurons. Without noise, the Brian2 C++ network takes the same steps as the torch back end's compiled loop from the
+same start states, so their paths and spikes agree to rounding (a wrong drift, step or spike rule in Brian2 would
+part them at once; the torch loop's drift is checked against the basis in tests/test_coordinated.py). With noise,
+Brian2 draws its own numbers: one-sample residuals ``r = z(s + H) - z(s) - f(z(s)) H`` carry the basis's noise
+``G H`` plus the change of the read-out error (bounded by the decoders' size), as in tests/test_coordinated.py.
+"""
+import shutil
+
+import numpy as np
+import pytest
+
+from ddm_neuro import plugins
+from ddm_neuro.errors import DDMError
+
+pytest.importorskip("brian2")
+pytestmark = [pytest.mark.filterwarnings("ignore::RuntimeWarning"),
+              pytest.mark.skipif(shutil.which("make") is None or shutil.which("g++") is None,
+                                 reason="brian2-cpp needs make and g++")]
+
+#: Spiking neurons and rate of the test network; noisy runs: trials x time units, samples every H time units.
+N, RATE = 200, 70.0
+TRIALS, DURATION, H = 8, 30.0, 0.05
+
+
+@pytest.fixture(scope="module")
+def model(small_model_path):
+    from ddm_neuro.network import LatentRNN
+    from ddm_neuro.spiking.coordinated import tune_delta
+
+    basis = LatentRNN.load(small_model_path)
+    tuned, _ = tune_delta(basis, N, rate_hz=RATE, seed=1, record_dt=H)
+    return tuned
+
+
+def test_noise_free_run_takes_the_torch_loops_steps(model):
+    """Same seed, same start states, no noise: the Brian2 C++ read-out and spikes are the torch loop's."""
+    kw = dict(mode="spiking", trials=3, seed=5, noise="none", record_dt=H, record_spikes=True)
+    b = plugins.simulate(model, 3.0, backend="brian2-cpp", **kw)
+    t = plugins.simulate(model, 3.0, backend="torch", **kw)
+    assert b.meta["backend"] == "brian2-cpp" and b.meta["network"] == "coordinated" and b.z.shape == t.z.shape
+    np.testing.assert_allclose(b.z, t.z, rtol=0, atol=1e-9)
+    assert len(b.spikes_t) == len(t.spikes_t) > 50                # the same spikes
+    ob, ot = np.lexsort((b.spikes_i, b.spikes_t)), np.lexsort((t.spikes_i, t.spikes_t))   # orders differ by trial
+    np.testing.assert_array_equal(b.spikes_i[ob], t.spikes_i[ot])
+    np.testing.assert_allclose(b.spikes_t[ob], t.spikes_t[ot], rtol=1e-12)
+    assert abs(b.meta["mean_rate_hz"] / t.meta["mean_rate_hz"] - 1) < 1e-9
+    assert np.abs(b.z[:, -1] - b.z[:, 0]).max() > 0.1            # the runs moved
+
+
+def test_noisy_run_has_the_basis_noise(model):
+    """Residual covariance per unit time of a Brian2 C++ run against the basis's mean noise covariance G on its
+    states, within 4 of Wishart's standard errors ``sqrt((G_ij^2 + G_ii G_jj) / n)`` plus what the read-out error
+    adds (the jitter ratio j of the same network, measured on a torch run: ``(j + 2 sqrt(j)) G``). A noise
+    amplitude 1.2x too large (variance 1.44x) would be caught."""
+    from ddm_neuro.spiking.coordinated import jitter_ratio, simulate_coordinated
+
+    traj = plugins.simulate(model, DURATION, backend="brian2-cpp", mode="spiking", trials=TRIALS, seed=7,
+                            record_dt=H)
+    z = traj.z
+    z0, z1 = z[:, :-1].reshape(-1, model.dim), z[:, 1:].reshape(-1, model.dim)
+    r = z1 - z0 - model.latent_drift(z0) * H
+    n = len(r)
+    C = r.T @ r / n / H
+    G = np.mean(model.latent_cov(z0[:: 10]), axis=0)
+    se = np.sqrt((G ** 2 + np.outer(np.diag(G), np.diag(G))) / n)
+    zt, facts = simulate_coordinated(model, duration=20.0, trials=4, record_dt=H, seed=8, error=True)
+    j, _ = jitter_ratio(model, facts["e"], 1, H, zt)
+    assert 0 < j < 0.1, j
+    allow = (j + 2 * np.sqrt(j)) * np.sqrt(np.outer(np.diag(G), np.diag(G)))
+    assert np.all(np.abs(C - G) < 4 * se + allow), (C, G, se, allow)
+    assert np.any(np.abs(C - 1.44 * G) > 4 * se + allow)
+    assert 0.9 < traj.meta["mean_rate_hz"] / RATE < 1.1
+
+
+def test_what_brian2_cpp_refuses(model):
+    """More than one thread (the winner-take-all reads the neurons in order), inputs, and other back ends."""
+    from ddm_neuro.sde.systems import get_system
+    from ddm_neuro.spiking.pipeline import convert_to_spiking
+
+    with pytest.raises(DDMError, match="one thread"):
+        plugins.simulate(model, 1.0, backend="brian2-cpp", mode="spiking", threads=2)
+    with pytest.raises(DDMError, match="without inputs"):
+        convert_to_spiking(get_system("switch"), backend="brian2-cpp", network="coordinated", progress=False)
+    with pytest.raises(DDMError, match="torch"):
+        plugins.simulate(model, 1.0, backend="brian2", mode="spiking")
