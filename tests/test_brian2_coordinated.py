@@ -75,14 +75,29 @@ def test_noisy_run_has_the_basis_noise(model):
     assert 0.9 < traj.meta["mean_rate_hz"] / RATE < 1.1
 
 
-def test_what_brian2_cpp_refuses(model):
-    """More than one thread (the winner-take-all reads the neurons in order), inputs, and other back ends."""
+def test_inputs_reach_the_network_as_in_torch():
+    """An input-driven target (``switch``, a small closed-form basis), noise-free, with an input that steps
+    between its cues: the Brian2 C++ read-out is the torch loop's, and the input moved it."""
+    from ddm_neuro.fit.matching import fit
+    from ddm_neuro.run.inputs import InputSignal
     from ddm_neuro.sde.systems import get_system
-    from ddm_neuro.spiking.pipeline import convert_to_spiking
+    from ddm_neuro.spiking.coordinated import make_coordinated
 
+    basis = fit(get_system("switch"), n_neurons=24, steps=0, n_train=1500, n_val=300, n_test=200, n_noise=50,
+                seed=2, progress=False)
+    model = make_coordinated(basis, 60, 0.05, seed=3)
+    u = InputSignal.random_steps(np.array([-0.5]), np.array([0.5]), 0.5, 2.0, np.random.default_rng(4))
+    kw = dict(mode="spiking", trials=2, seed=5, noise="none", record_dt=H, u=u)
+    b = plugins.simulate(model, 2.0, backend="brian2-cpp", **kw)
+    t = plugins.simulate(model, 2.0, backend="torch", **kw)
+    np.testing.assert_allclose(b.z, t.z, rtol=0, atol=1e-9)
+    still = plugins.simulate(model, 2.0, backend="torch", **{**kw, "u": InputSignal.constant(np.zeros(1))})
+    assert np.abs(t.z - still.z).max() > 0.05
+
+
+def test_what_brian2_cpp_refuses(model):
+    """More than one thread (the winner-take-all reads the neurons in order), and other back ends."""
     with pytest.raises(DDMError, match="one thread"):
         plugins.simulate(model, 1.0, backend="brian2-cpp", mode="spiking", threads=2)
-    with pytest.raises(DDMError, match="without inputs"):
-        convert_to_spiking(get_system("switch"), backend="brian2-cpp", network="coordinated", progress=False)
     with pytest.raises(DDMError, match="torch"):
         plugins.simulate(model, 1.0, backend="brian2", mode="spiking")

@@ -74,7 +74,6 @@ def test_collapse_counts_only_runs_that_stop_moving():
     (["ou", "--refit-only"], "--refit-only"),
     (["ou", "--tau-ref", "-1"], "tau_ref"),
     (["ou", "--backend", "brian2-cpp", "--tau-ref", "0.00005"], "one spike per neuron per step"),
-    (["switch", "--backend", "brian2-cpp", "--network", "coordinated"], "without inputs"),
     (["ou", "--backend", "nest", "--network", "coordinated"], "torch and brian2-cpp"),
 ])
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, capsys, args, message):

@@ -3,9 +3,8 @@
 :func:`~ddm_neuro.spiking.pipeline.convert_to_spiking` comes here for a
 target in the torch back end (``--network auto``, the default,
 unless LIF neurons are asked for: :func:`~ddm_neuro.spiking.pipeline.choose_network`),
-or with ``--network coordinated`` (torch, or brian2-cpp for a target without
-inputs: the pilot runs that tune delta run in torch, the verification in the
-named back end):
+or with ``--network coordinated`` (torch, or brian2-cpp: the pilot runs that
+tune delta run in torch, the verification in the named back end):
 
 1. **fit** the basis: a tanh rate network (closed form; a tanh source model
    without hardware-constrained weights is used as it is);

@@ -553,9 +553,6 @@ def convert_to_spiking(source, *, backend="torch", output=None, report_dir=None,
     else:
         sde = source
     u0 = calibration_level(sde, u)
-    if network == "coordinated" and backend != "torch" and sde.n_inputs:
-        raise DDMError(f"{backend} runs spike-coordinated networks without inputs only, and {sde.name} has "
-                       f"{sde.n_inputs} ({', '.join(sde.inputs)}): use --backend torch, or --network independent")
     if tau_ref is not None or max_rates is not None:  # LIF parameters the LIF model refuses: said now
         from ..fit.options import lif_neuron
 

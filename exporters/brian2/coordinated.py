@@ -3,8 +3,8 @@ r"""The spike-coordinated network (``ddm_neuro.spiking.coordinated``) as Brian2 
 The same network and step as the torch back end's compiled loop (``ddm_neuro/run/step_loops.cpp``,
 ``ddm_coordinated``), per trial and step of ``dt`` seconds (``h = dt / T`` SDE units)::
 
-    basis (M rate units, every hold steps):  r = tanh(A^T (xh + c) + x0),  s2 = na (1 + r) / 2 + nc
-    command and noise (summed over the basis):  f = Kt r - ct (xh + c) + cst,  C = Ks diag(s2) Ks^T + LL
+    basis (M rate units, every hold steps):  r = tanh(A^T (xh + c) + x0 + Bx^T u),  s2 = na (1 + r) / 2 + nc
+    command and noise (summed over the basis):  f = Kt r - ct (xh + c) + cst + DB u,  C = Ks diag(s2) Ks^T + LL
     e  += f h + chol(C h) xi + (1 - a) xh - lk e,   xh *= a      (a = exp(-dt / tau), lk = 1 - a)
     V_j = D_j . e - thr_j;  the neuron with the largest positive V_j spikes: e -= D_j, xh += D_j
 
@@ -81,8 +81,9 @@ def _cholesky_code(d):
     return "\n".join(lines)
 
 
-def build_coordinated_network(model, *, trials, record_dt, xh0, noise=True, record_spikes=False, name="ddm"):
-    """Brian2 objects of ``trials`` copies of the coordinated model ``model`` (inputs not supported yet).
+def build_coordinated_network(model, *, trials, record_dt, xh0, noise=True, record_spikes=False, u_values=None,
+                               name="ddm"):
+    """Brian2 objects of ``trials`` copies of the coordinated model ``model``.
 
     Parameters
     ----------
@@ -96,6 +97,10 @@ def build_coordinated_network(model, *, trials, record_dt, xh0, noise=True, reco
         Start read-outs, centred SDE coordinates (``z0 - center``).
     noise : bool
         Inject the basis's noise.
+    record_spikes : bool
+        Keep spike times and indices (else only the counts).
+    u_values : array (n_rec, k), optional
+        A model with inputs: the input of each recording interval (held over it, as the torch loop does).
 
     Returns
     -------
@@ -108,9 +113,7 @@ def build_coordinated_network(model, *, trials, record_dt, xh0, noise=True, reco
     from ddm_neuro.spiking.coordinated import basis_arrays, coordinated, decoders, step_grid
 
     cfg = coordinated(model)
-    if model.n_inputs:
-        raise ValueError("the Brian2 coordinated network takes no inputs yet")
-    d, N, M, T = model.dim, int(cfg["n_neurons"]), model.n_neurons, int(trials)
+    d, N, M, T, k = model.dim, int(cfg["n_neurons"]), model.n_neurons, int(trials), model.n_inputs
     sub, dt_s = step_grid(model, record_dt)
     hold = max(1, int(round(cfg.get("hold_s", 2e-5) / dt_s)))
     arr = basis_arrays(model)
@@ -122,6 +125,15 @@ def build_coordinated_network(model, *, trials, record_dt, xh0, noise=True, reco
     hold_clock = b2.Clock(dt=hold * dt_s * b2.second, name=f"{name}_hold_clock")
     rec_clock = b2.Clock(dt=sub * dt_s * b2.second, name=f"{name}_record_clock")
     pairs = [(p, q) for p in range(d) for q in range(p + 1)]
+    u_row = u_basis = ""
+    if k:
+        u_values = np.asarray(u_values, dtype=np.float64)
+        if u_values.ndim != 2 or u_values.shape[1] != k:
+            raise ValueError(f"this model has {k} inputs: u_values needs shape (n_rec, {k}), got {u_values.shape}")
+        ns[f"{name}_u"] = b2.TimedArray(u_values, dt=sub * dt_s * b2.second, name=f"{name}_u")
+        for q in range(d):
+            ns.update({f"DB_{q}_{c}": float(arr["DB"][q, c]) for c in range(k)})
+        u_basis = "".join(f" + Bx_{c}*{name}_u(t, {c})" for c in range(k))
 
     # one row per trial: read-out, error, held command and noise covariance (summed), Cholesky factor
     eqs = "\n".join([f"xh_{q} : 1\ne_{q} : 1\nnz_{q} : 1\nf_{q} : 1" for q in range(d)]
@@ -132,7 +144,8 @@ def build_coordinated_network(model, *, trials, record_dt, xh0, noise=True, reco
     code += [f"nz_{q} = randn()" for q in range(d)] if noise else []
     for p in range(d):
         nz = "".join(f" + L_{p}_{q}*nz_{q}" for q in range(p + 1)) if noise else ""
-        code.append(f"e_{p} += (f_{p} - ct*xh_{p} + cst_{p})*h_sde{nz} + lk*xh_{p} - lk*e_{p}")
+        u_row = "".join(f" + DB_{p}_{c}*{name}_u(t, {c})" for c in range(k))
+        code.append(f"e_{p} += (f_{p} - ct*xh_{p} + cst_{p}{u_row})*h_sde{nz} + lk*xh_{p} - lk*e_{p}")
         code.append(f"xh_{p} = a_leak*xh_{p}")
     code.append("best_v = 0\nbest_i = -1")
     row.run_regularly("\n".join(c for c in code if c), when="groups", order=0, name=f"{name}_trial_step")
@@ -143,15 +156,19 @@ def build_coordinated_network(model, *, trials, record_dt, xh0, noise=True, reco
     # the basis: M rate units per trial, evaluated on the hold clock at the trial's read-out
     beqs = ["r : 1", "s2 : 1", "x0 : 1 (constant)", "na : 1 (constant)", "nc : 1 (constant)"]
     beqs += [f"A_{q} : 1 (constant)\nlxh_{q} : 1 (linked)" for q in range(d)]
+    beqs += [f"Bx_{c} : 1 (constant)" for c in range(k)]
     basis = b2.NeuronGroup(M * T, "\n".join(beqs), clock=hold_clock, order=-5, name=f"{name}_basis", namespace=ns)
     basis.x0 = np.tile(arr["x0"] + arr["A"].T @ model.center, T)
     basis.na, basis.nc = np.tile(arr["na"], T), np.tile(arr["nc"], T)
     b_trial = np.repeat(np.arange(T), M)
+    for c in range(k):
+        setattr(basis, f"Bx_{c}", np.tile(arr["Bx"][c], T))
     for q in range(d):
         setattr(basis, f"A_{q}", np.tile(arr["A"][q], T))
         setattr(basis, f"lxh_{q}", b2.linked_var(row, f"xh_{q}", index=b_trial))
     xin = " + ".join(f"A_{q}*lxh_{q}" for q in range(d))
-    basis.run_regularly(f"r = tanh(x0 + {xin})\ns2 = na*0.5*(1 + r) + nc", when="start", order=0,
+    basis.run_regularly(f"r = tanh(x0 + {xin}{u_basis})" + ("\ns2 = na*0.5*(1 + r) + nc" if noise else ""),
+                        when="start", order=0,
                         name=f"{name}_basis_step")
     seqs = [f"Kt_{q} : 1 (constant)\nf_{q}_post = Kt_{q}*r_pre : 1 (summed)" for q in range(d)]
     if noise:
@@ -201,11 +218,12 @@ def run(plan):
     """Run a spiking-mode plan of a coordinated model as Brian2 ``cpp_standalone``; return the Trajectory.
 
     Each run generates and compiles its own project (about 20 s here) in a temporary folder under the
-    build cache, with the plan's seed, start states and duration built in, and removes it afterwards:
+    build cache, with the plan's seed, start states, inputs and duration built in, and removes it afterwards:
     coordinated runs are long (microsecond steps), so the compile is a small part of them. Noise-free
     runs follow the torch back end's compiled loop (``ddm_neuro.run.step_loops``) step for step from the
     same start states; noisy runs draw Brian2's own normal numbers (the same law, other draws).
-    Options: ``record_spikes``. One thread, no inputs (refused).
+    Options: ``record_spikes``. One thread (more are refused). Inputs are held over each recording
+    interval, as in the torch loop.
     """
     import brian2 as b2
 
@@ -219,9 +237,6 @@ def run(plan):
     from .processes import run_group, terminate_as_interrupt
 
     model = plan.model
-    if model.n_inputs:
-        raise DDMError("brian2-cpp runs spike-coordinated networks without inputs only (this model has "
-                       f"{model.n_inputs}); run it with --backend torch")
     if int(getattr(plan, "threads", 1) or 1) > 1:
         raise DDMError("brian2-cpp runs a spike-coordinated network on one thread (its winner-take-all reads the "
                        "neurons in order): leave --threads at 1")
@@ -246,7 +261,8 @@ def run(plan):
             b2.device.activate(**opts)
             b2.seed(bin_seed)
             parts = build_coordinated_network(model, trials=plan.trials, record_dt=plan.record_dt,
-                                              xh0=z_start - model.center, noise=noisy, record_spikes=record_spikes)
+                                              xh0=z_start - model.center, noise=noisy, record_spikes=record_spikes,
+                                              u_values=_inputs(plan))
             span = (plan.n_rec - 1) * parts["sub"] * parts["step_s"]
             parts["network"].run((span + 0.5 * parts["step_s"]) * b2.second)
             b2.device.build(directory=str(tmp), compile=False, run=False)
@@ -307,3 +323,14 @@ def run(plan):
         integration_dt=parts["step_s"] / model.time_scale, neuron={"name": "coordinated", "cost": cfg["cost"]},
         tau_syn=model.tau, time_scale=model.time_scale, device="cpp_standalone", threads=1,
         compile_seconds=compile_s, run_seconds=run_s, total_seconds=time.perf_counter() - t0)
+
+
+def _inputs(plan):
+    """The plan's input per recording interval ``(n_rec, k)`` (zeros without a signal), or None for a model without
+    inputs: the torch loop's grid (an interval's input is the signal at its start)."""
+    k = plan.model.n_inputs
+    if not k:
+        return None
+    if plan.input is None:
+        return np.zeros((plan.n_rec, k))
+    return np.asarray(plan.input.at(np.arange(plan.n_rec) * plan.record_dt), dtype=np.float64).reshape(plan.n_rec, k)
