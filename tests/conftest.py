@@ -45,6 +45,18 @@ def small_model_path(_small_fit):
     return _small_fit[1]
 
 
+@pytest.fixture(scope="session")
+def coordinated_small(small_model_path):
+    """The small model as a spike-coordinated network of 200 neurons, delta tuned to 70 Hz on pilots recorded every
+    0.05 time units: ``(basis, model, facts)`` (:func:`ddm_neuro.spiking.coordinated.tune_delta`). Read-only."""
+    from ddm_neuro.network import LatentRNN
+    from ddm_neuro.spiking.coordinated import tune_delta
+
+    basis = LatentRNN.load(small_model_path)
+    model, facts = tune_delta(basis, 200, rate_hz=70.0, seed=1, record_dt=0.05)
+    return basis, model, facts
+
+
 @pytest.fixture
 def small_model_fitted(_small_fit):
     """A deep copy of the model as :func:`ddm_neuro.fit.fit` returned it (after saving)."""

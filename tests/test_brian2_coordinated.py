@@ -26,13 +26,9 @@ TRIALS, DURATION, H = 8, 30.0, 0.05
 
 
 @pytest.fixture(scope="module")
-def model(small_model_path):
-    from ddm_neuro.network import LatentRNN
-    from ddm_neuro.spiking.coordinated import tune_delta
-
-    basis = LatentRNN.load(small_model_path)
-    tuned, _ = tune_delta(basis, N, rate_hz=RATE, seed=1, record_dt=H)
-    return tuned
+def model(coordinated_small):
+    """The session's coordinated network (conftest.py): the small OU model, N neurons at RATE."""
+    return coordinated_small[1]
 
 
 def test_noisy_run_has_the_basis_noise(model):

@@ -23,12 +23,9 @@ TRIALS, DURATION, H = 8, 60.0, 0.05
 
 
 @pytest.fixture(scope="module")
-def tuned(small_model_path):
-    from ddm_neuro.network import LatentRNN
-
-    basis = LatentRNN.load(small_model_path)
-    model, facts = tune_delta(basis, N, rate_hz=RATE, seed=1, record_dt=H)
-    return basis, model, facts
+def tuned(coordinated_small):
+    """``(basis, model, facts)``: the session's coordinated network (conftest.py), N neurons at RATE, pilots every H."""
+    return coordinated_small
 
 
 @pytest.fixture(scope="module")
