@@ -67,7 +67,7 @@ def test_noise_free_run_takes_the_torch_loops_steps():
 
     basis = fit(get_system("switch"), n_neurons=24, steps=0, n_train=1500, n_val=300, n_test=200, n_noise=50,
                 seed=2, progress=False)
-    model = make_coordinated(basis, 60, 0.05, seed=3)
+    model = make_coordinated(basis, 300, 0.03, seed=3)    # N = 300: steps of 9.5 us, the basis held over 2
     u = InputSignal.random_steps(np.array([-0.5]), np.array([0.5]), 0.5, 2.0, np.random.default_rng(4))
     kw = dict(mode="spiking", trials=2, seed=5, noise="none", record_dt=H, u=u, record_spikes=True)
     b = plugins.simulate(model, 2.0, backend="brian2-cpp", **kw)
@@ -79,6 +79,7 @@ def test_noise_free_run_takes_the_torch_loops_steps():
     np.testing.assert_array_equal(b.spikes_i[ob], t.spikes_i[ot])
     np.testing.assert_allclose(b.spikes_t[ob], t.spikes_t[ot], rtol=1e-12)
     assert abs(b.meta["mean_rate_hz"] / t.meta["mean_rate_hz"] - 1) < 1e-9
+    assert b.meta["integration_dt"] == t.meta["integration_dt"] and t.meta["integration_dt"] * model.time_scale < 1e-5
     still = plugins.simulate(model, 2.0, backend="torch", **{**kw, "u": InputSignal.constant(np.zeros(1))})
     assert np.abs(t.z - still.z).max() > 0.05
 

@@ -106,7 +106,7 @@ def build_coordinated_network(model, *, trials, record_dt, xh0, noise=True, reco
     -------
     dict
         ``network`` (a ``brian2.Network``), ``monitor`` (``xh_q`` of the trial group at the samples),
-        ``spikes`` (a SpikeMonitor), ``step_s``, ``hold``.
+        ``spikes`` (a SpikeMonitor, or None without ``record_spikes``), ``step_s``, ``hold``, ``sub``.
     """
     import brian2 as b2
 
@@ -125,7 +125,7 @@ def build_coordinated_network(model, *, trials, record_dt, xh0, noise=True, reco
     hold_clock = b2.Clock(dt=hold * dt_s * b2.second, name=f"{name}_hold_clock")
     rec_clock = b2.Clock(dt=sub * dt_s * b2.second, name=f"{name}_record_clock")
     pairs = [(p, q) for p in range(d) for q in range(p + 1)]
-    u_row = u_basis = ""
+    u_basis = ""
     if k:
         u_values = np.asarray(u_values, dtype=np.float64)
         if u_values.ndim != 2 or u_values.shape[1] != k:
@@ -135,21 +135,36 @@ def build_coordinated_network(model, *, trials, record_dt, xh0, noise=True, reco
             ns.update({f"DB_{q}_{c}": float(arr["DB"][q, c]) for c in range(k)})
         u_basis = "".join(f" + Bx_{c}*{name}_u(t, {c})" for c in range(k))
 
-    # one row per trial: read-out, error, held command and noise covariance (summed), Cholesky factor
-    eqs = "\n".join([f"xh_{q} : 1\ne_{q} : 1\nnz_{q} : 1\nf_{q} : 1" for q in range(d)]
-                    + [f"C_{p}_{q} : 1\nL_{p}_{q} : 1" for p, q in pairs] + ["trial : integer (constant)", "best_v : 1", "best_i : integer"])
+    # per trial, on the hold clock: the basis's command and noise covariance (summed over its units), Cholesky factor
+    trials_idx = np.arange(T)
+    held = b2.NeuronGroup(T, "\n".join([f"f_{q} : 1\ng_{q} : 1\nlxh_{q} : 1 (linked)" for q in range(d)]
+                                       + [f"C_{p}_{q} : 1\nL_{p}_{q} : 1" for p, q in pairs]),
+                          clock=hold_clock, order=-3, name=f"{name}_held", namespace=ns)
+    held_code = []
+    for q in range(d):   # the command, held with the basis (the torch loop's): Kt r - ct z + cst + DB u, z = xh + c
+        u_row = "".join(f" + DB_{q}_{c}*{name}_u(t, {c})" for c in range(k))
+        held_code.append(f"g_{q} = f_{q} - ct*lxh_{q} + cst_{q}{u_row}")
+    held.run_regularly("\n".join(held_code + ([_cholesky_code(d)] if noise else [])), when="groups", order=-3,
+                       name=f"{name}_held_step")
+    # per trial, every step: read-out, error, the winner-take-all's best margin and neuron
+    eqs = "\n".join([f"xh_{q} : 1\ne_{q} : 1\nnz_{q} : 1\nlg_{q} : 1 (linked)" for q in range(d)]
+                    + [f"lL_{p}_{q} : 1 (linked)" for p, q in pairs]
+                    + ["trial : integer (constant)", "best_v : 1", "best_i : integer", "n_spikes : 1"])
     row = b2.NeuronGroup(T, eqs, clock=clock, order=0, name=f"{name}_trial", namespace=ns)
-    row.trial = np.arange(T)
-    code = [_cholesky_code(d) if noise else ""]
-    code += [f"nz_{q} = randn()" for q in range(d)] if noise else []
+    row.trial = trials_idx
+    for q in range(d):
+        setattr(row, f"lg_{q}", b2.linked_var(held, f"g_{q}"))
+        setattr(held, f"lxh_{q}", b2.linked_var(row, f"xh_{q}"))
+    for p, q in pairs:
+        setattr(row, f"lL_{p}_{q}", b2.linked_var(held, f"L_{p}_{q}"))
+    code = [f"nz_{q} = randn()" for q in range(d)] if noise else []
     for p in range(d):
-        nz = "".join(f" + L_{p}_{q}*nz_{q}" for q in range(p + 1)) if noise else ""
-        u_row = "".join(f" + DB_{p}_{c}*{name}_u(t, {c})" for c in range(k))
-        code.append(f"e_{p} += (f_{p} - ct*xh_{p} + cst_{p}{u_row})*h_sde{nz} + lk*xh_{p} - lk*e_{p}")
+        nz = "".join(f" + lL_{p}_{q}*nz_{q}" for q in range(p + 1)) if noise else ""
+        code.append(f"e_{p} += lg_{p}*h_sde{nz} + lk*xh_{p} - lk*e_{p}")
         code.append(f"xh_{p} = a_leak*xh_{p}")
     code.append("best_v = 0\nbest_i = -1")
-    row.run_regularly("\n".join(c for c in code if c), when="groups", order=0, name=f"{name}_trial_step")
-    # f_q above is Kt r (summed); the -ct z + cst part with z = xh + c: -ct xh - ct c + cst
+    row.run_regularly("\n".join(code), when="groups", order=0, name=f"{name}_trial_step")
+    # g_q above: Kt r (f_q, summed) - ct z + cst with z = xh + c, i.e. - ct xh + (cst - ct c)
     for q in range(d):
         ns[f"cst_{q}"] = float(arr["cst"][q] - arr["ct"] * model.center[q])
 
@@ -176,7 +191,7 @@ def build_coordinated_network(model, *, trials, record_dt, xh0, noise=True, reco
         seqs += [f"C_{p}_{q}_post = Ks_{p}*Ks_{q}*s2_pre + LL_{p}_{q}/{M} : 1 (summed)" for p, q in pairs]
         for p, q in pairs:
             ns[f"LL_{p}_{q}"] = float(arr["LL"][p, q])
-    to_row = b2.Synapses(basis, row, "\n".join(seqs), clock=hold_clock, name=f"{name}_basis_sum", namespace=ns)
+    to_row = b2.Synapses(basis, held, "\n".join(seqs), clock=hold_clock, name=f"{name}_basis_sum", namespace=ns)
     to_row.connect(i=np.arange(M * T), j=b_trial)
     for q in range(d):
         setattr(to_row, f"Kt_{q}", np.tile(arr["Kt"][q], T))
@@ -198,7 +213,8 @@ def build_coordinated_network(model, *, trials, record_dt, xh0, noise=True, reco
     neurons.run_regularly("dummy = ddm_coord_track(trial, i, V)", when="groups", order=5,
                           name=f"{name}_neurons_track")
     kick = b2.Synapses(neurons, row, "\n".join(f"Dk_{q} : 1 (constant)" for q in range(d)),
-                       on_pre="\n".join(f"e_{q}_post -= Dk_{q}\nxh_{q}_post += Dk_{q}" for q in range(d)),
+                       on_pre="\n".join(f"e_{q}_post -= Dk_{q}\nxh_{q}_post += Dk_{q}" for q in range(d))
+                       + "\nn_spikes_post += 1",
                        clock=clock, name=f"{name}_inhibition", namespace=ns)
     kick.connect(i=np.arange(N * T), j=n_trial)
     for q in range(d):
@@ -207,10 +223,12 @@ def build_coordinated_network(model, *, trials, record_dt, xh0, noise=True, reco
     xh0 = np.asarray(xh0, dtype=np.float64).reshape(T, d)
     for q in range(d):
         setattr(row, f"xh_{q}", xh0[:, q])
-    monitor = b2.StateMonitor(row, [f"xh_{q}" for q in range(d)], record=True, clock=rec_clock, when="start", order=-20,
+    # at the start of each recording step: the read-out and the spikes so far (the run's last step is not counted)
+    monitor = b2.StateMonitor(row, [f"xh_{q}" for q in range(d)] + ["n_spikes"], record=True, clock=rec_clock,
+                              when="start", order=-20,
                               name=f"{name}_monitor")
-    spikes = b2.SpikeMonitor(neurons, record=bool(record_spikes), name=f"{name}_spikes")
-    net = b2.Network(row, basis, to_row, neurons, kick, monitor, spikes)
+    spikes = b2.SpikeMonitor(neurons, name=f"{name}_spikes") if record_spikes else None
+    net = b2.Network(held, row, basis, to_row, neurons, kick, monitor, *([spikes] if spikes is not None else []))
     return {"network": net, "monitor": monitor, "spikes": spikes, "step_s": dt_s, "hold": hold, "sub": sub}
 
 
@@ -271,7 +289,7 @@ def run(plan):
             names = {q: b2.device.get_array_filename(mon.variables[f"xh_{q}"]) for q in range(model.dim)}
             spike_files = (b2.device.get_array_filename(spk.variables["t"]),
                            b2.device.get_array_filename(spk.variables["i"])) if record_spikes else None
-            count_file = b2.device.get_array_filename(spk.variables["count"])
+            count_file = b2.device.get_array_filename(mon.variables["n_spikes"])
             b2.device.reinit()
             b2.set_device("runtime")
             with ticking("brian2-cpp: generating and compiling the coordinated network", plan.progress):
@@ -293,7 +311,7 @@ def run(plan):
                 raise DDMError(f"brian2-cpp: the coordinated network recorded {len(xh)} samples, expected "
                                f"{plan.n_rec}")
             z = xh[:plan.n_rec].transpose(1, 0, 2) + model.center
-            counts = np.fromfile(res / count_file, dtype=np.int32).reshape(T, -1).sum(axis=1)
+            counts = np.fromfile(res / count_file, dtype=np.float64).reshape(-1, T)[plan.n_rec - 1]
             sp_t = sp_i = None
             if record_spikes:
                 # Brian2 stamps a spike with its step's start; the torch loop with its end (the state it changes)
