@@ -202,7 +202,8 @@ def test_the_verify_gate_fails_a_network_with_the_wrong_noise(tmp_path, quick_ru
     assert names.count("calibrate (four times the runs)") == int(third)
     base = pipeline.CALIBRATION["stochastic"][0]
     assert asked == [base, 2 * base] + ([4 * base] if third else [])
-    assert "diffusion" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "diffusion" in err and "--network coordinated" in err      # and what to try instead
 
 
 HELD_OUT = '''
