@@ -3,16 +3,21 @@ r"""The spike-coordinated network (``ddm_neuro.spiking.coordinated``) as Brian2 
 The same network and step as the torch back end's compiled loop (``ddm_neuro/run/step_loops.cpp``,
 ``ddm_coordinated``), per trial and step of ``dt`` seconds (``h = dt / T`` SDE units)::
 
-    basis (M rate units, every hold steps):  r = tanh(A^T (xh + c) + x0 + Bx^T u),  s2 = na (1 + r) / 2 + nc
-    command and noise (summed over the basis):  f = Kt r - ct (xh + c) + cst + DB u,  C = Ks diag(s2) Ks^T + LL
-    e  += f h + chol(C h) xi + (1 - a) xh - lk e,   xh *= a      (a = exp(-dt / tau), lk = 1 - a)
-    V_j = D_j . e - thr_j;  the neuron with the largest positive V_j spikes: e -= D_j, xh += D_j
+    every hold steps (the basis, M rate units, and what it commands, held until the next):
+        r = tanh(A^T (xh + c) + x0 + Bx^T u),  s2 = na (1 + r) / 2 + nc
+        g = Kt r - ct (xh + c) + cst + DB u,   C = Ks diag(s2) Ks^T + LL,   L = chol(C h)
+    every step:
+        e  += g h + L xi + (1 - a) xh - lk e,   xh *= a      (a = exp(-dt / tau), lk = 1 - a; Ito)
+        V_j = D_j . e - thr_j;  the neuron with the largest positive V_j spikes: e -= D_j, xh += D_j
 
-Groups: ``{name}_basis`` (M per trial), ``{name}_trial`` (one row per trial: ``xh_q``, ``e_q``, the
-held command and noise covariance as summed variables, their Cholesky factor ``L_p_q``) and
-``{name}_neurons`` (N per trial; ``V`` reads ``e`` through linked variables). The fast rank-d
-inhibition is the synapse from each neuron to its trial's row (``e -= D_j``, ``xh += D_j``), delivered
-in the step of the spike, before the next step's membranes are read.
+Groups: ``{name}_basis`` (M per trial, on the hold clock), ``{name}_held`` (one row per trial on the
+hold clock: ``Kt r`` and ``C`` as summed variables over the basis, the command ``g`` and the Cholesky
+factor ``L``), ``{name}_trial`` (one row per trial, every step: ``xh``, ``e``, the step's best margin
+and neuron, the spike count) and ``{name}_neurons`` (N per trial; ``V`` reads ``e`` through linked
+variables). The fast rank-d inhibition is the synapse from each neuron to its trial's row (``e -=
+D_j``, ``xh += D_j``), delivered in the step of the spike, before the next step's membranes are read.
+A summed variable is computed on its target's clock in Brian2, hence the held group: summed into the
+per-step row, the basis's sums would run every step.
 
 One spike per step, the largest first: Brian2's threshold is evaluated neuron by neuron, so the
 population's choice is made by a C++ function (``ddm_coord_track`` keeps each trial's largest
