@@ -35,7 +35,9 @@ def run(backend, model, duration, **kw):
 
 
 @CPP
-@pytest.mark.parametrize("noise", ["none", "remainder"])
+# "none" is slow: "remainder" (the same arithmetic plus the noise) checks the same agreement to the last spike, and
+# a noise-free brian2-cpp spiking build is run by test_cpp_records_every_sample_when_record_dt_is_not_a_power_of_two_steps
+@pytest.mark.parametrize("noise", [pytest.param("none", marks=pytest.mark.slow), "remainder"])
 def test_runtime_and_cpp_spiking_runs_agree(lif_ou, noise):
     # a fixed Fano factor: the same arithmetic in numpy and C++, so the same spikes to the last one
     a = run("brian2", lif_ou, 2.0, noise=noise, record_spikes=True, fano=1.0)
