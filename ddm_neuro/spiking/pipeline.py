@@ -134,7 +134,7 @@ OPTIONS = [
      "(default: the output's name with _report)"),
     ("--network KIND", str, "auto", "spiking network: independent (LIF neurons, calibrated), coordinated (spikes "
      "coordinated through delay-free rank-d inhibition: far fewer neurons for the same spike noise; torch "
-     "only) or auto (default: coordinated in torch unless a LIF source, "
+     "and brian2-cpp) or auto (default: coordinated in torch unless a LIF source, "
      "--tau-ref or --max-rates asks for LIF neurons; independent otherwise)"),
     ("--refit-only", FLAG, None, "only refit a tanh model with LIF neurons keeping its tuning: no calibration, no "
      "verification (what convert did before)")]
