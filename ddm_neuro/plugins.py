@@ -211,7 +211,7 @@ CORE = [
                          "device); auto: compiled where it builds", ("auto", "compiled", "torch")),
         "device": Option("cpu", "cpu, or cuda / cuda:K (a GPU visible to torch; the torch loop runs there)"),
     }, help="the rate network (Euler-Maruyama), its LIF spiking network (exact integration) or a spike-coordinated "
-            "network, float64"),
+            "network, float64", coordinated=True),
     Plugin("target", "simulator", ("rate", "sde"), "ddm_neuro.run.backends:run_target",
            help="the model's target SDE itself (Euler-Maruyama, Ito) on the network's grid"),
 ]
@@ -294,7 +294,7 @@ def simulate(model, duration, *, backend="torch", mode="rate", trials=1, seed=No
     Trajectory
     """
     plugin = get("simulator", backend, mode)
-    _check_coordinated(model, mode, f"the {backend} back end", backend == "torch" or plugin.coordinated)
+    _check_coordinated(model, mode, f"the {backend} back end", plugin.coordinated)
     resolved = plugin.resolve(options)
     if noise is None:
         noise = "remainder" if mode == "spiking" else True
@@ -329,13 +329,14 @@ def export(model, output, *, format, mode="rate", force=False, progress=False, *
 
 
 def _check_coordinated(model, mode, where, carries):
-    """Refuse the spiking mode of a spike-coordinated model where it cannot be carried (torch's and brian2-cpp's runs
-    carry it)."""
+    """Refuse the spiking mode of a spike-coordinated model where it cannot be carried (``carries``: the simulator
+    declares ``coordinated``)."""
     cfg = (getattr(model, "meta", None) or {}).get("coordinated")
     if cfg and mode == "spiking" and not carries:
         raise DDMError(f"this model is a spike-coordinated network ({cfg['n_neurons']} neurons coordinated through "
                        f"delay-free rank-d inhibition at microsecond steps), which {where} cannot carry: run its "
-                       "spiking network with --backend torch (or brian2-cpp), or use its tanh basis as a rate network (--mode rate)")
+                       "spiking network with --backend torch (or brian2-cpp), or use its tanh basis as a rate network "
+                       "(--mode rate)")
 
 
 def get_exporter(fmt):

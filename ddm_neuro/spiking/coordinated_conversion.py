@@ -70,7 +70,7 @@ def coordinated_stages(result, stages, best, sde, model0, plugin, u0, seed, prog
     from .coordinated import RATE_HZ, jitter_exponent, jitter_limit, size_for_jitter, tune_delta
     from .noise import verify_lag
 
-    if plugin.name != "torch" and not plugin.coordinated:
+    if not plugin.coordinated:
         raise DDMError(f"a spike-coordinated network runs only in the torch and brian2-cpp back ends (its delay-free "
                        f"rank-d inhibition and microsecond steps are not in {plugin.name}); use --backend torch")
     ch = result.choices

@@ -537,7 +537,7 @@ def convert_to_spiking(source, *, backend="torch", output=None, report_dir=None,
     if network not in NETWORKS:
         raise DDMError(f"--network must be one of {', '.join(NETWORKS)} (got {network!r})")
     plugin = plugins.get("simulator", backend, "spiking")
-    if network == "coordinated" and not (backend == "torch" or plugin.coordinated):
+    if network == "coordinated" and not plugin.coordinated:
         raise DDMError(f"--network coordinated runs only in the torch and brian2-cpp back ends (its delay-free "
                        f"rank-d inhibition and microsecond steps are not in {backend}); use --backend torch")
     plugin.load()  # installed? (a missing package: one line with the pip install that adds it)
@@ -733,7 +733,7 @@ def _run(result, stages, best, sde, model0, plugin, u0, seed, progress, given):
                              f"{1 + TOTAL_EXCESS_LIMIT:g}), and --max-neurons is {cap}; raise --max-neurons to {need} "
                              f"(the conversion would take about {est / 60:.0f} min of spiking runs in {backend} "
                              f"on one core here); or "
-                             + ("" if backend == "torch" or plugin.coordinated else "--backend torch ")
+                             + ("" if plugin.coordinated else "--backend torch ")
                              + "--network coordinated, whose coordinated spikes need far fewer neurons")
             stages.end()
             raise DDMError(result.reason)
@@ -792,7 +792,8 @@ def _run(result, stages, best, sde, model0, plugin, u0, seed, progress, given):
             # a verdict within the metrics' own noise of a threshold decides nothing: twice the runs, fresh seeds
             # (not for a FAIL as fitted: calibration comes next either way)
             _verify_stage(result, stages, model, sde, plugin, [2 * runs[0], runs[1]], levels,
-                          seed + VERIFY_SEED + 1000 * attempt + 500, z_collapse, progress, " (marginal: twice the runs)")
+                          seed + VERIFY_SEED + 1000 * attempt + 500, z_collapse, progress,
+                          " (marginal: twice the runs)")
         if result.passed:
             break
         info = model.meta.get("spiking_calibration", {})
@@ -804,7 +805,7 @@ def _run(result, stages, best, sde, model0, plugin, u0, seed, progress, given):
         result.reason = (f"verify fails on {', '.join(result.failed_metrics())} after a calibration with "
                          f"{attempts[-1]} times the runs; the report folder has the figures"
                          + ("; --network coordinated builds a spike-coordinated network instead, which passed every "
-                            "system tried but FitzHugh-Nagumo" if backend == "torch" or plugin.coordinated else ""))
+                            "system tried but FitzHugh-Nagumo" if plugin.coordinated else ""))
     stages.end()
 
 

@@ -141,7 +141,6 @@ def build_coordinated_network(model, *, trials, record_dt, xh0, noise=True, reco
         u_basis = "".join(f" + Bx_{c}*{name}_u(t, {c})" for c in range(k))
 
     # per trial, on the hold clock: the basis's command and noise covariance (summed over its units), Cholesky factor
-    trials_idx = np.arange(T)
     held = b2.NeuronGroup(T, "\n".join([f"f_{q} : 1\ng_{q} : 1\nlxh_{q} : 1 (linked)" for q in range(d)]
                                        + [f"C_{p}_{q} : 1\nL_{p}_{q} : 1" for p, q in pairs]),
                           clock=hold_clock, order=-3, name=f"{name}_held", namespace=ns)
@@ -154,9 +153,8 @@ def build_coordinated_network(model, *, trials, record_dt, xh0, noise=True, reco
     # per trial, every step: read-out, error, the winner-take-all's best margin and neuron
     eqs = "\n".join([f"xh_{q} : 1\ne_{q} : 1\nnz_{q} : 1\nlg_{q} : 1 (linked)" for q in range(d)]
                     + [f"lL_{p}_{q} : 1 (linked)" for p, q in pairs]
-                    + ["trial : integer (constant)", "best_v : 1", "best_i : integer", "n_spikes : 1"])
+                    + ["best_v : 1", "best_i : integer", "n_spikes : 1"])
     row = b2.NeuronGroup(T, eqs, clock=clock, order=0, name=f"{name}_trial", namespace=ns)
-    row.trial = trials_idx
     for q in range(d):
         setattr(row, f"lg_{q}", b2.linked_var(held, f"g_{q}"))
         setattr(held, f"lxh_{q}", b2.linked_var(row, f"xh_{q}"))
@@ -208,8 +206,8 @@ def build_coordinated_network(model, *, trials, record_dt, xh0, noise=True, reco
     neqs = [f"D_{q} : 1 (constant)\nle_{q} : 1 (linked)" for q in range(d)]
     neqs += ["thr : 1 (constant)", "trial : integer (constant)", "dummy : 1",
              "V = " + " + ".join(f"D_{q}*le_{q}" for q in range(d)) + " - thr : 1"]
-    neurons = b2.NeuronGroup(N * T, "\n".join(neqs), threshold="ddm_coord_winner(trial, i) > 0.5", reset="", clock=clock, order=5,
-                             name=f"{name}_neurons", namespace=ns)
+    neurons = b2.NeuronGroup(N * T, "\n".join(neqs), threshold="ddm_coord_winner(trial, i) > 0.5", reset="",
+                             clock=clock, order=5, name=f"{name}_neurons", namespace=ns)
     neurons.trial = n_trial
     neurons.thr = np.tile(thr, T)
     for q in range(d):
