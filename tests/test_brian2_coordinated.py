@@ -58,8 +58,9 @@ def test_noisy_run_has_the_basis_noise(model):
 
 def test_noise_free_run_takes_the_torch_loops_steps():
     """An input-driven target (``switch``, a small closed-form basis), noise-free, its input stepping between the
-    cues: from the same seed and start states the Brian2 C++ read-out and spikes are the torch loop's, and the
-    input moved them (its weights reach the latent through the basis units here: ``D B`` is 0 in this fit)."""
+    cues: from the same seed and start states the Brian2 C++ read-out and spikes (two OpenMP threads, one per
+    trial) are the torch loop's, and the input moved them (its weights reach the latent through the basis units
+    here: ``D B`` is 0 in this fit)."""
     from ddm_neuro.fit.matching import fit
     from ddm_neuro.run.inputs import InputSignal
     from ddm_neuro.sde.systems import get_system
@@ -70,9 +71,10 @@ def test_noise_free_run_takes_the_torch_loops_steps():
     model = make_coordinated(basis, 300, 0.03, seed=3)    # N = 300: steps of 9.5 us, the basis held over 2
     u = InputSignal.random_steps(np.array([-0.5]), np.array([0.5]), 0.5, 2.0, np.random.default_rng(4))
     kw = dict(mode="spiking", trials=2, seed=5, noise="none", record_dt=H, u=u, record_spikes=True)
-    b = plugins.simulate(model, 2.0, backend="brian2-cpp", **kw)
-    t = plugins.simulate(model, 2.0, backend="torch", **kw)
+    b = plugins.simulate(model, 2.0, backend="brian2-cpp", threads=2, **kw)   # a thread per trial
+    t = plugins.simulate(model, 2.0, backend="torch", threads=1, **kw)
     assert b.meta["backend"] == "brian2-cpp" and b.meta["network"] == "coordinated" and b.z.shape == t.z.shape
+    assert b.meta["threads"] == 2
     np.testing.assert_allclose(b.z, t.z, rtol=0, atol=1e-9)
     assert len(b.spikes_t) == len(t.spikes_t) > 50
     ob, ot = np.lexsort((b.spikes_i, b.spikes_t)), np.lexsort((t.spikes_i, t.spikes_t))   # orders differ by trial
@@ -85,8 +87,6 @@ def test_noise_free_run_takes_the_torch_loops_steps():
 
 
 def test_what_brian2_cpp_refuses(model):
-    """More than one thread (the winner-take-all reads the neurons in order), and other back ends."""
-    with pytest.raises(DDMError, match="one thread"):
-        plugins.simulate(model, 1.0, backend="brian2-cpp", mode="spiking", threads=2)
+    """Back ends that cannot run a coordinated network name those that can."""
     with pytest.raises(DDMError, match="torch"):
         plugins.simulate(model, 1.0, backend="brian2", mode="spiking")

@@ -33,14 +33,16 @@ def test_choices_follow_the_target():
     assert norse["max_neurons"].value == 500
 
 
-def test_auto_builds_coordinated_networks_only_in_torch(small_model):
-    """What ``--network auto`` picks: coordinated in torch, for stochastic and deterministic targets and a tanh
-    source; independent LIF neurons in another back end, for a LIF source or LIF parameters; a given network as
-    given."""
+def test_auto_builds_coordinated_networks_where_they_run(small_model):
+    """What ``--network auto`` picks: coordinated in torch and brian2-cpp, for stochastic and deterministic targets
+    and a tanh source; independent LIF neurons in another back end, for a LIF source or LIF parameters; a given
+    network as given."""
     given = {"network": "auto", "tau_ref": None, "max_rates": None}
     for kind in ("stochastic", "deterministic"):
         assert pipeline.choose_network(given, backend="torch", kind=kind)[0] == "coordinated"
-        assert pipeline.choose_network(given, backend="brian2-cpp", kind=kind)[0] == "independent"
+        assert pipeline.choose_network(given, backend="brian2-cpp", kind=kind)[0] == "coordinated"
+        assert pipeline.choose_network(given, backend="brian2", kind=kind)[0] == "independent"
+        assert pipeline.choose_network(given, backend="norse", kind=kind)[0] == "independent"
     assert pipeline.choose_network(given, backend="torch", kind="stochastic", source=small_model)[0] == "coordinated"
     assert pipeline.choose_network({**given, "tau_ref": 1e-4}, backend="torch", kind="stochastic")[0] == "independent"
     lif_source = SimpleNamespace(neuron=SimpleNamespace(name="lif"))  # the neuron name is all it reads

@@ -1,10 +1,11 @@
 """The conversion's stages for a spike-coordinated network (:mod:`ddm_neuro.spiking.coordinated`).
 
 :func:`~ddm_neuro.spiking.pipeline.convert_to_spiking` comes here for a
-target in the torch back end (``--network auto``, the default,
+target in the torch or brian2-cpp back end (``--network auto``, the default,
 unless LIF neurons are asked for: :func:`~ddm_neuro.spiking.pipeline.choose_network`),
-or with ``--network coordinated`` (torch, or brian2-cpp: the pilot runs that
-tune delta run in torch, the verification in the named back end):
+or with ``--network coordinated`` (in brian2-cpp the pilot runs that tune
+delta run in torch's loop, the same network and steps; the verification in
+Brian2 C++):
 
 1. **fit** the basis: a tanh rate network (closed form; a tanh source model
    without hardware-constrained weights is used as it is);

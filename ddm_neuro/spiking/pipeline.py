@@ -1,7 +1,7 @@
 """One command from a rate model or an SDE spec to a spiking model that passes ``verify`` in a named back end.
 
 The network (:func:`choose_network`): independent LIF neurons (the stages
-below), or, in torch, a spike-coordinated network
+below), or, in torch and brian2-cpp, a spike-coordinated network
 (:mod:`~ddm_neuro.spiking.coordinated_conversion`: a tanh basis, delta tuned
 to a rate, N from the spikes' measured jitter, verify), whose spikes need far
 fewer neurons for the same spike noise.
@@ -134,7 +134,7 @@ OPTIONS = [
      "(default: the output's name with _report)"),
     ("--network KIND", str, "auto", "spiking network: independent (LIF neurons, calibrated), coordinated (spikes "
      "coordinated through delay-free rank-d inhibition: far fewer neurons for the same spike noise; torch "
-     "and brian2-cpp) or auto (default: coordinated in torch unless a LIF source, "
+     "and brian2-cpp) or auto (default: coordinated in torch and brian2-cpp unless a LIF source, "
      "--tau-ref or --max-rates asks for LIF neurons; independent otherwise)"),
     ("--refit-only", FLAG, None, "only refit a tanh model with LIF neurons keeping its tuning: no calibration, no "
      "verification (what convert did before)")]
@@ -350,24 +350,25 @@ def choose_network(given, *, backend, kind, source=None):
     """The spiking network a conversion builds, and why: ``(network, why)``.
 
     ``given["network"]`` other than ``"auto"`` is taken as given. ``auto``
-    builds a spike-coordinated network in torch, unless LIF neurons are asked
-    for (a LIF source, ``--tau-ref`` or ``--max-rates``): coordinated spikes
-    need far fewer neurons for the same spike noise, and their conversions
-    passed every system tried but FitzHugh-Nagumo (noise-free Lorenz
-    included), in a tenth of the time of independent LIF conversions
+    builds a spike-coordinated network in a back end that runs one (torch,
+    brian2-cpp: ``Plugin.coordinated``), unless LIF neurons are asked for (a
+    LIF source, ``--tau-ref`` or ``--max-rates``): coordinated spikes need far
+    fewer neurons for the same spike noise, and their conversions passed every
+    system tried but FitzHugh-Nagumo (noise-free Lorenz included), in a tenth
+    of the time of independent LIF conversions
     (``benchmarks/RESULTS_conversion.md``). Otherwise independent LIF
     neurons: the other back ends do not run coordinated networks.
     ``kind`` is kept for the record (both kinds convert either way).
     """
     if given["network"] != "auto":
         return given["network"], "given"
-    if backend != "torch":
+    if not plugins.get("simulator", backend).coordinated:
         return "independent", f"auto: {backend} does not run spike-coordinated networks"
     if source is not None and source.neuron.name == "lif":
         return "independent", "auto: the source is a LIF model"
     if given.get("tau_ref") is not None or given.get("max_rates") is not None:
         return "independent", "auto: LIF parameters given (--tau-ref, --max-rates)"
-    return "coordinated", (f"auto: a {kind} target in torch, where coordinated spikes need far fewer neurons than "
+    return "coordinated", (f"auto: a {kind} target in {backend}, where coordinated spikes need far fewer neurons than "
                            "independent LIF neurons for the same spike noise (--network independent for LIF neurons)")
 
 
@@ -518,7 +519,7 @@ def convert_to_spiking(source, *, backend="torch", output=None, report_dir=None,
     network : {"auto", "independent", "coordinated"}
         Independent LIF neurons (calibrated), a spike-coordinated network
         (:mod:`~ddm_neuro.spiking.coordinated_conversion`; torch and brian2-cpp), or auto
-        (:func:`choose_network`: coordinated in torch unless LIF neurons are asked for).
+        (:func:`choose_network`: coordinated in torch and brian2-cpp unless LIF neurons are asked for).
 
     Returns
     -------

@@ -10,23 +10,26 @@ The same network and step as the torch back end's compiled loop (``ddm_neuro/run
         e  += g h + L xi + (1 - a) xh - lk e,   xh *= a      (a = exp(-dt / tau), lk = 1 - a; Ito)
         V_j = D_j . e - thr_j;  the neuron with the largest positive V_j spikes: e -= D_j, xh += D_j
 
-Groups: ``{name}_basis`` (M per trial, on the hold clock), ``{name}_held`` (one row per trial on the
-hold clock: ``Kt r`` and ``C`` as summed variables over the basis, the command ``g`` and the Cholesky
-factor ``L``), ``{name}_trial`` (one row per trial, every step: ``xh``, ``e``, the step's best margin
-and neuron, the spike count) and ``{name}_neurons`` (N per trial; ``V`` reads ``e`` through linked
-variables). The fast rank-d inhibition is the synapse from each neuron to its trial's row (``e -=
-D_j``, ``xh += D_j``), delivered in the step of the spike, before the next step's membranes are read.
-A summed variable is computed on its target's clock in Brian2, hence the held group: summed into the
-per-step row, the basis's sums would run every step.
+Groups: ``{name}_basis`` (M per trial: the basis's constants and its last ``r``, ``s2``), ``{name}_held``
+(one row per trial on the hold clock: the basis's sums ``Kt r`` and ``C``, the command ``g`` and the Cholesky
+factor ``L``), ``{name}_trial`` (one row per trial, every step: ``xh``, ``e``, the neuron that spikes, the
+spike count) and ``{name}_neurons`` (N per trial; ``V`` reads ``e`` through linked variables; the trial's
+chosen neuron crosses threshold). The fast rank-d inhibition is the synapse from each neuron to its trial's
+row (``e -= D_j``, ``xh += D_j``), delivered in the step of the spike, before the next step's membranes are read.
 
-One spike per step, the largest first: Brian2's threshold is evaluated neuron by neuron, so the
-population's choice is made by a C++ function (``ddm_coord_track`` keeps each trial's largest
-``V`` while the membranes are computed, ``ddm_coord_winner`` lets only that neuron cross), the
-analogue of a global winner-take-all inhibition. It exists only in ``cpp_standalone`` (single
-thread: the tracking reads the neurons in order); Brian2's runtime devices and Brian2CUDA do not run it.
+Two per-trial C++ functions do the dense work, reading the groups' own arrays (Brian2's global arrays, which
+every generated file sees): ``ddm_coord_basis`` evaluates the trial's basis and its sums in vectorised
+loops, and ``ddm_coord_pick`` chooses the step's spike: the neuron with the largest positive ``V``, the
+first of equals (one spike per step, the largest first: the analogue of a global winner-take-all
+inhibition). In Brian2's own objects each of the basis's sums would be a summed variable making its own
+pass over index arrays (nine for d = 3; 60 % of a run, measured), and the choice a second pass over the
+neurons. These functions exist only in ``cpp_standalone``; Brian2's runtime devices and Brian2CUDA do not
+run this network. Each touches only its own trial's entries, so OpenMP threads over the per-trial rows
+need no locks.
 """
 from __future__ import annotations
 
+import logging
 import math
 import shutil
 import tempfile
@@ -35,42 +38,82 @@ from pathlib import Path
 
 import numpy as np
 
-def _functions(row):
-    """The winner-take-all's two C++ functions (standalone only). Each trial's largest positive membrane of the step
-    and its neuron are the trial row's ``best_v`` and ``best_i``, read through Brian2's global arrays (named for the
-    row group ``row``), which every generated code file sees."""
+#: glibc's vector tanh (libmvec, glibc >= 2.35 on x86-64), declared at file scope: Brian2's flags include
+#: ``-fno-finite-math-only``, under which glibc's headers do not declare it, and Brian2 puts a function's code
+#: inside an anonymous namespace, where the declaration would not reach the call (hence the braces: they close
+#: that namespace and open it again). Elsewhere the loop calls the scalar ``tanh`` (the same results to ~1 ulp).
+_VECTOR_TANH = """}
+#if defined(__x86_64__) && defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 35))
+extern "C" { __attribute__((__simd__("notinbranch"))) double tanh(double) throw(); }
+#endif
+namespace {"""
+
+
+def _kernel(name, code, args, return_type):
+    """A C++ function of ``cpp_standalone`` (not stateless: it reads and writes Brian2's global arrays)."""
     import brian2 as b2
 
-    def standalone_only(*args):
-        raise RuntimeError("the coordinated network's winner-take-all runs only in cpp_standalone")
+    def standalone_only(*values):
+        raise RuntimeError("the coordinated network's per-trial kernels run only in cpp_standalone")
 
-    @b2.implementation("cpp", f"""
-    double ddm_coord_track(const int trial, const int i, const double v)
-    {{
-        if (v > brian::_array_{row}_best_v[trial]) {{
-            brian::_array_{row}_best_v[trial] = v;
-            brian::_array_{row}_best_i[trial] = i;
-        }}
-        return 0.0;
-    }}
-    """)
-    @b2.declare_types(trial="integer", i="integer", v="float", result="float")
-    @b2.check_units(trial=1, i=1, v=1, result=1)
-    def ddm_coord_track(trial, i, v):
-        standalone_only()
+    f = b2.Function(standalone_only, arg_units=[1] * len(args), arg_names=list(args), return_unit=1,
+                    arg_types=["integer"] + ["float"] * (len(args) - 1), return_type=return_type, stateless=False)
+    f.implementations.add_implementation("cpp", code, name=name)
+    return f
 
-    @b2.implementation("cpp", f"""
-    double ddm_coord_winner(const int trial, const int i)
-    {{
-        return brian::_array_{row}_best_i[trial] == i ? 1.0 : 0.0;
-    }}
-    """)
-    @b2.declare_types(trial="integer", i="integer", result="float")
-    @b2.check_units(trial=1, i=1, result=1)
-    def ddm_coord_winner(trial, i):
-        standalone_only()
 
-    return {"ddm_coord_track": ddm_coord_track, "ddm_coord_winner": ddm_coord_winner}
+def _basis_kernel(name, d, k, M, LL):
+    """``ddm_coord_basis(trial, x_0.., u_0..)``: the trial's M basis units at its read-out ``x`` (centred) and
+    input ``u``, ``r = tanh(x0 + A^T x + Bx^T u)``, written to the basis group's ``r`` (and ``s2``), and their
+    sums ``f_q = Kt_q . r`` and ``C_pq = LL_pq + sum_m Ks_p Ks_q s2`` written to the held group's row. One
+    dense loop per trial over the basis group's own constants (Brian2's summed variables would make one pass
+    over their index arrays per sum: nine for d = 3). ``LL`` (d x d) is the constant part of ``C``; None: no
+    noise (no ``C``, no ``s2``)."""
+    noise = LL is not None
+    pairs = [(p, q) for p in range(d) for q in range(p + 1)]
+    g = f"brian::_array_{name}_basis_"
+    h = f"brian::_array_{name}_held_"
+    arrays = ["x0", "r"] + [f"A_{q}" for q in range(d)] + [f"Bx_{c}" for c in range(k)] + \
+        [f"Kt_{q}" for q in range(d)] + (["na", "nc", "s2"] + [f"Ks_{q}" for q in range(d)] if noise else [])
+    lines = [f"    double * __restrict {a} = {g}{a} + o;" for a in arrays]
+    lines += [f"    double f_{q} = 0.0;" for q in range(d)]
+    lines += [f"    double C_{p}_{q} = 0.0;" for p, q in pairs] if noise else []
+    arg = " + ".join(["x0[m]"] + [f"A_{q}[m]*x_{q}" for q in range(d)] + [f"Bx_{c}[m]*u_{c}" for c in range(k)])
+    loop = f"    for (int m = 0; m < {M}; m++)"
+    # separate loops, so that each vectorises (tanh through glibc's vector maths under -ffast-math)
+    body = [f"{loop} r[m] = {arg};", f"{loop} r[m] = ::tanh(r[m]);", f"{loop} {{"]
+    body += [f"        f_{q} += Kt_{q}[m]*r[m];" for q in range(d)] + ["    }"]
+    if noise:
+        body += [f"{loop} {{", "        const double s = na[m]*0.5*(1.0 + r[m]) + nc[m];", "        s2[m] = s;"]
+        body += [f"        C_{p}_{q} += Ks_{p}[m]*Ks_{q}[m]*s;" for p, q in pairs] + ["    }"]
+    out = [f"    {h}f_{q}[trial] = f_{q};" for q in range(d)]
+    out += [f"    {h}C_{p}_{q}[trial] = C_{p}_{q} + LL_{p}_{q};" for p, q in pairs] if noise else []
+    consts = [f"    const double LL_{p}_{q} = {float(LL[p][q])!r};" for p, q in pairs] if noise else []
+    params = ", ".join(["const int trial"] + [f"const double x_{q}" for q in range(d)]
+                       + [f"const double u_{c}" for c in range(k)])
+    code = "\n".join([_VECTOR_TANH, f"double ddm_coord_basis({params})", "{", f"    const int o = trial*{M};", *lines,
+                      *consts, *body, *out, "    return 0.0;", "}"])
+    args = ["trial"] + [f"x_{q}" for q in range(d)] + [f"u_{c}" for c in range(k)]
+    return code, args
+
+
+def _pick_kernel(name, d, N):
+    """``ddm_coord_pick(trial, e_0..)``: the trial's neuron with the largest positive margin ``V_j = D_j . e -
+    thr_j`` (the first of equals), or -1: the one that spikes this step."""
+    g = f"brian::_array_{name}_neurons_"
+    lines = [f"    const double * const D_{q} = {g}D_{q} + o;" for q in range(d)]
+    lines.append(f"    const double * const thr = {g}thr + o;")
+    v = " + ".join(f"D_{q}[j]*e_{q}" for q in range(d))
+    params = ", ".join(["const int trial"] + [f"const double e_{q}" for q in range(d)])
+    # the margins and their maximum in one vectorised pass; then the first neuron at the maximum (as a strict
+    # ">" scan would choose)
+    code = "\n".join([f"int32_t ddm_coord_pick({params})", "{", f"    static thread_local double V[{N}];",
+                      f"    const int o = trial*{N};", *lines, "    double vmax = 0.0;",
+                      f"    for (int j = 0; j < {N}; j++) {{", f"        V[j] = {v} - thr[j];",
+                      "        vmax = V[j] > vmax ? V[j] : vmax;", "    }",
+                      "    if (!(vmax > 0.0)) return -1;",
+                      f"    for (int j = 0; j < {N}; j++) if (V[j] == vmax) return j;", "    return -1;", "}"])
+    return code, ["trial"] + [f"e_{q}" for q in range(d)]
 
 
 def _cholesky_code(d):
@@ -125,12 +168,18 @@ def build_coordinated_network(model, *, trials, record_dt, xh0, noise=True, reco
     D = decoders(model)
     thr = 0.5 * (1.0 + cfg["cost"]) * np.sum(D * D, axis=0)
     a = math.exp(-dt_s / model.tau)
-    ns = {"h_sde": dt_s / model.time_scale, "a_leak": a, "lk": 1.0 - a, "ct": arr["ct"], **_functions(f"{name}_trial")}
+    pairs = [(p, q) for p in range(d) for q in range(p + 1)]
+    basis_code, basis_args = _basis_kernel(name, d, k, M, arr["LL"] if noise else None)
+    pick_code, pick_args = _pick_kernel(name, d, N)
+    ns = {"h_sde": dt_s / model.time_scale, "a_leak": a, "lk": 1.0 - a, "ct": arr["ct"],
+          "ddm_coord_basis": _kernel("ddm_coord_basis", basis_code, basis_args, "float"),
+          "ddm_coord_pick": _kernel("ddm_coord_pick", pick_code, pick_args, "integer")}
+    # g_q below: Kt r (f_q) - ct z + cst with z = xh + c, i.e. - ct xh + (cst - ct c)
+    ns.update({f"cst_{q}": float(arr["cst"][q] - arr["ct"] * model.center[q]) for q in range(d)})
     clock = b2.Clock(dt=dt_s * b2.second, name=f"{name}_clock")
     hold_clock = b2.Clock(dt=hold * dt_s * b2.second, name=f"{name}_hold_clock")
     rec_clock = b2.Clock(dt=sub * dt_s * b2.second, name=f"{name}_record_clock")
-    pairs = [(p, q) for p in range(d) for q in range(p + 1)]
-    u_basis = ""
+    u_args = ""
     if k:
         u_values = np.asarray(u_values, dtype=np.float64)
         if u_values.ndim != 2 or u_values.shape[1] != k:
@@ -138,22 +187,42 @@ def build_coordinated_network(model, *, trials, record_dt, xh0, noise=True, reco
         ns[f"{name}_u"] = b2.TimedArray(u_values, dt=sub * dt_s * b2.second, name=f"{name}_u")
         for q in range(d):
             ns.update({f"DB_{q}_{c}": float(arr["DB"][q, c]) for c in range(k)})
-        u_basis = "".join(f" + Bx_{c}*{name}_u(t, {c})" for c in range(k))
+        u_args = "".join(f", {name}_u(t, {c})" for c in range(k))
 
-    # per trial, on the hold clock: the basis's command and noise covariance (summed over its units), Cholesky factor
-    held = b2.NeuronGroup(T, "\n".join([f"f_{q} : 1\ng_{q} : 1\nlxh_{q} : 1 (linked)" for q in range(d)]
+    # the basis: M rate units per trial, their constants and last values (r, s2); computed by ddm_coord_basis
+    beqs = ["r : 1", "x0 : 1 (constant)"] + (["s2 : 1", "na : 1 (constant)", "nc : 1 (constant)"] if noise else [])
+    beqs += [f"A_{q} : 1 (constant)\nKt_{q} : 1 (constant)" for q in range(d)]
+    beqs += [f"Ks_{q} : 1 (constant)" for q in range(d)] if noise else []
+    beqs += [f"Bx_{c} : 1 (constant)" for c in range(k)]
+    basis = b2.NeuronGroup(M * T, "\n".join(beqs), clock=hold_clock, name=f"{name}_basis", namespace=ns)
+    basis.x0 = np.tile(arr["x0"] + arr["A"].T @ model.center, T)
+    for q in range(d):
+        setattr(basis, f"A_{q}", np.tile(arr["A"][q], T))
+        setattr(basis, f"Kt_{q}", np.tile(arr["Kt"][q], T))
+        if noise:
+            setattr(basis, f"Ks_{q}", np.tile(arr["Ks"][q], T))
+    for c in range(k):
+        setattr(basis, f"Bx_{c}", np.tile(arr["Bx"][c], T))
+    if noise:
+        basis.na, basis.nc = np.tile(arr["na"], T), np.tile(arr["nc"], T)
+
+    # per trial, on the hold clock: the basis's sums (f = Kt r, C), the command g and the Cholesky factor L
+    held = b2.NeuronGroup(T, "\n".join(["dummy : 1"] + [f"f_{q} : 1\ng_{q} : 1\nlxh_{q} : 1 (linked)" for q in range(d)]
                                        + [f"C_{p}_{q} : 1\nL_{p}_{q} : 1" for p, q in pairs]),
                           clock=hold_clock, order=-3, name=f"{name}_held", namespace=ns)
+    xs = "".join(f", lxh_{q}" for q in range(d))
+    held.run_regularly(f"dummy = ddm_coord_basis(i{xs}{u_args})", when="groups", order=-4,
+                       name=f"{name}_basis_step")
     held_code = []
     for q in range(d):   # the command, held with the basis (the torch loop's): Kt r - ct z + cst + DB u, z = xh + c
         u_row = "".join(f" + DB_{q}_{c}*{name}_u(t, {c})" for c in range(k))
         held_code.append(f"g_{q} = f_{q} - ct*lxh_{q} + cst_{q}{u_row}")
     held.run_regularly("\n".join(held_code + ([_cholesky_code(d)] if noise else [])), when="groups", order=-3,
                        name=f"{name}_held_step")
-    # per trial, every step: read-out, error, the winner-take-all's best margin and neuron
+    # per trial, every step: read-out, error (Ito), and the neuron that spikes (best_i, -1: none)
     eqs = "\n".join([f"xh_{q} : 1\ne_{q} : 1\nnz_{q} : 1\nlg_{q} : 1 (linked)" for q in range(d)]
                     + [f"lL_{p}_{q} : 1 (linked)" for p, q in pairs]
-                    + ["best_v : 1", "best_i : integer", "n_spikes : 1"])
+                    + ["best_i : integer", "n_spikes : 1"])
     row = b2.NeuronGroup(T, eqs, clock=clock, order=0, name=f"{name}_trial", namespace=ns)
     for q in range(d):
         setattr(row, f"lg_{q}", b2.linked_var(held, f"g_{q}"))
@@ -165,56 +234,28 @@ def build_coordinated_network(model, *, trials, record_dt, xh0, noise=True, reco
         nz = "".join(f" + lL_{p}_{q}*nz_{q}" for q in range(p + 1)) if noise else ""
         code.append(f"e_{p} += lg_{p}*h_sde{nz} + lk*xh_{p} - lk*e_{p}")
         code.append(f"xh_{p} = a_leak*xh_{p}")
-    code.append("best_v = 0\nbest_i = -1")
+    code.append("best_i = ddm_coord_pick(i" + "".join(f", e_{q}" for q in range(d)) + ")")
     row.run_regularly("\n".join(code), when="groups", order=0, name=f"{name}_trial_step")
-    # g_q above: Kt r (f_q, summed) - ct z + cst with z = xh + c, i.e. - ct xh + (cst - ct c)
-    for q in range(d):
-        ns[f"cst_{q}"] = float(arr["cst"][q] - arr["ct"] * model.center[q])
 
-    # the basis: M rate units per trial, evaluated on the hold clock at the trial's read-out
-    beqs = ["r : 1", "s2 : 1", "x0 : 1 (constant)", "na : 1 (constant)", "nc : 1 (constant)"]
-    beqs += [f"A_{q} : 1 (constant)\nlxh_{q} : 1 (linked)" for q in range(d)]
-    beqs += [f"Bx_{c} : 1 (constant)" for c in range(k)]
-    basis = b2.NeuronGroup(M * T, "\n".join(beqs), clock=hold_clock, order=-5, name=f"{name}_basis", namespace=ns)
-    basis.x0 = np.tile(arr["x0"] + arr["A"].T @ model.center, T)
-    basis.na, basis.nc = np.tile(arr["na"], T), np.tile(arr["nc"], T)
-    b_trial = np.repeat(np.arange(T), M)
-    for c in range(k):
-        setattr(basis, f"Bx_{c}", np.tile(arr["Bx"][c], T))
-    for q in range(d):
-        setattr(basis, f"A_{q}", np.tile(arr["A"][q], T))
-        setattr(basis, f"lxh_{q}", b2.linked_var(row, f"xh_{q}", index=b_trial))
-    xin = " + ".join(f"A_{q}*lxh_{q}" for q in range(d))
-    basis.run_regularly(f"r = tanh(x0 + {xin}{u_basis})" + ("\ns2 = na*0.5*(1 + r) + nc" if noise else ""),
-                        when="start", order=0,
-                        name=f"{name}_basis_step")
-    seqs = [f"Kt_{q} : 1 (constant)\nf_{q}_post = Kt_{q}*r_pre : 1 (summed)" for q in range(d)]
-    if noise:
-        seqs += [f"Ks_{q} : 1 (constant)" for q in range(d)]
-        seqs += [f"C_{p}_{q}_post = Ks_{p}*Ks_{q}*s2_pre + LL_{p}_{q}/{M} : 1 (summed)" for p, q in pairs]
-        for p, q in pairs:
-            ns[f"LL_{p}_{q}"] = float(arr["LL"][p, q])
-    to_row = b2.Synapses(basis, held, "\n".join(seqs), clock=hold_clock, name=f"{name}_basis_sum", namespace=ns)
-    to_row.connect(i=np.arange(M * T), j=b_trial)
-    for q in range(d):
-        setattr(to_row, f"Kt_{q}", np.tile(arr["Kt"][q], T))
-        if noise:
-            setattr(to_row, f"Ks_{q}", np.tile(arr["Ks"][q], T))
-
-    # the spiking neurons: membranes along their decoders, the largest positive one fires
+    # the spiking neurons: membranes along their decoders; the trial's chosen one crosses threshold
     n_trial = np.repeat(np.arange(T), N)
     neqs = [f"D_{q} : 1 (constant)\nle_{q} : 1 (linked)" for q in range(d)]
-    neqs += ["thr : 1 (constant)", "trial : integer (constant)", "dummy : 1",
+    neqs += ["thr : 1 (constant)", "trial : integer (constant)", "j : integer (constant)", "lbest : integer (linked)",
              "V = " + " + ".join(f"D_{q}*le_{q}" for q in range(d)) + " - thr : 1"]
-    neurons = b2.NeuronGroup(N * T, "\n".join(neqs), threshold="ddm_coord_winner(trial, i) > 0.5", reset="",
-                             clock=clock, order=5, name=f"{name}_neurons", namespace=ns)
+    quiet = logging.getLogger("brian2.groups.neurongroup.only_threshold")   # no reset, on purpose (no resetter)
+    quiet.disabled = True
+    try:
+        neurons = b2.NeuronGroup(N * T, "\n".join(neqs), threshold="j == lbest", clock=clock, order=5,
+                                 name=f"{name}_neurons", namespace=ns)
+    finally:
+        quiet.disabled = False
     neurons.trial = n_trial
+    neurons.j = np.tile(np.arange(N), T)
     neurons.thr = np.tile(thr, T)
+    neurons.lbest = b2.linked_var(row, "best_i", index=n_trial)
     for q in range(d):
         setattr(neurons, f"D_{q}", np.tile(D[q], T))
         setattr(neurons, f"le_{q}", b2.linked_var(row, f"e_{q}", index=n_trial))
-    neurons.run_regularly("dummy = ddm_coord_track(trial, i, V)", when="groups", order=5,
-                          name=f"{name}_neurons_track")
     kick = b2.Synapses(neurons, row, "\n".join(f"Dk_{q} : 1 (constant)" for q in range(d)),
                        on_pre="\n".join(f"e_{q}_post -= Dk_{q}\nxh_{q}_post += Dk_{q}" for q in range(d))
                        + "\nn_spikes_post += 1",
@@ -231,19 +272,21 @@ def build_coordinated_network(model, *, trials, record_dt, xh0, noise=True, reco
                               when="start", order=-20,
                               name=f"{name}_monitor")
     spikes = b2.SpikeMonitor(neurons, name=f"{name}_spikes") if record_spikes else None
-    net = b2.Network(held, row, basis, to_row, neurons, kick, monitor, *([spikes] if spikes is not None else []))
+    net = b2.Network(held, row, basis, neurons, kick, monitor, *([spikes] if spikes is not None else []))
     return {"network": net, "monitor": monitor, "spikes": spikes, "step_s": dt_s, "hold": hold, "sub": sub}
 
 
 def run(plan):
     """Run a spiking-mode plan of a coordinated model as Brian2 ``cpp_standalone``; return the Trajectory.
 
-    Each run generates and compiles its own project (about 20 s here) in a temporary folder under the
+    Each run generates and compiles its own project (about 10 s here) in a temporary folder under the
     build cache, with the plan's seed, start states, inputs and duration built in, and removes it afterwards:
     coordinated runs are long (microsecond steps), so the compile is a small part of them. Noise-free
     runs follow the torch back end's compiled loop (``ddm_neuro.run.step_loops``) step for step from the
     same start states; noisy runs draw Brian2's own normal numbers (the same law, other draws).
-    Options: ``record_spikes``. One thread (more are refused). Inputs are held over each recording
+    Options: ``record_spikes``. With ``plan.threads`` K > 1 the build runs K OpenMP threads, each over whole
+    trials (the per-trial functions touch only their trial's arrays); noisy runs then draw other numbers
+    (one generator per thread) than a 1-thread build from the same seed. Inputs are held over each recording
     interval, as in the torch loop.
     """
     import brian2 as b2
@@ -258,9 +301,7 @@ def run(plan):
     from .processes import run_group, terminate_as_interrupt
 
     model = plan.model
-    if int(getattr(plan, "threads", 1) or 1) > 1:
-        raise DDMError("brian2-cpp runs a spike-coordinated network on one thread (its winner-take-all reads the "
-                       "neurons in order): leave --threads at 1")
+    threads = int(getattr(plan, "threads", 1) or 1)
     if shutil.which("make") is None:
         raise DDMError("backend 'brian2-cpp' needs 'make' and a C++ compiler (g++ or clang++) on PATH")
     rng = np.random.default_rng(plan.seed)
@@ -277,7 +318,7 @@ def run(plan):
         with terminate_as_interrupt():
             opts = {"directory": str(tmp), "build_on_run": False}
             b2.set_device("cpp_standalone", **opts)
-            b2.prefs[OPENMP_PREF] = openmp_threads(1)
+            b2.prefs[OPENMP_PREF] = openmp_threads(threads)
             b2.device.reinit()
             b2.device.activate(**opts)
             b2.seed(bin_seed)
@@ -342,7 +383,7 @@ def run(plan):
         noise="model" if noisy else "none", mean_rate_hz=float(np.mean(rates)) if rates else 0.0,
         trial_rates_hz=rates, n_neurons=N, n_basis=int(model.n_neurons), delta=float(cfg["delta"]),
         integration_dt=parts["step_s"] / model.time_scale, neuron={"name": "coordinated", "cost": cfg["cost"]},
-        tau_syn=model.tau, time_scale=model.time_scale, device="cpp_standalone", threads=1,
+        tau_syn=model.tau, time_scale=model.time_scale, device="cpp_standalone", threads=threads,
         compile_seconds=compile_s, run_seconds=run_s, total_seconds=time.perf_counter() - t0)
 
 
