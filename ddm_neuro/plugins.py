@@ -93,7 +93,7 @@ class Plugin:
         What an export format writes (checked before any work); simulators: "file".
     coordinated : bool
         A simulator that runs spike-coordinated networks in spiking mode
-        (:mod:`ddm_neuro.spiking.coordinated`); the others refuse them.
+        (:mod:`ddm_neuro.spiking.coordinated`), or a format that exports them; the others refuse them.
     """
 
     name: str
@@ -323,7 +323,7 @@ def export(model, output, *, format, mode="rate", force=False, progress=False, *
     Options are the format's declared ones (unknown ones refused, listing those it takes).
     """
     plugin = get("format", format, mode)
-    _check_coordinated(model, mode, f"the {format} format", False)
+    _check_coordinated(model, mode, f"the {format} format", plugin.coordinated)
     resolved = plugin.resolve(options)
     return plugin.load()(model, output, mode=mode, force=force, progress=progress, **resolved)
 
@@ -335,7 +335,8 @@ def _check_coordinated(model, mode, where, carries):
     if cfg and mode == "spiking" and not carries:
         raise DDMError(f"this model is a spike-coordinated network ({cfg['n_neurons']} neurons coordinated through "
                        f"delay-free rank-d inhibition at microsecond steps), which {where} cannot carry: run its "
-                       "spiking network with --backend torch (or brian2-cpp), or use its tanh basis as a rate network "
+                       "spiking network with --backend torch or brian2-cpp, export it with --format brian2-cpp, or use "
+                       "its tanh basis as a rate network "
                        "(--mode rate)")
 
 

@@ -56,7 +56,7 @@ def test_noisy_run_has_the_basis_noise(model):
     assert 0.9 < traj.meta["mean_rate_hz"] / RATE < 1.1
 
 
-def test_noise_free_run_takes_the_torch_loops_steps():
+def test_noise_free_run_takes_the_torch_loops_steps(tmp_path):
     """An input-driven target (``switch``, a small closed-form basis), noise-free, its input stepping between the
     cues: from the same seed and start states the Brian2 C++ read-out and spikes (two OpenMP threads, one per
     trial) are the torch loop's, and the input moved them (its weights reach the latent through the basis units
@@ -84,6 +84,48 @@ def test_noise_free_run_takes_the_torch_loops_steps():
     assert b.meta["integration_dt"] == t.meta["integration_dt"] and t.meta["integration_dt"] * model.time_scale < 1e-5
     still = plugins.simulate(model, 2.0, backend="torch", **{**kw, "u": InputSignal.constant(np.zeros(1))})
     assert np.abs(t.z - still.z).max() > 0.05
+    check_exported_project(model, tmp_path, kw)
+
+
+def check_exported_project(model, tmp_path, kw):
+    """``export --format brian2-cpp --mode spiking`` of the coordinated model: the project's own ``run.py`` (start
+    state and inputs per recording interval on its command line, nothing recompiled) takes the torch loop's steps."""
+    import json
+    import subprocess
+    import sys
+
+    from ddm_neuro.run.inputs import InputSignal
+
+    out = tmp_path / "project"
+    plugins.export(model, out, format="brian2-cpp", mode="spiking", trials=2, duration=2.0, record_dt=H, noise="none")
+    assert json.loads((out / "export.json").read_text())["build"]["network"] == "coordinated"
+    assert "spike-coordinated" in (out / "README.md").read_text()
+    n_rec = int(round(2.0 / H)) + 1
+    u_rec = np.where((np.arange(n_rec) // 7) % 2 == 0, 0.5, -0.5)[:, None]   # the cue flips every 7 samples
+    np.save(tmp_path / "u.npy", u_rec)
+    done = subprocess.run([sys.executable, "run.py", "--seed", "3", "--duration", "2", "--z0", "0.3", "--input-file",
+                           str(tmp_path / "u.npy"), "-o", str(tmp_path / "b.npz")], cwd=out, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    with np.load(tmp_path / "b.npz", allow_pickle=False) as f:
+        zb, meta = f["z"], json.loads(str(f["meta"]))
+    t = plugins.simulate(model, 2.0, backend="torch", **{**kw, "u": InputSignal(np.arange(n_rec) * H, u_rec),
+                                                          "z0": np.array([0.3])})
+    assert zb.shape == t.z.shape and meta["network"] == "coordinated"
+    np.testing.assert_allclose(zb, t.z, rtol=0, atol=1e-9)
+    assert abs(meta["mean_rate_hz"] / t.meta["mean_rate_hz"] - 1) < 1e-9
+
+
+def test_what_the_brian2_export_refuses(model, tmp_path):
+    """A coordinated network exports as a brian2-cpp project only, with its own step and coupling: one line each,
+    nothing written."""
+    with pytest.raises(DDMError, match="brian2-cuda format cannot carry.*--format brian2-cpp"):
+        plugins.export(model, tmp_path / "cuda", format="brian2-cuda", mode="spiking")
+    with pytest.raises(DDMError, match="leave out dt"):
+        plugins.export(model, tmp_path / "dt", format="brian2-cpp", mode="spiking", dt=1e-3)
+    with pytest.raises(DDMError, match="noise"):
+        plugins.export(model, tmp_path / "rem", format="brian2-cpp", mode="spiking", noise="remainder")
+    assert not list(tmp_path.iterdir())
 
 
 def test_what_brian2_cpp_refuses(model):

@@ -167,10 +167,16 @@ def decoders(model):
     return cfg["delta"] * (np.asarray(cfg["whitening"], dtype=np.float64) @ u)
 
 
+def longest_step(model):
+    """The longest step (seconds) of a coordinated model's runs: at most ``dt_max_s``, and short enough
+    that the population fires about ``p_spike`` spikes per step."""
+    cfg = coordinated(model)
+    return min(cfg.get("dt_max_s", DT_MAX_S), cfg.get("p_spike", P_SPIKE) / (cfg["n_neurons"] * cfg["rate_hz"]))
+
+
 def step_grid(model, record_dt):
     """``(steps per recording interval, step in seconds)`` of a coordinated model's run."""
-    cfg = coordinated(model)
-    dt = min(cfg.get("dt_max_s", DT_MAX_S), cfg.get("p_spike", P_SPIKE) / (cfg["n_neurons"] * cfg["rate_hz"]))
+    dt = longest_step(model)
     span = record_dt * model.time_scale
     sub = max(1, math.ceil(span / dt - 1e-9))
     return sub, span / sub

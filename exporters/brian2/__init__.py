@@ -44,7 +44,8 @@ def plugins():
                     "networks: once per run)", coordinated=True, **common),
         Plugin("brian2-cpp", "format", ("rate", "spiking"), "exporters.brian2.export:export_cpp",
                {**project, "threads": Option(1, "OpenMP threads of the generated project (1: no OpenMP)")},
-               help="a self-contained Brian2 C++ project (python run.py --seed S ...)", output="dir", **common),
+               help="a self-contained Brian2 C++ project (python run.py --seed S ...; spike-coordinated networks "
+                    "too)", output="dir", coordinated=True, **common),
         Plugin("brian2-cuda", "format", ("rate", "spiking"), "exporters.brian2.export:export_cuda",
                {**project, "cuda_prefs": Option(None, "Brian2 preferences for Brian2CUDA (Python API)")},
                requires=("brian2",), extra="brian2", output="dir",

@@ -43,7 +43,7 @@ from .. import trajectory_file as _trajectory_file
 from .network import CompileError, NetworkError, build_project, save_spec
 from .processes import terminate_as_interrupt
 from .rate import choose_coupling, model_spec, spiking_fano, spiking_noise
-from .standalone import fixed_grid, input_buffer
+from .standalone import fixed_grid, input_buffer, snap
 
 FORMATS = {"brian2-cpp": "cpp_standalone", "brian2-cuda": "cuda_standalone"}
 
@@ -109,6 +109,14 @@ def export(model, output, *, format="brian2-cpp", mode="rate", trials=1, duratio
         raise DDMError(f"unknown export format {format!r} (brian2 formats: {', '.join(FORMATS)})")
     if mode not in ("rate", "spiking"):
         raise DDMError(f"export format {format!r} does not support mode {mode!r} (supports: rate, spiking)")
+    if mode == "spiking" and (model.meta or {}).get("coordinated"):
+        given = [n for n, v in (("dt", dt), ("coupling", coupling)) if v is not None]
+        if given:
+            raise DDMError(f"a spike-coordinated network's step is set by its N and rate, its coupling is its "
+                           f"rank-d inhibition: leave out {', '.join(given)}")
+        return _export_coordinated(model, Path(output), trials=trials, duration=duration, record_dt=record_dt,
+                                   noise=noise, force=force, progress=progress, record_spikes=record_spikes,
+                                   threads=threads)
     if mode == "spiking" and model.neuron.name != "lif":
         raise DDMError(f"spiking mode needs LIF neurons (this model has {model.neuron.name!r}; "
                        "fit with --neuron lif)")
@@ -179,6 +187,65 @@ def export(model, output, *, format="brian2-cpp", mode="rate", trials=1, duratio
     return output
 
 
+def _export_coordinated(model, output, *, trials, duration, record_dt, noise, force, progress, record_spikes,
+                        threads):
+    """The brian2-cpp project of a spike-coordinated model (``coordinated_network.py``); see :func:`export`."""
+    from ddm_neuro.run.plan import network_steps
+
+    from . import coordinated_network as _coordinated_network
+    from .coordinated import coordinated_spec
+
+    check_positive(record_dt=record_dt, duration=duration)
+    threads = check_threads(1 if threads is None else threads)
+    if noise not in (True, False, "model", "none"):
+        raise DDMError(f"noise: a spike-coordinated network carries its basis's noise (True or 'model') or none "
+                       f"(False or 'none'), got {noise!r}")
+    if output.exists() and not output.is_dir():
+        raise DDMError(f"{output}: exists and is not a folder; a brian2-cpp project is a folder (choose another name)")
+    if shutil.which("make") is None:
+        raise DDMError("--format brian2-cpp needs 'make' and a C++ compiler (g++ or clang++) on PATH")
+    noisy = noise in (True, "model")
+    record_dt = snap(record_dt or network_steps(model)[1])
+    n_rec = int(round(duration / record_dt)) + 1
+    arrays, info = model_spec(model)
+    carr, cinfo = coordinated_spec(model)
+    build = {"network": "coordinated", "mode": "spiking", "trials": int(trials), "record_dt": record_dt,
+             "noise": "model" if noisy else "none", "record_spikes": bool(record_spikes),
+             "input_steps": input_buffer(n_rec) if model.n_inputs else 0, "duration": float(duration),
+             "threads": threads, "coupling": "coordinated"}
+    failed = output.with_name(output.name + ".failed-build")
+    with terminate_as_interrupt(), atomic_directory(output, force=force) as tmp:
+        save_spec(tmp / "model.npz", arrays, info)
+        _coordinated_network.save_coordinated(tmp / "coordinated.npz", carr, cinfo)
+        (tmp / "export.json").write_text(json.dumps({
+            "format": "brian2-cpp", "device": "cpp_standalone", "mode": "spiking", "build": build,
+            "model_id": info["model_id"], "system": info["sde_name"], "variables": info["variables"],
+            "inputs": info["inputs"], "device_prefs": None}, indent=1))
+        for module, name in ((_network, "network.py"), (_coordinated_network, "coordinated_network.py"),
+                             (_runner, "run.py"), (_processes, "processes.py"), (_code_patches, "code_patches.py"),
+                             (_spec, "spec.py"), (_trajectory_file, "trajectory_file.py")):
+            shutil.copyfile(module.__file__, tmp / name)
+        if progress:
+            print(f"export brian2-cpp: generating C++ for a spike-coordinated network of {cinfo['n_neurons']} neurons "
+                  f"(basis of {model.n_neurons} tanh units), {trials} trial(s) ...", flush=True)
+        try:
+            with ticking("export brian2-cpp: generating and compiling", progress):
+                manifest = _coordinated_network.build_coordinated_project(
+                    carr, cinfo, tmp / "code", trials=build["trials"], record_dt=record_dt, noise=noisy,
+                    record_spikes=build["record_spikes"], input_steps=max(1, build["input_steps"]), threads=threads)
+        except CompileError as exc:
+            if failed.exists():
+                shutil.rmtree(failed)
+            shutil.copytree(tmp, failed)
+            raise DDMError(str(exc).replace(str(tmp), str(failed))
+                           + f"\n(the generated project is kept for inspection in {failed})") from None
+        build["dt"] = manifest["dt"]
+        (tmp / "README.md").write_text(_readme("brian2-cpp", model, build, manifest))
+    if progress:
+        print(f"wrote {output}/: Brian2 cpp_standalone project (spike-coordinated network), compiled")
+    return output
+
+
 def _build(arrays, info, code_dir, build, device, prefs):
     opts = {k: build[k] for k in ("trials", "dt", "record_dt", "coupling", "noise", "input_steps", "mode", "fano",
                                   "record_spikes", "threads") if k in build}
@@ -187,6 +254,8 @@ def _build(arrays, info, code_dir, build, device, prefs):
 
 
 def _readme(format, model, build, manifest):
+    if build.get("network") == "coordinated":
+        return _readme_coordinated(model, build, manifest)
     cuda = format == "brian2-cuda"
     lines = [
         f"# {model.meta.get('sde_name') or 'ddm_neuro'} network: Brian2 {manifest['device']} project",
@@ -249,6 +318,66 @@ def _readme(format, model, build, manifest):
         "(`randn()/sqrt(dt)`, amplitude at the step's start), integrated with Euler: Itô as well, no "
         "Stratonovich correction needed.",
         "* The latent state is `z = S * (D x) + c` (`readout`, `scale`, `center` in model.npz); `run.py` writes z.",
+        "",
+        "Verify a trajectory against the target SDE with ddm_neuro: "
+        "`ddm-neuro verify MODEL.ddm trajectory.npz --report report/`.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _readme_coordinated(model, build, manifest):
+    """README.md of a spike-coordinated network's project."""
+    cfg = model.meta["coordinated"]
+    m = manifest
+    lines = [
+        f"# {model.meta.get('sde_name') or 'ddm_neuro'} network: Brian2 cpp_standalone project (spike-coordinated)",
+        "",
+        f"Exported by ddm_neuro from model `{model.meta.get('model_id')}`: a spike-coordinated network of "
+        f"N = {cfg['n_neurons']} neurons (decoders of norm {cfg['delta']:.4g} in whitened latent units, tuned to "
+        f"{cfg['rate_hz']:g} Hz) around a basis of {model.n_neurons} tanh rate units, whose "
+        f"{model.dim}-dimensional read-out follows the SDE over ({', '.join(model.variables)})"
+        + (f" with inputs ({', '.join(model.inputs)})" if model.n_inputs else "") + ". "
+        "The read-out is the neurons' filtered spikes; a neuron fires only when its spike reduces the read-out's "
+        "error (one spike per step, the largest margin first), so the spikes' noise in the read-out does not add up "
+        "over neurons.",
+        f"{build['trials']} independent trial(s) run side by side; noise: {build['noise']}"
+        + (f"; {build['threads']} OpenMP threads (fixed by the build)." if build['threads'] > 1 else "."),
+        "",
+        "Needs only Python with `brian2` and `numpy<2.4`, and a C++ compiler (to rebuild).",
+        "",
+        "## Files",
+        "",
+        "* `model.npz`: the basis model's arrays and settings; `coordinated.npz`: the network's arrays "
+        "(`numpy.load(..., allow_pickle=False)`).",
+        "* `coordinated_network.py`: the Brian2 network (groups, synapses, two per-trial C++ functions); "
+        "`python network.py` regenerates `code/` and compiles it.",
+        "* `run.py`: runs the compiled code and writes the latent trajectory (`t`, `z`, `dt`, `meta`) as `.npz`.",
+        "* `network.py`, `processes.py`, `code_patches.py`, `spec.py`, `trajectory_file.py`: what those two use.",
+        "* `code/`: the generated C++ project, compiled (`code/main`).",
+        "* `export.json`, `code/build.json`: how it was built and where the results land.",
+        "",
+        "## Run",
+        "",
+        "```",
+        "python run.py --seed 1 --duration 60 -o trajectory.npz",
+        "python run.py --seed 2 --duration 10 --z0 " + ",".join(["0.5"] * model.dim) + " -o short.npz",
+        *(["python run.py --seed 1 --duration 20 --input " + ",".join(["1.0"] * model.n_inputs) + " -o cued.npz"]
+          if model.n_inputs else []),
+        "```",
+        "",
+        "Seed, duration, start state and input are arguments of the compiled binary: nothing is recompiled."
+        + (f" Inputs are held over each recording interval; `--input-file` takes one row per recording interval, "
+           f"up to {build['input_steps']}." if model.n_inputs else ""),
+        "",
+        "## Units and conventions",
+        "",
+        f"* One SDE time unit is T = {model.time_scale:g} s of network time; step {m['step_s'] * 1e6:.4g} us "
+        f"(about {cfg['rate_hz'] * cfg['n_neurons'] * m['step_s']:.2g} spikes per step and trial); the basis is "
+        f"evaluated every {m['hold']} step(s); read-out recorded every {build['record_dt']:g} SDE units.",
+        "* The SDE is Ito: the basis's noise (its covariance's Cholesky factor, held with the basis) enters the "
+        "read-out's error once per step, at the step's start values.",
+        "* The latent state is `z = xh + c` (the trial row's `xh`, `center` in model.npz); `run.py` writes z.",
         "",
         "Verify a trajectory against the target SDE with ddm_neuro: "
         "`ddm-neuro verify MODEL.ddm trajectory.npz --report report/`.",

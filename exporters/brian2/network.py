@@ -85,7 +85,7 @@ def neuron_code(neuron):
     raise NetworkError(f"brian2 export: neuron model {name!r} is not supported (tanh, lif)")
 
 
-def _stop_function():
+def stop_function():
     """``ddm_stop_at(t, t_stop)``: ends a standalone run once ``t >= t_stop`` (C++ only)."""
     import brian2 as b2
 
@@ -456,7 +456,7 @@ def _finish(objects, neurons, inputs, readout, rec_clock, clock, stoppable, ns, 
 
     control = None
     if stoppable:
-        ns["ddm_stop_at"] = _stop_function()
+        ns["ddm_stop_at"] = stop_function()
         control = b2.NeuronGroup(1, "t_stop : second (shared)\nstopped : 1", clock=clock, order=-20,
                                  name=f"{name}_control", namespace=ns)
         control.t_stop = 0 * b2.second
@@ -554,7 +554,7 @@ def build_project(arrays, info, directory, *, trials, dt, record_dt, coupling="f
                                   noise=noise, input_steps=input_steps, stoppable=not cuda)
         h = float(dt) * float(info["time_scale"])
         if not cuda:
-            b2.device.insert_code("main", _SEED_FROM_ARGS)
+            b2.device.insert_code("main", SEED_FROM_ARGS)
             steps = MAX_STEPS
         else:
             steps = int(round(float(duration) / float(dt))) + 1
@@ -623,7 +623,7 @@ def compile_project(directory, jobs=None):
 
 #: C++ inserted at the top of ``main``: ``--seed=S`` seeds Brian2's generators (and is removed
 #: from the arguments before Brian2 reads variable assignments from them).
-_SEED_FROM_ARGS = """
+SEED_FROM_ARGS = """
 for (size_t _k = 0; _k < args.size(); _k++) {
     if (args[_k].rfind("--seed=", 0) == 0) {
         const unsigned long _s = std::stoul(args[_k].substr(7));
@@ -656,6 +656,18 @@ def main(argv=None):
     b = export["build"]
     try:
         with terminate_as_interrupt():
+            if b.get("network") == "coordinated":   # a spike-coordinated network: coordinated_network.py beside
+                if args.device != "cpp_standalone":
+                    raise SystemExit("error: a spike-coordinated network builds for cpp_standalone only")
+                from coordinated_network import build_coordinated_project, load_coordinated
+
+                manifest = build_coordinated_project(
+                    *load_coordinated(os.path.join(here, "coordinated.npz")), os.path.join(here, "code"),
+                    trials=b["trials"], record_dt=b["record_dt"], noise=b["noise"] != "none",
+                    record_spikes=b.get("record_spikes", False), input_steps=max(1, b["input_steps"]),
+                    threads=b.get("threads", 1), compile=not args.no_compile)
+                print(f"built cpp_standalone project in {os.path.join(here, 'code')}")
+                return
             manifest = build_project(arrays, info, os.path.join(here, "code"), trials=b["trials"], dt=b["dt"],
                                      record_dt=b["record_dt"], coupling=b["coupling"], noise=b["noise"],
                                      input_steps=b["input_steps"], device=args.device, compile=not args.no_compile,

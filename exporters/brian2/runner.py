@@ -181,20 +181,8 @@ def run_build(code_dir, arrays, *, seed, duration, z0=None, u_steps=None, timeou
     if n_steps >= MAX_STEPS:
         raise RunError(f"{duration:g} time units are {n_steps} steps of dt = {m['dt']:g}; a build runs at most "
                        f"{MAX_STEPS - 1}")
-    rng = np.random.default_rng(seed)
-    bin_seed = int(rng.integers(2 ** 31))
-    if z0 is None:
-        z0 = arrays["init_states"][rng.integers(0, len(arrays["init_states"]), trials)]
-    z0 = np.broadcast_to(np.asarray(z0, dtype=np.float64), (trials, d))
-    if k:
-        u_steps = np.zeros((1, k)) if u_steps is None else np.atleast_2d(np.asarray(u_steps, dtype=np.float64))
-        if u_steps.shape[1] != k:
-            raise RunError(f"input has {u_steps.shape[1]} channels, the network has {k}")
-        if len(u_steps) > m["input_steps"]:
-            raise RunError(f"input covers {len(u_steps)} steps; this build holds {m['input_steps']} (rebuild longer)")
-        u_full = np.concatenate([u_steps, np.repeat(u_steps[-1:], m["input_steps"] - len(u_steps), axis=0)])
-    elif u_steps is not None:
-        raise RunError("an input was given, but this network has no inputs")
+    rng, bin_seed, z0 = _starts(arrays, seed, trials, d, z0)
+    u_full = _input_buffer(u_steps, k, m["input_steps"], "steps")
     device_args = m["device"] == "cpp_standalone"
     if not device_args and (m["duration"] is None or abs(duration - m["duration"]) > 1e-9 * max(1.0, duration)):
         raise RunError(f"this {m['device']} build simulates {m['duration']} time units; "
@@ -205,6 +193,50 @@ def run_build(code_dir, arrays, *, seed, duration, z0=None, u_steps=None, timeou
     else:
         state = {"x": x0}
     h = m["dt"] * m["time_scale"]
+    names = {"y": np.float64, **({"spikes_t": np.float64, "spikes_i": np.int32} if "spikes_t" in m["results"] else {})}
+    got = _execute(code_dir, m, bin_seed if device_args else None, (n_steps - 0.5) * h if device_args else None,
+                   {**state, "drive": drive0, "u": u_full}, names, timeout)
+    y = got["y"]
+    spikes = (got["spikes_t"], got["spikes_i"]) if "spikes_t" in got else None
+    y = y.reshape(-1, trials * d)
+    if len(y) < n_rec:
+        raise RunError(f"the simulation recorded {len(y)} samples, expected {n_rec}")
+    y = y[:n_rec].reshape(n_rec, trials, d).transpose(1, 0, 2)
+    if spikes is not None:
+        keep = spikes[0] <= (n_rec - 1) * m["record_dt"] * m["time_scale"] + 1e-12
+        return y, (spikes[0][keep], spikes[1][keep])
+    return y
+
+
+def _starts(arrays, seed, trials, d, z0):
+    """``(rng, binary seed, z0 (trials, d))``: the run's generator, the seed of the binary's, and the starts
+    (``z0`` broadcast, or drawn from ``init_states``)."""
+    rng = np.random.default_rng(seed)
+    bin_seed = int(rng.integers(2 ** 31))
+    if z0 is None:
+        z0 = arrays["init_states"][rng.integers(0, len(arrays["init_states"]), trials)]
+    return rng, bin_seed, np.broadcast_to(np.asarray(z0, dtype=np.float64), (trials, d))
+
+
+def _input_buffer(u, k, rows, unit):
+    """The input TimedArray's values: ``u`` (n, k) padded with its last row to the build's ``rows`` (zeros
+    without ``u``); None for a network without inputs."""
+    if not k:
+        if u is not None:
+            raise RunError("an input was given, but this network has no inputs")
+        return None
+    u = np.zeros((1, k)) if u is None else np.atleast_2d(np.asarray(u, dtype=np.float64))
+    if u.shape[1] != k:
+        raise RunError(f"input has {u.shape[1]} channels, the network has {k}")
+    if len(u) > rows:
+        raise RunError(f"input covers {len(u)} {unit}; this build holds {rows} (rebuild longer)")
+    return np.concatenate([u, np.repeat(u[-1:], rows - len(u), axis=0)])
+
+
+def _execute(code_dir, m, bin_seed, t_stop, values, names, timeout):
+    """Run the binary of ``code_dir`` once: ``--seed`` (unless None), ``t_stop`` (unless None) and ``values``
+    (run arguments named in the manifest's ``args``; None values are skipped) on its command line; returns the
+    result files ``names`` ({result name: dtype}) as arrays."""
     binary = os.path.join(code_dir, "main")
     if not os.path.exists(binary):
         raise RunError(f"{code_dir}: no compiled binary 'main' (compile with: python network.py)")
@@ -214,10 +246,11 @@ def run_build(code_dir, arrays, *, seed, duration, z0=None, u_steps=None, timeou
         out = tempfile.mkdtemp(prefix="ddm_run_")
     try:
         args = [binary, "--results_dir", out + os.sep]
-        if device_args:
+        if bin_seed is not None:
             args.append(f"--seed={bin_seed}")
-            args.append(f"{m['args']['t_stop']}={(n_steps - 0.5) * h!r}")
-        for key, value in (*state.items(), ("drive", drive0), ("u", u_full if k else None)):
+        if t_stop is not None:
+            args.append(f"{m['args']['t_stop']}={t_stop!r}")
+        for key, value in values.items():
             if value is not None:
                 path = os.path.join(out, f"_in_{key}.dat")
                 np.ascontiguousarray(value, dtype=np.float64).tofile(path)
@@ -230,21 +263,64 @@ def run_build(code_dir, arrays, *, seed, duration, z0=None, u_steps=None, timeou
         if code != 0:
             tail = (stdout + stderr).strip().splitlines()[-20:]
             raise RunError(f"the compiled simulation failed (exit {code}):\n" + "\n".join(tail))
-        y = np.fromfile(os.path.join(out, m["results"]["y"]), dtype=np.float64)
-        spikes = None
-        if "spikes_t" in m["results"]:
-            spikes = (np.fromfile(os.path.join(out, m["results"]["spikes_t"]), dtype=np.float64),
-                      np.fromfile(os.path.join(out, m["results"]["spikes_i"]), dtype=np.int32))
+        return {k: np.fromfile(os.path.join(out, m["results"][k]), dtype=t) for k, t in names.items()}
     finally:
         shutil.rmtree(out, ignore_errors=True)
-    y = y.reshape(-1, trials * d)
-    if len(y) < n_rec:
-        raise RunError(f"the simulation recorded {len(y)} samples, expected {n_rec}")
-    y = y[:n_rec].reshape(n_rec, trials, d).transpose(1, 0, 2)
-    if spikes is not None:
-        keep = spikes[0] <= (n_rec - 1) * m["record_dt"] * m["time_scale"] + 1e-12
-        return y, (spikes[0][keep], spikes[1][keep])
-    return y
+
+
+def run_coordinated_build(code_dir, arrays, *, seed, duration, z0=None, u_rec=None, timeout=None):
+    """Run a compiled spike-coordinated build (``coordinated_network.py``) once.
+
+    Parameters
+    ----------
+    code_dir : str
+        A built project (``build.json`` with ``"network": "coordinated"``, the ``main`` binary).
+    arrays : dict
+        The model's spec (``init_states`` for start draws, ``center``).
+    seed : int
+        Seeds the start draws and the binary's random generators.
+    duration : float
+        SDE time units per trial.
+    z0 : array (trials, d) or (d,), optional
+        Latent starts; default drawn from ``init_states`` with ``seed``.
+    u_rec : array (n, k), optional
+        Input per recording interval (row i holds over interval i; the last row holds on).
+    timeout : float, optional
+        Seconds before the run is killed.
+
+    Returns
+    -------
+    dict
+        ``z`` (trials, n_rec, d), ``counts`` (trials,: spikes up to the last sample), ``spikes`` ((times in
+        seconds, neuron indices) up to the last sample, or None).
+    """
+    m = read_manifest(code_dir)
+    trials, d, k = m["trials"], m["dim"], m["n_inputs"]
+    if not (np.isfinite(duration) and duration > 0):
+        raise RunError(f"duration must be a finite number > 0, got {duration}")
+    n_rec = int(round(duration / m["record_dt"])) + 1
+    span = (n_rec - 1) * m["sub"] * m["step_s"]
+    if span / m["step_s"] >= MAX_STEPS:
+        raise RunError(f"{duration:g} time units are more steps than this build runs ({MAX_STEPS - 1})")
+    _, bin_seed, z0 = _starts(arrays, seed, trials, d, z0)
+    u_full = _input_buffer(u_rec, k, m["input_steps"], "recording intervals")
+    xh0 = z0 - arrays["center"]
+    names = {**{f"xh_{q}": np.float64 for q in range(d)}, "n_spikes": np.float64,
+             **({"spikes_t": np.float64, "spikes_i": np.int32} if "spikes_t" in m["results"] else {})}
+    got = _execute(code_dir, m, bin_seed, span + 0.5 * m["step_s"],
+                   {**{f"xh_{q}": xh0[:, q] for q in range(d)}, "u": u_full}, names, timeout)
+    xh = np.stack([got[f"xh_{q}"].reshape(-1, trials) for q in range(d)], axis=-1)
+    if len(xh) < n_rec:
+        raise RunError(f"the simulation recorded {len(xh)} samples, expected {n_rec}")
+    z = xh[:n_rec].transpose(1, 0, 2) + arrays["center"]
+    counts = got["n_spikes"].reshape(-1, trials)[n_rec - 1]
+    spikes = None
+    if "spikes_t" in got:
+        # Brian2 stamps a spike with its step's start; the torch loop with its end (the state it changes)
+        t = got["spikes_t"] + m["step_s"]
+        keep = t <= span + 1e-12 * max(1.0, span)
+        spikes = (t[keep], got["spikes_i"][keep].astype(np.int64))
+    return {"z": z, "counts": counts, "spikes": spikes}
 
 
 def _numbers(text, option):
@@ -279,7 +355,8 @@ def main(argv=None):
                     help="SDE time units per trial")
     ap.add_argument("--z0", help="start state, comma-separated (default: drawn from the fitted region)")
     ap.add_argument("--input", help="constant input, comma-separated (one value per input)")
-    ap.add_argument("--input-file", help=".npy array (steps, inputs) on the integration-step grid")
+    ap.add_argument("--input-file", help=".npy array (steps, inputs) on the integration-step grid (a spike-coordinated "
+                                         "network: one row per recording interval)")
     ap.add_argument("-o", "--output", required=True)
     ap.add_argument("--force", action="store_true")
     args = ap.parse_args(argv)
@@ -311,16 +388,23 @@ def _run(here, args):
     z0 = None if args.z0 is None else _numbers(args.z0, "--z0")
     if z0 is not None and z0.shape != (arrays["encoders"].shape[1],):
         raise ValueError(f"--z0 takes {arrays['encoders'].shape[1]} numbers, got {len(z0)}")
-    y = run_build(code_dir, arrays, seed=args.seed, duration=args.duration, z0=z0, u_steps=u)
     m = read_manifest(code_dir)
-    y, spikes = y if isinstance(y, tuple) else (y, None)
-    z = y * arrays["scale"] + arrays["center"]
+    if m.get("network") == "coordinated":
+        got = run_coordinated_build(code_dir, arrays, seed=args.seed, duration=args.duration, z0=z0, u_rec=u)
+        z, spikes = got["z"], got["spikes"]
+    else:
+        y = run_build(code_dir, arrays, seed=args.seed, duration=args.duration, z0=z0, u_steps=u)
+        y, spikes = y if isinstance(y, tuple) else (y, None)
+        z = y * arrays["scale"] + arrays["center"]
     meta = {"backend": "brian2-cpp" if m["device"] == "cpp_standalone" else "brian2-cuda",
             "mode": m.get("mode", "rate"),
             "device": m["device"], "coupling": m["coupling"], "model_id": info.get("model_id"),
             "system": info.get("sde_name"), "variables": info.get("variables"), "seed": args.seed,
             "duration": args.duration, "trials": m["trials"], "integration_dt": m["dt"], "noise": m["noise"],
-            "n_neurons": m["n_neurons"], "threads": m.get("threads", 1), "exported": True}
+            "n_neurons": m["n_neurons"], "threads": m.get("threads", 1), "exported": True,
+            **({"network": "coordinated", "n_basis": m["n_basis"], "mean_rate_hz": float(np.mean(got["counts"]))
+                / (m["n_neurons"] * (z.shape[1] - 1) * m["sub"] * m["step_s"]) if z.shape[1] > 1 else 0.0}
+               if m.get("network") == "coordinated" else {})}
     write_trajectory(args.output, np.arange(z.shape[1]) * m["record_dt"], z, m["record_dt"], meta, args.force,
                      spikes=None if spikes is None else (spikes[0] / m["time_scale"], spikes[1]))
     print(f"wrote {args.output}: {m['trials']} trials x {args.duration:g} time units")
