@@ -31,13 +31,18 @@ def model(coordinated_small):
     return coordinated_small[1]
 
 
-def test_noisy_run_has_the_basis_noise(model):
+@pytest.mark.parametrize("noise_spikes", [False, True], ids=["tracked", "noise_spikes"])
+def test_noisy_run_has_the_basis_noise(coordinated_small, noise_spikes):
     """Residual covariance per unit time of a Brian2 C++ run against the basis's mean noise covariance G on its
     states, within 4 of Wishart's standard errors ``sqrt((G_ij^2 + G_ii G_jj) / n)`` plus what the read-out error
     adds (the jitter ratio j of the same network, measured on a torch run: ``(j + 2 sqrt(j)) G``). A noise
-    amplitude 1.2x too large (variance 1.44x) would be caught."""
-    from ddm_neuro.spiking.coordinated import jitter_ratio, simulate_coordinated
+    amplitude 1.2x too large (variance 1.44x) would be caught. The noise tracked by the spikes, or carried by
+    random spikes (their probabilities and jumps computed in Brian2's own kernel)."""
+    from ddm_neuro.spiking.coordinated import jitter_ratio, make_coordinated, simulate_coordinated
 
+    basis, model, facts = coordinated_small
+    if noise_spikes:
+        model = make_coordinated(basis, N, facts["delta"], rate_hz=RATE, seed=1, noise_spikes=True)
     traj = plugins.simulate(model, DURATION, backend="brian2-cpp", mode="spiking", trials=TRIALS, seed=7,
                             record_dt=H)
     z = traj.z
@@ -53,7 +58,7 @@ def test_noisy_run_has_the_basis_noise(model):
     allow = (j + 2 * np.sqrt(j)) * np.sqrt(np.outer(np.diag(G), np.diag(G)))
     assert np.all(np.abs(C - G) < 4 * se + allow), (C, G, se, allow)
     assert np.any(np.abs(C - 1.44 * G) > 4 * se + allow)
-    assert 0.9 < traj.meta["mean_rate_hz"] / RATE < 1.1
+    assert 0.9 < traj.meta["mean_rate_hz"] / facts["mean_rate_hz"] < 1.1      # the torch run's rate
 
 
 def test_noise_free_run_takes_the_torch_loops_steps(tmp_path):

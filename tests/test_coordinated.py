@@ -70,6 +70,33 @@ def test_latent_has_the_basis_noise(noisy_run):
     assert np.any(np.abs(C - 1.44 * G) > 4 * se + allow)            # a 1.2x noise amplitude would be caught
 
 
+def test_noise_spikes_carry_the_basis_noise(tuned, noisy_run):
+    """With noise spikes (neurons firing at random, their jumps of the read-out carrying the noise) the residual
+    covariance is the basis's G within Wishart's error plus the tracking error's allowance, as above, and a 1.2x
+    noise amplitude would be caught. The spikes no longer track the noise, so their read-out error changes less
+    than where they track an injected noise: with decoders 4x smaller than the rate's (16x the spikes needed to
+    follow the noise, more than one a step) the tracking network's jitter is more than 4x the noise-spiking one's."""
+    basis, _, tuned_facts = tuned
+    model = make_coordinated(basis, N, tuned_facts["delta"], rate_hz=RATE, seed=1, noise_spikes=True)
+    z, facts = simulate_coordinated(model, duration=DURATION, trials=TRIALS, record_dt=H, seed=11, error=True)
+    r, _, z0 = _residuals(model, z)
+    n = len(r)
+    C = r.T @ r / n / H
+    G = np.mean(model.latent_cov(z0[:: 10]), axis=0)
+    se = np.sqrt((G ** 2 + np.outer(np.diag(G), np.diag(G))) / n)
+    j, _ = jitter_ratio(model, facts["e"], 1, H, z)
+    assert 0 < j < 0.1, j
+    allow = (j + 2 * np.sqrt(j)) * np.sqrt(np.outer(np.diag(G), np.diag(G)))
+    assert np.all(np.abs(C - G) < 4 * se + allow), (C, G, se, allow)
+    assert np.any(np.abs(C - 1.44 * G) > 4 * se + allow)
+    small = {}
+    for spikes_noise in (False, True):
+        m = make_coordinated(basis, N, tuned_facts["delta"] / 4, rate_hz=RATE, seed=1, noise_spikes=spikes_noise)
+        zs, fs = simulate_coordinated(m, duration=10.0, trials=4, record_dt=H, seed=12, error=True)
+        small[spikes_noise] = jitter_ratio(m, fs["e"], 1, H, zs)[0]
+    assert small[True] * 4 < small[False], small
+
+
 def _euler(f, z0, duration, step=1e-3):
     """The basis's noise-free path from ``z0`` (fine Euler steps), sampled every H."""
     y, out = np.array(z0, dtype=np.float64), [np.array(z0, dtype=np.float64)]

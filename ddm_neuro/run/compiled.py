@@ -60,11 +60,11 @@ class CoordArgs(ctypes.Structure):
     """Mirror of ``struct CoordArgs`` in ``step_loops.cpp`` (the spike-coordinated network's loop)."""
 
     _fields_ = ([(n, _i64) for n in ("T", "N", "d", "M", "k", "n_int", "sub", "hold", "threads", "noisy",
-                                     "max_spikes", "step0")]
+                                     "max_spikes", "step0", "noise_spikes")]
                 + [(n, _f64) for n in ("h", "a", "lk", "ct", "dt_s")]
                 + [(n, _ptr) for n in ("D", "thr", "A", "x0", "Kt", "cst", "Bx", "DB", "center", "na", "nc", "Ks",
-                                       "LL", "u", "e", "xh", "cmd", "Lc", "cnt", "streams", "out", "oute", "n_spikes",
-                                       "spk_t", "spk_i", "spk_n")])
+                                       "LL", "u", "Pinv", "e", "xh", "cmd", "Lc", "cnt", "streams", "out", "oute",
+                                       "n_spikes", "spk_t", "spk_i", "spk_n")])
 
 
 def cache_root():

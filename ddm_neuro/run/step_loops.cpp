@@ -437,10 +437,15 @@ extern "C" int ddm_steps(const Args *args) {
 //   xh *= a                                                 (a = exp(-dt / tau): the read-out's filter)
 //   j = argmax_j (D_j . e - thr_j); if positive: neuron j spikes, e -= D_j, xh += D_j   (one spike per step)
 // The fast rank-d inhibition -D^T D is the "e -= D_j" (every membrane D_i . e sees it at once).
+// Noise as spikes (noise_spikes = 1): instead of chol(C h) xi entering e, neuron j fires at random with
+// probability lambda_j per step, lambda_j = D_j^T B D_j (clipped at 0) with B solving
+// sum_j lambda_j D_j D_j^T = C h (Pinv: the inverse of that linear map on symmetric B, in the coordinates
+// (p, q), p >= q, row-major); such a spike moves xh by D_j and leaves e as it is (the noise enters the
+// read-out as the spike itself), and e -= sum_j lambda_j D_j every step (the noise spikes' mean).
 struct CoordArgs {
-    i64 T, N, d, M, k, n_int, sub, hold, threads, noisy, max_spikes, step0;
+    i64 T, N, d, M, k, n_int, sub, hold, threads, noisy, max_spikes, step0, noise_spikes;
     double h, a, lk, ct, dt_s;
-    const double *D, *thr, *A, *x0, *Kt, *cst, *Bx, *DB, *center, *na, *nc, *Ks, *LL, *u;
+    const double *D, *thr, *A, *x0, *Kt, *cst, *Bx, *DB, *center, *na, *nc, *Ks, *LL, *u, *Pinv;
     double *e, *xh, *cmd, *Lc;
     i64 *cnt;
     u64 *streams;
@@ -497,6 +502,37 @@ static void coord_command(const CoordArgs &a, const double *xh, const double *u,
     }
 }
 
+// Noise spikes of one trial: lambda (N), their mean per step m (d); returns their total probability per step.
+static double noise_rates(const CoordArgs &a, const double *Lc, double *lam, double *m) {
+    const i64 d = a.d, N = a.N;
+    double rhs[136], b[136];   // d (d + 1) / 2 <= 136 for d <= 16
+    i64 n = 0;
+    for (i64 p = 0; p < d; p++)
+        for (i64 q = 0; q <= p; q++, n++) {
+            double c = 0.0;
+            for (i64 l = 0; l < d; l++) c += Lc[p * d + l] * Lc[q * d + l];
+            rhs[n] = c;
+        }
+    for (i64 r = 0; r < n; r++) {
+        double acc = 0.0;
+        for (i64 c = 0; c < n; c++) acc += a.Pinv[r * n + c] * rhs[c];
+        b[r] = acc;
+    }
+    double total = 0.0;
+    for (i64 q = 0; q < d; q++) m[q] = 0.0;
+    for (i64 j = 0; j < N; j++) {
+        double l = 0.0;
+        i64 r = 0;
+        for (i64 p = 0; p < d; p++)
+            for (i64 q = 0; q <= p; q++, r++)
+                l += (p == q ? 1.0 : 2.0) * b[r] * a.D[p * N + j] * a.D[q * N + j];
+        lam[j] = l > 0.0 ? l : 0.0;
+        total += lam[j];
+        for (i64 q = 0; q < d; q++) m[q] += lam[j] * a.D[q * N + j];
+    }
+    return total;
+}
+
 // Run n_int record intervals of `sub` steps each; out[t, i] is xh + center at the end of interval i.
 // Returns 0, or 1 when d > 16 (refused).
 extern "C" int ddm_coordinated(const CoordArgs *ap) {
@@ -505,25 +541,49 @@ extern "C" int ddm_coordinated(const CoordArgs *ap) {
 #pragma omp parallel for schedule(static, 1) num_threads(a.threads)
     for (i64 t = 0; t < a.T; t++) {
         const i64 d = a.d, N = a.N;
-        std::vector<double> work(2 * a.M + a.N);
-        double *V = work.data() + 2 * a.M;
+        const bool spikes_noise = a.noisy && a.noise_spikes;
+        std::vector<double> work(2 * a.M + a.N + (spikes_noise ? a.N : 0));
+        double *V = work.data() + 2 * a.M, *lam = V + a.N;
         double *e = a.e + t * d, *xh = a.xh + t * d, *cmd = a.cmd + t * d, *Lc = a.Lc + t * d * d;
         u64 *st = a.streams + 6 * t;
         i64 cnt = a.cnt[t], nsp = a.n_spikes[t];
-        double xi[16];
+        double xi[16], mean[16] = {0.0}, ptot = 0.0;
+        if (spikes_noise && cnt % a.hold != 0) ptot = noise_rates(a, Lc, lam, mean);   // held from the last call
         for (i64 i = 0; i < a.n_int; i++) {
             const double *u = a.u + i * a.k;
             for (i64 s = 0; s < a.sub; s++) {
-                if (cnt % a.hold == 0) coord_command(a, xh, u, cmd, Lc, work.data());
+                if (cnt % a.hold == 0) {
+                    coord_command(a, xh, u, cmd, Lc, work.data());
+                    if (spikes_noise) ptot = noise_rates(a, Lc, lam, mean);
+                }
                 cnt++;
-                if (a.noisy)
+                if (a.noisy && !spikes_noise)
                     for (i64 q = 0; q < d; q++) xi[q] = normal(st);
                 for (i64 p = 0; p < d; p++) {
                     double n = 0.0;
-                    if (a.noisy)
+                    if (spikes_noise)
+                        n = -mean[p];
+                    else if (a.noisy)
                         for (i64 q = 0; q <= p; q++) n += Lc[p * d + q] * xi[q];
                     e[p] += cmd[p] + n + (1.0 - a.a) * xh[p] - a.lk * e[p];
                     xh[p] *= a.a;
+                }
+                if (spikes_noise && ptot > 0.0) {
+                    // K draws of probability ptot / K each (K = ceil(ptot)): neuron j with probability lambda_j / K
+                    const i64 K = ptot > 1.0 ? (i64)std::ceil(ptot) : 1;
+                    for (i64 r = 0; r < K; r++) {
+                        double x = uniform(st) * K;
+                        if (x >= ptot) continue;
+                        i64 j = 0;
+                        for (; j < N - 1; j++) { x -= lam[j]; if (x < 0.0) break; }
+                        for (i64 q = 0; q < d; q++) xh[q] += a.D[q * N + j];
+                        nsp++;
+                        if (a.max_spikes > 0 && a.spk_n[t] < a.max_spikes) {
+                            const i64 slot = t * a.max_spikes + a.spk_n[t]++;
+                            a.spk_t[slot] = (double)(a.step0 + i * a.sub + s + 1) * a.dt_s;
+                            a.spk_i[slot] = j;
+                        }
+                    }
                 }
                 for (i64 j = 0; j < N; j++) V[j] = -a.thr[j];
                 for (i64 q = 0; q < d; q++) {

@@ -25,7 +25,9 @@ is ``D^T f(x_hat)``, the dendritic nonlinearity of nonlinear spike-coordinated
 networks (Thalmeier et al. 2016; Alemi et al. 2018). The basis units are rate
 units, computed exactly; the network is therefore a hybrid: N spiking neurons
 plus M rate units. ``G dW`` enters as a shared d-dimensional input current
-``D^T G dW`` (the analogue of the rate network's shared noise). The basis is
+``D^T G dW`` (the analogue of the rate network's shared noise), or, with
+noise spikes (:func:`noise_spike_map`), as random spikes whose jumps of the
+read-out carry the noise's covariance themselves. The basis is
 evaluated every :data:`HOLD_S` seconds and held in between; ``e`` leaks with
 ``tau``.
 
@@ -38,9 +40,9 @@ population fires about :data:`P_SPIKE` spikes per step.
 
 What carries it: the torch back end's compiled step loop
 (``ddm_neuro/run/step_loops.cpp``, ``ddm_coordinated``), and Brian2's
-``cpp_standalone`` (the ``brian2-cpp`` back end, ``exporters/brian2/coordinated.py``:
-the same steps, the one-spike rule as a winner-take-all written in C++, about
-5x slower). Brian2's runtime devices, Brian2CUDA, NEST, NIR and neuromorphic
+``cpp_standalone`` (the ``brian2-cpp`` back end, ``exporters/brian2/coordinated_network.py``:
+the same steps, the basis and the one-spike rule as per-trial C++ functions, at
+about the torch loop's speed). Brian2's runtime devices, Brian2CUDA, NEST, NIR and neuromorphic
 chips have no delay-free rank-d inhibition at microsecond steps, so their
 spiking modes refuse these models (a plug-in declares ``coordinated=True``
 when it carries them).
@@ -119,7 +121,8 @@ def whitening(model):
     return np.linalg.cholesky(C / (np.trace(C) / d))
 
 
-def make_coordinated(basis, n_neurons, delta, *, rate_hz=RATE_HZ, cost=COST, seed=0, why=None, whiten=None):
+def make_coordinated(basis, n_neurons, delta, *, rate_hz=RATE_HZ, cost=COST, seed=0, why=None, whiten=None,
+                     noise_spikes=False):
     """A copy of the tanh model ``basis`` that runs as a spike-coordinated network of ``n_neurons`` neurons.
 
     Parameters
@@ -140,6 +143,9 @@ def make_coordinated(basis, n_neurons, delta, *, rate_hz=RATE_HZ, cost=COST, see
         How N and delta were chosen (kept in the settings).
     whiten : array (d, d), optional
         :func:`whitening` of ``basis``, where the caller has it already.
+    noise_spikes : bool
+        The basis's noise as random spikes (:func:`noise_spike_map`) instead of an input that the
+        spikes track.
 
     Returns
     -------
@@ -154,8 +160,31 @@ def make_coordinated(basis, n_neurons, delta, *, rate_hz=RATE_HZ, cost=COST, see
                                  "cost": float(cost), "seed": int(seed),
                                  "whitening": (whitening(basis) if whiten is None else np.asarray(whiten)).tolist(),
                                  "hold_s": HOLD_S, "p_spike": P_SPIKE,
-                                 "dt_max_s": DT_MAX_S, **({"chosen": why} if why else {})}
+                                 "dt_max_s": DT_MAX_S, "noise_spikes": bool(noise_spikes),
+                                 **({"chosen": why} if why else {})}
     return model
+
+
+def noise_spike_map(D):
+    """The inverse of ``B -> sum_j (D_j^T B D_j) D_j D_j^T`` on symmetric d x d matrices, in the coordinates
+    ``(p, q)``, ``p >= q``, row-major: ``(n, n)``, ``n = d (d + 1) / 2``.
+
+    With noise spikes, neuron j fires at random with probability ``lambda_j = D_j^T B D_j`` per step
+    (clipped at 0), B chosen so that ``sum_j lambda_j D_j D_j^T`` is the basis's noise covariance over the
+    step: a spike moves the read-out by ``D_j``, so the spikes' own second moment is the noise, and the
+    tracking spikes (largest margin first) correct only the drift. Their error then stays small where
+    tracking Brownian noise would need many more spikes (FitzHugh-Nagumo: 4.6x less jitter at N = 800,
+    RESULTS_spike_coordination.md (f)).
+    """
+    d = D.shape[0]
+    pairs = [(p, q) for p in range(d) for q in range(p + 1)]
+    phi = np.array([[np.sum(D[p] * D[q] * D[r] * D[s]) * (1.0 if r == s else 2.0) for r, s in pairs]
+                    for p, q in pairs])
+    try:
+        return np.ascontiguousarray(np.linalg.inv(phi))
+    except np.linalg.LinAlgError:
+        raise DDMError(f"coordinated network: its {D.shape[1]} decoders do not span the noise's covariances "
+                       "(too few neurons for noise spikes)") from None
 
 
 def decoders(model):
@@ -247,6 +276,8 @@ def simulate_coordinated(model, plan_or_none=None, *, duration=None, trials=1, r
     D = np.ascontiguousarray(decoders(model))
     thr = np.ascontiguousarray(0.5 * (1.0 + cfg["cost"]) * np.sum(D * D, axis=0))
     arr = basis_arrays(model)
+    spikes_noise = bool(cfg.get("noise_spikes"))
+    pinv = noise_spike_map(D) if spikes_noise else np.zeros(1)
     center = np.ascontiguousarray(model.center, dtype=np.float64)
     xh = np.ascontiguousarray(z_start - center, dtype=np.float64)
     e = np.zeros((trials, d))
@@ -280,12 +311,13 @@ def simulate_coordinated(model, plan_or_none=None, *, duration=None, trials=1, r
             spi = np.empty(trials * max(max_sp, 1), dtype=np.int64) if max_sp else np.empty(1, dtype=np.int64)
             spn = np.zeros(trials, dtype=np.int64)
             args = CoordArgs(T=trials, N=N, d=d, M=M, k=k, n_int=n, sub=sub, hold=hold, threads=max(1, int(threads)),
-                             noisy=int(noisy), max_spikes=max_sp, step0=done * sub, h=h,
+                             noisy=int(noisy), max_spikes=max_sp, step0=done * sub, noise_spikes=int(spikes_noise),
+                             h=h,
                              a=math.exp(-dt_s / model.tau), lk=1.0 - math.exp(-dt_s / model.tau), ct=arr["ct"],
                              dt_s=dt_s / model.time_scale)
             for name in ("A", "x0", "Kt", "cst", "Bx", "DB", "na", "nc", "Ks", "LL"):
                 setattr(args, name, ptr(arr[name]) if arr[name].size else ptr(none))
-            args.D, args.thr, args.center, args.u = ptr(D), ptr(thr), ptr(center), ptr(uu)
+            args.D, args.thr, args.center, args.u, args.Pinv = ptr(D), ptr(thr), ptr(center), ptr(uu), ptr(pinv)
             args.e, args.xh, args.cmd, args.Lc, args.cnt = ptr(e), ptr(xh), ptr(cmd), ptr(Lc), ptr(cnt)
             args.streams, args.out, args.n_spikes = ptr(streams), ptr(out), ptr(n_spikes)
             args.oute = None if oute is None else ptr(oute)
@@ -406,11 +438,12 @@ def initial_delta(basis, n_neurons, rate_hz):
 
 
 def tune_delta(basis, n_neurons, *, rate_hz=RATE_HZ, seed=0, record_dt, delta0=None, runs=PILOT_RUNS,
-               u=None, lag_samples=1, progress=False):
+               u=None, lag_samples=1, progress=False, noise_spikes=False):
     """Tune delta so that the coordinated network of ``n_neurons`` fires at ``rate_hz`` on pilot runs.
 
     ``runs``: (trials, length in lags) of each pilot (:data:`PILOT_RUNS`); the lag is ``lag_samples``
-    samples of ``record_dt``.
+    samples of ``record_dt``. ``noise_spikes``: the network's noise as random spikes
+    (:func:`noise_spike_map`; they count in the rate).
 
     The rate falls with delta about as a power law; each pilot updates the power from the last two
     (a secant in log-log, clipped to [0.5, 3]) and stops within :data:`RATE_TOLERANCE`. The last pilot
@@ -431,7 +464,8 @@ def tune_delta(basis, n_neurons, *, rate_hz=RATE_HZ, seed=0, record_dt, delta0=N
     power, pilots, whiten = 1.0, [], whitening(basis)
     trials, duration = runs[0], max(2.0, runs[1] * record_dt / lag_samples)
     for i in range(MAX_PILOTS):
-        model = make_coordinated(basis, n_neurons, delta, rate_hz=rate_hz, seed=seed, whiten=whiten)
+        model = make_coordinated(basis, n_neurons, delta, rate_hz=rate_hz, seed=seed, whiten=whiten,
+                                 noise_spikes=noise_spikes)
         z, facts = simulate_coordinated(model, duration=duration, trials=trials, record_dt=record_dt, seed=seed + i,
                                         u=u, error=True, progress=False)
         rate = facts["mean_rate_hz"]

@@ -13,7 +13,10 @@ Brian2 C++):
    :data:`~ddm_neuro.spiking.coordinated.RATE_HZ` (pilot runs), measure the
    spikes' jitter at the verifier's lag (a stochastic target; a deterministic
    one has no noise to size it against: it takes :data:`DETERMINISTIC_N`
-   neurons, and verify judges the statistics the jitter perturbs), and where it is above what the
+   neurons, and verify judges the statistics the jitter perturbs) with the
+   noise tracked by the spikes and with the noise as random spikes
+   (:func:`~ddm_neuro.spiking.coordinated.noise_spike_map`), keeping the one
+   with the smaller jitter, and where it is above what the
    verification can resolve (:func:`~ddm_neuro.spiking.coordinated.jitter_limit`
    of its number of increments) raise N to what it needs, at most 4x per step
    and measuring again after each (``--max-neurons`` caps it: above, stop and
@@ -107,8 +110,20 @@ def coordinated_stages(result, stages, best, sde, model0, plugin, u0, seed, prog
                  + ("" if plugin.name == "torch" else " in torch (the same network and steps)")
                  + ("" if deterministic else f", the spikes' jitter at verify's lag ({lag:.3g} time units)"))
     model, facts = tune_delta(basis, n, rate_hz=RATE_HZ, seed=seed, record_dt=lag, u=u0, progress=progress)
+    spikes_noise = False
     if deterministic:   # no noise to size the jitter against: verify judges the statistics it perturbs
         facts["jitter"] = None
+    else:   # the noise tracked by the spikes, or carried by random spikes: the one whose jitter is smaller
+        stages.say(f"N = {n}, the noise tracked: delta {facts['delta']:.4g}, jitter {facts['jitter']:.3g}; "
+                   "now with the noise as random spikes")
+        model_s, facts_s = tune_delta(basis, n, rate_hz=RATE_HZ, seed=seed, record_dt=lag, u=u0, progress=progress,
+                                      noise_spikes=True)
+        spikes_noise = facts_s["jitter"] < facts["jitter"]
+        ch["noise"] = choice("spikes" if spikes_noise else "tracked",
+                             f"the spikes' jitter at N = {n}: {facts_s['jitter']:.3g} with the noise as random spikes "
+                             f"(their jumps carry it), {facts['jitter']:.3g} with the noise tracked by the spikes")
+        if spikes_noise:
+            model, facts = model_s, facts_s
     stages.note(n_neurons=n, delta=facts["delta"], rate_hz=facts["rate_hz"], jitter=facts["jitter"])
     stages.say(f"N = {n}: delta {facts['delta']:.4g}, {facts['rate_hz']:.1f} Hz, " + (
         "a deterministic target (no noise to size the spikes' jitter against: verify judges the statistics)"
@@ -151,7 +166,7 @@ def coordinated_stages(result, stages, best, sde, model0, plugin, u0, seed, prog
             err = basis.meta.get("fit", {}).get("drift_error")
             stages.say("held-out drift error " + ("n/a" if err is None else f"{100 * err:.2f} %"))
         model, facts = _resize(basis, n, new_n, facts, rate_hz=RATE_HZ, seed=seed, lag=lag, u0=u0, stages=stages,
-                               progress=progress, limit=limit, scale=(new_t / T))
+                               progress=progress, limit=limit, scale=(new_t / T), noise_spikes=spikes_noise)
         points.append((new_n * new_t, facts["jitter"]))
         n = new_n
         why_n = (f"jitter {facts['jitter']:.3g} at N = {n}, T = {basis.time_scale:.4g} s (limit {limit:.3g} for the "
@@ -162,7 +177,7 @@ def coordinated_stages(result, stages, best, sde, model0, plugin, u0, seed, prog
                               "Hz fire enough spikes per time unit")
     ch["n_neurons"] = choice(n, why_n)
     ch["delta"] = choice(round(facts["delta"], 6), f"tuned to {RATE_HZ:g} Hz mean rate on pilot runs")
-    model = _final(basis, n, facts, why_n)
+    model = _final(basis, n, facts, why_n, spikes_noise)
     best.update(model=model, why=f"coordinated, N = {n}")
 
     z_collapse = z_vis if deterministic and chaotic else None
@@ -180,12 +195,12 @@ def coordinated_stages(result, stages, best, sde, model0, plugin, u0, seed, prog
         if need > cap:
             break
         model, facts = _resize(basis, n, need, facts, rate_hz=RATE_HZ, seed=seed, lag=lag, u0=u0, stages=stages,
-                               progress=progress, limit=limit)
+                               progress=progress, limit=limit, noise_spikes=spikes_noise)
         n = need
         ch["n_neurons"] = choice(n, f"verify failed on {', '.join(failed)} alone at N = {ch['n_neurons'].value}: "
                                     f"{GROWTH}x the neurons")
         ch["delta"] = choice(round(facts["delta"], 6), f"tuned to {RATE_HZ:g} Hz mean rate on pilot runs")
-        model = _final(basis, n, facts, ch["n_neurons"].why)
+        model = _final(basis, n, facts, ch["n_neurons"].why, spikes_noise)
         best.update(model=model, why=f"coordinated, N = {n}")
     result.model = model
     result.status = "passed" if result.passed else "failed"
@@ -211,22 +226,23 @@ def run_seconds(n_neurons, n_basis, time_scale, trial_time, rate_hz):
     return SECONDS_PER_STEP_UNIT * (n_neurons + n_basis) * trial_time * time_scale / dt
 
 
-def _resize(basis, n_old, n_new, facts, *, rate_hz, seed, lag, u0, stages, progress, limit, scale=1.0):
+def _resize(basis, n_old, n_new, facts, *, rate_hz, seed, lag, u0, stages, progress, limit, scale=1.0,
+            noise_spikes=False):
     """Tune delta again at ``n_new`` neurons and ``scale`` times the time scale (starting from the old delta scaled
     as delta ~ (N T)^-0.8)."""
     from .coordinated import tune_delta
 
     stages.start("coordinate", f"N = {n_new} spiking neurons, T = {basis.time_scale:.4g} s, delta tuned again")
     model, facts = tune_delta(basis, n_new, rate_hz=rate_hz, seed=seed, record_dt=lag, u=u0, progress=progress,
-                              delta0=facts["delta"] * (n_old / n_new / scale) ** 0.8)
+                              delta0=facts["delta"] * (n_old / n_new / scale) ** 0.8, noise_spikes=noise_spikes)
     stages.note(n_neurons=n_new, delta=facts["delta"], rate_hz=facts["rate_hz"], jitter=facts["jitter"])
     stages.say(f"N = {n_new}: delta {facts['delta']:.4g}, {facts['rate_hz']:.1f} Hz, jitter {facts['jitter']:.3g}x "
                f"(limit {limit:.3g})")
     return model, facts
 
 
-def _final(basis, n, facts, why):
+def _final(basis, n, facts, why, noise_spikes=False):
     from .coordinated import RATE_HZ, make_coordinated
 
-    return make_coordinated(basis, n, facts["delta"], rate_hz=RATE_HZ, why={
+    return make_coordinated(basis, n, facts["delta"], rate_hz=RATE_HZ, noise_spikes=noise_spikes, why={
         "n_neurons": why, "rate_hz": facts["rate_hz"], "jitter": facts["jitter"], "pilots": facts["pilots"]})

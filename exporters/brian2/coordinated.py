@@ -19,7 +19,7 @@ def coordinated_spec(model):
     The basis's drift and noise as the torch loop takes them (``ddm_neuro.spiking.coordinated.basis_arrays``),
     the centre folded into ``x0`` and ``cst``, the decoders and thresholds, and the step's settings.
     """
-    from ddm_neuro.spiking.coordinated import basis_arrays, coordinated, decoders, longest_step
+    from ddm_neuro.spiking.coordinated import basis_arrays, coordinated, decoders, longest_step, noise_spike_map
 
     cfg = coordinated(model)
     arr = basis_arrays(model)
@@ -28,11 +28,12 @@ def coordinated_spec(model):
               "na": arr["na"], "nc": arr["nc"], "LL": arr["LL"], "cst": arr["cst"] - arr["ct"] * model.center,
               "Bx": arr["Bx"].reshape(model.n_inputs, model.n_neurons), "DB": arr["DB"].reshape(model.dim,
                                                                                                  model.n_inputs),
-              "D": D, "thr": 0.5 * (1.0 + cfg["cost"]) * np.sum(D * D, axis=0)}
+              "D": D, "thr": 0.5 * (1.0 + cfg["cost"]) * np.sum(D * D, axis=0),
+              "Pinv": noise_spike_map(D) if cfg.get("noise_spikes") else np.zeros((1, 1))}
     info = {"ct": float(arr["ct"]), "tau": float(model.tau), "time_scale": float(model.time_scale),
             "step_max_s": longest_step(model), "hold_s": float(cfg.get("hold_s", 2e-5)),
             "n_neurons": int(cfg["n_neurons"]), "delta": float(cfg["delta"]), "cost": float(cfg["cost"]),
-            "rate_hz": float(cfg["rate_hz"])}
+            "rate_hz": float(cfg["rate_hz"]), "noise_spikes": bool(cfg.get("noise_spikes"))}
     return arrays, info
 
 

@@ -54,7 +54,7 @@ except ImportError:  # an exported project: these files lie beside this one
         stop_function
 
 #: Arrays of a coordinated spec (``coordinated.npz`` of an exported project).
-ARRAYS = ("A", "x0", "Kt", "Ks", "na", "nc", "LL", "cst", "Bx", "DB", "D", "thr")
+ARRAYS = ("A", "x0", "Kt", "Ks", "na", "nc", "LL", "cst", "Bx", "DB", "D", "thr", "Pinv")
 
 
 def save_coordinated(path, arrays, info):
@@ -89,26 +89,30 @@ extern "C" { __attribute__((__simd__("notinbranch"))) double tanh(double) throw(
 namespace {"""
 
 
-def _kernel(name, code, args, return_type):
-    """A C++ function of ``cpp_standalone`` (not stateless: it reads and writes Brian2's global arrays)."""
+def _kernel(name, code, args, return_type, int_args=1):
+    """A C++ function of ``cpp_standalone`` (not stateless: it reads and writes Brian2's global arrays); its first
+    ``int_args`` arguments are integers, the others floats."""
     import brian2 as b2
 
     def standalone_only(*values):
         raise RuntimeError("the coordinated network's per-trial kernels run only in cpp_standalone")
 
     f = b2.Function(standalone_only, arg_units=[1] * len(args), arg_names=list(args), return_unit=1,
-                    arg_types=["integer"] + ["float"] * (len(args) - 1), return_type=return_type, stateless=False)
+                    arg_types=["integer"] * int_args + ["float"] * (len(args) - int_args), return_type=return_type,
+                    stateless=False)
     f.implementations.add_implementation("cpp", code, name=name)
     return f
 
 
-def _basis_kernel(name, d, k, M, LL):
+def _basis_kernel(name, d, k, M, LL, spikes=None):
     """``ddm_coord_basis(trial, x_0.., u_0..)``: the trial's M basis units at its read-out ``x`` (centred) and
     input ``u``, ``r = tanh(x0 + A^T x + Bx^T u)``, written to the basis group's ``r`` (and ``s2``), and their
     sums ``f_q = Kt_q . r`` and ``C_pq = LL_pq + sum_m Ks_p Ks_q s2`` written to the held group's row. One
     dense loop per trial over the basis group's own constants (Brian2's summed variables would make one pass
     over their index arrays per sum: nine for d = 3). ``LL`` (d x d) is the constant part of ``C``; None: no
-    noise (no ``C``, no ``s2``)."""
+    noise (no ``C``, no ``s2``). ``spikes`` ``(N, Pinv, h)``: noise spikes, whose probabilities per step
+    ``lambda_j = D_j^T B D_j`` (``B = Pinv (C h)``, clipped at 0) go to the neurons' ``lam``, their sum to the
+    held row's ``ptot`` and their mean move ``sum_j lambda_j D_j`` to its ``m_q``."""
     noise = LL is not None
     pairs = [(p, q) for p in range(d) for q in range(p + 1)]
     g = f"brian::_array_{name}_basis_"
@@ -129,6 +133,20 @@ def _basis_kernel(name, d, k, M, LL):
     out = [f"    {h}f_{q}[trial] = f_{q};" for q in range(d)]
     out += [f"    {h}C_{p}_{q}[trial] = C_{p}_{q} + LL_{p}_{q};" for p, q in pairs] if noise else []
     consts = [f"    const double LL_{p}_{q} = {float(LL[p][q])!r};" for p, q in pairs] if noise else []
+    if noise and spikes is not None:
+        N, pinv, hs = spikes
+        nd = f"brian::_array_{name}_neurons_"
+        out += [f"    const double c_{r} = (C_{p}_{q} + LL_{p}_{q})*{float(hs)!r};" for r, (p, q) in enumerate(pairs)]
+        out += [f"    const double b_{r} = " + " + ".join(f"{float(pinv[r][c])!r}*c_{c}" for c in range(len(pairs)))
+                + ";" for r in range(len(pairs))]
+        out += [f"    const double * __restrict D_{q} = {nd}D_{q} + trial*{N};" for q in range(d)]
+        out += [f"    double * __restrict lam = {nd}lam + trial*{N};", "    double ptot = 0.0;"]
+        out += [f"    double m_{q} = 0.0;" for q in range(d)]
+        lam = " + ".join(f"{2.0 if p != q else 1.0!r}*b_{r}*D_{p}[j]*D_{q}[j]" for r, (p, q) in enumerate(pairs))
+        out += [f"    for (int j = 0; j < {N}; j++) {{", f"        const double l = {lam};",
+                "        lam[j] = l > 0.0 ? l : 0.0;", "        ptot += lam[j];"]
+        out += [f"        m_{q} += lam[j]*D_{q}[j];" for q in range(d)] + ["    }", f"    {h}ptot[trial] = ptot;"]
+        out += [f"    {h}m_{q}[trial] = m_{q};" for q in range(d)]
     params = ", ".join(["const int trial"] + [f"const double x_{q}" for q in range(d)]
                        + [f"const double u_{c}" for c in range(k)])
     code = "\n".join([_VECTOR_TANH, f"double ddm_coord_basis({params})", "{", f"    const int o = trial*{M};", *lines,
@@ -154,6 +172,23 @@ def _pick_kernel(name, d, N):
                       "    if (!(vmax > 0.0)) return -1;",
                       f"    for (int j = 0; j < {N}; j++) if (V[j] == vmax) return j;", "    return -1;", "}"])
     return code, ["trial"] + [f"e_{q}" for q in range(d)]
+
+
+def _noise_kernels(name, d, N):
+    """``ddm_coord_noise(trial, u01, ptot)``: the trial's noise spike this step (neuron j with probability
+    ``lam_j``: the first whose cumulative ``lam`` exceeds the uniform ``u01``), or -1; at most one a step.
+    ``ddm_coord_dec(trial, j, q)``: decoder ``D_qj`` of the trial's neuron j (0 for j < 0)."""
+    g = f"brian::_array_{name}_neurons_"
+    noise = "\n".join([
+        "int32_t ddm_coord_noise(const int trial, const double u01, const double ptot)", "{",
+        "    if (!(u01 < ptot)) return -1;", f"    const double * const lam = {g}lam + trial*{N};",
+        "    double x = u01;", "    int32_t j = 0;", f"    for (; j < {N - 1}; j++) {{ x -= lam[j]; if (x < 0.0) break; }}",
+        "    return j;", "}"])
+    dec = "\n".join(["double ddm_coord_dec(const int trial, const int j, const int q)", "{",
+                     "    if (j < 0) return 0.0;",
+                     *[f"    if (q == {q}) return {g}D_{q}[trial*{N} + j];" for q in range(d)], "    return 0.0;", "}"])
+    return {"ddm_coord_noise": _kernel("ddm_coord_noise", noise, ["trial", "u01", "ptot"], "integer"),
+            "ddm_coord_dec": _kernel("ddm_coord_dec", dec, ["trial", "j", "q"], "float", int_args=3)}
 
 
 def _cholesky_code(d):
@@ -212,11 +247,15 @@ def build_coordinated_network(arrays, info, *, trials, record_dt, noise=True, re
     hold = max(1, int(round(float(info["hold_s"]) / dt_s)))
     a = math.exp(-dt_s / float(info["tau"]))
     pairs = [(p, q) for p in range(d) for q in range(p + 1)]
-    basis_code, basis_args = _basis_kernel(name, d, k, M, arrays["LL"] if noise else None)
+    spikes_noise = bool(noise and info.get("noise_spikes"))   # the noise as random spikes (else tracked)
+    h_sde = dt_s / float(info["time_scale"])
+    basis_code, basis_args = _basis_kernel(name, d, k, M, arrays["LL"] if noise else None,
+                                           (N, np.asarray(arrays["Pinv"]), h_sde) if spikes_noise else None)
     pick_code, pick_args = _pick_kernel(name, d, N)
-    ns = {"h_sde": dt_s / float(info["time_scale"]), "a_leak": a, "lk": 1.0 - a, "ct": float(info["ct"]),
+    ns = {"h_sde": h_sde, "a_leak": a, "lk": 1.0 - a, "ct": float(info["ct"]),
           "ddm_coord_basis": _kernel("ddm_coord_basis", basis_code, basis_args, "float"),
-          "ddm_coord_pick": _kernel("ddm_coord_pick", pick_code, pick_args, "integer")}
+          "ddm_coord_pick": _kernel("ddm_coord_pick", pick_code, pick_args, "integer"),
+          **(_noise_kernels(name, d, N) if spikes_noise else {})}
     # g_q below: Kt r (f_q) - ct xh + cst_q (cst with the centre folded in: cst - ct c)
     ns.update({f"cst_{q}": float(arrays["cst"][q]) for q in range(d)})
     clock = b2.Clock(dt=dt_s * b2.second, name=f"{name}_clock")
@@ -254,7 +293,8 @@ def build_coordinated_network(arrays, info, *, trials, record_dt, noise=True, re
 
     # per trial, on the hold clock: the basis's sums (f = Kt r, C), the command g and the Cholesky factor L
     held = b2.NeuronGroup(T, "\n".join(["dummy : 1"] + [f"f_{q} : 1\ng_{q} : 1\nlxh_{q} : 1 (linked)" for q in range(d)]
-                                       + [f"C_{p}_{q} : 1\nL_{p}_{q} : 1" for p, q in pairs]),
+                                       + [f"C_{p}_{q} : 1\nL_{p}_{q} : 1" for p, q in pairs]
+                                       + (["ptot : 1"] + [f"m_{q} : 1" for q in range(d)] if spikes_noise else [])),
                           clock=hold_clock, order=-3, name=f"{name}_held", namespace=ns)
     xs = "".join(f", lxh_{q}" for q in range(d))
     held.run_regularly(f"dummy = ddm_coord_basis(i{xs}{u_args})", when="groups", order=-4,
@@ -263,24 +303,38 @@ def build_coordinated_network(arrays, info, *, trials, record_dt, noise=True, re
     for q in range(d):   # the command, held with the basis (the torch loop's): Kt r - ct z + cst + DB u, z = xh + c
         u_row = "".join(f" + DB_{q}_{c}*{name}_u(t, {c})" for c in range(k))
         held_code.append(f"g_{q} = f_{q} - ct*lxh_{q} + cst_{q}{u_row}")
-    held.run_regularly("\n".join(held_code + ([_cholesky_code(d)] if noise else [])), when="groups", order=-3,
+    held.run_regularly("\n".join(held_code + ([_cholesky_code(d)] if noise and not spikes_noise else [])),
+                       when="groups", order=-3,
                        name=f"{name}_held_step")
     # per trial, every step: read-out, error (Ito), and the neuron that spikes (best_i, -1: none)
     eqs = "\n".join([f"xh_{q} : 1\ne_{q} : 1\nnz_{q} : 1\nlg_{q} : 1 (linked)" for q in range(d)]
                     + [f"lL_{p}_{q} : 1 (linked)" for p, q in pairs]
-                    + ["best_i : integer", "n_spikes : 1"])
+                    + ["best_i : integer", "n_spikes : 1"]
+                    + (["nsj : integer", "n_over : 1", "lptot : 1 (linked)"] + [f"lm_{q} : 1 (linked)" for q in range(d)]
+                       if spikes_noise else []))
     row = b2.NeuronGroup(T, eqs, clock=clock, order=0, name=f"{name}_trial", namespace=ns)
     for q in range(d):
         setattr(row, f"lg_{q}", b2.linked_var(held, f"g_{q}"))
         setattr(held, f"lxh_{q}", b2.linked_var(row, f"xh_{q}"))
     for p, q in pairs:
         setattr(row, f"lL_{p}_{q}", b2.linked_var(held, f"L_{p}_{q}"))
-    code = [f"nz_{q} = randn()" for q in range(d)] if noise else []
+    if spikes_noise:
+        row.lptot = b2.linked_var(held, "ptot")
+        for q in range(d):
+            setattr(row, f"lm_{q}", b2.linked_var(held, f"m_{q}"))
+    code = [f"nz_{q} = randn()" for q in range(d)] if noise and not spikes_noise else []
     for p in range(d):
-        nz = "".join(f" + lL_{p}_{q}*nz_{q}" for q in range(p + 1)) if noise else ""
+        nz = f" - lm_{p}" if spikes_noise else "".join(f" + lL_{p}_{q}*nz_{q}" for q in range(p + 1)) if noise else ""
         code.append(f"e_{p} += lg_{p}*h_sde{nz} + lk*xh_{p} - lk*e_{p}")
         code.append(f"xh_{p} = a_leak*xh_{p}")
     code.append("best_i = ddm_coord_pick(i" + "".join(f", e_{q}" for q in range(d)) + ")")
+    if spikes_noise:
+        # the noise spike (nsj, -1: none): its kick (e -= D, xh += D) is to move xh alone, so D is added to e
+        # first; chosen by the tracking rule too, the neuron spikes once, and its second move is made here
+        code += ["nsj = ddm_coord_noise(i, rand(), lptot)", "n_over += int(lptot > 1)",
+                 "same = int(nsj == best_i and nsj >= 0)"]
+        code += [f"e_{q} += ddm_coord_dec(i, nsj, {q})*(1 - same)\nxh_{q} += ddm_coord_dec(i, nsj, {q})*same"
+                 for q in range(d)]
     row.run_regularly("\n".join(code), when="groups", order=0, name=f"{name}_trial_step")
 
     # the spiking neurons: membranes along their decoders; the trial's chosen one crosses threshold
@@ -288,10 +342,12 @@ def build_coordinated_network(arrays, info, *, trials, record_dt, noise=True, re
     neqs = [f"D_{q} : 1 (constant)\nle_{q} : 1 (linked)" for q in range(d)]
     neqs += ["thr : 1 (constant)", "trial : integer (constant)", "j : integer (constant)", "lbest : integer (linked)",
              "V = " + " + ".join(f"D_{q}*le_{q}" for q in range(d)) + " - thr : 1"]
+    neqs += ["lam : 1", "lnoise : integer (linked)"] if spikes_noise else []
     quiet = logging.getLogger("brian2.groups.neurongroup.only_threshold")   # no reset, on purpose (no resetter)
     quiet.disabled = True
     try:
-        neurons = b2.NeuronGroup(N * T, "\n".join(neqs), threshold="j == lbest", clock=clock, order=5,
+        neurons = b2.NeuronGroup(N * T, "\n".join(neqs), clock=clock, order=5,
+                                 threshold="j == lbest or j == lnoise" if spikes_noise else "j == lbest",
                                  name=f"{name}_neurons", namespace=ns)
     finally:
         quiet.disabled = False
@@ -299,6 +355,8 @@ def build_coordinated_network(arrays, info, *, trials, record_dt, noise=True, re
     neurons.j = np.tile(np.arange(N), T)
     neurons.thr = np.tile(thr, T)
     neurons.lbest = b2.linked_var(row, "best_i", index=n_trial)
+    if spikes_noise:
+        neurons.lnoise = b2.linked_var(row, "nsj", index=n_trial)
     for q in range(d):
         setattr(neurons, f"D_{q}", np.tile(D[q], T))
         setattr(neurons, f"le_{q}", b2.linked_var(row, f"e_{q}", index=n_trial))
@@ -314,7 +372,8 @@ def build_coordinated_network(arrays, info, *, trials, record_dt, noise=True, re
     for q in range(d):
         setattr(row, f"xh_{q}", xh0[:, q])
     # at the start of each recording step: the read-out and the spikes so far (the run's last step is not counted)
-    monitor = b2.StateMonitor(row, [f"xh_{q}" for q in range(d)] + ["n_spikes"], record=True, clock=rec_clock,
+    monitor = b2.StateMonitor(row, [f"xh_{q}" for q in range(d)] + ["n_spikes"] + (["n_over"] if spikes_noise else []),
+                              record=True, clock=rec_clock,
                               when="start", order=-20,
                               name=f"{name}_monitor")
     spikes = b2.SpikeMonitor(neurons, name=f"{name}_spikes") if record_spikes else None
@@ -359,6 +418,8 @@ def build_coordinated_project(arrays, info, directory, *, trials, record_dt, noi
         mon, d = parts["monitor"], parts["dim"]
         results = {f"xh_{q}": b2.device.get_array_filename(mon.variables[f"xh_{q}"]) for q in range(d)}
         results["n_spikes"] = b2.device.get_array_filename(mon.variables["n_spikes"])
+        if "n_over" in mon.record_variables:
+            results["n_over"] = b2.device.get_array_filename(mon.variables["n_over"])
         if parts["spikes"] is not None:
             results.update(spikes_t=b2.device.get_array_filename(parts["spikes"].variables["t"]),
                            spikes_i=b2.device.get_array_filename(parts["spikes"].variables["i"]))
@@ -366,6 +427,7 @@ def build_coordinated_project(arrays, info, directory, *, trials, record_dt, noi
         manifest = {
             "format": FORMAT, "version": VERSION, "device": "cpp_standalone", "brian2_version": b2.__version__,
             "mode": "spiking", "network": "coordinated", "coupling": "coordinated", "trials": int(trials),
+            "noise_spikes": bool(noise and info.get("noise_spikes")),
             "dt": parts["step_s"] / float(info["time_scale"]), "step_s": parts["step_s"], "sub": parts["sub"],
             "hold": parts["hold"], "time_scale": float(info["time_scale"]), "record_dt": float(record_dt),
             "noise": "model" if noise else "none", "input_steps": int(input_steps) if parts["inputs"] else 0,

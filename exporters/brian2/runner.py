@@ -306,6 +306,7 @@ def run_coordinated_build(code_dir, arrays, *, seed, duration, z0=None, u_rec=No
     u_full = _input_buffer(u_rec, k, m["input_steps"], "recording intervals")
     xh0 = z0 - arrays["center"]
     names = {**{f"xh_{q}": np.float64 for q in range(d)}, "n_spikes": np.float64,
+             **({"n_over": np.float64} if "n_over" in m["results"] else {}),
              **({"spikes_t": np.float64, "spikes_i": np.int32} if "spikes_t" in m["results"] else {})}
     got = _execute(code_dir, m, bin_seed, span + 0.5 * m["step_s"],
                    {**{f"xh_{q}": xh0[:, q] for q in range(d)}, "u": u_full}, names, timeout)
@@ -314,6 +315,10 @@ def run_coordinated_build(code_dir, arrays, *, seed, duration, z0=None, u_rec=No
         raise RunError(f"the simulation recorded {len(xh)} samples, expected {n_rec}")
     z = xh[:n_rec].transpose(1, 0, 2) + arrays["center"]
     counts = got["n_spikes"].reshape(-1, trials)[n_rec - 1]
+    if "n_over" in got and np.any(got["n_over"].reshape(-1, trials)[n_rec - 1] > 0):
+        over = int(got["n_over"].reshape(-1, trials)[n_rec - 1].sum())
+        raise RunError(f"noise spikes: their probability exceeded one per step in {over} steps, where this network "
+                       "fires at most one noise spike a step (more neurons, or a slower rate, shorten the step)")
     spikes = None
     if "spikes_t" in got:
         # Brian2 stamps a spike with its step's start; the torch loop with its end (the state it changes)
