@@ -293,6 +293,9 @@ def test_a_held_out_2d_sde_converts_to_a_coordinated_network_and_passes_verify(t
     names = [s["name"] for s in res.stages]
     assert names[:3] == ["check", "fit", "coordinate"] and "calibrate" not in names and "verify" in names
     assert res.choices["network"].value == "coordinated" and res.choices["network"].why.startswith("auto")
+    # the noise tracked or carried by random spikes: the one whose jitter was smaller, both measured
+    assert res.choices["noise"].value in ("spikes", "tracked") and res.choices["noise"].why.count("jitter") == 1
+    assert cfg["noise_spikes"] == (res.choices["noise"].value == "spikes")
     assert (tmp_path / "rep" / "run.png").is_file() and (tmp_path / "rep" / "verify" / "report.json").is_file()
 
 
