@@ -10,6 +10,9 @@ The same network and step as the torch back end's compiled loop (``ddm_neuro/run
     every step:
         e  += g h + L xi + (1 - a) xh - lk e,   xh *= a      (a = exp(-dt / tau), lk = 1 - a; Ito)
         V_j = D_j . e - thr_j;  the neuron with the largest positive V_j spikes: e -= D_j, xh += D_j
+    with noise spikes (``info["noise_spikes"]``), instead of L xi: e -= m, and neuron j also fires at random with
+    probability lam_j (held with the basis: lam_j = D_j^T B D_j, B = Pinv (C h), m = sum_j lam_j D_j), moving
+    xh alone by D_j; at most one noise spike a step (a run where lam sums above 1 is refused)
 
 Groups: ``{name}_basis`` (M per trial: the basis's constants and its last ``r``, ``s2``), ``{name}_held``
 (one row per trial on the hold clock: the basis's sums ``Kt r`` and ``C``, the command ``g`` and the Cholesky
@@ -30,8 +33,9 @@ need no locks.
 
 The network is built from a plain spec (:func:`build_coordinated_network`): arrays ``A`` (d, M), ``x0`` (M,)
 (the centre folded in), ``Kt``, ``Ks`` (d, M), ``na``, ``nc`` (M,), ``LL`` (d, d), ``cst`` (d,) (the
-centre folded in), ``Bx`` (k, M), ``DB`` (d, k), decoders ``D`` (d, N) and thresholds ``thr`` (N,), and
-``info`` with ``ct``, ``tau`` and ``time_scale`` (seconds), ``step_max_s`` and ``hold_s``. A built project
+centre folded in), ``Bx`` (k, M), ``DB`` (d, k), decoders ``D`` (d, N), thresholds ``thr`` (N,) and the noise
+spikes' map ``Pinv`` (``ddm_neuro.spiking.coordinated.noise_spike_map``), and ``info`` with ``ct``, ``tau`` and
+``time_scale`` (seconds), ``step_max_s``, ``hold_s`` and ``noise_spikes``. A built project
 (:func:`build_coordinated_project`) is compiled once and run many times: start read-outs, inputs, the stop
 time and the seed are arguments of the binary (``runner.py``).
 """
