@@ -57,7 +57,12 @@ def test_latent_has_the_basis_noise(noisy_run):
     read-out error, whose size the run measures (the jitter ratio j, worst direction), so the tolerance adds
     ``(j + 2 sqrt(j)) G`` (the error's own variance and, by Cauchy-Schwarz, its covariance with the noise). A
     noise amplitude 1.2x too large (variance 1.44x) would be caught."""
-    model, z, facts = noisy_run
+    check_basis_noise(*noisy_run)
+
+
+def check_basis_noise(model, z, facts):
+    """The residual covariance of a run ``z`` against the basis's G, within Wishart's error plus the allowance for
+    the read-out error's change (its jitter ratio, from ``facts["e"]``); a 1.2x noise amplitude would be caught."""
     r, _, z0 = _residuals(model, z)
     n = len(r)
     C = r.T @ r / n / H
@@ -70,7 +75,7 @@ def test_latent_has_the_basis_noise(noisy_run):
     assert np.any(np.abs(C - 1.44 * G) > 4 * se + allow)            # a 1.2x noise amplitude would be caught
 
 
-def test_noise_spikes_carry_the_basis_noise(tuned, noisy_run):
+def test_noise_spikes_carry_the_basis_noise(tuned):
     """With noise spikes (neurons firing at random, their jumps of the read-out carrying the noise) the residual
     covariance is the basis's G within Wishart's error plus the tracking error's allowance, as above, and a 1.2x
     noise amplitude would be caught. The spikes no longer track the noise, so their read-out error changes less
@@ -79,16 +84,7 @@ def test_noise_spikes_carry_the_basis_noise(tuned, noisy_run):
     basis, _, tuned_facts = tuned
     model = make_coordinated(basis, N, tuned_facts["delta"], rate_hz=RATE, seed=1, noise_spikes=True)
     z, facts = simulate_coordinated(model, duration=DURATION, trials=TRIALS, record_dt=H, seed=11, error=True)
-    r, _, z0 = _residuals(model, z)
-    n = len(r)
-    C = r.T @ r / n / H
-    G = np.mean(model.latent_cov(z0[:: 10]), axis=0)
-    se = np.sqrt((G ** 2 + np.outer(np.diag(G), np.diag(G))) / n)
-    j, _ = jitter_ratio(model, facts["e"], 1, H, z)
-    assert 0 < j < 0.1, j
-    allow = (j + 2 * np.sqrt(j)) * np.sqrt(np.outer(np.diag(G), np.diag(G)))
-    assert np.all(np.abs(C - G) < 4 * se + allow), (C, G, se, allow)
-    assert np.any(np.abs(C - 1.44 * G) > 4 * se + allow)
+    check_basis_noise(model, z, facts)
     small = {}
     for spikes_noise in (False, True):
         m = make_coordinated(basis, N, tuned_facts["delta"] / 4, rate_hz=RATE, seed=1, noise_spikes=spikes_noise)

@@ -173,11 +173,7 @@ def export(model, output, *, format="brian2-cpp", mode="rate", trials=1, duratio
             with ticking(f"export {format}: generating" + ("" if cuda else " and compiling"), progress):
                 manifest = _build(arrays, info, tmp / "code", build, device, prefs)
         except CompileError as exc:
-            if failed.exists():
-                shutil.rmtree(failed)
-            shutil.copytree(tmp, failed)
-            raise DDMError(str(exc).replace(str(tmp), str(failed))
-                           + f"\n(the generated project is kept for inspection in {failed})") from None
+            _keep_failed(tmp, failed, exc)
         except NetworkError as exc:
             raise DDMError(f"export {format}: {exc}") from None
         (tmp / "README.md").write_text(_readme(format, model, build, manifest))
@@ -234,16 +230,21 @@ def _export_coordinated(model, output, *, trials, duration, record_dt, noise, fo
                     carr, cinfo, tmp / "code", trials=build["trials"], record_dt=record_dt, noise=noisy,
                     record_spikes=build["record_spikes"], input_steps=max(1, build["input_steps"]), threads=threads)
         except CompileError as exc:
-            if failed.exists():
-                shutil.rmtree(failed)
-            shutil.copytree(tmp, failed)
-            raise DDMError(str(exc).replace(str(tmp), str(failed))
-                           + f"\n(the generated project is kept for inspection in {failed})") from None
+            _keep_failed(tmp, failed, exc)
         build["dt"] = manifest["dt"]
         (tmp / "README.md").write_text(_readme("brian2-cpp", model, build, manifest))
     if progress:
         print(f"wrote {output}/: Brian2 cpp_standalone project (spike-coordinated network), compiled")
     return output
+
+
+def _keep_failed(tmp, failed, exc):
+    """A build that did not compile: its project copied to ``failed`` for inspection; raises the one-line error."""
+    if failed.exists():
+        shutil.rmtree(failed)
+    shutil.copytree(tmp, failed)
+    raise DDMError(str(exc).replace(str(tmp), str(failed))
+                   + f"\n(the generated project is kept for inspection in {failed})") from None
 
 
 def _build(arrays, info, code_dir, build, device, prefs):
