@@ -174,7 +174,8 @@ def noise_spike_map(D):
     step: a spike moves the read-out by ``D_j``, so the spikes' own second moment is the noise, and the
     tracking spikes (largest margin first) correct only the drift. Their error then stays small where
     tracking Brownian noise would need many more spikes (FitzHugh-Nagumo: 4.6x less jitter at N = 800,
-    RESULTS_spike_coordination.md (f)).
+    RESULTS_spike_coordination.md (f)). The conversion uses them only where tracking the noise would need
+    too many neurons.
     """
     d = D.shape[0]
     pairs = [(p, q) for p in range(d) for q in range(p + 1)]

@@ -13,14 +13,14 @@ Brian2 C++):
    :data:`~ddm_neuro.spiking.coordinated.RATE_HZ` (pilot runs), measure the
    spikes' jitter at the verifier's lag (a stochastic target; a deterministic
    one has no noise to size it against: it takes :data:`DETERMINISTIC_N`
-   neurons, and verify judges the statistics the jitter perturbs) with the
-   noise tracked by the spikes and with the noise as random spikes
-   (:func:`~ddm_neuro.spiking.coordinated.noise_spike_map`), keeping the one
-   with the smaller jitter, and where it is above what the
+   neurons, and verify judges the statistics the jitter perturbs), and where it is above what the
    verification can resolve (:func:`~ddm_neuro.spiking.coordinated.jitter_limit`
    of its number of increments) raise N to what it needs, at most 4x per step
-   and measuring again after each (``--max-neurons`` caps it: above, stop and
-   say the N), tuning delta again each time;
+   and measuring again after each, tuning delta again each time. Where tracking
+   the noise would need more than ``--max-neurons`` (at 16x the time scale), the
+   noise is carried by random spikes instead
+   (:func:`~ddm_neuro.spiking.coordinated.noise_spike_map`), sized again from the
+   starting N (N first, up to the cap); above the cap, stop and say both N;
 3. **verify** on fresh runs (a deterministic chaotic target: collapsed runs
    counted too); where verify fails only on metrics the spikes' jitter moves
    (:data:`JITTER_METRICS`), once more at 1.5 times N.
@@ -111,70 +111,78 @@ def coordinated_stages(result, stages, best, sde, model0, plugin, u0, seed, prog
                  + ("" if plugin.name == "torch" else " in torch (the same network and steps)")
                  + ("" if deterministic else f", the spikes' jitter at verify's lag ({lag:.3g} time units)"))
     model, facts = tune_delta(basis, n, rate_hz=RATE_HZ, seed=seed, record_dt=lag, u=u0, progress=progress)
-    spikes_noise = False
+    spikes_noise, n0, basis0, tracked_need = False, n, basis, None
     if deterministic:   # no noise to size the jitter against: verify judges the statistics it perturbs
         facts["jitter"] = None
-    else:   # the noise tracked by the spikes, or carried by random spikes: the one whose jitter is smaller
-        stages.say(f"N = {n}, the noise tracked: delta {facts['delta']:.4g}, jitter {facts['jitter']:.3g}; "
-                   "now with the noise as random spikes")
-        model_s, facts_s = tune_delta(basis, n, rate_hz=RATE_HZ, seed=seed, record_dt=lag, u=u0, progress=progress,
-                                      noise_spikes=True)
-        spikes_noise = facts_s["jitter"] < facts["jitter"]
-        ch["noise"] = choice("spikes" if spikes_noise else "tracked",
-                             f"the spikes' jitter at N = {n}: {facts_s['jitter']:.3g} with the noise as random spikes "
-                             f"(their jumps carry it), {facts['jitter']:.3g} with the noise tracked by the spikes")
+    while True:   # the noise tracked by the spikes; where that would need too many neurons, as random spikes
+        stages.note(n_neurons=n, delta=facts["delta"], rate_hz=facts["rate_hz"], jitter=facts["jitter"])
+        stages.say(f"N = {n}: delta {facts['delta']:.4g}, {facts['rate_hz']:.1f} Hz, " + (
+            "a deterministic target (no noise to size the spikes' jitter against: verify judges the statistics)"
+            if deterministic else f"jitter {facts['jitter']:.3g}x the basis's noise (limit {limit:.3g} for the "
+                                  f"verification's {n_inc} increments at that lag)"))
+        if given["n_neurons"] is not None:
+            why_n = "given"
+        else:
+            why_n = ("a deterministic target's (noise-free Lorenz passed at it)" if deterministic
+                     else "the starting size")
+        if not deterministic:
+            why_n += f"; jitter {facts['jitter']:.3g}"
+        # The jitter depends on the spikes per SDE time unit, N x rate x T (rate fixed): measured points (N T,
+        # jitter). N grows up to WORK_N (or the cap); beyond, the time scale T grows instead (the basis refitted
+        # for it): the same spikes per time unit then cost fewer neurons to simulate. Noise spikes: N first, up to
+        # the cap (their jitter fell 3x from N = 800 to 1600 for FitzHugh-Nagumo, 1.4x from T to 4 T at N = 800).
+        points, t0, stop = [(n * basis.time_scale, facts["jitter"])], basis.time_scale, None
+        while not deterministic and facts["jitter"] > limit and len(points) <= MAX_RESIZES:
+            T = basis.time_scale
+            need_s = size_for_jitter(n * T, facts["jitter"], MARGIN * limit, step=1e-9,
+                                     exponent=jitter_exponent(points))
+            top = cap if spikes_noise else min(cap, max(n, WORK_N))
+            if need_s / T > top and n >= top and T >= MAX_TIME_SCALE_FACTOR * t0 * (1 - 1e-9):
+                need = int(math.ceil(need_s / T / 50.0)) * 50
+                est = run_seconds(need, basis.n_neurons, T, vt * vd * len(levels), RATE_HZ)
+                stop = (need, f"at N = {n} and {T / t0:.3g}x the basis's time scale (the most it takes: "
+                              f"{MAX_TIME_SCALE_FACTOR:g}x) their spikes' jitter is {facts['jitter']:.3g}x its noise "
+                              f"along its worst direction (limit {limit:.3g}), and --max-neurons is {cap}; raise "
+                              f"--max-neurons to {need} (its verification would take about {est / 60:.0f} min of "
+                              "runs on one core here)")
+                break
+            if need_s / T <= top or n < top:
+                new_n, new_t = min(top, int(math.ceil(min(need_s / T, MAX_STEP * n) / 50.0)) * 50), T
+            else:
+                new_n, new_t = n, T * min(need_s / (n * T), MAX_STEP, MAX_TIME_SCALE_FACTOR * t0 / T)
+            if new_t != T:
+                stages.start("fit", f"the basis again, for a time scale {new_t / T:.3g}x longer ({new_t:.4g} s per "
+                                    "time unit): more spikes per time unit at the same N and rate")
+                basis = fit(sde, n_neurons=basis.n_neurons, seed=seed, steps=0, progress=progress,
+                            time_scale=new_t, **given["fit_options"])
+                err = basis.meta.get("fit", {}).get("drift_error")
+                stages.say("held-out drift error " + ("n/a" if err is None else f"{100 * err:.2f} %"))
+            model, facts = _resize(basis, n, new_n, facts, rate_hz=RATE_HZ, seed=seed, lag=lag, u0=u0,
+                                   stages=stages, progress=progress, limit=limit, scale=(new_t / T),
+                                   noise_spikes=spikes_noise)
+            points.append((new_n * new_t, facts["jitter"]))
+            n = new_n
+            why_n = (f"jitter {facts['jitter']:.3g} at N = {n}, T = {basis.time_scale:.4g} s (limit {limit:.3g} for "
+                     f"the verification's {n_inc} increments); measured on the way (N x T, jitter): "
+                     + ", ".join(f"({m:.4g}, {r:.3g})" for m, r in points[:-1]))
+        if stop is None:
+            if not deterministic:
+                ch["noise"] = choice("spikes" if spikes_noise else "tracked", "the noise tracked by the spikes"
+                                     if not spikes_noise else "as random spikes, whose jumps carry it: tracking "
+                                     f"it would need N >= {tracked_need} coordinated neurons")
+            break
         if spikes_noise:
-            model, facts = model_s, facts_s
-    stages.note(n_neurons=n, delta=facts["delta"], rate_hz=facts["rate_hz"], jitter=facts["jitter"])
-    stages.say(f"N = {n}: delta {facts['delta']:.4g}, {facts['rate_hz']:.1f} Hz, " + (
-        "a deterministic target (no noise to size the spikes' jitter against: verify judges the statistics)"
-        if deterministic else f"jitter {facts['jitter']:.3g}x the basis's noise (limit {limit:.3g} for the "
-                              f"verification's {n_inc} increments at that lag)"))
-    if given["n_neurons"] is not None:
-        why_n = "given"
-    else:
-        why_n = "a deterministic target's (noise-free Lorenz passed at it)" if deterministic else "the starting size"
-    if not deterministic:
-        why_n += f"; jitter {facts['jitter']:.3g}"
-    # The jitter depends on the spikes per SDE time unit, N x rate x T (rate fixed): measured points (N T, jitter).
-    # N grows up to WORK_N (or the cap); beyond, the time scale T grows instead (the basis refitted for it): the
-    # same spikes per time unit then cost fewer neurons to simulate.
-    points, t0 = [(n * basis.time_scale, facts["jitter"])], basis.time_scale
-    while not deterministic and facts["jitter"] > limit and len(points) <= MAX_RESIZES:
-        T = basis.time_scale
-        need_s = size_for_jitter(n * T, facts["jitter"], MARGIN * limit, step=1e-9, exponent=jitter_exponent(points))
-        # noise spikes: N first, up to the cap (their jitter fell 3x from N = 800 to 1600 for FitzHugh-Nagumo, 1.4x
-        # from T to 4 T at N = 800)
-        top = cap if spikes_noise else min(cap, max(n, WORK_N))
-        if need_s / T > top and n >= top and T >= MAX_TIME_SCALE_FACTOR * t0 * (1 - 1e-9):
-            need = int(math.ceil(need_s / T / 50.0)) * 50
-            est = run_seconds(need, basis.n_neurons, T, vt * vd * len(levels), RATE_HZ)
             result.status = "stopped"
-            result.reason = (f"{sde.name} needs N >= {need} coordinated neurons: at N = {n} and {T / t0:.3g}x the "
-                             f"basis's time scale (the most it takes: {MAX_TIME_SCALE_FACTOR:g}x) their spikes' jitter "
-                             f"is {facts['jitter']:.3g}x its noise along its worst direction (limit {limit:.3g}), and "
-                             f"--max-neurons is {cap}; raise --max-neurons to {need} (its verification would take "
-                             f"about {est / 60:.0f} min of runs on one core here)")
+            result.reason = (f"{sde.name} needs N >= {stop[0]} coordinated neurons (with noise spikes; tracking the "
+                             f"noise would need N >= {tracked_need}): {stop[1]}")
             stages.end()
             raise DDMError(result.reason)
-        if need_s / T <= top or n < top:
-            new_n, new_t = min(top, int(math.ceil(min(need_s / T, MAX_STEP * n) / 50.0)) * 50), T
-        else:
-            new_n, new_t = n, T * min(need_s / (n * T), MAX_STEP, MAX_TIME_SCALE_FACTOR * t0 / T)
-        if new_t != T:
-            stages.start("fit", f"the basis again, for a time scale {new_t / T:.3g}x longer ({new_t:.4g} s per time "
-                                "unit): more spikes per time unit at the same N and rate")
-            basis = fit(sde, n_neurons=basis.n_neurons, seed=seed, steps=0, progress=progress, time_scale=new_t,
-                        **given["fit_options"])
-            err = basis.meta.get("fit", {}).get("drift_error")
-            stages.say("held-out drift error " + ("n/a" if err is None else f"{100 * err:.2f} %"))
-        model, facts = _resize(basis, n, new_n, facts, rate_hz=RATE_HZ, seed=seed, lag=lag, u0=u0, stages=stages,
-                               progress=progress, limit=limit, scale=(new_t / T), noise_spikes=spikes_noise)
-        points.append((new_n * new_t, facts["jitter"]))
-        n = new_n
-        why_n = (f"jitter {facts['jitter']:.3g} at N = {n}, T = {basis.time_scale:.4g} s (limit {limit:.3g} for the "
-                 f"verification's {n_inc} increments); measured on the way (N x T, jitter): "
-                 + ", ".join(f"({m:.4g}, {r:.3g})" for m, r in points[:-1]))
+        # tracking the noise would need too many neurons: the noise as random spikes, from the starting N again
+        spikes_noise, tracked_need, n, basis = True, stop[0], n0, basis0
+        stages.start("coordinate", f"the noise as random spikes (tracking it would need N >= {tracked_need}): "
+                                   f"N = {n}, delta tuned again")
+        model, facts = tune_delta(basis, n, rate_hz=RATE_HZ, seed=seed, record_dt=lag, u=u0, progress=progress,
+                                  noise_spikes=True)
     ch["time_scale"] = choice(basis.time_scale, "the basis fit's" if basis.time_scale == t0 else
                               f"{basis.time_scale / t0:.3g}x the basis fit's, so that N = {n} neurons at {RATE_HZ:g} "
                               "Hz fire enough spikes per time unit")
