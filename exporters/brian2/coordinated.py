@@ -19,7 +19,8 @@ def coordinated_spec(model):
     The basis's drift and noise as the torch loop takes them (``ddm_neuro.spiking.coordinated.basis_arrays``),
     the centre folded into ``x0`` and ``cst``, the decoders and thresholds, and the step's settings.
     """
-    from ddm_neuro.spiking.coordinated import basis_arrays, coordinated, decoders, longest_step, noise_spike_map
+    from ddm_neuro.spiking.coordinated import (HOLD_S, basis_arrays, coordinated, decoders, longest_step,
+                                              noise_spike_map)
 
     cfg = coordinated(model)
     arr = basis_arrays(model)
@@ -31,7 +32,7 @@ def coordinated_spec(model):
               "D": D, "thr": 0.5 * (1.0 + cfg["cost"]) * np.sum(D * D, axis=0),
               "Pinv": noise_spike_map(D) if cfg.get("noise_spikes") else np.zeros((1, 1))}
     info = {"ct": float(arr["ct"]), "tau": float(model.tau), "time_scale": float(model.time_scale),
-            "step_max_s": longest_step(model), "hold_s": float(cfg.get("hold_s", 2e-5)),
+            "step_max_s": longest_step(model), "hold_s": float(cfg.get("hold_s", HOLD_S)),
             "n_neurons": int(cfg["n_neurons"]), "delta": float(cfg["delta"]), "cost": float(cfg["cost"]),
             "rate_hz": float(cfg["rate_hz"]), "noise_spikes": bool(cfg.get("noise_spikes"))}
     return arrays, info
@@ -99,14 +100,12 @@ def run(plan):
     if plan.progress:
         print(f"brian2-cpp: ran {plan.trials} x {plan.duration:g} time units in {run_s:.1f} s (coordinated network, "
               f"compiled in {compile_s:.1f} s)", flush=True)
-    span = (plan.n_rec - 1) * m["sub"] * m["step_s"]
-    N, counts = info["n_neurons"], got["counts"]
-    rates = (counts / (N * span)).tolist() if span else []
+    rates = got["rates_hz"].tolist()
     sp_t, sp_i = got["spikes"] if got["spikes"] is not None else (None, None)
     return plan.trajectory(
         got["z"], backend="brian2-cpp", spikes_t=None if sp_t is None else sp_t / model.time_scale, spikes_i=sp_i,
         network="coordinated", noise="model" if noisy else "none", mean_rate_hz=float(np.mean(rates)) if rates else 0.0,
-        trial_rates_hz=rates, n_neurons=N, n_basis=int(model.n_neurons), delta=info["delta"],
+        trial_rates_hz=rates, n_neurons=info["n_neurons"], n_basis=int(model.n_neurons), delta=info["delta"],
         integration_dt=m["dt"], neuron={"name": "coordinated", "cost": info["cost"]},
         tau_syn=model.tau, time_scale=model.time_scale, device="cpp_standalone", threads=threads,
         compile_seconds=compile_s, run_seconds=run_s, total_seconds=time.perf_counter() - t0)

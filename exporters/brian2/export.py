@@ -109,15 +109,13 @@ def export(model, output, *, format="brian2-cpp", mode="rate", trials=1, duratio
         raise DDMError(f"unknown export format {format!r} (brian2 formats: {', '.join(FORMATS)})")
     if mode not in ("rate", "spiking"):
         raise DDMError(f"export format {format!r} does not support mode {mode!r} (supports: rate, spiking)")
-    if mode == "spiking" and (model.meta or {}).get("coordinated"):
+    coordinated = mode == "spiking" and bool((model.meta or {}).get("coordinated"))
+    if coordinated:
         given = [n for n, v in (("dt", dt), ("coupling", coupling)) if v is not None]
         if given:
             raise DDMError(f"a spike-coordinated network's step is set by its N and rate, its coupling is its "
                            f"rank-d inhibition: leave out {', '.join(given)}")
-        return _export_coordinated(model, Path(output), trials=trials, duration=duration, record_dt=record_dt,
-                                   noise=noise, force=force, progress=progress, record_spikes=record_spikes,
-                                   threads=threads)
-    if mode == "spiking" and model.neuron.name != "lif":
+    elif mode == "spiking" and model.neuron.name != "lif":
         raise DDMError(f"spiking mode needs LIF neurons (this model has {model.neuron.name!r}; "
                        "fit with --neuron lif)")
     check_positive(dt=dt, record_dt=record_dt, duration=duration)
@@ -137,6 +135,10 @@ def export(model, output, *, format="brian2-cpp", mode="rate", trials=1, duratio
                            f"pip install 'ddm_neuro[cuda]' ({exc})") from None
     elif shutil.which("make") is None:
         raise DDMError("--format brian2-cpp needs 'make' and a C++ compiler (g++ or clang++) on PATH")
+    if coordinated:   # only brian2-cpp carries them (ddm_neuro.plugins refuses the others)
+        return _export_coordinated(model, output, trials=trials, duration=duration, record_dt=record_dt,
+                                   noise=noise, force=force, progress=progress, record_spikes=record_spikes,
+                                   threads=threads)
     spiking = {}
     if mode == "spiking":
         noise, dt, coupling = spiking_noise(noise), dt or spiking_dt(model), coupling or "factored"
@@ -185,21 +187,16 @@ def export(model, output, *, format="brian2-cpp", mode="rate", trials=1, duratio
 
 def _export_coordinated(model, output, *, trials, duration, record_dt, noise, force, progress, record_spikes,
                         threads):
-    """The brian2-cpp project of a spike-coordinated model (``coordinated_network.py``); see :func:`export`."""
+    """The brian2-cpp project of a spike-coordinated model (``coordinated_network.py``); see :func:`export`, which
+    has checked the output, the thread count, the duration and the compiler."""
     from ddm_neuro.run.plan import network_steps
 
     from . import coordinated_network as _coordinated_network
     from .coordinated import coordinated_spec
 
-    check_positive(record_dt=record_dt, duration=duration)
-    threads = check_threads(1 if threads is None else threads)
     if noise not in (True, False, "model", "none"):
         raise DDMError(f"noise: a spike-coordinated network carries its basis's noise (True or 'model') or none "
                        f"(False or 'none'), got {noise!r}")
-    if output.exists() and not output.is_dir():
-        raise DDMError(f"{output}: exists and is not a folder; a brian2-cpp project is a folder (choose another name)")
-    if shutil.which("make") is None:
-        raise DDMError("--format brian2-cpp needs 'make' and a C++ compiler (g++ or clang++) on PATH")
     noisy = noise in (True, "model")
     record_dt = snap(record_dt or network_steps(model)[1])
     n_rec = int(round(duration / record_dt)) + 1

@@ -291,8 +291,9 @@ def run_coordinated_build(code_dir, arrays, *, seed, duration, z0=None, u_rec=No
     Returns
     -------
     dict
-        ``z`` (trials, n_rec, d), ``counts`` (trials,: spikes up to the last sample), ``spikes`` ((times in
-        seconds, neuron indices) up to the last sample, or None).
+        ``z`` (trials, n_rec, d), ``counts`` (trials,: spikes up to the last sample), ``rates_hz`` (trials,: the
+        mean rate per neuron over the run), ``spikes`` ((times in seconds, neuron indices) up to the last sample,
+        or None).
     """
     m = read_manifest(code_dir)
     trials, d, k = m["trials"], m["dim"], m["n_inputs"]
@@ -325,7 +326,8 @@ def run_coordinated_build(code_dir, arrays, *, seed, duration, z0=None, u_rec=No
         t = got["spikes_t"] + m["step_s"]
         keep = t <= span + 1e-12 * max(1.0, span)
         spikes = (t[keep], got["spikes_i"][keep].astype(np.int64))
-    return {"z": z, "counts": counts, "spikes": spikes}
+    rates = counts / (m["n_neurons"] * span) if span > 0 else np.zeros(trials)
+    return {"z": z, "counts": counts, "rates_hz": rates, "spikes": spikes}
 
 
 def _numbers(text, option):
@@ -407,8 +409,7 @@ def _run(here, args):
             "system": info.get("sde_name"), "variables": info.get("variables"), "seed": args.seed,
             "duration": args.duration, "trials": m["trials"], "integration_dt": m["dt"], "noise": m["noise"],
             "n_neurons": m["n_neurons"], "threads": m.get("threads", 1), "exported": True,
-            **({"network": "coordinated", "n_basis": m["n_basis"], "mean_rate_hz": float(np.mean(got["counts"]))
-                / (m["n_neurons"] * (z.shape[1] - 1) * m["sub"] * m["step_s"]) if z.shape[1] > 1 else 0.0}
+            **({"network": "coordinated", "n_basis": m["n_basis"], "mean_rate_hz": float(np.mean(got["rates_hz"]))}
                if m.get("network") == "coordinated" else {})}
     write_trajectory(args.output, np.arange(z.shape[1]) * m["record_dt"], z, m["record_dt"], meta, args.force,
                      spikes=None if spikes is None else (spikes[0] / m["time_scale"], spikes[1]))
