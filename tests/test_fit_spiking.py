@@ -140,6 +140,8 @@ def test_cli_spiking_writes_a_spiking_model(tmp_path, capsys):
     (["--spike-drift-cap", "0.1"], ["--spike-drift-cap", "--spiking"]),
     (["--spike-budget", "-1"], ["--spike-budget", "must be a finite number > 0"]),
     (["--spike-budget", "x"], ["--spike-budget", "not a number"]),
+    (["--spiking", "--ridge", "least-error"], ["--ridge least-error", "--spiking", "give one"]),
+    (["--ridge", "smallest"], ["--ridge", "least-error"]),
 ])
 def test_cli_bad_spiking_options(tmp_path, capsys, argv, words):
     out = tmp_path / "m.ddm"

@@ -9,6 +9,12 @@ lambda is the *largest* one (relative to ``mean(L)``) whose validation error is
 within ``max(tol, 1.5 x best)``: decoders with small norm, because every unit of
 decoder norm turns the network's off-subspace noise into latent noise (see
 :mod:`ddm_neuro.network`) and amplifies any mismatch of a simulator or chip.
+The rule ``"least-error"`` takes the lambda of least validation error instead:
+for a network whose drift must be as exact as its decoding allows (the rate
+basis of a spike-coordinated network, which has no off-subspace noise to
+amplify: stochastic Lorenz's held-out drift error falls from 0.2 % to 0.003 %
+at M = 500, FitzHugh-Nagumo's from 0.48 % to 0.034 %, and 10-20x near its fixed
+point, where the relative error is what the verifier sees).
 
 A fitted network's decoders are re-solved at its own lambda (:func:`fit_lambda`)
 whenever its decoding target changes: the fit's last solve, the spiking
@@ -28,6 +34,8 @@ from ..errors import DDMError
 from .diffusion import refit_noise
 
 RELATIVE_LAMBDAS = 10.0 ** np.arange(-12, -1.5, 0.5)
+#: The rules choosing lambda on validation rows (module docstring).
+RIDGE_RULES = ("small-decoders", "least-error")
 
 
 def gram(features, Y, chunk=4096):
@@ -53,7 +61,7 @@ def gram(features, Y, chunk=4096):
 
 
 def solve(G, R, lam=None, phi_val=None, Y_val=None, weight=None, norm=1.0, tol=0.0,
-          lambdas=RELATIVE_LAMBDAS):
+          lambdas=RELATIVE_LAMBDAS, rule="small-decoders"):
     """Decoders ``K`` (d, N) for a given lambda, or one chosen on validation rows.
 
     Parameters
@@ -68,6 +76,8 @@ def solve(G, R, lam=None, phi_val=None, Y_val=None, weight=None, norm=1.0, tol=0
         The validation error is ``sqrt(mean ||(pred - Y) w||^2 / norm)``.
     tol : float
         Acceptable validation error (see module docstring).
+    rule : str
+        One of :data:`RIDGE_RULES`: the largest lambda within the tolerance, or the one of least error.
 
     Returns
     -------
@@ -90,8 +100,10 @@ def solve(G, R, lam=None, phi_val=None, Y_val=None, weight=None, norm=1.0, tol=0
         coef = QR / (L + float(rel) * scale)[:, None]
         errs.append(float((((PQ @ coef - Y_val) * w) ** 2).sum(1).mean() / norm) ** 0.5)
     errs = np.array(errs)
-    ok = np.flatnonzero(errs <= max(tol, 1.5 * errs.min()))
-    i = int(ok.max())
+    if rule == "least-error":
+        i = int(np.argmin(errs))
+    else:
+        i = int(np.flatnonzero(errs <= max(tol, 1.5 * errs.min())).max())
     lam = float(lambdas[i]) * scale
     return (Q @ (QR / (L + lam)[:, None])).T, lam, float(errs[i])
 

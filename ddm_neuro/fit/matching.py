@@ -73,6 +73,12 @@ class FitConfig:
     drift_tol : float
         Validation drift error accepted when choosing the ridge lambda (the
         largest lambda within ``max(drift_tol, 1.5 x best)`` is taken).
+    ridge : str
+        ``"small-decoders"`` (default: the rule of ``drift_tol``) or
+        ``"least-error"``: the lambda of least validation drift error, for a
+        network whose drift must be as exact as it can be and that has no
+        off-subspace noise for large decoders to amplify (the rate basis of a
+        spike-coordinated network; :mod:`ddm_neuro.fit.decoders`).
     spike_budget : float or None
         For networks that will run as spiking networks (LIF neurons only):
         the spike-noise ratio ``rho`` to aim for when choosing the ridge lambda
@@ -126,6 +132,7 @@ class FitConfig:
     margin: float = 0.1
     perp_margin: float = 0.0
     drift_tol: float = 0.003
+    ridge: str = "small-decoders"
     spike_budget: float | None = None
     spike_drift_cap: float = 0.08
     steps: int = 200
@@ -391,6 +398,10 @@ def fit(sde, config=None, **overrides):
         v = getattr(cfg, name)
         if (v is not None or name != "time_scale") and not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
             raise DDMError(f"{name} must be a finite number > 0 (got {v})")
+    if cfg.ridge not in ridge.RIDGE_RULES:
+        raise DDMError(f"ridge must be one of {', '.join(ridge.RIDGE_RULES)} (got {cfg.ridge!r})")
+    if cfg.ridge != "small-decoders" and cfg.spike_budget is not None:
+        raise DDMError("ridge='least-error' and spike_budget both choose the ridge lambda; give one")
     sb, cap = cfg.spike_budget, cfg.spike_drift_cap
     if sb is not None and (isinstance(sb, bool) or not isinstance(sb, (int, float)) or not math.isfinite(sb)
                            or sb <= 0):
@@ -486,7 +497,8 @@ def fit(sde, config=None, **overrides):
                                                    sb, cfg.spike_drift_cap)
                 spike["info"] = info
                 return K_, lam_
-            return ridge.solve(G, R, None, phi_val, val.target, train.out_w, f_norm_val, cfg.drift_tol)[:2]
+            return ridge.solve(G, R, None, phi_val, val.target, train.out_w, f_norm_val, cfg.drift_tol,
+                               rule=cfg.ridge)[:2]
 
     def build(E, D, b, Bn, K, a, c, L):
         En, Dn, bn, Bnn, Kn = (v.detach().numpy().copy() for v in (E, D, b, Bn, K))

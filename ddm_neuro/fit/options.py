@@ -30,7 +30,10 @@ FIT_SETTINGS = [
     ("--spike-budget RATIO", SPAN, None, "as --spiking, with this budget: the spikes' predicted latent noise (Poisson "
      "count) over the target's, at the verifier's lag"),
     ("--spike-drift-cap ERR", SPAN, None, "largest validation drift error the spiking lambda may accept for smaller "
-     "decoders (default 0.08)")]
+     "decoders (default 0.08)"),
+    ("--ridge", ("small-decoders", "least-error"), None, "how the ridge lambda is chosen: the largest within the "
+     "drift tolerance (small-decoders, the default: robust to noise and mismatch) or the least validation error "
+     "(least-error: the most exact drift; what a spike-coordinated conversion's basis uses)")]
 #: The options of a fit: the system (:func:`ddm_neuro.sde.load.load_sde`), :data:`FIT_SETTINGS`, parameter overrides.
 FIT = [("system", str, None, "built-in name (see 'systems') or a .toml spec file"), *FIT_SETTINGS,
        ("--param NAME=VALUE", APPEND, None, "override an SDE parameter")]
@@ -88,7 +91,7 @@ def lif_neuron(neuron, tau_ref=None, max_rates=None):
 
 
 def fit_settings(*, n_neurons=512, neuron=None, seed=0, tau=0.02, time_scale=None, steps=200, spiking=False,
-                 spike_budget=None, spike_drift_cap=None, tau_ref=None, max_rates=None):
+                 spike_budget=None, spike_drift_cap=None, tau_ref=None, max_rates=None, ridge=None):
     """The keywords of :func:`ddm_neuro.fit.matching.fit` that the options of :data:`FIT_SETTINGS` choose.
 
     ``spiking`` (or a ``spike_budget``) chooses the ridge lambda for spike
@@ -109,12 +112,14 @@ def fit_settings(*, n_neurons=512, neuron=None, seed=0, tau=0.02, time_scale=Non
         Largest validation drift error the spiking lambda may accept.
     tau_ref, max_rates : optional
         LIF parameters (:func:`lif_neuron`).
+    ridge : {"small-decoders", "least-error"}, optional
+        How the ridge lambda is chosen (:data:`~ddm_neuro.fit.decoders.RIDGE_RULES`; default small-decoders).
 
     Returns
     -------
     dict
         ``n_neurons``, ``neuron``, ``seed``, ``tau``, ``time_scale``, ``steps``, and ``spike_budget`` /
-        ``spike_drift_cap`` where they apply.
+        ``spike_drift_cap`` / ``ridge`` where they apply.
 
     Raises
     ------
@@ -129,6 +134,8 @@ def fit_settings(*, n_neurons=512, neuron=None, seed=0, tau=0.02, time_scale=Non
         budget = SPIKING_BUDGET
     if spike_drift_cap is not None and budget is None:
         raise DDMError("--spike-drift-cap applies to the spiking lambda choice: add --spiking or --spike-budget")
+    if ridge not in (None, "small-decoders") and budget is not None:
+        raise DDMError(f"--ridge {ridge} and --spiking/--spike-budget both choose the ridge lambda; give one")
     neuron = neuron or ("lif" if budget is not None else "tanh")
     if budget is not None and neuron != "lif":
         raise DDMError(f"--spiking/--spike-budget choose the ridge for spiking LIF networks; --neuron {neuron} "
@@ -139,6 +146,8 @@ def fit_settings(*, n_neurons=512, neuron=None, seed=0, tau=0.02, time_scale=Non
         out["spike_budget"] = budget
     if spike_drift_cap is not None:
         out["spike_drift_cap"] = spike_drift_cap
+    if ridge is not None:
+        out["ridge"] = ridge
     return out
 
 

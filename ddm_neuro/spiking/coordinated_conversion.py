@@ -7,7 +7,8 @@ or with ``--network coordinated`` (in brian2-cpp the pilot runs that tune
 delta run in torch's loop, the same network and steps; the verification in
 Brian2 C++):
 
-1. **fit** the basis: a tanh rate network (closed form; a tanh source model
+1. **fit** the basis: a tanh rate network (closed form, with the ridge of least
+   drift error, :data:`~ddm_neuro.fit.decoders.RIDGE_RULES`; a tanh source model
    without hardware-constrained weights is used as it is);
 2. **coordinate**: tune delta so that N neurons fire at
    :data:`~ddm_neuro.spiking.coordinated.RATE_HZ` (pilot runs), measure the
@@ -71,7 +72,6 @@ def coordinated_stages(result, stages, best, sde, model0, plugin, u0, seed, prog
     ``verify_stage`` (its verification stage) and ``verify_seed`` (seed offset of verification runs) come from
     :mod:`~ddm_neuro.spiking.pipeline`, which calls this.
     """
-    from ..fit.matching import fit
     from .coordinated import RATE_HZ, jitter_exponent, jitter_limit, size_for_jitter, tune_delta
     from .noise import verify_lag
 
@@ -89,8 +89,8 @@ def coordinated_stages(result, stages, best, sde, model0, plugin, u0, seed, prog
     if usable:
         basis, how = model0, "the source tanh model"
     else:
-        basis = fit(sde, n_neurons=BASIS_N, seed=seed, steps=0, progress=progress, **given["fit_options"])
-        how = "fitted from the target SDE (tanh, closed form)"
+        basis = _fit_basis(sde, BASIS_N, seed, progress, given["fit_options"])
+        how = "fitted from the target SDE (tanh, closed form, ridge of least error)"
     err = basis.meta.get("fit", {}).get("drift_error")
     ch["basis"] = choice(basis.n_neurons, f"{how}; the spiking neurons read their slow input through it "
                                           "(held-out drift error "
@@ -153,8 +153,7 @@ def coordinated_stages(result, stages, best, sde, model0, plugin, u0, seed, prog
             if new_t != T:
                 stages.start("fit", f"the basis again, for a time scale {new_t / T:.3g}x longer ({new_t:.4g} s per "
                                     "time unit): more spikes per time unit at the same N and rate")
-                basis = fit(sde, n_neurons=basis.n_neurons, seed=seed, steps=0, progress=progress,
-                            time_scale=new_t, **given["fit_options"])
+                basis = _fit_basis(sde, basis.n_neurons, seed, progress, given["fit_options"], time_scale=new_t)
                 err = basis.meta.get("fit", {}).get("drift_error")
                 stages.say("held-out drift error " + ("n/a" if err is None else f"{100 * err:.2f} %"))
             model, facts = _resize(basis, n, new_n, facts, rate_hz=RATE_HZ, seed=seed, lag=lag, u0=u0,
@@ -250,6 +249,17 @@ def _resize(basis, n_old, n_new, facts, *, rate_hz, seed, lag, u0, stages, progr
     stages.say(f"N = {n_new}: delta {facts['delta']:.4g}, {facts['rate_hz']:.1f} Hz, jitter {facts['jitter']:.3g}x "
                f"(limit {limit:.3g})")
     return model, facts
+
+
+def _fit_basis(sde, n_basis, seed, progress, fit_options, time_scale=None):
+    """The basis: tanh, closed form, with the ridge of least drift error (its drift is the network's; it has no
+    off-subspace noise for large decoders to amplify) unless ``fit_options`` say otherwise."""
+    from ..fit.matching import fit
+
+    options = {"ridge": "least-error", **fit_options}
+    if time_scale is not None:
+        options["time_scale"] = time_scale
+    return fit(sde, n_neurons=n_basis, seed=seed, steps=0, progress=progress, **options)
 
 
 def _final(basis, n, facts, why, noise_spikes=False):
