@@ -65,7 +65,8 @@ def test_noise_free_run_takes_the_torch_loops_steps(tmp_path):
     """An input-driven target (``switch``, a small closed-form basis), noise-free, its input stepping between the
     cues: from the same seed and start states the Brian2 C++ read-out and spikes (two OpenMP threads, one per
     trial) are the torch loop's, and the input moved them (its weights reach the latent through the basis units
-    here: ``D B`` is 0 in this fit)."""
+    here: ``D B`` is 0 in this fit). A second run, other seed and input, reuses the compiled binary and is the
+    torch loop's too."""
     from ddm_neuro.fit.matching import fit
     from ddm_neuro.run.inputs import InputSignal
     from ddm_neuro.sde.systems import get_system
@@ -89,6 +90,14 @@ def test_noise_free_run_takes_the_torch_loops_steps(tmp_path):
     assert b.meta["integration_dt"] == t.meta["integration_dt"] and t.meta["integration_dt"] * model.time_scale < 1e-5
     still = plugins.simulate(model, 2.0, backend="torch", **{**kw, "u": InputSignal.constant(np.zeros(1))})
     assert np.abs(t.z - still.z).max() > 0.05
+    # a second run of the same network and settings reuses the binary, with its own starts, input and seed
+    kw2 = {**kw, "seed": 6, "u": InputSignal.random_steps(np.array([-0.5]), np.array([0.5]), 0.5, 2.0,
+                                                            np.random.default_rng(6))}
+    b2 = plugins.simulate(model, 2.0, backend="brian2-cpp", threads=2, **kw2)
+    t2 = plugins.simulate(model, 2.0, backend="torch", threads=1, **kw2)
+    assert b.meta["compile_seconds"] > 0 and b2.meta["compile_seconds"] == 0
+    np.testing.assert_allclose(b2.z, t2.z, rtol=0, atol=1e-9)
+    assert np.abs(b2.z - b.z).max() > 0.05
     check_exported_project(model, tmp_path, kw)
 
 

@@ -6,12 +6,21 @@ runs go through ``runner.run_coordinated_build``, as an exported project's ``run
 """
 from __future__ import annotations
 
+import atexit
+import hashlib
+import json
 import shutil
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+
+#: Compiled builds kept for reuse in this process (the binary takes start states, inputs, duration and seed as
+#: arguments, so the runs of a verification at several input levels, or of a pilot series, compile once).
+KEEP_BUILDS = 2
+_BUILDS = {}   # key -> (folder, build facts); insertion order is age
+
 
 def coordinated_spec(model):
     """The plain spec of a coordinated model (``coordinated_network.py``'s module docstring): ``(arrays, info)``.
@@ -41,9 +50,12 @@ def coordinated_spec(model):
 def run(plan):
     """Run a spiking-mode plan of a coordinated model as Brian2 ``cpp_standalone``; return the Trajectory.
 
-    Each run builds and compiles the network (``coordinated_network.build_coordinated_project``, about 10 s
-    here) in a temporary folder under the build cache, runs it once with the plan's start states, inputs,
-    duration and seed as the binary's arguments (``runner.run_coordinated_build``), and removes the folder.
+    A run builds and compiles the network (``coordinated_network.build_coordinated_project``, about 10 s
+    here) in a temporary folder under the build cache and runs it with the plan's start states, inputs,
+    duration and seed as the binary's arguments (``runner.run_coordinated_build``). The last
+    :data:`KEEP_BUILDS` builds are kept for the rest of the process (removed at its exit): a later run of the
+    same network, trials, recording step, noise, spike recording, number of input rows and threads reuses
+    the binary instead of compiling it again.
     Noise-free runs follow the torch back end's compiled loop (``ddm_neuro.run.step_loops``) step for step
     from the same start states; noisy runs draw Brian2's own normal numbers (the same law, other draws).
     Options: ``record_spikes``. With ``plan.threads`` K > 1 the build runs K OpenMP threads, each over whole
@@ -72,19 +84,27 @@ def run(plan):
     rng = np.random.default_rng(plan.seed)
     z_start = plan.start_states(rng)
     u = _inputs(plan)
-    root = Path(cache_dir("brian2_cpp"))
-    root.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".coordinated-", dir=root))
+    settings = {"trials": plan.trials, "record_dt": plan.record_dt, "noise": noisy, "record_spikes": record_spikes,
+                "input_steps": len(u) if u is not None else 1, "threads": threads}
+    key = _build_key(arrays, info, settings)
     t0 = time.perf_counter()
+    kept = _BUILDS.pop(key, None)
+    if kept is not None and not (Path(kept[0]) / "main").exists():
+        kept = None
+    tmp = None
     try:
         with terminate_as_interrupt():
-            with ticking("brian2-cpp: generating and compiling the coordinated network", plan.progress):
-                try:
-                    m = build_coordinated_project(arrays, info, tmp, trials=plan.trials, record_dt=plan.record_dt,
-                                                  noise=noisy, record_spikes=record_spikes,
-                                                  input_steps=len(u) if u is not None else 1, threads=threads)
-                except CompileError as exc:
-                    raise DDMError(f"brian2-cpp: {exc}") from None
+            if kept is None:
+                root = Path(cache_dir("brian2_cpp"))
+                root.mkdir(parents=True, exist_ok=True)
+                tmp = Path(tempfile.mkdtemp(prefix=".coordinated-", dir=root))
+                with ticking("brian2-cpp: generating and compiling the coordinated network", plan.progress):
+                    try:
+                        m = build_coordinated_project(arrays, info, tmp, **settings)
+                    except CompileError as exc:
+                        raise DDMError(f"brian2-cpp: {exc}") from None
+            else:
+                tmp, m = Path(kept[0]), dict(kept[1], compile_seconds=0.0)
             t1 = time.perf_counter()
             with ticking(f"brian2-cpp: running {plan.trials} x {plan.duration:g} time units (coordinated)",
                          plan.progress):
@@ -94,8 +114,11 @@ def run(plan):
                 except RunError as exc:
                     raise DDMError(f"brian2-cpp: the coordinated network: {exc}") from None
             run_s = time.perf_counter() - t1
+        _keep(key, tmp, m)
+        tmp = None
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
     compile_s = m["compile_seconds"]
     if plan.progress:
         print(f"brian2-cpp: ran {plan.trials} x {plan.duration:g} time units in {run_s:.1f} s (coordinated network, "
@@ -109,6 +132,29 @@ def run(plan):
         integration_dt=m["dt"], neuron={"name": "coordinated", "cost": info["cost"]},
         tau_syn=model.tau, time_scale=model.time_scale, device="cpp_standalone", threads=threads,
         compile_seconds=compile_s, run_seconds=run_s, total_seconds=time.perf_counter() - t0)
+
+
+def _build_key(arrays, info, settings):
+    """A digest of everything a build depends on: the network's arrays and settings and the run's build settings."""
+    h = hashlib.sha256(json.dumps([info, settings], sort_keys=True, default=str).encode())
+    for name in sorted(arrays):
+        a = np.ascontiguousarray(arrays[name], dtype=np.float64)
+        h.update(name.encode() + str(a.shape).encode() + a.tobytes())
+    return h.hexdigest()
+
+
+def _keep(key, folder, facts):
+    """Keep a build for reuse; the oldest beyond :data:`KEEP_BUILDS` is removed."""
+    _BUILDS[key] = (str(folder), facts)
+    while len(_BUILDS) > KEEP_BUILDS:
+        old = next(iter(_BUILDS))
+        shutil.rmtree(_BUILDS.pop(old)[0], ignore_errors=True)
+
+
+@atexit.register
+def _remove_builds():
+    while _BUILDS:
+        shutil.rmtree(_BUILDS.popitem()[1][0], ignore_errors=True)
 
 
 def _inputs(plan):
