@@ -75,6 +75,8 @@ DT_MAX_S = 2e-5
 HOLD_S = 2e-5
 #: Mean rate delta is tuned to (Hz per neuron): the rate of the LIF conversions it replaces (68-77 Hz).
 RATE_HZ = 70.0
+#: Work of one call of the compiled loop (steps x trials x (N + M)): the interrupt and progress granularity.
+CHUNK_WORK = 1e9
 #: Largest dimension the compiled loop takes.
 MAX_DIM = 16
 
@@ -292,7 +294,8 @@ def simulate_coordinated(model, plan_or_none=None, *, duration=None, trials=1, r
     errs = np.full((trials, n_rec, d), np.nan) if error else None
     if error:
         errs[:, 0] = 0.0
-    chunk = max(1, min(n_rec - 1, int(5e5 // max(1, sub)) or 1))   # about 5e5 steps per call: a progress tick
+    # about CHUNK_WORK step x trial x unit per call (1-2 s on one core here): a progress tick, and Ctrl-C is seen
+    chunk = max(1, min(n_rec - 1, int(CHUNK_WORK // max(1, sub * trials * (N + M)))))
     # spike buffers per trial and call: four times the tuned rate's count (a fuller one is refused, not cut)
     max_sp = int(record_spikes and 4 * cfg["rate_hz"] * N * chunk * record_dt * model.time_scale + 1000)
     none = np.zeros(1)
