@@ -289,3 +289,26 @@ def test_entropy_production_takes_its_noise_covariance_at_the_lag():
     assert abs(w20 - 2 * w ** 2 / k) < 4 * s_w20 + 0.05 * 8, w20
     assert abs(f20 - w20) < 4 * np.hypot(s_w20, s_f20), (f20, w20, s_w20, s_f20)
     assert f1 - w1 > 10 * s_w1, (f1, w1, s_w1)
+
+
+@pytest.mark.parametrize("times", [(np.array([]), np.array([])), (np.array([1.0, 2.0]), np.array([])),
+                                   (np.array([]), np.array([1.5, 3.0]))])
+def test_switching_figure_without_switches_warns_nothing(times):
+    """An input level at which neither the network nor the target switches (a cue holds one well) still gets its
+    figure, titled so, with no matplotlib warning leaking into the conversion's output."""
+    import warnings
+    from types import SimpleNamespace
+
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ddm_neuro.verify.figures import _switching
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fig = _switching(SimpleNamespace(data={"switch_times": times}), None, None)
+    ax = fig.axes[0]
+    assert ("no switches" in ax.get_title()) == (len(times[0]) + len(times[1]) == 0)
+    assert (ax.get_legend() is not None) == (len(times[0]) + len(times[1]) > 0)
+    plt.close(fig)

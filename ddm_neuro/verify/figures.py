@@ -190,5 +190,9 @@ def _switching(report, traj, refs):
         ax.hist(tgt, bins=bins, density=True, color=TGT, alpha=0.4, label="target")
     if len(net):
         ax.hist(net, bins=bins, density=True, histtype="step", color=NET, label="network")
-    ax.set_xlabel("time between switches"), ax.legend(fontsize=8)
+    ax.set_xlabel("time between switches")
+    if len(net) + len(tgt):
+        ax.legend(fontsize=8)
+    else:
+        ax.set_title("no switches in the network's runs or the target's", fontsize=9)
     return fig
