@@ -1,5 +1,6 @@
 """One-command spiking conversion (issue 21): choices, the stops, provenance, the report, and the verify gate."""
 import json
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -8,6 +9,7 @@ import pytest
 from ddm_neuro.cli import main
 from ddm_neuro.errors import DDMError
 from ddm_neuro.network import LatentRNN
+from ddm_neuro.sde.load import load_sde
 from ddm_neuro.sde.systems import get_system
 from ddm_neuro.spiking import pipeline
 from ddm_neuro.spiking.calibration import cue_levels
@@ -51,11 +53,14 @@ def test_auto_builds_coordinated_networks_where_they_run(small_model):
                                    kind="stochastic") == ("independent", "given")
 
 
-def test_cue_levels_are_zero_and_half_the_range_either_way():
+def test_cue_levels_are_the_base_and_halfway_to_either_end_of_the_range():
     sw = get_system("switch")
     levels = cue_levels(sw)
     assert [lv.tolist() for lv in levels] == [[0.0], [0.5], [-0.5]]
     assert cue_levels(get_system("ou")) == [None]
+    fhn = load_sde(Path(__file__).parents[1] / "examples" / "fitzhugh_nagumo.toml")   # I in [0, 1]: inside it
+    assert [lv.tolist() for lv in cue_levels(fhn, np.array([0.5]))] == [[0.5], [0.75], [0.25]]
+    assert [lv.tolist() for lv in cue_levels(fhn, np.array([0.25]))] == [[0.25], [0.75]]
 
 
 def test_collapse_counts_only_runs_that_stop_moving():

@@ -32,8 +32,8 @@ OPTIONS = [
     ("--foci-trials", COUNT, 8, "runs per focus and step (default 8)"),
     ("--input INPUT", str, None, "constant input of the calibration runs, NAME=VALUE (';' between inputs; default 0): "
      "calibrate at the input the network will run at", "u"),
-    ("--cues", FLAG, None, "input-driven models: calibrate at the --input level and at half the input range either "
-     "way on each input (the cue inputs convert verifies at), --trials runs at each, each level's error cancelled "
+    ("--cues", FLAG, None, "input-driven models: calibrate at the --input level and halfway from each input range's "
+     "centre to either end (the cue inputs convert verifies at), --trials runs at each, each level's error cancelled "
      "at that level (a correction measured at one input does not carry to the others)"),
     ("--seed", SEED, 0, "seed of the calibration runs and their start states (default 0)")]
 
@@ -70,7 +70,9 @@ def calibration_input(model, u):
 
 def cue_levels(sde, u0=None):
     """The input levels of an input-driven target's calibration and verification: ``u0`` (default zero), then
-    half the input range either way on each input channel (its cue inputs); ``[None]`` without inputs.
+    halfway from the centre of each input channel's range to either end (its cue inputs: +-0.5 for a range of
+    [-1, 1]; 0.25 and 0.75 for [0, 1], inside the range, where a fit has support on both sides); ``[None]`` without
+    inputs.
 
     Parameters
     ----------
@@ -87,7 +89,7 @@ def cue_levels(sde, u0=None):
     levels = [base]
     for i, name in enumerate(sde.inputs):
         lo, hi = sde.input_range.get(name, (-1.0, 1.0))
-        for v in (0.5 * hi, 0.5 * lo):
+        for v in (0.75 * hi + 0.25 * lo, 0.25 * hi + 0.75 * lo):
             if v != base[i]:
                 lv = base.copy()
                 lv[i] = v

@@ -128,7 +128,7 @@ OPTIONS = [
     ("--max-neurons N", COUNT, None, f"largest N the spike noise may raise it to (default {MAX_NEURONS}); above it "
      "the conversion stops before any calibration and says the N it needs"),
     ("--input INPUT", str, None, "base input of calibration and verification, NAME=VALUE (';' between inputs; "
-     "default 0); both also run at half the input range either way", "u"),
+     "default 0); both also run halfway from the input range's centre to either end", "u"),
     ("--param NAME=VALUE", APPEND, None, "override an SDE parameter (a system or spec source)"),
     ("--report DIR", str, None, "report folder: summary.md, conversion.json, the verify report and figures "
      "(default: the output's name with _report)"),
