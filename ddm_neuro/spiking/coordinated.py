@@ -28,8 +28,9 @@ plus M rate units. ``G dW`` enters as a shared d-dimensional input current
 ``D^T G dW`` (the analogue of the rate network's shared noise), or, with
 noise spikes (:func:`noise_spike_map`), as random spikes whose jumps of the
 read-out carry the noise's covariance themselves. The basis is
-evaluated every :data:`HOLD_S` seconds and held in between; ``e`` leaks with
-``tau``.
+evaluated every :data:`HOLD_S` seconds and held in between. ``e`` does not
+leak (models made before 2026-12-08 let it leak with ``tau``, which biased the
+drift: :func:`error_leak`).
 
 Decoders: random directions, isotropic after whitening by the basis's mean
 noise covariance, all of norm ``delta``. ``delta`` is tuned so that the mean
@@ -162,9 +163,23 @@ def make_coordinated(basis, n_neurons, delta, *, rate_hz=RATE_HZ, cost=COST, see
                                  "cost": float(cost), "seed": int(seed),
                                  "whitening": (whitening(basis) if whiten is None else np.asarray(whiten)).tolist(),
                                  "hold_s": HOLD_S, "p_spike": P_SPIKE,
-                                 "dt_max_s": DT_MAX_S, "noise_spikes": bool(noise_spikes),
+                                 "dt_max_s": DT_MAX_S, "noise_spikes": bool(noise_spikes), "error_leak": False,
                                  **({"chosen": why} if why else {})}
     return model
+
+
+def error_leak(model, dt_s):
+    """The read-out error's leak per step of ``dt_s`` seconds: 0 (models made since it was found to bias the drift),
+    or ``1 - exp(-dt_s / tau)`` for a model whose settings predate ``error_leak`` (so its runs stay as they were).
+
+    With the leak, the internal state ``x = x_hat + e`` obeys ``dx = f(x_hat) ds - e dt / tau``: where the error
+    sits on average off zero (on the threshold facing the read-out's own leak), the read-out's drift is
+    ``f - (T / tau) mean(e)``, about 0.16 % of stochastic Lorenz's at T = 1.05 s and twice that at 2.1 s (the
+    verifier resolves 0.1 %); without it, 0.03 % at either (noise-free runs, ``benchmarks/RESULTS_conversion.md``).
+    """
+    if coordinated(model).get("error_leak", True):
+        return 1.0 - math.exp(-dt_s / model.tau)
+    return 0.0
 
 
 def noise_spike_map(D):
@@ -317,7 +332,7 @@ def simulate_coordinated(model, plan_or_none=None, *, duration=None, trials=1, r
             args = CoordArgs(T=trials, N=N, d=d, M=M, k=k, n_int=n, sub=sub, hold=hold, threads=max(1, int(threads)),
                              noisy=int(noisy), max_spikes=max_sp, step0=done * sub, noise_spikes=int(spikes_noise),
                              h=h,
-                             a=math.exp(-dt_s / model.tau), lk=1.0 - math.exp(-dt_s / model.tau), ct=arr["ct"],
+                             a=math.exp(-dt_s / model.tau), lk=error_leak(model, dt_s), ct=arr["ct"],
                              dt_s=dt_s / model.time_scale)
             for name in ("A", "x0", "Kt", "cst", "Bx", "DB", "na", "nc", "Ks", "LL"):
                 setattr(args, name, ptr(arr[name]) if arr[name].size else ptr(none))

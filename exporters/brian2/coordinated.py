@@ -43,7 +43,8 @@ def coordinated_spec(model):
     info = {"ct": float(arr["ct"]), "tau": float(model.tau), "time_scale": float(model.time_scale),
             "step_max_s": longest_step(model), "hold_s": float(cfg.get("hold_s", HOLD_S)),
             "n_neurons": int(cfg["n_neurons"]), "delta": float(cfg["delta"]), "cost": float(cfg["cost"]),
-            "rate_hz": float(cfg["rate_hz"]), "noise_spikes": bool(cfg.get("noise_spikes"))}
+            "rate_hz": float(cfg["rate_hz"]), "noise_spikes": bool(cfg.get("noise_spikes")),
+            "error_leak": bool(cfg.get("error_leak", True))}
     return arrays, info
 
 

@@ -8,7 +8,8 @@ The same network and step as the torch back end's compiled loop (``ddm_neuro/run
         r = tanh(A^T (xh + c) + x0 + Bx^T u),  s2 = na (1 + r) / 2 + nc
         g = Kt r - ct (xh + c) + cst + DB u,   C = Ks diag(s2) Ks^T + LL,   L = chol(C h)
     every step:
-        e  += g h + L xi + (1 - a) xh - lk e,   xh *= a      (a = exp(-dt / tau), lk = 1 - a; Ito)
+        e  += g h + L xi + (1 - a) xh - lke e,   xh *= a     (a = exp(-dt / tau), Ito; lke = 0, or 1 - a where
+                                                            info["error_leak"] is true or absent: older specs)
         V_j = D_j . e - thr_j;  the neuron with the largest positive V_j spikes: e -= D_j, xh += D_j
     with noise spikes (``info["noise_spikes"]``), instead of L xi: e -= m, and neuron j also fires at random with
     probability lam_j (held with the basis: lam_j = D_j^T B D_j, B = Pinv (C h), m = sum_j lam_j D_j), moving
@@ -35,7 +36,7 @@ The network is built from a plain spec (:func:`build_coordinated_network`): arra
 (the centre folded in), ``Kt``, ``Ks`` (d, M), ``na``, ``nc`` (M,), ``LL`` (d, d), ``cst`` (d,) (the
 centre folded in), ``Bx`` (k, M), ``DB`` (d, k), decoders ``D`` (d, N), thresholds ``thr`` (N,) and the noise
 spikes' map ``Pinv`` (``ddm_neuro.spiking.coordinated.noise_spike_map``), and ``info`` with ``ct``, ``tau`` and
-``time_scale`` (seconds), ``step_max_s``, ``hold_s`` and ``noise_spikes``. A built project
+``time_scale`` (seconds), ``step_max_s``, ``hold_s``, ``noise_spikes`` and ``error_leak``. A built project
 (:func:`build_coordinated_project`) is compiled once and run many times: start read-outs, inputs, the stop
 time and the seed are arguments of the binary (``runner.py``).
 """
@@ -256,7 +257,9 @@ def build_coordinated_network(arrays, info, *, trials, record_dt, noise=True, re
     basis_code, basis_args = _basis_kernel(name, d, k, M, arrays["LL"] if noise else None,
                                            (N, np.asarray(arrays["Pinv"]), h_sde) if spikes_noise else None)
     pick_code, pick_args = _pick_kernel(name, d, N)
+    # the error's leak: none, unless the spec says so (models made before 2026-12-08; it biased the drift)
     ns = {"h_sde": h_sde, "a_leak": a, "lk": 1.0 - a, "ct": float(info["ct"]),
+          "lke": (1.0 - a) if info.get("error_leak", True) else 0.0,
           "ddm_coord_basis": _kernel("ddm_coord_basis", basis_code, basis_args, "float"),
           "ddm_coord_pick": _kernel("ddm_coord_pick", pick_code, pick_args, "integer"),
           **(_noise_kernels(name, d, N) if spikes_noise else {})}
@@ -329,7 +332,7 @@ def build_coordinated_network(arrays, info, *, trials, record_dt, noise=True, re
     code = [f"nz_{q} = randn()" for q in range(d)] if noise and not spikes_noise else []
     for p in range(d):
         nz = f" - lm_{p}" if spikes_noise else "".join(f" + lL_{p}_{q}*nz_{q}" for q in range(p + 1)) if noise else ""
-        code.append(f"e_{p} += lg_{p}*h_sde{nz} + lk*xh_{p} - lk*e_{p}")
+        code.append(f"e_{p} += lg_{p}*h_sde{nz} + lk*xh_{p} - lke*e_{p}")
         code.append(f"xh_{p} = a_leak*xh_{p}")
     code.append("best_i = ddm_coord_pick(i" + "".join(f", e_{q}" for q in range(d)) + ")")
     if spikes_noise:
