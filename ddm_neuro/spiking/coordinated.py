@@ -175,7 +175,7 @@ def error_leak(model, dt_s):
     With the leak, the internal state ``x = x_hat + e`` obeys ``dx = f(x_hat) ds - e dt / tau``: where the error
     sits on average off zero (on the threshold facing the read-out's own leak), the read-out's drift is
     ``f - (T / tau) mean(e)``, about 0.16 % of stochastic Lorenz's at T = 1.05 s and twice that at 2.1 s (the
-    verifier resolves 0.1 %); without it, 0.03 % at either (noise-free runs, ``benchmarks/RESULTS_conversion.md``).
+    verifier resolves 0.1 %); without it, 0.03 % at either (noise-free runs, ``benchmarks/coordinated_drift_bias.py``).
     """
     if coordinated(model).get("error_leak", True):
         return 1.0 - math.exp(-dt_s / model.tau)
