@@ -66,7 +66,7 @@ def test_noise_free_run_takes_the_torch_loops_steps(tmp_path):
     cues: from the same seed and start states the Brian2 C++ read-out and spikes (two OpenMP threads, one per
     trial) are the torch loop's, and the input moved them (its weights reach the latent through the basis units
     here: ``D B`` is 0 in this fit). A second run, other seed and input, reuses the compiled binary and is the
-    torch loop's too."""
+    torch loop's too, and so is a leaky older model's."""
     from ddm_neuro.fit.matching import fit
     from ddm_neuro.run.inputs import InputSignal
     from ddm_neuro.sde.systems import get_system
@@ -98,6 +98,14 @@ def test_noise_free_run_takes_the_torch_loops_steps(tmp_path):
     assert b.meta["compile_seconds"] > 0 and b2.meta["compile_seconds"] == 0
     np.testing.assert_allclose(b2.z, t2.z, rtol=0, atol=1e-9)
     assert np.abs(b2.z - b.z).max() > 0.05
+    # a model file made before the read-out error stopped leaking keeps its leak in Brian2 as in torch
+    import copy
+    leaky = copy.deepcopy(model)
+    del leaky.meta["coordinated"]["error_leak"]
+    bl = plugins.simulate(leaky, 2.0, backend="brian2-cpp", threads=2, **kw)
+    tl = plugins.simulate(leaky, 2.0, backend="torch", threads=1, **kw)
+    np.testing.assert_allclose(bl.z, tl.z, rtol=0, atol=1e-9)
+    assert np.abs(bl.z - b.z).max() > 1e-6
     check_exported_project(model, tmp_path, kw)
 
 
