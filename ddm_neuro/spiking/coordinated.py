@@ -30,7 +30,7 @@ noise spikes (:func:`noise_spike_map`), as random spikes whose jumps of the
 read-out carry the noise's covariance themselves. The basis is
 evaluated every :data:`HOLD_S` seconds and held in between. ``e`` does not
 leak (models made before 2026-12-08 let it leak with ``tau``, which biased the
-drift: :func:`error_leak`).
+drift: :func:`error_leaks`).
 
 Decoders: random directions, isotropic after whitening by the basis's mean
 noise covariance, all of norm ``delta``. ``delta`` is tuned so that the mean
@@ -168,18 +168,16 @@ def make_coordinated(basis, n_neurons, delta, *, rate_hz=RATE_HZ, cost=COST, see
     return model
 
 
-def error_leak(model, dt_s):
-    """The read-out error's leak per step of ``dt_s`` seconds: 0 (models made since it was found to bias the drift),
-    or ``1 - exp(-dt_s / tau)`` for a model whose settings predate ``error_leak`` (so its runs stay as they were).
+def error_leaks(model):
+    """Whether ``model``'s read-out error leaks at 1 / tau: not in models made since it was found to bias the drift;
+    in a model whose settings predate ``error_leak`` (so its runs stay as they were).
 
     With the leak, the internal state ``x = x_hat + e`` obeys ``dx = f(x_hat) ds - e dt / tau``: where the error
     sits on average off zero (on the threshold facing the read-out's own leak), the read-out's drift is
     ``f - (T / tau) mean(e)``, about 0.16 % of stochastic Lorenz's at T = 1.05 s and twice that at 2.1 s (the
     verifier resolves 0.1 %); without it, 0.03 % at either (noise-free runs, ``benchmarks/coordinated_drift_bias.py``).
     """
-    if coordinated(model).get("error_leak", True):
-        return 1.0 - math.exp(-dt_s / model.tau)
-    return 0.0
+    return bool(coordinated(model).get("error_leak", True))
 
 
 def noise_spike_map(D):
@@ -316,6 +314,7 @@ def simulate_coordinated(model, plan_or_none=None, *, duration=None, trials=1, r
     none = np.zeros(1)
     sp_t, sp_i = [], []
     ptr = lambda a: a.ctypes.data  # noqa: E731
+    leak = (1.0 - math.exp(-dt_s / model.tau)) if error_leaks(model) else 0.0   # older models only
     bar = tqdm(total=n_rec - 1, desc="simulate coordinated", disable=not progress, unit="sample")
     done = 0
     try:
@@ -332,7 +331,7 @@ def simulate_coordinated(model, plan_or_none=None, *, duration=None, trials=1, r
             args = CoordArgs(T=trials, N=N, d=d, M=M, k=k, n_int=n, sub=sub, hold=hold, threads=max(1, int(threads)),
                              noisy=int(noisy), max_spikes=max_sp, step0=done * sub, noise_spikes=int(spikes_noise),
                              h=h,
-                             a=math.exp(-dt_s / model.tau), lk=error_leak(model, dt_s), ct=arr["ct"],
+                             a=math.exp(-dt_s / model.tau), lk=leak, ct=arr["ct"],
                              dt_s=dt_s / model.time_scale)
             for name in ("A", "x0", "Kt", "cst", "Bx", "DB", "na", "nc", "Ks", "LL"):
                 setattr(args, name, ptr(arr[name]) if arr[name].size else ptr(none))

@@ -28,8 +28,8 @@ def coordinated_spec(model):
     The basis's drift and noise as the torch loop takes them (``ddm_neuro.spiking.coordinated.basis_arrays``),
     the centre folded into ``x0`` and ``cst``, the decoders and thresholds, and the step's settings.
     """
-    from ddm_neuro.spiking.coordinated import (HOLD_S, basis_arrays, coordinated, decoders, longest_step,
-                                              noise_spike_map)
+    from ddm_neuro.spiking.coordinated import (HOLD_S, basis_arrays, coordinated, decoders, error_leaks,
+                                              longest_step, noise_spike_map)
 
     cfg = coordinated(model)
     arr = basis_arrays(model)
@@ -44,7 +44,7 @@ def coordinated_spec(model):
             "step_max_s": longest_step(model), "hold_s": float(cfg.get("hold_s", HOLD_S)),
             "n_neurons": int(cfg["n_neurons"]), "delta": float(cfg["delta"]), "cost": float(cfg["cost"]),
             "rate_hz": float(cfg["rate_hz"]), "noise_spikes": bool(cfg.get("noise_spikes")),
-            "error_leak": bool(cfg.get("error_leak", True))}
+            "error_leak": error_leaks(model)}
     return arrays, info
 
 
